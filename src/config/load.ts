@@ -1,0 +1,244 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { Ajv, type ErrorObject } from 'ajv';
+import { ConfigError } from '../errors.js';
+import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
+import { YamlSource, pointerToPath } from './yaml-source.js';
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The validated, frozen server configuration. Keys mirror the config file. */
+export interface SwitchyardConfig {
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly body_limit_bytes: number;
+    readonly keep_alive_timeout_ms: number;
+    readonly shutdown_grace_ms: number;
+  };
+  readonly upstream: {
+    readonly base_url: string;
+    readonly api_key: string | undefined;
+    readonly connect_timeout_ms: number;
+    readonly headers_timeout_ms: number;
+    readonly idle_timeout_ms: number;
+    readonly keep_alive_timeout_ms: number;
+    readonly http_referer: string | undefined;
+    readonly app_title: string | undefined;
+  };
+  readonly client_auth: { readonly keys: readonly string[] };
+  readonly rules_file: string;
+  readonly log: { readonly level: LogLevel };
+  /** The config file that was read, if any. */
+  readonly config_file: string | undefined;
+}
+
+type Json = Record<string, unknown>;
+
+function settingSchema(spec: SettingSpec): Json {
+  switch (spec.type) {
+    case 'integer':
+      return { type: 'integer', ...(spec.minimum !== undefined && { minimum: spec.minimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
+    case 'string':
+      return { type: 'string', minLength: 1 };
+    case 'url':
+      return { type: 'string', pattern: '^https?://[^\\s]+$' };
+    case 'log-level':
+      return { type: 'string', enum: [...LOG_LEVELS] };
+    case 'string[]':
+      return { type: 'array', items: { type: 'string', minLength: 1 } };
+  }
+}
+
+/** The config file's JSON schema, derived from SETTINGS: nested objects, no unknown keys. */
+function buildSchema(): Json {
+  const root: Json = { type: 'object', additionalProperties: false, properties: {} };
+  for (const spec of SETTINGS) {
+    const parts = spec.path.split('.');
+    let node = root;
+    for (const part of parts.slice(0, -1)) {
+      const props = node.properties as Record<string, Json>;
+      node = props[part] ??= { type: 'object', additionalProperties: false, properties: {} };
+    }
+    (node.properties as Record<string, Json>)[parts[parts.length - 1]!] = settingSchema(spec);
+  }
+  return root;
+}
+
+// Compiled once, at module load.
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validateConfig = ajv.compile(buildSchema());
+
+function getPath(obj: unknown, path: readonly string[]): unknown {
+  let cur = obj;
+  for (const part of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Json)[part];
+  }
+  return cur;
+}
+
+function setPath(obj: Json, path: readonly string[], value: unknown): void {
+  let cur = obj;
+  for (const part of path.slice(0, -1)) {
+    const next = cur[part];
+    cur = next !== null && typeof next === 'object' && !Array.isArray(next) ? (next as Json) : (cur[part] = {});
+  }
+  cur[path[path.length - 1]!] = value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Turns one environment value into the setting's type, or explains why it cannot. */
+function coerceEnv(spec: SettingSpec, raw: string): { value: unknown } | { problem: string } {
+  const shown = spec.secret ? '(secret, not shown)' : JSON.stringify(raw);
+  switch (spec.type) {
+    case 'integer':
+      if (!/^-?\d+$/.test(raw.trim())) return { problem: `must be an integer, got ${shown}` };
+      return { value: Number(raw.trim()) };
+    case 'string[]':
+      return { value: raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0) };
+    default:
+      return { value: raw.trim() };
+  }
+}
+
+export interface LoadConfigOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  /** Read a file; injectable for tests. */
+  readonly readFile?: (path: string) => string;
+}
+
+/**
+ * Defaults <- config file (optional) <- environment, validated once. Throws a ConfigError that
+ * lists every problem, each naming where the bad value came from (file:line:col or the variable).
+ */
+export function loadConfig(options: LoadConfigOptions = {}): SwitchyardConfig {
+  const env = options.env ?? process.env;
+  const readFile = options.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const problems: string[] = [];
+  const merged: Json = {};
+  /** Where each setting's value came from, for error messages. */
+  const origin = new Map<string, string>();
+
+  for (const spec of SETTINGS) {
+    if (spec.default !== undefined) setPath(merged, spec.path.split('.'), Array.isArray(spec.default) ? [...spec.default] : spec.default);
+  }
+
+  const explicitFile = nonEmpty(env[CONFIG_FILE_ENV]);
+  const configFile = explicitFile ?? DEFAULT_CONFIG_FILE;
+  let source: YamlSource | undefined;
+  let fileRead = false;
+  try {
+    source = new YamlSource(configFile, readFile(configFile));
+    fileRead = true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // The default file is optional; a file the operator named explicitly must exist.
+    if (explicitFile !== undefined || code !== 'ENOENT') {
+      problems.push(`${CONFIG_FILE_ENV}=${configFile}: cannot read the config file (${code ?? (err as Error).message})`);
+    }
+  }
+
+  if (source) {
+    problems.push(...source.syntaxErrors);
+    const data = source.data;
+    if (source.syntaxErrors.length === 0 && data !== null && data !== undefined) {
+      if (typeof data !== 'object' || Array.isArray(data)) {
+        problems.push(`${source.where([])}: the config file must be a mapping of settings`);
+      } else {
+        mergeFile(merged, data as Json, [], source, origin);
+      }
+    }
+  }
+
+  for (const spec of SETTINGS) {
+    const raw = nonEmpty(env[spec.env]);
+    if (raw === undefined) continue;
+    const coerced = coerceEnv(spec, raw);
+    if ('problem' in coerced) {
+      problems.push(`${spec.env} (${spec.path}): ${coerced.problem}`);
+      continue;
+    }
+    setPath(merged, spec.path.split('.'), coerced.value);
+    origin.set(spec.path, spec.env);
+  }
+
+  if (!validateConfig(merged)) {
+    for (const error of validateConfig.errors ?? []) problems.push(describeSchemaError(error, source, origin));
+  }
+
+  if (problems.length === 0) problems.push(...semanticProblems(merged, origin));
+  if (problems.length > 0) throw new ConfigError('invalid configuration', problems);
+
+  merged.config_file = fileRead ? configFile : undefined;
+  return deepFreeze(merged) as unknown as SwitchyardConfig;
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+/** Copies file values over the defaults, recording each leaf's position. */
+function mergeFile(target: Json, data: Json, path: string[], source: YamlSource, origin: Map<string, string>): void {
+  for (const [key, value] of Object.entries(data)) {
+    const here = [...path, key];
+    const existing = target[key];
+    if (value !== null && typeof value === 'object' && !Array.isArray(value) && existing !== null && typeof existing === 'object' && !Array.isArray(existing)) {
+      mergeFile(existing as Json, value as Json, here, source, origin);
+    } else {
+      // null in YAML means "use the default"
+      if (value === null) continue;
+      target[key] = value;
+      origin.set(here.join('.'), source.where(here));
+    }
+  }
+}
+
+function describeSchemaError(error: ErrorObject, source: YamlSource | undefined, origin: Map<string, string>): string {
+  const path = pointerToPath(error.instancePath).map(String);
+  if (error.keyword === 'additionalProperty' || error.keyword === 'additionalProperties') {
+    const extra = String((error.params as { additionalProperty: string }).additionalProperty);
+    const full = [...path, extra];
+    const where = source ? source.where(full, { key: true }) : 'config';
+    return `${where}: unknown setting "${full.join('.')}"`;
+  }
+  const dotted = path.join('.');
+  const where = origin.get(dotted) ?? (source ? source.where(path) : 'config');
+  const spec = SETTINGS.find((s) => s.path === dotted);
+  const envHint = spec && where === spec.env ? '' : spec ? ` (env ${spec.env})` : '';
+  let message = error.message ?? 'is invalid';
+  if (error.keyword === 'pattern' && spec?.type === 'url') message = 'must be an http:// or https:// URL';
+  if (error.keyword === 'enum') message = `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+  return `${where}: ${dotted || '(root)'}${envHint} ${message}`;
+}
+
+function semanticProblems(config: Json, origin: Map<string, string>): string[] {
+  const problems: string[] = [];
+  const baseUrl = getPath(config, ['upstream', 'base_url']) as string;
+  try {
+    const url = new URL(baseUrl);
+    if (url.search || url.hash) problems.push(`${origin.get('upstream.base_url') ?? 'upstream.base_url'}: upstream.base_url must not have a query or fragment`);
+  } catch {
+    problems.push(`${origin.get('upstream.base_url') ?? 'upstream.base_url'}: upstream.base_url is not a valid URL`);
+  }
+  const host = getPath(config, ['server', 'host']) as string;
+  if (host !== 'localhost' && isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) {
+    problems.push(`${origin.get('server.host') ?? 'server.host'}: server.host must be an IP address or a host name`);
+  }
+  const clientKeys = getPath(config, ['client_auth', 'keys']) as string[];
+  const apiKey = getPath(config, ['upstream', 'api_key']);
+  if (clientKeys.length > 0 && apiKey === undefined) {
+    problems.push(
+      `${origin.get('client_auth.keys') ?? 'client_auth.keys'}: client_auth.keys needs a server-side key (OPENROUTER_API_KEY): ` +
+        'clients then present Switchyard keys, which must never be forwarded upstream',
+    );
+  }
+  return problems;
+}

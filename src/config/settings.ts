@@ -1,0 +1,99 @@
+/**
+ * Every server setting, in one place: its path in the config file, the environment variable
+ * that overrides it, its JSON schema, its default, the unit, and why the default is what it is.
+ *
+ * The ajv schema of the config file and the README's configuration table are both derived from
+ * this list, so a setting cannot exist in one and be missing from the other.
+ */
+
+export type SettingType = 'string' | 'integer' | 'string[]' | 'url' | 'log-level';
+
+export interface SettingSpec {
+  /** Dotted path in the config file (snake_case, like the rest of the YAML). */
+  readonly path: string;
+  /** Environment variable that overrides the file. */
+  readonly env: string;
+  readonly type: SettingType;
+  readonly default: string | number | readonly string[] | undefined;
+  readonly unit: string;
+  readonly reason: string;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  /** Never printed: neither in logs nor in error messages. */
+  readonly secret?: boolean;
+}
+
+const MiB = 1024 * 1024;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const SETTINGS: readonly SettingSpec[] = Object.freeze([
+  {
+    path: 'server.host', env: 'HOST', type: 'string', default: '127.0.0.1', unit: 'address',
+    reason: 'loopback unless asked otherwise: a proxy holding an API key must not be reachable by accident (the container sets 0.0.0.0)',
+  },
+  {
+    path: 'server.port', env: 'PORT', type: 'integer', default: 8080, unit: 'TCP port', minimum: 0, maximum: 65535,
+    reason: 'the usual unprivileged HTTP port; 0 picks a free port (tests)',
+  },
+  {
+    path: 'server.body_limit_bytes', env: 'BODY_LIMIT_BYTES', type: 'integer', default: 20 * MiB, unit: 'bytes', minimum: 1024,
+    reason: 'large enough for several base64 images in one chat request (OpenAI accepts 20 MB images), small enough to bound memory',
+  },
+  {
+    path: 'server.keep_alive_timeout_ms', env: 'KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 65_000, unit: 'milliseconds', minimum: 1000,
+    reason: 'longer than the 60 s idle timeout of common load balancers, so the proxy never closes a connection the balancer still uses',
+  },
+  {
+    path: 'server.shutdown_grace_ms', env: 'SHUTDOWN_GRACE_MS', type: 'integer', default: 25_000, unit: 'milliseconds', minimum: 0,
+    reason: "lets most in-flight streams finish on SIGTERM, and still ends before Kubernetes' default 30 s terminationGracePeriodSeconds kills the pod",
+  },
+  {
+    path: 'upstream.base_url', env: 'OPENROUTER_BASE_URL', type: 'url', default: 'https://openrouter.ai/api/v1', unit: 'URL',
+    reason: "OpenRouter's OpenAI-compatible API; any OpenAI-compatible base URL works",
+  },
+  {
+    path: 'upstream.api_key', env: 'OPENROUTER_API_KEY', type: 'string', default: undefined, unit: 'secret', secret: true,
+    reason: "unset means pass-through mode: each client's own bearer token is forwarded",
+  },
+  {
+    path: 'upstream.connect_timeout_ms', env: 'UPSTREAM_CONNECT_TIMEOUT_MS', type: 'integer', default: 10_000, unit: 'milliseconds', minimum: 1,
+    reason: 'TCP and TLS setup to a healthy upstream takes well under a second; 10 s tolerates a congested path without hanging clients',
+  },
+  {
+    path: 'upstream.headers_timeout_ms', env: 'UPSTREAM_HEADERS_TIMEOUT_MS', type: 'integer', default: 300_000, unit: 'milliseconds', minimum: 1,
+    reason: 'a non-streaming call to a reasoning model can think for minutes before the first response byte',
+  },
+  {
+    path: 'upstream.idle_timeout_ms', env: 'UPSTREAM_IDLE_TIMEOUT_MS', type: 'integer', default: 120_000, unit: 'milliseconds', minimum: 1,
+    reason: 'the longest silence allowed between two body chunks; OpenRouter sends keep-alive comments far more often, so two minutes of silence means a dead stream. There is deliberately no overall timeout: it would cut live streams',
+  },
+  {
+    path: 'upstream.keep_alive_timeout_ms', env: 'UPSTREAM_KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,
+    reason: 'how long an idle upstream connection is kept for reuse (a server hint, when sent, wins); saves a TLS handshake per request',
+  },
+  {
+    path: 'upstream.http_referer', env: 'OPENROUTER_HTTP_REFERER', type: 'string', default: undefined, unit: 'URL',
+    reason: "OpenRouter's app attribution; unset means the client's own HTTP-Referer is forwarded",
+  },
+  {
+    path: 'upstream.app_title', env: 'OPENROUTER_APP_TITLE', type: 'string', default: undefined, unit: 'text',
+    reason: "OpenRouter's app attribution (sent as X-Title and X-OpenRouter-Title); unset means the client's own is forwarded",
+  },
+  {
+    path: 'client_auth.keys', env: 'SWITCHYARD_API_KEYS', type: 'string[]', default: [], unit: 'comma-separated secrets', secret: true,
+    reason: 'empty means clients are not authenticated; when set, clients must send one of these as their bearer token, and it is never forwarded',
+  },
+  {
+    path: 'rules_file', env: 'RULES_FILE', type: 'string', default: './rules.yaml', unit: 'path',
+    reason: 'the routing rules beside the working directory; relative paths resolve against the working directory',
+  },
+  {
+    path: 'log.level', env: 'LOG_LEVEL', type: 'log-level', default: 'info', unit: LOG_LEVELS.join(' | '),
+    reason: 'info writes one line per request, which is what operators need; debug adds upstream details',
+  },
+] satisfies SettingSpec[]);
+
+/** The config file is optional; this is where it is looked for when CONFIG_FILE is not set. */
+export const DEFAULT_CONFIG_FILE = './config/switchyard.yaml';
+export const CONFIG_FILE_ENV = 'CONFIG_FILE';

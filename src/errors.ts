@@ -1,0 +1,113 @@
+/**
+ * Every error Switchyard raises has a class, a stable `code`, an HTTP status and an OpenAI error
+ * `type`. `toOpenAIError` (src/server/error-envelope.ts) is the one place they become a response.
+ */
+
+/** OpenAI's error types, as its SDKs read them from `error.type`. */
+export type OpenAIErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'timeout_error';
+
+export class SwitchyardError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly type: OpenAIErrorType;
+
+  constructor(message: string, code: string, status: number, type: OpenAIErrorType, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.type = type;
+  }
+}
+
+export class InvalidJsonError extends SwitchyardError {
+  constructor(detail: string) {
+    super(`Request body is not valid JSON: ${detail}`, 'invalid_json', 400, 'invalid_request_error');
+  }
+}
+
+export class InvalidRequestError extends SwitchyardError {
+  constructor(message: string, code = 'invalid_request') {
+    super(message, code, 400, 'invalid_request_error');
+  }
+}
+
+export class BodyTooLargeError extends SwitchyardError {
+  constructor(limitBytes: number) {
+    super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error');
+  }
+}
+
+export class UnsupportedMediaTypeError extends SwitchyardError {
+  constructor(contentType: string | undefined) {
+    super(
+      `Unsupported content type ${contentType ? JSON.stringify(contentType) : '(none)'}: send application/json`,
+      'unsupported_media_type', 415, 'invalid_request_error',
+    );
+  }
+}
+
+export class UnauthorizedError extends SwitchyardError {
+  constructor() {
+    super('Missing or invalid API key for this Switchyard proxy', 'invalid_api_key', 401, 'authentication_error');
+  }
+}
+
+export class RouteNotFoundError extends SwitchyardError {
+  constructor(method: string, path: string) {
+    super(`No route for ${method} ${path}`, 'not_found', 404, 'not_found_error');
+  }
+}
+
+export class ShuttingDownError extends SwitchyardError {
+  constructor() {
+    super('Switchyard is shutting down; retry on another instance', 'shutting_down', 503, 'server_error');
+  }
+}
+
+export class UpstreamUnreachableError extends SwitchyardError {
+  constructor(detail: string, options?: ErrorOptions) {
+    super(`Upstream unreachable: ${detail}`, 'upstream_unreachable', 502, 'server_error', options);
+  }
+}
+
+export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'idle';
+
+export class UpstreamTimeoutError extends SwitchyardError {
+  readonly phase: UpstreamTimeoutPhase;
+  constructor(phase: UpstreamTimeoutPhase, timeoutMs: number, options?: ErrorOptions) {
+    const what = phase === 'connect' ? 'connecting to' : phase === 'headers' ? 'waiting for response headers from' : 'waiting for the next body chunk from';
+    super(`Upstream timeout: ${timeoutMs} ms elapsed ${what} the upstream`, 'upstream_timeout', 504, 'timeout_error', options);
+    this.phase = phase;
+  }
+}
+
+/** The client went away; nothing is sent, the exchange is logged with status 499. */
+export class ClientClosedError extends SwitchyardError {
+  constructor() {
+    super('Client closed the connection', 'client_closed_request', 499, 'invalid_request_error');
+  }
+}
+
+export class InternalError extends SwitchyardError {
+  constructor(options?: ErrorOptions) {
+    super('Internal error in Switchyard', 'internal_error', 500, 'server_error', options);
+  }
+}
+
+/** A configuration that cannot be used; lists every problem found, not just the first. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(what: string, problems: readonly string[]) {
+    super(`${what}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}

@@ -1,0 +1,76 @@
+import { ConfigError } from './errors.js';
+import { loadConfig, type SwitchyardConfig } from './config/load.js';
+import { buildApp } from './server/app.js';
+import { createLogger } from './server/logger.js';
+import { gracefulShutdown } from './server/shutdown.js';
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** What the operator should know about the configuration; never a secret's value. */
+function startupSummary(config: SwitchyardConfig): Record<string, unknown> {
+  return {
+    config_file: config.config_file ?? null,
+    upstream: config.upstream.base_url,
+    auth_mode: config.upstream.api_key ? 'server-key' : 'pass-through',
+    client_auth: config.client_auth.keys.length > 0 ? `${config.client_auth.keys.length} key(s)` : 'off',
+    rules_file: config.rules_file,
+  };
+}
+
+async function main(): Promise<void> {
+  let config: SwitchyardConfig;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`switchyard: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  const logger = createLogger(config.log.level);
+  const { app, lifecycle } = await buildApp({ config, logger });
+
+  if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {
+    logger.warn(
+      { host: config.server.host },
+      'OPENROUTER_API_KEY is set, client authentication is off (SWITCHYARD_API_KEYS) and HOST is not loopback: ' +
+        'anyone who can reach this port spends on your key',
+    );
+  }
+
+  let shuttingDown = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal, inflight: lifecycle.inflightCount, grace_ms: config.server.shutdown_grace_ms }, 'shutting down');
+    gracefulShutdown(app, lifecycle, config.server.shutdown_grace_ms).then(
+      (result) => {
+        logger.info({ terminated: result.terminated }, 'stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    logger.fatal({ err }, 'cannot listen');
+    process.exit(1);
+  }
+  lifecycle.markReady();
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.server.port;
+  logger.info({ ...startupSummary(config), address: `http://${config.server.host}:${port}/v1` }, 'switchyard ready');
+}
+
+void main();

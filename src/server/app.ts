@@ -1,0 +1,96 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { SwitchyardConfig } from '../config/load.js';
+import { InternalError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
+import { passThroughRouter, type Router } from '../rules/decision.js';
+import { UpstreamClient } from '../upstream/client.js';
+import { clientAuthHook } from './client-auth.js';
+import { toOpenAIError } from './error-envelope.js';
+import { Lifecycle } from './lifecycle.js';
+import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
+import type { ProxyDeps } from './proxy.js';
+import { chatCompletionsRoutes } from './routes/chat-completions.js';
+import { healthRoutes } from './routes/health.js';
+import { passthroughRoutes } from './routes/passthrough.js';
+
+export interface AppOptions {
+  readonly config: SwitchyardConfig;
+  readonly logger: Logger;
+  /** Decides the route of each chat request; forwards unchanged when absent. */
+  readonly router?: Router;
+  readonly lifecycle?: Lifecycle;
+}
+
+export interface SwitchyardApp {
+  readonly app: FastifyInstance;
+  readonly lifecycle: Lifecycle;
+  readonly upstream: UpstreamClient;
+}
+
+/** Builds the Fastify application; `listen` is the caller's. */
+export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
+  const { config } = options;
+  const lifecycle = options.lifecycle ?? new Lifecycle();
+  const upstream = new UpstreamClient({
+    baseUrl: config.upstream.base_url,
+    connectTimeoutMs: config.upstream.connect_timeout_ms,
+    headersTimeoutMs: config.upstream.headers_timeout_ms,
+    idleTimeoutMs: config.upstream.idle_timeout_ms,
+    keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
+  });
+  const proxy: ProxyDeps = {
+    upstream,
+    lifecycle,
+    headerOptions: {
+      apiKey: config.upstream.api_key,
+      httpReferer: config.upstream.http_referer,
+      appTitle: config.upstream.app_title,
+    },
+  };
+
+  const app: FastifyInstance = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    // One line per request is written by the exchange plugin, with what Fastify cannot know.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.body_limit_bytes,
+    keepAliveTimeout: config.server.keep_alive_timeout_ms,
+    requestIdHeader: false,
+    genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    // Closing keeps in-flight responses (streams) alive; draining is Switchyard's to manage.
+    forceCloseConnections: 'idle',
+  });
+
+  await app.register(exchangePlugin);
+
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body, error } = toOpenAIError(err, request.headers['content-type']);
+    request.exchange.error = error;
+    // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
+    if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
+    if (error instanceof ShuttingDownError) reply.header('connection', 'close');
+    void reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const { status, body } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
+    void reply.code(status).send(body);
+  });
+
+  await app.register(healthRoutes, { lifecycle });
+
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', (_request, _reply, done) => {
+      done(lifecycle.draining ? new ShuttingDownError() : undefined);
+    });
+    if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
+    await v1.register(chatCompletionsRoutes, { router: options.router ?? passThroughRouter, proxy });
+    await v1.register(passthroughRoutes, { proxy });
+  });
+
+  app.addHook('onClose', async () => {
+    await upstream.close();
+  });
+
+  return { app, lifecycle, upstream };
+}

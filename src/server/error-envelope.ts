@@ -1,0 +1,41 @@
+import {
+  BodyTooLargeError, InternalError, InvalidJsonError, InvalidRequestError, RouteNotFoundError,
+  SwitchyardError, UnsupportedMediaTypeError,
+} from '../errors.js';
+
+/** OpenAI's error envelope, which every OpenAI SDK knows how to read. */
+export interface OpenAIErrorBody {
+  readonly error: { readonly message: string; readonly type: string; readonly code: string };
+}
+
+/**
+ * The one place an error becomes what the client sees. Errors that are not Switchyard's own
+ * (Fastify's body parsing, anything unexpected) are first mapped to a Switchyard class; anything
+ * unknown is a 500 whose message hides the details (they go to the log, not to the client).
+ */
+/** `contentType`: the request's, for a 415 message that says what was sent. */
+export function toSwitchyardError(err: unknown, contentType?: string): SwitchyardError {
+  if (err instanceof SwitchyardError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string } | null;
+  switch (e?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new BodyTooLargeError(Number(/\d+/.exec(e.message ?? '')?.[0] ?? 0));
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new UnsupportedMediaTypeError(contentType);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new InvalidJsonError('empty or malformed body');
+    case 'FST_ERR_NOT_FOUND':
+      return new RouteNotFoundError('', '');
+  }
+  const status = e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new InvalidRequestError(e?.message ?? 'Bad request', 'bad_request');
+  }
+  return new InternalError({ cause: err });
+}
+
+export function toOpenAIError(err: unknown, contentType?: string): { status: number; body: OpenAIErrorBody; error: SwitchyardError } {
+  const error = toSwitchyardError(err, contentType);
+  return { status: error.status, body: { error: { message: error.message, type: error.type, code: error.code } }, error };
+}

@@ -1,0 +1,87 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ClientClosedError } from '../errors.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
+import { relayBody } from '../upstream/relay.js';
+import type { Lifecycle } from './lifecycle.js';
+
+export interface ProxyDeps {
+  readonly upstream: UpstreamClient;
+  readonly lifecycle: Lifecycle;
+  readonly headerOptions: Omit<UpstreamHeaderOptions, 'requestId'>;
+}
+
+export interface ForwardTarget {
+  readonly method: string;
+  /** Path below the upstream base URL, with the client's query string. */
+  readonly path: string;
+  readonly body: Buffer | string | undefined;
+  readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
+}
+
+/** Headers that make every proxy and client treat an SSE response as a live stream. */
+const SSE_HEADERS = { 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const;
+
+/**
+ * The upstream call and the response relay for one exchange. Errors before the upstream answers
+ * are thrown (the error handler turns them into the OpenAI envelope); once the upstream has
+ * answered, its status, headers and body bytes go to the client as they are.
+ */
+export async function forward(request: FastifyRequest, reply: FastifyReply, deps: ProxyDeps, target: ForwardTarget): Promise<void> {
+  const exchange = request.exchange;
+  const abort = new AbortController();
+  exchange.upstreamAbort = abort;
+  const headers = buildUpstreamHeaders(request.headers, { ...deps.headerOptions, requestId: request.id });
+  if (target.extraHeaders) Object.assign(headers, target.extraHeaders);
+
+  deps.lifecycle.add(exchange);
+  try {
+    let upstreamRes;
+    try {
+      upstreamRes = await deps.upstream.request({ method: target.method, path: target.path, headers, body: target.body, signal: abort.signal });
+    } catch (err) {
+      const error = deps.upstream.mapError(err, abort.signal);
+      if (error instanceof ClientClosedError) {
+        // Nobody is left to answer; the log line records 499.
+        reply.hijack();
+        return;
+      }
+      throw error;
+    }
+    exchange.upstreamStatus = upstreamRes.statusCode;
+
+    const contentType = upstreamRes.headers['content-type'];
+    const sse = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
+    const outHeaders: OutgoingHttpHeaders = buildDownstreamHeaders(upstreamRes.headers, { keepContentLength: !sse });
+    if (sse) Object.assign(outHeaders, SSE_HEADERS);
+    // Headers set earlier in the Fastify lifecycle (x-request-id, routing headers) go out too.
+    const preset = reply.getHeaders();
+    for (const name in preset) outHeaders[name] ??= preset[name];
+
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(upstreamRes.statusCode, outHeaders);
+    // Send the head now: a stream's client sees its headers before the first token.
+    if (sse) res.flushHeaders();
+
+    const relay = relayBody(res, upstreamRes.body, {
+      sse,
+      eventId: `gen-switchyard-${request.id}`,
+      model: exchange.routedModel,
+      mapError: (err) => deps.upstream.mapError(err, abort.signal),
+      onChunk: (chunk) => {
+        exchange.bytesOut += chunk.length;
+      },
+      onProxyEnd: () => {
+        exchange.endedByProxy = true;
+      },
+    });
+    exchange.terminateRelay = relay.terminate;
+    const result = await relay.done;
+    if (result.error) exchange.error = result.error;
+  } finally {
+    exchange.terminateRelay = undefined;
+    deps.lifecycle.delete(exchange);
+  }
+}

@@ -1,0 +1,40 @@
+import type { FastifyInstance } from 'fastify';
+import { InvalidRequestError } from '../../errors.js';
+import { forward, type ProxyDeps } from '../proxy.js';
+
+const V1_PREFIX = '/v1';
+
+/**
+ * A path segment that climbs (`..`, also percent-encoded) could reach upstream endpoints outside
+ * the API base with the server's key; such paths are refused rather than normalised.
+ */
+function climbs(path: string): boolean {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return true;
+  }
+  return decoded.split(/[/\\]/).some((segment) => segment === '..' || segment === '.');
+}
+
+/**
+ * Every other `/v1/*` endpoint (models, embeddings, completions, generation stats...) goes
+ * upstream unchanged, any method and content type, with the same auth and header handling.
+ */
+export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: ProxyDeps }): Promise<void> {
+  const { proxy } = opts;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+  app.all(`${V1_PREFIX}/*`, async (request, reply) => {
+    const upstreamPath = request.url.slice(V1_PREFIX.length);
+    const q = upstreamPath.indexOf('?');
+    if (climbs(q === -1 ? upstreamPath : upstreamPath.slice(0, q))) {
+      throw new InvalidRequestError('Path segments "." and ".." are not allowed', 'invalid_path');
+    }
+    const body = Buffer.isBuffer(request.body) ? request.body : undefined;
+    request.exchange.bytesIn = body?.length ?? 0;
+    await forward(request, reply, proxy, { method: request.method, path: upstreamPath, body });
+  });
+}

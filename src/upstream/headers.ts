@@ -1,0 +1,105 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/**
+ * Header hygiene in both directions.
+ *
+ * Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message, so a proxy must
+ * drop them and any header the `Connection` header names. `host` and `content-length` belong to
+ * the new message and are recomputed by the HTTP client. Cookies never cross: Switchyard is not
+ * the origin of either side's session.
+ */
+const HOP_BY_HOP = [
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade',
+];
+
+const DROPPED_UPSTREAM = new Set([
+  ...HOP_BY_HOP,
+  'host', 'content-length', 'cookie', 'authorization', 'accept-encoding',
+  // The body has been read already; the upstream must not wait for a 100-continue handshake.
+  'expect',
+  // Internal addresses and hops are nobody's business at a third-party API.
+  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip',
+  // Set from config when configured; see below.
+  'http-referer', 'x-title', 'x-openrouter-title',
+]);
+
+const DROPPED_DOWNSTREAM = new Set([
+  ...HOP_BY_HOP,
+  'set-cookie',
+  // Node writes its own Date; Alt-Svc and HSTS describe the upstream's origin, not the proxy's.
+  'date', 'alt-svc', 'strict-transport-security',
+]);
+
+function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const names = joined.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
+  return names.length > 0 ? new Set(names) : undefined;
+}
+
+export interface UpstreamHeaderOptions {
+  /** Server-side key: when set, it is sent and the client's Authorization never is. */
+  readonly apiKey: string | undefined;
+  readonly httpReferer: string | undefined;
+  readonly appTitle: string | undefined;
+  readonly requestId: string;
+}
+
+/** Headers for the upstream request, from the client's request headers. */
+export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions): Record<string, string> {
+  const listed = connectionListed(client.connection);
+  const out: Record<string, string> = {};
+  for (const name in client) {
+    if (DROPPED_UPSTREAM.has(name) || listed?.has(name)) continue;
+    const value = client[name];
+    if (value === undefined) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  // Identity, so that the response bytes can be relayed as they are and tapped by the proxy.
+  out['accept-encoding'] = 'identity';
+  out['x-request-id'] = options.requestId;
+
+  if (options.apiKey !== undefined) {
+    out.authorization = `Bearer ${options.apiKey}`;
+  } else if (typeof client.authorization === 'string') {
+    out.authorization = client.authorization;
+  }
+
+  const referer = options.httpReferer ?? single(client['http-referer']);
+  if (referer !== undefined) out['http-referer'] = referer;
+  if (options.appTitle !== undefined) {
+    out['x-title'] = options.appTitle;
+    out['x-openrouter-title'] = options.appTitle;
+  } else {
+    const title = single(client['x-title']);
+    const orTitle = single(client['x-openrouter-title']);
+    if (title !== undefined) out['x-title'] = title;
+    if (orTitle !== undefined) out['x-openrouter-title'] = orTitle;
+  }
+  return out;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Headers for the client, from the upstream response headers. Everything useful (content-type,
+ * x-generation-id, retry-after, rate-limit headers) passes; `keepContentLength: false` is for
+ * responses whose length the proxy may change (SSE, which can get a final error event).
+ */
+export function buildDownstreamHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  options: { keepContentLength: boolean },
+): OutgoingHttpHeaders {
+  const listed = connectionListed(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    if (DROPPED_DOWNSTREAM.has(name) || listed?.has(name)) continue;
+    if (name === 'content-length' && !options.keepContentLength) continue;
+    const value = upstream[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}

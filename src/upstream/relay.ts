@@ -1,0 +1,107 @@
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { SwitchyardError } from '../errors.js';
+import { sseErrorEvent } from './sse.js';
+
+export type RelayOutcome = 'complete' | 'client_closed' | 'upstream_error' | 'terminated';
+
+export interface RelayResult {
+  readonly outcome: RelayOutcome;
+  readonly error: SwitchyardError | undefined;
+}
+
+export interface RelayOptions {
+  /** The response is an SSE stream: a failure mid-way ends it with a final error event. */
+  readonly sse: boolean;
+  /** Completion id and model for a final SSE error event. */
+  readonly eventId: string;
+  readonly model: string | undefined;
+  readonly mapError: (err: unknown) => SwitchyardError;
+  /** Called for every chunk, after it has been handed to the client socket. */
+  readonly onChunk: (chunk: Buffer) => void;
+  /** Called just before the relay ends the client response on purpose (not the client leaving). */
+  readonly onProxyEnd: () => void;
+}
+
+export interface RelayHandle {
+  readonly done: Promise<RelayResult>;
+  /** Ends the relay now with a final error (shutdown grace elapsed). */
+  terminate(error: SwitchyardError): void;
+}
+
+/**
+ * Copies the upstream body to the client as it arrives: every chunk is written the moment it is
+ * read, never parsed, re-serialised, coalesced or held back (only socket backpressure pauses the
+ * upstream). The response head must already be written.
+ */
+export function relayBody(res: ServerResponse, body: Readable, options: RelayOptions): RelayHandle {
+  let settle!: (result: RelayResult) => void;
+  const done = new Promise<RelayResult>((resolve) => (settle = resolve));
+  let settled = false;
+  let tail: Buffer | undefined;
+
+  const finish = (outcome: RelayOutcome, error?: SwitchyardError): void => {
+    if (settled) return;
+    settled = true;
+    body.off('data', onData);
+    res.off('drain', onDrain);
+    res.off('close', onClientClose);
+    settle({ outcome, error });
+  };
+
+  /** Ends the client's response because of `error`, as clearly as the format allows. */
+  const endWithError = (outcome: RelayOutcome, error: SwitchyardError): void => {
+    options.onProxyEnd();
+    if (options.sse && !res.destroyed) {
+      res.end(sseErrorEvent({ id: options.eventId, model: options.model, code: error.code, message: error.message }, tail));
+    } else {
+      // A JSON body cut half-way cannot carry an error; closing the connection is the signal.
+      res.destroy();
+    }
+    finish(outcome, error);
+  };
+
+  function onData(chunk: Buffer): void {
+    tail = chunk;
+    if (!res.write(chunk)) body.pause();
+    options.onChunk(chunk);
+  }
+  function onDrain(): void {
+    body.resume();
+  }
+  function onClientClose(): void {
+    if (res.writableFinished) return;
+    body.destroy();
+    finish('client_closed');
+  }
+  function onEnd(): void {
+    if (settled) return;
+    res.end();
+    finish('complete');
+  }
+  function onError(err: unknown): void {
+    if (settled) return;
+    if (res.destroyed) {
+      finish('client_closed');
+      return;
+    }
+    endWithError('upstream_error', options.mapError(err));
+  }
+
+  body.on('data', onData);
+  body.once('end', onEnd);
+  // Kept after settling, so that a late error from a destroyed body is never unhandled.
+  body.on('error', onError);
+  res.on('drain', onDrain);
+  res.once('close', onClientClose);
+
+  return {
+    done,
+    terminate(error: SwitchyardError): void {
+      if (settled) return;
+      body.off('data', onData);
+      body.destroy();
+      endWithError('terminated', error);
+    },
+  };
+}

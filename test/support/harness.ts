@@ -1,0 +1,114 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { loadConfig, type SwitchyardConfig } from '../../src/config/load.js';
+import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
+import type { Router } from '../../src/rules/decision.js';
+import { buildApp } from '../../src/server/app.js';
+import type { Lifecycle } from '../../src/server/lifecycle.js';
+import { createLogger } from '../../src/server/logger.js';
+
+export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
+
+/** Collects pino's JSON lines; `waitFor` resolves on the first line (past or future) that matches. */
+export class LogCapture extends Writable {
+  readonly records: LogRecord[] = [];
+  /** Every byte pino wrote, for redaction checks. */
+  text = '';
+  private pending = '';
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    const s = chunk.toString('utf8');
+    this.text += s;
+    this.pending += s;
+    let nl: number;
+    while ((nl = this.pending.indexOf('\n')) !== -1) {
+      const line = this.pending.slice(0, nl);
+      this.pending = this.pending.slice(nl + 1);
+      if (line.trim() === '') continue;
+      const record = JSON.parse(line) as LogRecord;
+      this.records.push(record);
+      this.emit('record', record);
+    }
+    done();
+  }
+
+  waitFor(predicate: (r: LogRecord) => boolean): Promise<LogRecord> {
+    const found = this.records.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve) => {
+      const onRecord = (r: LogRecord): void => {
+        if (predicate(r)) {
+          this.off('record', onRecord);
+          resolve(r);
+        }
+      };
+      this.on('record', onRecord);
+    });
+  }
+
+  /** The per-request line of the request with this id. */
+  requestLine(reqId: string): Promise<LogRecord> {
+    return this.waitFor((r) => r.msg === 'request' && r.reqId === reqId);
+  }
+}
+
+/** Config as the server would load it from `env`, ignoring any config file in the repository. */
+export function testConfig(env: Record<string, string>): SwitchyardConfig {
+  return loadConfig({
+    env: { PORT: '0', LOG_LEVEL: 'debug', ...env },
+    readFile: () => {
+      throw Object.assign(new Error('no config file in tests'), { code: 'ENOENT' });
+    },
+  });
+}
+
+export interface Harness {
+  readonly fake: FakeOpenRouter;
+  readonly app: FastifyInstance;
+  readonly lifecycle: Lifecycle;
+  readonly config: SwitchyardConfig;
+  readonly logs: LogCapture;
+  /** Switchyard's origin, e.g. http://127.0.0.1:41234 (append /v1/...). */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  /** Environment settings on top of OPENROUTER_BASE_URL (pointing at the fake) and PORT=0. */
+  readonly env?: Record<string, string>;
+  readonly fake?: FakeOpenRouterOptions;
+  readonly router?: Router;
+}
+
+/** A fake OpenRouter and a Switchyard in front of it, both on port 0. `close()` stops both. */
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const fake = new FakeOpenRouter(options.fake);
+  const baseUrl = await fake.listen();
+  const config = testConfig({ OPENROUTER_BASE_URL: baseUrl, ...options.env });
+  const logs = new LogCapture();
+  const logger = createLogger(config.log.level, logs);
+  const { app, lifecycle } = await buildApp({ config, logger, ...(options.router && { router: options.router }) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  lifecycle.markReady();
+  const { port } = app.server.address() as AddressInfo;
+  return {
+    fake, app, lifecycle, config, logs,
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      await Promise.allSettled([app.close(), fake.close()]);
+    },
+  };
+}
+
+/** Resolves when `emitter` emits `event` (a typed `once`). */
+export async function next<T>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
+  const [value] = (await once(emitter, event)) as [T];
+  return value;
+}
+
+export const CHAT_BODY = {
+  model: 'openai/gpt-4o-mini',
+  messages: [{ role: 'user', content: 'Say hello' }],
+} as const;
