@@ -90,7 +90,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   },
   {
     path: 'log.level', env: 'LOG_LEVEL', type: 'log-level', default: 'info', unit: LOG_LEVELS.join(' | '),
-    reason: 'info writes one line per request, which is what operators need; debug adds upstream details',
+    reason: 'info writes one line per request, which is what operators need; debug adds the lines of health and readiness probes',
   },
 ] satisfies SettingSpec[]);
 

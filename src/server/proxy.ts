@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ClientClosedError } from '../errors.js';
+import { ClientClosedError, UpstreamUnreachableError } from '../errors.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { relayBody } from '../upstream/relay.js';
@@ -59,9 +59,15 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     const preset = reply.getHeaders();
     for (const name in preset) outHeaders[name] ??= preset[name];
 
-    reply.hijack();
     const res = reply.raw;
-    res.writeHead(upstreamRes.statusCode, outHeaders);
+    try {
+      res.writeHead(upstreamRes.statusCode, outHeaders);
+    } catch (err) {
+      // A header Node refuses to write (invalid characters): still Fastify's to answer, with a 502.
+      upstreamRes.body.destroy();
+      throw new UpstreamUnreachableError(`invalid response head from upstream (${(err as Error).message})`, { cause: err });
+    }
+    reply.hijack();
     // Send the head now: a stream's client sees its headers before the first token.
     if (sse) res.flushHeaders();
 
