@@ -79,13 +79,13 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       onChunk: (chunk) => {
         exchange.bytesOut += chunk.length;
       },
-      onProxyEnd: () => {
+      onProxyEnd: (error) => {
         exchange.endedByProxy = true;
+        exchange.error = error;
       },
     });
     exchange.terminateRelay = relay.terminate;
-    const result = await relay.done;
-    if (result.error) exchange.error = result.error;
+    await relay.done;
   } finally {
     exchange.terminateRelay = undefined;
     deps.lifecycle.delete(exchange);

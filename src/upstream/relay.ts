@@ -19,8 +19,12 @@ export interface RelayOptions {
   readonly mapError: (err: unknown) => SwitchyardError;
   /** Called for every chunk, after it has been handed to the client socket. */
   readonly onChunk: (chunk: Buffer) => void;
-  /** Called just before the relay ends the client response on purpose (not the client leaving). */
-  readonly onProxyEnd: () => void;
+  /**
+   * Called just before the relay ends the client response on purpose (not the client leaving).
+   * Synchronous on purpose: the response's 'close' (and the log line) follows on the next tick,
+   * before any promise continuation would run.
+   */
+  readonly onProxyEnd: (error: SwitchyardError) => void;
 }
 
 export interface RelayHandle {
@@ -51,7 +55,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
 
   /** Ends the client's response because of `error`, as clearly as the format allows. */
   const endWithError = (outcome: RelayOutcome, error: SwitchyardError): void => {
-    options.onProxyEnd();
+    options.onProxyEnd(error);
     if (options.sse && !res.destroyed) {
       res.end(sseErrorEvent({ id: options.eventId, model: options.model, code: error.code, message: error.message }, tail));
     } else {

@@ -14,7 +14,8 @@ export interface ParsedJsonBody {
  * Parses JSON once, rejecting `__proto__` and `constructor.prototype` keys (prototype poisoning
  * of whatever later merges the body, https://github.com/fastify/secure-json-parse).
  */
-export function parseJsonBody(_request: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: ParsedJsonBody) => void): void {
+export function parseJsonBody(request: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: ParsedJsonBody) => void): void {
+  request.exchange.bytesIn = raw.length;
   let value: unknown;
   try {
     value = sjson.parse(raw.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
@@ -53,7 +54,6 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { router
     }
     const body = parsed.value;
     const exchange = request.exchange;
-    exchange.bytesIn = parsed.raw.length;
     exchange.requestedModel = typeof body.model === 'string' ? body.model : undefined;
     exchange.stream = body.stream === true;
 

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import type { IncomingHttpHeaders } from 'node:http';
+import { test } from 'node:test';
+import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../../src/upstream/headers.js';
+
+const HOP_BY_HOP: Record<string, string> = {
+  connection: 'keep-alive',
+  'keep-alive': 'timeout=5',
+  'proxy-connection': 'keep-alive',
+  'proxy-authorization': 'Basic cHJveHk6c2VjcmV0',
+  te: 'trailers',
+  trailer: 'x-checksum',
+  'transfer-encoding': 'chunked',
+  upgrade: 'websocket',
+};
+
+/** Headers every direction must keep untouched. */
+const ORDINARY: Record<string, string> = {
+  'content-type': 'application/json',
+  'x-generation-id': 'gen-123',
+  'retry-after': '7',
+  'x-ratelimit-limit': '200',
+  'x-ratelimit-remaining': '199',
+  'x-ratelimit-reset': '1700000060000',
+  'x-foo': 'bar',
+};
+
+function upstream(client: IncomingHttpHeaders, options: Partial<UpstreamHeaderOptions> = {}): Record<string, string> {
+  return buildUpstreamHeaders(client, {
+    apiKey: undefined, httpReferer: undefined, appTitle: undefined, requestId: 'req-1', ...options,
+  });
+}
+
+function assertAbsent(headers: Record<string, unknown>, names: readonly string[]): void {
+  for (const name of names) assert.equal(name in headers, false, `${name} must be dropped, got ${String(headers[name])}`);
+}
+
+function assertKept(headers: Record<string, unknown>, expected: Record<string, string>): void {
+  for (const [name, value] of Object.entries(expected)) assert.equal(headers[name], value, `${name} must be kept`);
+}
+
+test('upstream: hop-by-hop headers are dropped', () => {
+  const out = upstream({ ...HOP_BY_HOP, ...ORDINARY });
+  assertAbsent(out, Object.keys(HOP_BY_HOP));
+  assertKept(out, ORDINARY);
+});
+
+test('upstream: headers named in Connection are dropped', () => {
+  const out = upstream({ connection: 'x-secret-hop, close', 'x-secret-hop': 'hidden', 'x-foo': 'bar' });
+  assertAbsent(out, ['connection', 'x-secret-hop']);
+  assert.equal(out['x-foo'], 'bar');
+});
+
+test('upstream: host, content-length, cookie, expect and forwarding headers are dropped', () => {
+  const dropped = {
+    host: 'switchyard.internal:8080',
+    'content-length': '42',
+    cookie: 'session=abc',
+    expect: '100-continue',
+    'x-forwarded-for': '10.0.0.7',
+    forwarded: 'for=10.0.0.7',
+    'x-real-ip': '10.0.0.7',
+  };
+  const out = upstream({ ...dropped, ...ORDINARY });
+  assertAbsent(out, Object.keys(dropped));
+  assertKept(out, ORDINARY);
+});
+
+test('upstream: accept-encoding becomes identity', () => {
+  assert.equal(upstream({ 'accept-encoding': 'gzip, br' })['accept-encoding'], 'identity');
+  assert.equal(upstream({})['accept-encoding'], 'identity');
+});
+
+test('upstream: x-request-id is the request id, replacing the client value', () => {
+  assert.equal(upstream({ 'x-request-id': 'client-id' }, { requestId: 'req-42' })['x-request-id'], 'req-42');
+});
+
+test('upstream: the server key replaces the client authorization', () => {
+  const out = upstream({ authorization: 'Bearer sk-client' }, { apiKey: 'sk-or-server' });
+  assert.equal(out.authorization, 'Bearer sk-or-server');
+});
+
+test('upstream: without a server key the client authorization is forwarded', () => {
+  assert.equal(upstream({ authorization: 'Bearer sk-client' }).authorization, 'Bearer sk-client');
+});
+
+test('upstream: no authorization when neither client nor server has one', () => {
+  assert.equal('authorization' in upstream({ 'x-foo': 'bar' }), false);
+});
+
+test('upstream: configured referer and title win over the client ones', () => {
+  const out = upstream(
+    { 'http-referer': 'https://client.example', 'x-title': 'Client App', 'x-openrouter-title': 'Client OR App' },
+    { httpReferer: 'https://server.example', appTitle: 'Server App' },
+  );
+  assert.equal(out['http-referer'], 'https://server.example');
+  assert.equal(out['x-title'], 'Server App');
+  assert.equal(out['x-openrouter-title'], 'Server App');
+});
+
+test('upstream: without config the client referer and titles are forwarded', () => {
+  const out = upstream({ 'http-referer': 'https://client.example', 'x-title': 'Client App', 'x-openrouter-title': 'Client OR App' });
+  assert.equal(out['http-referer'], 'https://client.example');
+  assert.equal(out['x-title'], 'Client App');
+  assert.equal(out['x-openrouter-title'], 'Client OR App');
+});
+
+test('upstream: no referer or title headers when neither side sets them', () => {
+  assertAbsent(upstream({}), ['http-referer', 'x-title', 'x-openrouter-title']);
+});
+
+test('downstream: hop-by-hop headers are dropped', () => {
+  const out = buildDownstreamHeaders({ ...HOP_BY_HOP, ...ORDINARY }, { keepContentLength: true });
+  assertAbsent(out, Object.keys(HOP_BY_HOP));
+  assertKept(out, ORDINARY);
+});
+
+test('downstream: headers named in Connection are dropped', () => {
+  const out = buildDownstreamHeaders({ connection: 'x-secret-hop, close', 'x-secret-hop': 'hidden', 'x-foo': 'bar' }, { keepContentLength: true });
+  assertAbsent(out, ['connection', 'x-secret-hop']);
+  assert.equal(out['x-foo'], 'bar');
+});
+
+test('downstream: set-cookie, date, alt-svc and strict-transport-security are dropped', () => {
+  const dropped = {
+    'set-cookie': ['a=b', 'c=d'],
+    date: 'Mon, 01 Jan 2024 00:00:00 GMT',
+    'alt-svc': 'h3=":443"',
+    'strict-transport-security': 'max-age=31536000',
+  };
+  const out = buildDownstreamHeaders({ ...dropped, ...ORDINARY }, { keepContentLength: true });
+  assertAbsent(out, Object.keys(dropped));
+  assertKept(out, ORDINARY);
+});
+
+test('downstream: content-length is kept only with keepContentLength', () => {
+  const headers = { 'content-length': '123', ...ORDINARY };
+  assert.equal(buildDownstreamHeaders(headers, { keepContentLength: true })['content-length'], '123');
+  const without = buildDownstreamHeaders(headers, { keepContentLength: false });
+  assert.equal('content-length' in without, false);
+  assertKept(without, ORDINARY);
+});
