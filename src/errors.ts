@@ -96,6 +96,21 @@ export class ClientClosedError extends SwitchyardError {
   }
 }
 
+function typeForStatus(status: number): OpenAIErrorType {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  return status >= 500 ? 'server_error' : 'invalid_request_error';
+}
+
+/** A routing rule answered the request itself (`route.reject`). */
+export class RuleRejectedError extends SwitchyardError {
+  constructor(status: number, message: string) {
+    super(message, 'rejected_by_rule', status, typeForStatus(status));
+  }
+}
+
 export class InternalError extends SwitchyardError {
   constructor(options?: ErrorOptions) {
     super('Internal error in Switchyard', 'internal_error', 500, 'server_error', options);

@@ -1,5 +1,7 @@
+import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { loadConfig, type SwitchyardConfig } from './config/load.js';
+import { startLiveRules, type LiveRules } from './rules/live.js';
 import { buildApp } from './server/app.js';
 import { createLogger } from './server/logger.js';
 import { gracefulShutdown } from './server/shutdown.js';
@@ -32,7 +34,21 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger(config.log.level);
-  const { app, lifecycle } = await buildApp({ config, logger });
+  const rulesFile = resolve(config.rules_file);
+  let rules: LiveRules;
+  try {
+    rules = startLiveRules(rulesFile, logger, { debounceMs: config.rules_debounce_ms, pollIntervalMs: config.rules_poll_interval_ms });
+  } catch (err) {
+    // Same positioned messages as a refused reload; nothing starts on a broken rules file.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`switchyard: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const { app, lifecycle } = await buildApp({ config, logger, rules: rules.store });
+  app.addHook('onClose', async () => rules.close());
+  process.on('SIGHUP', () => rules.reload('sighup'));
 
   if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {
     logger.warn(
@@ -70,7 +86,10 @@ async function main(): Promise<void> {
   lifecycle.markReady();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
-  logger.info({ ...startupSummary(config), address: `http://${config.server.host}:${port}/v1` }, 'switchyard ready');
+  logger.info(
+    { ...startupSummary(config), rules_hash: rules.store.current.hash, rules: rules.store.current.rules.length, address: `http://${config.server.host}:${port}/v1` },
+    'switchyard ready',
+  );
 }
 
 void main();

@@ -28,6 +28,8 @@ export interface SwitchyardConfig {
   };
   readonly client_auth: { readonly keys: readonly string[] };
   readonly rules_file: string;
+  readonly rules_debounce_ms: number;
+  readonly rules_poll_interval_ms: number;
   readonly log: { readonly level: LogLevel };
   /** The config file that was read, if any. */
   readonly config_file: string | undefined;

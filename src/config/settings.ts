@@ -89,6 +89,14 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'the routing rules beside the working directory; relative paths resolve against the working directory',
   },
   {
+    path: 'rules_debounce_ms', env: 'RULES_DEBOUNCE_MS', type: 'integer', default: 100, unit: 'milliseconds', minimum: 0,
+    reason: 'editors and ConfigMap updates touch the directory several times within a few milliseconds; one reload once they settle, well within a second of saving',
+  },
+  {
+    path: 'rules_poll_interval_ms', env: 'RULES_POLL_INTERVAL_MS', type: 'integer', default: 2000, unit: 'milliseconds (0: off)', minimum: 0,
+    reason: 'a stat() of the rules file backs up change events, which some filesystems (network mounts, some container bind mounts) lose; cheap enough to run every 2 s',
+  },
+  {
     path: 'log.level', env: 'LOG_LEVEL', type: 'log-level', default: 'info', unit: LOG_LEVELS.join(' | '),
     reason: 'info writes one line per request, which is what operators need; debug adds the lines of health and readiness probes',
   },

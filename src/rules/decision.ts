@@ -2,8 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 /**
  * The seam between the request and the upstream call: a router reads the request context and
- * returns a decision that may rewrite the body. The rules engine (next issue) is one router;
- * `passThroughRouter` is the identity.
+ * returns a decision that may rewrite the body. The rules engine (`RuleSet`) is the router.
  */
 
 export type JsonObject = Record<string, unknown>;
@@ -14,6 +13,8 @@ export interface RequestContext {
   readonly body: Readonly<JsonObject>;
   /** `body.model` when it is a string. */
   readonly requestedModel: string | undefined;
+  /** Evaluation time for `time.*` fields; now when absent. */
+  readonly now?: Date;
 }
 
 export interface RouteDecision {
@@ -30,6 +31,10 @@ export interface RouteDecision {
   readonly bodyChanged: boolean;
   /** Extra headers for the upstream request. */
   readonly upstreamHeaders?: Readonly<Record<string, string>>;
+  /** The tier the route came from, when it named one. */
+  readonly tier?: string | undefined;
+  /** Answer the client with this error instead of calling upstream. */
+  readonly reject?: { readonly status: number; readonly message: string };
 }
 
 export interface Router {
@@ -37,10 +42,3 @@ export interface Router {
 }
 
 export const NO_RULE = 'none';
-
-/** Forwards every request unchanged. */
-export const passThroughRouter: Router = {
-  decide(context: RequestContext): RouteDecision {
-    return { rule: NO_RULE, model: context.requestedModel, body: context.body, bodyChanged: false };
-  },
-};

@@ -2,22 +2,22 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { SwitchyardConfig } from '../config/load.js';
 import { InternalError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
-import { passThroughRouter, type Router } from '../rules/decision.js';
+import { emptyRuleSet } from '../rules/loader.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ProxyDeps } from './proxy.js';
-import { chatCompletionsRoutes } from './routes/chat-completions.js';
+import { chatCompletionsRoutes, type RulesSource } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
 import { passthroughRoutes } from './routes/passthrough.js';
 
 export interface AppOptions {
   readonly config: SwitchyardConfig;
   readonly logger: Logger;
-  /** Decides the route of each chat request; forwards unchanged when absent. */
-  readonly router?: Router;
+  /** The routing rules in force (the hot-reload store); no rules when absent: all forwarded unchanged. */
+  readonly rules?: RulesSource;
   readonly lifecycle?: Lifecycle;
 }
 
@@ -58,8 +58,11 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    // Closing keeps in-flight responses (streams) alive; draining is Switchyard's to manage.
+    // Closing keeps in-flight responses (streams) alive; draining is Switchyard's to manage:
+    // requests that arrive meanwhile get the OpenAI envelope from the v1 gate below, not
+    // Fastify's plain 503, and probes keep answering.
     forceCloseConnections: 'idle',
+    return503OnClosing: false,
   });
 
   await app.register(exchangePlugin);
@@ -84,7 +87,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
     if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
-    await v1.register(chatCompletionsRoutes, { router: options.router ?? passThroughRouter, proxy });
+    await v1.register(chatCompletionsRoutes, { rules: options.rules ?? { current: emptyRuleSet() }, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });
 

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type SwitchyardConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
-import type { Router } from '../../src/rules/decision.js';
+import { compileRules } from '../../src/rules/compile.js';
 import { buildApp } from '../../src/server/app.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
 import { createLogger } from '../../src/server/logger.js';
@@ -79,7 +79,8 @@ export interface HarnessOptions {
   /** Environment settings on top of OPENROUTER_BASE_URL (pointing at the fake) and PORT=0. */
   readonly env?: Record<string, string>;
   readonly fake?: FakeOpenRouterOptions;
-  readonly router?: Router;
+  /** A rules file's text (YAML); no rules when absent. */
+  readonly rules?: string;
 }
 
 /** A fake OpenRouter and a Switchyard in front of it, both on port 0. `close()` stops both. */
@@ -89,7 +90,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const config = testConfig({ OPENROUTER_BASE_URL: baseUrl, ...options.env });
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
-  const { app, lifecycle } = await buildApp({ config, logger, ...(options.router && { router: options.router }) });
+  const rules = options.rules === undefined ? undefined : { current: compileRules(options.rules, 'test-rules.yaml') };
+  const { app, lifecycle } = await buildApp({ config, logger, ...(rules && { rules }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;

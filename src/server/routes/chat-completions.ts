@@ -1,8 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
-import { InvalidJsonError, InvalidRequestError } from '../../errors.js';
-import type { JsonObject, Router } from '../../rules/decision.js';
+import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
+import type { JsonObject, RequestContext } from '../../rules/decision.js';
+import type { RuleSet } from '../../rules/ruleset.js';
 import { forward, type ProxyDeps } from '../proxy.js';
+
+/** Where the rules in force are read from, once per request (the hot-reload store, or a fixed set). */
+export interface RulesSource {
+  readonly current: RuleSet;
+}
 
 /** A chat body as parsed once: the value for the router, the bytes for a body nobody rewrote. */
 export interface ParsedJsonBody {
@@ -40,28 +46,46 @@ function queryOf(url: string): string {
   return q === -1 ? '' : url.slice(q);
 }
 
-/** POST /v1/chat/completions: parse once, route, forward, relay. */
-export async function chatCompletionsRoutes(app: FastifyInstance, opts: { router: Router; proxy: ProxyDeps }): Promise<void> {
-  const { router, proxy } = opts;
+/** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
+function headerSafe(value: string): string {
+  const safe = /^[\x21-\x7e]{1,200}$/.test(value) ? value : encodeURIComponent(value).slice(0, 200);
+  return safe || '-';
+}
+
+function chatContext(request: FastifyRequest): RequestContext {
+  const parsed = request.body as ParsedJsonBody | undefined;
+  if (parsed === undefined || !isJsonObject(parsed.value)) {
+    throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
+  }
+  const body = parsed.value;
+  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined };
+}
+
+/**
+ * POST /v1/chat/completions: parse once, route, forward, relay.
+ * POST /v1/routing/explain: the same input, the routing decision and its reasons, nothing sent upstream.
+ */
+export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules: RulesSource; proxy: ProxyDeps }): Promise<void> {
+  const { rules, proxy } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
 
   app.post('/v1/chat/completions', async (request, reply) => {
-    const parsed = request.body as ParsedJsonBody | undefined;
-    if (parsed === undefined || !isJsonObject(parsed.value)) {
-      throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
-    }
-    const body = parsed.value;
+    const context = chatContext(request);
     const exchange = request.exchange;
-    exchange.requestedModel = typeof body.model === 'string' ? body.model : undefined;
-    exchange.stream = body.stream === true;
+    exchange.requestedModel = context.requestedModel;
+    exchange.stream = context.body.stream === true;
 
-    const decision = router.decide({ headers: request.headers, body, requestedModel: exchange.requestedModel });
+    // One RuleSet for the whole request, even if the rules reload meanwhile.
+    const decision = rules.current.decide(context);
     exchange.rule = decision.rule;
     exchange.routedModel = decision.model;
+    reply.header('x-switchyard-rule', decision.rule);
+    if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
+    if (decision.model !== undefined) reply.header('x-switchyard-model', headerSafe(decision.model));
 
-    let upstreamBody: Buffer | string = parsed.raw;
+    let upstreamBody: Buffer | string = (request.body as ParsedJsonBody).raw;
     let extraHeaders = decision.upstreamHeaders;
     if (decision.bodyChanged) {
       upstreamBody = JSON.stringify(decision.body);
@@ -73,5 +97,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { router
       body: upstreamBody,
       extraHeaders,
     });
+  });
+
+  app.post('/v1/routing/explain', async (request) => {
+    const context = chatContext(request);
+    return rules.current.explain(context);
   });
 }

@@ -1,0 +1,108 @@
+/**
+ * The `switchyard` command line (entry point: switchyard.ts).
+ *
+ * switchyard check [rules.yaml]           validate a rules file (exit 1 with positioned errors)
+ * switchyard test <cases.yaml> [--rules rules.yaml]
+ *                                          run rule unit tests (exit 1 when a case fails)
+ * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { parseCases, runCases } from '../rules/cases.js';
+import { loadRulesFile } from '../rules/loader.js';
+
+const USAGE = `usage:
+  switchyard check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
+  switchyard test <cases.yaml> [--rules rules.yaml]  run rule unit tests against a rules file
+`;
+
+export interface CliIo {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Runs the CLI; returns the exit code. */
+export function runCli(argv: readonly string[], io: CliIo): number {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'check':
+        return check(rest, io);
+      case 'test':
+        return test(rest, io);
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out(USAGE);
+        return 0;
+      default:
+        io.err(command ? `switchyard: unknown command "${command}"\n${USAGE}` : USAGE);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) io.err(p);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function check(args: readonly string[], io: CliIo): number {
+  if (args.length > 1) {
+    io.err(USAGE);
+    return 2;
+  }
+  const file = args[0] ?? io.env.RULES_FILE ?? './rules.yaml';
+  const rules = loadRulesFile(file);
+  io.out(`ok: ${file}: ${rules.rules.length} rules, ${rules.tiers.length} tiers, hash ${rules.hash}`);
+  return 0;
+}
+
+function test(args: readonly string[], io: CliIo): number {
+  const positional: string[] = [];
+  let rulesArg: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--rules') {
+      rulesArg = args[++i];
+      if (rulesArg === undefined) {
+        io.err(USAGE);
+        return 2;
+      }
+    } else {
+      positional.push(args[i]!);
+    }
+  }
+  if (positional.length !== 1) {
+    io.err(USAGE);
+    return 2;
+  }
+  const casesFile = positional[0]!;
+  let text: string;
+  try {
+    text = readFileSync(casesFile, 'utf8');
+  } catch (err) {
+    io.err(`${casesFile}: cannot read the cases file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return 1;
+  }
+  const cases = parseCases(text, casesFile);
+  // --rules wins; else the file the cases name, relative to the cases file; else the default.
+  const rulesFile = rulesArg ?? (cases.rules ? resolve(dirname(casesFile), cases.rules) : io.env.RULES_FILE ?? './rules.yaml');
+  const rules = loadRulesFile(rulesFile);
+  const results = runCases(rules, cases);
+  let failed = 0;
+  results.forEach((r, i) => {
+    if (r.passed) {
+      io.out(`ok   ${i + 1} - ${r.name}`);
+    } else {
+      failed++;
+      io.out(`FAIL ${i + 1} - ${r.name}`);
+      for (const m of r.mismatches) io.out(`       ${m}`);
+    }
+  });
+  io.out(`rules: ${rulesFile} (hash ${rules.hash})`);
+  io.out(`${results.length - failed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}

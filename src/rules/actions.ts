@@ -1,0 +1,103 @@
+import type { JsonObject } from './decision.js';
+
+/**
+ * What a route does to a request, resolved at load (tier merged in) and applied per request
+ * without touching the client's body: changed parts are copied, the rest is shared.
+ */
+
+export type SystemPromptAction = { readonly prepend: string } | { readonly replace: string };
+
+export interface RewriteRoute {
+  readonly kind: 'rewrite';
+  readonly tier: string | undefined;
+  readonly model: string;
+  readonly fallbacks: readonly string[];
+  readonly provider: Readonly<JsonObject> | undefined;
+  readonly maxTokens: number | undefined;
+  readonly params: Readonly<JsonObject> | undefined;
+  readonly systemPrompt: SystemPromptAction | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+}
+
+export interface PassRoute {
+  readonly kind: 'pass';
+}
+
+export interface RejectRoute {
+  readonly kind: 'reject';
+  readonly status: number;
+  readonly message: string;
+}
+
+export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute;
+
+export interface AppliedRoute {
+  readonly body: Readonly<JsonObject>;
+  readonly changed: boolean;
+}
+
+function isObject(v: unknown): v is JsonObject {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Deep merge for provider preferences: objects merge key by key, anything else is replaced by `over`. */
+export function deepMerge(base: unknown, over: Readonly<JsonObject>): JsonObject {
+  const out: JsonObject = isObject(base) ? { ...base } : {};
+  for (const [key, value] of Object.entries(over)) {
+    out[key] = isObject(value) && isObject(out[key]) ? deepMerge(out[key], value) : value;
+  }
+  return out;
+}
+
+function withSystemPrompt(messages: unknown, action: SystemPromptAction): unknown[] {
+  const list = Array.isArray(messages) ? (messages as unknown[]) : [];
+  if ('replace' in action) {
+    return [{ role: 'system', content: action.replace }, ...list.filter((m) => !isObject(m) || (m.role !== 'system' && m.role !== 'developer'))];
+  }
+  const first = list[0];
+  if (isObject(first) && first.role === 'system' && typeof first.content === 'string') {
+    return [{ ...first, content: `${action.prepend}\n\n${first.content}` }, ...list.slice(1)];
+  }
+  return [{ role: 'system', content: action.prepend }, ...list];
+}
+
+/** Applies a rewrite route to a body; `changed: false` means the body is the client's, untouched. */
+export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>): AppliedRoute {
+  const out: JsonObject = { ...body };
+  let changed = false;
+
+  if (body.model !== route.model) {
+    out.model = route.model;
+    changed = true;
+  }
+  if (route.fallbacks.length > 0) {
+    // OpenRouter's native fallback list: the routed model first, then the fallbacks, no repeats.
+    out.models = [...new Set([route.model, ...route.fallbacks])];
+    changed = true;
+  } else if (changed && Array.isArray(body.models)) {
+    // The client's own list named other models; the rule's model wins.
+    delete out.models;
+  }
+  if (route.provider) {
+    out.provider = deepMerge(body.provider, route.provider);
+    changed = true;
+  }
+  if (route.maxTokens !== undefined) {
+    // A cap: lower the client's value, set one when absent; never raise it.
+    const field = typeof body.max_completion_tokens === 'number' && typeof body.max_tokens !== 'number' ? 'max_completion_tokens' : 'max_tokens';
+    const current = body[field];
+    if (typeof current !== 'number' || current > route.maxTokens) {
+      out[field] = route.maxTokens;
+      changed = true;
+    }
+  }
+  if (route.params) {
+    Object.assign(out, route.params);
+    changed = true;
+  }
+  if (route.systemPrompt) {
+    out.messages = withSystemPrompt(body.messages, route.systemPrompt);
+    changed = true;
+  }
+  return changed ? { body: out, changed } : { body, changed };
+}

@@ -1,0 +1,142 @@
+import { isDeepStrictEqual } from 'node:util';
+import { Ajv } from 'ajv';
+import { YamlSource, pointerToPath } from '../config/yaml-source.js';
+import { RulesError } from './compile.js';
+import type { JsonObject } from './decision.js';
+import { compilePath } from './fields.js';
+import type { Explanation, RuleSet } from './ruleset.js';
+
+/**
+ * Rule unit tests, like `promtool test rules`: each case is a request (headers, body, time) and
+ * what the routing must make of it. Pure: the caller reads the files.
+ */
+
+export interface RuleCase {
+  readonly name: string;
+  readonly headers?: Record<string, string>;
+  readonly body: JsonObject;
+  readonly now?: string;
+  readonly expect: CaseExpectation;
+}
+
+export interface CaseExpectation {
+  readonly rule?: string;
+  readonly action?: Explanation['action'];
+  readonly model?: string | null;
+  readonly tier?: string | null;
+  readonly status?: number;
+  readonly body_changed?: boolean;
+  /** Dot paths into the body sent upstream, with the value expected there (null: absent). */
+  readonly body?: Record<string, unknown>;
+  /** Extra upstream headers the route sets. */
+  readonly headers?: Record<string, string>;
+}
+
+export interface CasesFile {
+  /** Rules file named by the cases file, relative to it. */
+  readonly rules?: string;
+  readonly now?: string;
+  readonly cases: readonly RuleCase[];
+}
+
+export interface CaseResult {
+  readonly name: string;
+  readonly passed: boolean;
+  /** One line per expectation that did not hold. */
+  readonly mismatches: readonly string[];
+}
+
+const dateTime = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' };
+const CASES_SCHEMA = {
+  type: 'object', additionalProperties: false, required: ['cases'],
+  properties: {
+    rules: { type: 'string', minLength: 1 },
+    now: dateTime,
+    cases: {
+      type: 'array', minItems: 1,
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'body', 'expect'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          headers: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
+          body: { type: 'object' },
+          now: dateTime,
+          expect: {
+            type: 'object', additionalProperties: false, minProperties: 1,
+            properties: {
+              rule: { type: 'string' },
+              action: { enum: ['route', 'pass', 'reject', 'none'] },
+              model: { type: ['string', 'null'] },
+              tier: { type: ['string', 'null'] },
+              status: { type: 'integer' },
+              body_changed: { type: 'boolean' },
+              body: { type: 'object' },
+              headers: { type: 'object', additionalProperties: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+const validateCases = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(CASES_SCHEMA);
+
+/** Parses and validates a cases file; throws a RulesError with positioned problems. */
+export function parseCases(text: string, file: string): CasesFile {
+  const source = new YamlSource(file, text);
+  if (source.syntaxErrors.length > 0) throw new RulesError(file, source.syntaxErrors);
+  if (!validateCases(source.data)) {
+    const problems = (validateCases.errors ?? []).map((e) => {
+      const path = pointerToPath(e.instancePath);
+      if (e.keyword === 'additionalProperties') {
+        const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+        return `${source.where([...path, extra], { key: true })}: unknown key "${extra}"`;
+      }
+      return `${source.where(path)}: ${path.join('.') || 'the cases file'} ${e.message ?? 'is invalid'}`;
+    });
+    throw new RulesError(file, problems);
+  }
+  return source.data as unknown as CasesFile;
+}
+
+function lowerCaseHeaders(headers: Record<string, unknown> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers ?? {})) out[k.toLowerCase()] = String(v);
+  return out;
+}
+
+/** Runs one case against a RuleSet. */
+export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string): CaseResult {
+  const now = testCase.now ?? defaultNow;
+  const body = testCase.body;
+  const explanation = rules.explain({
+    headers: lowerCaseHeaders(testCase.headers),
+    body,
+    requestedModel: typeof body.model === 'string' ? body.model : undefined,
+    ...(now !== undefined && { now: new Date(now) }),
+  });
+  const mismatches: string[] = [];
+  const check = (what: string, expected: unknown, actual: unknown): void => {
+    if (!isDeepStrictEqual(expected, actual)) mismatches.push(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual ?? null)}`);
+  };
+  const e = testCase.expect;
+  if (e.rule !== undefined) check('rule', e.rule, explanation.rule);
+  if (e.action !== undefined) check('action', e.action, explanation.action);
+  if (e.model !== undefined) check('model', e.model, explanation.model ?? null);
+  if (e.tier !== undefined) check('tier', e.tier, explanation.tier ?? null);
+  if (e.status !== undefined) check('status', e.status, explanation.reject?.status ?? null);
+  if (e.body_changed !== undefined) check('body_changed', e.body_changed, explanation.body_changed);
+  for (const [path, expected] of Object.entries(e.body ?? {})) {
+    const get = compilePath(path);
+    const actual = typeof get === 'string' ? undefined : get(explanation.body);
+    check(`body.${path}`, expected, actual ?? null);
+  }
+  for (const [name, expected] of Object.entries(e.headers ?? {})) {
+    check(`headers.${name}`, expected, explanation.upstream_headers[name.toLowerCase()] ?? null);
+  }
+  return { name: testCase.name, passed: mismatches.length === 0, mismatches };
+}
+
+export function runCases(rules: RuleSet, cases: CasesFile): CaseResult[] {
+  return cases.cases.map((c) => runCase(rules, c, cases.now));
+}

@@ -1,0 +1,224 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { JsonObject } from './decision.js';
+
+/**
+ * The fields a rule condition can read, as a registry: a field is found by its exact name or by
+ * a prefix (`header.`, `body.`), and compiled once, at load, into a getter. Later features add
+ * their own prefixes (`key.`, `budget.`, `classify.`) with `register` and nothing else changes.
+ */
+
+/** What a getter reads from. Built once per request; derived values are cached in `memo`. */
+export interface EvalInput {
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Readonly<JsonObject>;
+  /** Evaluation time; injectable so that `time.*` rules can be tested. */
+  readonly now: Date;
+  /** Per-request cache of derived fields, filled only when a rule asks for them. */
+  readonly memo: Map<string, unknown>;
+}
+
+export type FieldGetter = (input: EvalInput) => unknown;
+
+export interface FieldOptions {
+  /** Time zone of `time.*` fields (IANA name). */
+  readonly timezone: string;
+}
+
+export interface FieldDefinition {
+  /** `exact`: the field is this name; `prefix`: the name starts with it and the rest is an argument. */
+  readonly match: 'exact' | 'prefix';
+  readonly name: string;
+  readonly description: string;
+  /**
+   * Compiles the getter for one field name, or returns an error message (bad argument).
+   * `rest` is what follows the prefix (empty for exact fields).
+   */
+  compile(rest: string, options: FieldOptions): FieldGetter | string;
+}
+
+export class FieldRegistry {
+  private readonly exact = new Map<string, FieldDefinition>();
+  private readonly prefixes: FieldDefinition[] = [];
+
+  register(definition: FieldDefinition): this {
+    if (definition.match === 'exact') this.exact.set(definition.name, definition);
+    else this.prefixes.push(definition);
+    return this;
+  }
+
+  /** The getter for `field`, or an error message naming what is wrong. */
+  compile(field: string, options: FieldOptions): FieldGetter | string {
+    const exact = this.exact.get(field);
+    if (exact) return exact.compile('', options);
+    for (const def of this.prefixes) {
+      if (field.startsWith(def.name)) return def.compile(field.slice(def.name.length), options);
+    }
+    return `unknown field "${field}" (known: ${this.names().join(', ')})`;
+  }
+
+  names(): string[] {
+    return [...this.exact.keys(), ...this.prefixes.map((d) => `${d.name}<...>`)];
+  }
+
+  definitions(): FieldDefinition[] {
+    return [...this.exact.values(), ...this.prefixes];
+  }
+}
+
+/** Memoises a derived field per request: computed the first time a rule reads it, never otherwise. */
+function derived(key: string, compute: (input: EvalInput) => unknown): FieldGetter {
+  return (input) => {
+    if (input.memo.has(key)) return input.memo.get(key);
+    const value = compute(input);
+    input.memo.set(key, value);
+    return value;
+  };
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Node decodes header bytes as latin1; a client that sent UTF-8 (a team name with an accent)
+ * means the UTF-8 text, so non-ASCII values are re-decoded.
+ */
+function headerText(value: string): string {
+  return NON_ASCII.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value;
+}
+
+/** A body path: dot-separated keys; numeric segments index arrays, negative ones from the end. */
+export function compilePath(path: string): ((root: unknown) => unknown) | string {
+  const keys = path.split('.');
+  if (keys.some((s) => s === '')) return `bad path "${path}": empty segment`;
+  const indexes = keys.map((s) => (/^-?\d+$/.test(s) ? Number(s) : undefined));
+  return (root) => {
+    let cur: unknown = root;
+    for (let i = 0; i < keys.length; i++) {
+      if (cur === null || typeof cur !== 'object') return undefined;
+      if (Array.isArray(cur)) {
+        const index = indexes[i];
+        if (index === undefined) return undefined;
+        cur = cur[index < 0 ? cur.length + index : index];
+      } else {
+        const key = keys[i]!;
+        // own keys only: a path must never reach Object.prototype
+        if (!Object.hasOwn(cur, key)) return undefined;
+        cur = (cur as Record<string, unknown>)[key];
+      }
+    }
+    return cur;
+  };
+}
+
+type Message = { role?: unknown; content?: unknown };
+
+function messagesOf(body: Readonly<JsonObject>): Message[] {
+  return Array.isArray(body.messages) ? (body.messages as Message[]) : [];
+}
+
+/** The text of a message's content: a string, or the `text` parts of a content array. */
+export function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let text = '';
+  for (const part of content) {
+    if (part && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') {
+      text += (text ? '\n' : '') + (part as { text: string }).text;
+    }
+  }
+  return text;
+}
+
+/**
+ * Prompt tokens, estimated without a tokenizer: about 4 characters per token for English text
+ * and code with GPT-style BPE vocabularies, plus 4 tokens of framing per message, plus tool schemas.
+ * Good to route on (short / long / very long), not to bill on.
+ */
+export function estimatePromptTokens(body: Readonly<JsonObject>): number {
+  let chars = 0;
+  const messages = messagesOf(body);
+  for (const m of messages) chars += contentText(m.content).length;
+  if (Array.isArray(body.tools)) chars += JSON.stringify(body.tools).length;
+  return Math.ceil(chars / 4) + 4 * messages.length;
+}
+
+function hasImages(body: Readonly<JsonObject>): boolean {
+  for (const m of messagesOf(body)) {
+    if (!Array.isArray(m.content)) continue;
+    for (const part of m.content) {
+      const type = part && typeof part === 'object' ? (part as { type?: unknown }).type : undefined;
+      if (type === 'image_url' || type === 'input_image' || type === 'image') return true;
+    }
+  }
+  return false;
+}
+
+function lastUserText(body: Readonly<JsonObject>): string | undefined {
+  const messages = messagesOf(body);
+  for (let i = messages.length - 1; i >= 0; i--) {
+    if (messages[i]!.role === 'user') return contentText(messages[i]!.content);
+  }
+  return undefined;
+}
+
+function exact(name: string, description: string, getter: FieldGetter): FieldDefinition {
+  return { match: 'exact', name, description, compile: () => getter };
+}
+
+/** The built-in fields. */
+export function builtinFields(): FieldRegistry {
+  const registry = new FieldRegistry();
+  registry
+    .register({
+      match: 'prefix', name: 'header.', description: 'a request header, by case-insensitive name (first value when repeated)',
+      compile(rest) {
+        if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(rest)) return `bad header name "${rest}"`;
+        const name = rest.toLowerCase();
+        return (input) => {
+          const value = input.headers[name];
+          const first = Array.isArray(value) ? value[0] : value;
+          return first === undefined ? undefined : headerText(first);
+        };
+      },
+    })
+    .register({
+      match: 'prefix', name: 'body.', description: 'any value in the JSON body, by dot path; numeric segments index arrays (-1 is the last)',
+      compile(rest) {
+        const get = compilePath(rest);
+        if (typeof get === 'string') return get;
+        return (input) => get(input.body);
+      },
+    })
+    .register(exact('model', 'the model the client asked for', (input) => (typeof input.body.model === 'string' ? input.body.model : undefined)))
+    .register(exact('request.stream', 'true when the client asked for a stream', (input) => input.body.stream === true))
+    .register(exact('request.tokens', 'estimated prompt tokens (about 4 characters a token; computed only when a rule uses it)',
+      derived('request.tokens', (input) => estimatePromptTokens(input.body))))
+    .register(exact('request.max_tokens', 'the max_tokens (or max_completion_tokens) the client asked for', (input) => {
+      const v = input.body.max_tokens ?? input.body.max_completion_tokens;
+      return typeof v === 'number' ? v : undefined;
+    }))
+    .register(exact('request.messages', 'the number of messages', (input) => messagesOf(input.body).length))
+    .register(exact('request.has_tools', 'true when the request offers tools or functions', (input) =>
+      (Array.isArray(input.body.tools) && input.body.tools.length > 0) || (Array.isArray(input.body.functions) && input.body.functions.length > 0)))
+    .register(exact('request.has_images', 'true when a message has an image part', derived('request.has_images', (input) => hasImages(input.body))))
+    .register(exact('request.json_mode', 'true when response_format asks for JSON (json_object or json_schema)', (input) => {
+      const rf = input.body.response_format;
+      const type = rf && typeof rf === 'object' ? (rf as { type?: unknown }).type : undefined;
+      return type === 'json_object' || type === 'json_schema';
+    }))
+    .register(exact('request.text', 'the text of the last user message', derived('request.text', (input) => lastUserText(input.body))))
+    .register({
+      match: 'exact', name: 'time.hour', description: 'hour of the day, 0-23, in the rules timezone',
+      compile(_rest, options) {
+        const format = new Intl.DateTimeFormat('en-US', { timeZone: options.timezone, hour: 'numeric', hourCycle: 'h23' });
+        return derived('time.hour', (input) => Number(format.format(input.now)));
+      },
+    })
+    .register({
+      match: 'exact', name: 'time.weekday', description: 'day of the week (monday ... sunday), in the rules timezone',
+      compile(_rest, options) {
+        const format = new Intl.DateTimeFormat('en-US', { timeZone: options.timezone, weekday: 'long' });
+        return derived('time.weekday', (input) => format.format(input.now).toLowerCase());
+      },
+    });
+  return registry;
+}

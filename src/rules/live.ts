@@ -1,0 +1,32 @@
+import type { Logger } from 'pino';
+import { loadRulesFile } from './loader.js';
+import { RulesStore, type ReloadEvent } from './store.js';
+import { RulesWatcher, type RulesWatcherOptions } from './watcher.js';
+
+export interface LiveRules {
+  readonly store: RulesStore;
+  /** Reloads now (SIGHUP). */
+  reload(trigger: string): ReloadEvent;
+  close(): void;
+}
+
+/**
+ * The rules file, loaded now (a RulesError stops startup with positioned messages) and reloaded
+ * whenever it changes. Every reload is logged; a refused file is logged with its problems and
+ * the rules in force keep serving.
+ */
+export function startLiveRules(file: string, logger: Logger, options: RulesWatcherOptions): LiveRules {
+  const store = new RulesStore(loadRulesFile(file), () => loadRulesFile(file));
+  store.on('reload', (e: ReloadEvent) => {
+    const fields = { rules_file: file, trigger: e.trigger, rules_hash: e.hash };
+    if (e.result === 'success') logger.info({ ...fields, previous_hash: e.previousHash, rules: store.current.rules.length }, 'rules reloaded');
+    else if (e.result === 'failure') logger.error({ ...fields, problems: e.problems }, `rules file refused, still serving rules ${e.hash}: ${e.problems.join('; ')}`);
+    else logger.debug(fields, 'rules file unchanged');
+  });
+  const watcher = new RulesWatcher(file, (trigger) => store.reload(trigger), options).start();
+  return {
+    store,
+    reload: (trigger) => store.reload(trigger),
+    close: () => watcher.close(),
+  };
+}

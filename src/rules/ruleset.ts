@@ -1,0 +1,175 @@
+import { applyRewrite, type CompiledRoute } from './actions.js';
+import { shown, type Condition, type Failure } from './conditions.js';
+import { NO_RULE, type RequestContext, type RouteDecision, type Router } from './decision.js';
+import type { EvalInput, FieldGetter } from './fields.js';
+
+export interface CompiledRule {
+  readonly name: string;
+  /** Position in the file, from 0. */
+  readonly index: number;
+  readonly condition: Condition;
+  readonly route: CompiledRoute;
+  readonly description: string | undefined;
+}
+
+export interface RuleTrace {
+  readonly rule: string;
+  readonly matched: boolean;
+  /** For a rule that did not match: the first condition that failed. */
+  readonly failed?: Failure;
+}
+
+export interface Explanation {
+  readonly rules_file: string;
+  readonly rules_hash: string;
+  /** The rule that decided, `none` when none matched. */
+  readonly rule: string;
+  readonly action: 'route' | 'pass' | 'reject' | 'none';
+  readonly tier: string | undefined;
+  /** The model sent upstream. */
+  readonly model: string | undefined;
+  readonly route: Record<string, unknown> | undefined;
+  readonly reject: { status: number; message: string } | undefined;
+  /** Rules evaluated in order, up to and including the one that matched. */
+  readonly trace: RuleTrace[];
+  /** The value of every field the rules use, for this request. */
+  readonly fields: Record<string, unknown>;
+  /** Exactly the body that would be sent upstream. */
+  readonly body: unknown;
+  readonly body_changed: boolean;
+  readonly upstream_headers: Readonly<Record<string, string>>;
+}
+
+export interface RuleSetInit {
+  readonly file: string;
+  readonly hash: string;
+  readonly timezone: string;
+  readonly rules: readonly CompiledRule[];
+  readonly tiers: readonly string[];
+  readonly usedFields: ReadonlyMap<string, FieldGetter>;
+}
+
+/**
+ * A compiled, immutable rules file. Pure: no I/O, no clock unless the context brings none.
+ * First match wins; no match forwards the request unchanged as rule `none`.
+ */
+export class RuleSet implements Router {
+  readonly file: string;
+  readonly hash: string;
+  readonly timezone: string;
+  readonly rules: readonly CompiledRule[];
+  readonly tiers: readonly string[];
+  private readonly usedFields: ReadonlyMap<string, FieldGetter>;
+
+  constructor(init: RuleSetInit) {
+    this.file = init.file;
+    this.hash = init.hash;
+    this.timezone = init.timezone;
+    this.rules = Object.freeze([...init.rules]);
+    this.tiers = Object.freeze([...init.tiers]);
+    this.usedFields = init.usedFields;
+    Object.freeze(this);
+  }
+
+  /** Every model a rule or tier can route to (for bounded metric labels). */
+  routedModels(): string[] {
+    const models = new Set<string>();
+    for (const r of this.rules) {
+      if (r.route.kind === 'rewrite') {
+        models.add(r.route.model);
+        for (const f of r.route.fallbacks) models.add(f);
+      }
+    }
+    return [...models];
+  }
+
+  private input(context: RequestContext): EvalInput {
+    return { headers: context.headers, body: context.body, now: context.now ?? new Date(), memo: new Map() };
+  }
+
+  /** Index of the first rule whose conditions hold, or -1. */
+  private firstMatch(input: EvalInput): number {
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) if (rules[i]!.condition.test(input)) return i;
+    return -1;
+  }
+
+  decide(context: RequestContext): RouteDecision {
+    const index = this.firstMatch(this.input(context));
+    return index === -1 ? unchanged(context, NO_RULE) : this.apply(this.rules[index]!, context);
+  }
+
+  private apply(rule: CompiledRule, context: RequestContext): RouteDecision {
+    const route = rule.route;
+    switch (route.kind) {
+      case 'pass':
+        return unchanged(context, rule.name);
+      case 'reject':
+        return { ...unchanged(context, rule.name), reject: { status: route.status, message: route.message } };
+      case 'rewrite': {
+        const applied = applyRewrite(route, context.body);
+        return {
+          rule: rule.name,
+          tier: route.tier,
+          model: route.model,
+          body: applied.body,
+          bodyChanged: applied.changed,
+          ...(route.headers && { upstreamHeaders: route.headers }),
+        };
+      }
+    }
+  }
+
+  /** The decision with its reasons: each rule tried, the first condition that failed, field values. */
+  explain(context: RequestContext): Explanation {
+    const input = this.input(context);
+    const trace: RuleTrace[] = [];
+    let matched: CompiledRule | undefined;
+    for (const rule of this.rules) {
+      const failed = rule.condition.explain(input);
+      if (failed) {
+        trace.push({ rule: rule.name, matched: false, failed });
+      } else {
+        trace.push({ rule: rule.name, matched: true });
+        matched = rule;
+        break;
+      }
+    }
+    const fields: Record<string, unknown> = {};
+    for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
+
+    const decision = matched ? this.apply(matched, context) : unchanged(context, NO_RULE);
+    const route = matched?.route;
+    return {
+      rules_file: this.file,
+      rules_hash: this.hash,
+      rule: decision.rule,
+      action: !route ? 'none' : route.kind === 'rewrite' ? 'route' : route.kind,
+      tier: decision.tier,
+      model: decision.model,
+      route: route?.kind === 'rewrite' ? describeRoute(route) : undefined,
+      reject: decision.reject,
+      trace,
+      fields,
+      body: decision.reject ? undefined : decision.body,
+      body_changed: decision.bodyChanged,
+      upstream_headers: decision.upstreamHeaders ?? {},
+    };
+  }
+}
+
+function unchanged(context: RequestContext, rule: string): RouteDecision {
+  return { rule, model: context.requestedModel, body: context.body, bodyChanged: false };
+}
+
+function describeRoute(route: Extract<CompiledRoute, { kind: 'rewrite' }>): Record<string, unknown> {
+  const out: Record<string, unknown> = { model: route.model };
+  if (route.tier) out.tier = route.tier;
+  if (route.fallbacks.length) out.fallbacks = route.fallbacks;
+  if (route.provider) out.provider = route.provider;
+  if (route.maxTokens !== undefined) out.max_tokens = route.maxTokens;
+  if (route.params) out.params = route.params;
+  if (route.systemPrompt) out.system_prompt = route.systemPrompt;
+  if (route.headers) out.headers = route.headers;
+  return out;
+}

@@ -1,0 +1,104 @@
+import { Ajv } from 'ajv';
+import { OPERATORS } from './conditions.js';
+
+/**
+ * The JSON schema of a rules file, compiled once at module load. Structure only: what needs the
+ * whole document (tiers that exist, unique names, reachable rules, valid regexes, known fields) is
+ * checked by the compiler, which reports with the same positions.
+ */
+
+const scalar = { type: ['string', 'number', 'boolean', 'null'] };
+const scalarList = { type: 'array', minItems: 1, items: scalar };
+const modelName = { type: 'string', minLength: 1, maxLength: 200 };
+
+const operatorSchemas: Record<(typeof OPERATORS)[number], unknown> = {
+  eq: scalar,
+  ne: scalar,
+  in: scalarList,
+  not_in: scalarList,
+  gt: { type: 'number' },
+  gte: { type: 'number' },
+  lt: { type: 'number' },
+  lte: { type: 'number' },
+  exists: { type: 'boolean' },
+  contains: scalar,
+  starts_with: { type: 'string' },
+  ends_with: { type: 'string' },
+  matches: { type: 'string', minLength: 1 },
+};
+
+/** Actions a tier and a route share. */
+const actionProperties = {
+  fallbacks: { type: 'array', items: modelName, maxItems: 20 },
+  provider: { type: 'object' },
+  max_tokens: { type: 'integer', minimum: 1 },
+  params: { type: 'object' },
+  system_prompt: {
+    type: 'object', minProperties: 1, maxProperties: 1, additionalProperties: false,
+    properties: { prepend: { type: 'string', minLength: 1 }, replace: { type: 'string', minLength: 1 } },
+  },
+  headers: { type: 'object', additionalProperties: { type: 'string' } },
+  description: { type: 'string' },
+};
+
+export const RULES_SCHEMA = {
+  $id: 'switchyard-rules',
+  type: 'object',
+  additionalProperties: false,
+  required: ['version', 'rules'],
+  properties: {
+    version: { const: 1 },
+    timezone: { type: 'string', minLength: 1 },
+    tiers: {
+      type: 'object',
+      propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+      additionalProperties: {
+        type: 'object', additionalProperties: false, required: ['model'],
+        properties: { model: modelName, ...actionProperties },
+      },
+    },
+    rules: { type: 'array', items: { $ref: '#/$defs/rule' } },
+  },
+  $defs: {
+    rule: {
+      type: 'object', additionalProperties: false, required: ['name', 'route'],
+      properties: {
+        name: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+        description: { type: 'string' },
+        when: { $ref: '#/$defs/when' },
+        route: {
+          type: 'object', additionalProperties: false, minProperties: 1,
+          properties: {
+            model: modelName,
+            tier: { type: 'string', minLength: 1 },
+            pass: { const: true },
+            reject: {
+              type: 'object', additionalProperties: false, required: ['status'],
+              properties: { status: { type: 'integer', minimum: 400, maximum: 599 }, message: { type: 'string', minLength: 1 } },
+            },
+            ...actionProperties,
+          },
+        },
+      },
+    },
+    when: {
+      type: 'object',
+      properties: {
+        any: { type: 'array', minItems: 1, items: { $ref: '#/$defs/when' } },
+        all: { type: 'array', minItems: 1, items: { $ref: '#/$defs/when' } },
+        not: { $ref: '#/$defs/when' },
+      },
+      additionalProperties: { $ref: '#/$defs/matcher' },
+    },
+    // A scalar (equality) or a map of operators that must all hold.
+    matcher: {
+      type: ['string', 'number', 'boolean', 'null', 'object'],
+      minProperties: 1,
+      additionalProperties: false,
+      properties: operatorSchemas,
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+export const validateRulesDocument = ajv.compile(RULES_SCHEMA);

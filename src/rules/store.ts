@@ -1,0 +1,48 @@
+import { EventEmitter } from 'node:events';
+import { RulesError } from './compile.js';
+import type { RuleSet } from './ruleset.js';
+
+export type ReloadResult = 'success' | 'unchanged' | 'failure';
+
+export interface ReloadEvent {
+  readonly result: ReloadResult;
+  /** What asked for the reload: `watch`, `poll`, `sighup`, ... */
+  readonly trigger: string;
+  /** The rules serving after the attempt. */
+  readonly hash: string;
+  readonly previousHash: string;
+  /** Positioned problems, when the new file was refused. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * The rules in force. A request reads `current` once, at its start, and keeps that RuleSet to the
+ * end; a reload swaps the reference and never touches a RuleSet in use. A file that fails to load
+ * never replaces the running rules.
+ */
+export class RulesStore extends EventEmitter {
+  current: RuleSet;
+  private readonly load: () => RuleSet;
+
+  constructor(initial: RuleSet, load: () => RuleSet) {
+    super();
+    this.current = initial;
+    this.load = load;
+  }
+
+  reload(trigger: string): ReloadEvent {
+    const previousHash = this.current.hash;
+    let event: ReloadEvent;
+    try {
+      const next = this.load();
+      const changed = next.hash !== previousHash;
+      if (changed) this.current = next;
+      event = { result: changed ? 'success' : 'unchanged', trigger, hash: this.current.hash, previousHash, problems: [] };
+    } catch (err) {
+      const problems = err instanceof RulesError ? err.problems : [String((err as Error)?.message ?? err)];
+      event = { result: 'failure', trigger, hash: previousHash, previousHash, problems };
+    }
+    this.emit('reload', event);
+    return event;
+  }
+}
