@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { deepMerge, type CompiledRoute, type SystemPromptAction } from './actions.js';
-import { ALWAYS, compileWhen, type CompileProblem, type Condition, type ConditionCompiler } from './conditions.js';
+import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import type { JsonObject } from './decision.js';
 import { builtinFields, type FieldGetter, type FieldRegistry } from './fields.js';
 import { RuleSet, type CompiledRule } from './ruleset.js';
@@ -109,6 +109,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
     fields: options.fields ?? builtinFields(),
     fieldOptions: { timezone: problems.length > 0 ? 'UTC' : timezone },
     usedFields: new Map<string, FieldGetter>(),
+    regexSets: new Map<string, FieldRegexSet>(),
   };
 
   const tiers = document.tiers ?? {};
@@ -141,6 +142,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
     throw new RulesError(file, problems.map((p) => `${source.where(p.path)}: ${p.message}`));
   }
 
+  compileRegexSets(cc);
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
   return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), usedFields: cc.usedFields });
 }

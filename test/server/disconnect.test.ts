@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { request as httpRequest } from 'node:http';
+import { test, type TestContext } from 'node:test';
+import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
+
+/** A chat request whose body bytes can be watched as they arrive, and which the test can abandon. */
+interface WatchedRequest {
+  /** Every body byte received so far. */
+  received(): Buffer;
+  /** Resolves once `predicate` holds for the body received so far. */
+  waitForBody(predicate: (body: Buffer) => boolean): Promise<void>;
+  /** Leaves: destroys the request and its socket. */
+  leave(): void;
+}
+
+function postChat(h: Harness, body: unknown, requestId: string): WatchedRequest {
+  const chunks: Buffer[] = [];
+  const progress = new EventEmitter();
+  const req = httpRequest(`${h.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+  });
+  // The test destroys the request on purpose; the resulting socket error is expected.
+  req.on('error', () => {});
+  req.on('response', (res) => {
+    res.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      progress.emit('data');
+    });
+    res.on('error', () => {});
+  });
+  req.end(JSON.stringify(body));
+  const received = (): Buffer => Buffer.concat(chunks);
+  return {
+    received,
+    waitForBody(predicate) {
+      if (predicate(received())) return Promise.resolve();
+      return new Promise((resolve) => {
+        const check = (): void => {
+          if (!predicate(received())) return;
+          progress.off('data', check);
+          resolve();
+        };
+        progress.on('data', check);
+      });
+    },
+    leave() {
+      req.destroy();
+    },
+  };
+}
+
+async function harness(t: TestContext): Promise<Harness> {
+  const h = await startHarness({ env: { OPENROUTER_API_KEY: 'sk-or-server' } });
+  t.after(() => h.close());
+  return h;
+}
+
+/** One SSE data event in OpenRouter's chunk shape. */
+function chunkEvent(content: string): string {
+  return `data: ${JSON.stringify({
+    id: 'gen-1', object: 'chat.completion.chunk', created: 1_700_000_000, model: CHAT_BODY.model,
+    choices: [{ index: 0, delta: { role: 'assistant', content }, finish_reason: null }],
+  })}\n\n`;
+}
+
+const STREAM_BODY = { ...CHAT_BODY, stream: true };
+
+test('a client that leaves before upstream headers aborts the upstream request and is logged as 499', async (t) => {
+  const h = await harness(t);
+  h.fake.enqueue({ type: 'hang' });
+  const upstreamArrived = h.fake.nextRequest();
+  const client = postChat(h, CHAT_BODY, 'leave-before-headers');
+  const rec = await upstreamArrived;
+
+  client.leave();
+
+  assert.equal(await rec.outcome, 'aborted');
+  const line = await h.logs.requestLine('leave-before-headers');
+  assert.equal(line.status, 499);
+  assert.equal(line.client_closed, true);
+  assert.equal(line.upstream_status, undefined);
+  assert.equal(line.bytes_out, 0);
+});
+
+test('the proxy serves the next request after a client left before upstream headers', async (t) => {
+  const h = await harness(t);
+  h.fake.enqueue({ type: 'hang' });
+  const upstreamArrived = h.fake.nextRequest();
+  const client = postChat(h, CHAT_BODY, 'leave-then-next');
+  const rec = await upstreamArrived;
+  client.leave();
+  assert.equal(await rec.outcome, 'aborted');
+
+  const res = await fetch(`${h.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CHAT_BODY),
+  });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { choices: { message: { content: string } }[] };
+  assert.equal(body.choices[0]?.message.content, h.fake.options.content);
+  assert.equal(h.fake.received.length, 2);
+});
+
+test('a client that leaves mid-stream aborts the upstream stream; the log line has 499 and the bytes it got', async (t) => {
+  const h = await harness(t);
+  h.fake.enqueue({ type: 'manual' });
+  const client = postChat(h, STREAM_BODY, 'leave-mid-stream');
+  const upstream = await h.fake.nextManual();
+  upstream.writeHead(200, { 'content-type': 'text/event-stream' });
+  const sent = [': OPENROUTER PROCESSING\n\n', chunkEvent(''), chunkEvent('Hello')];
+  for (const event of sent) await upstream.write(event);
+  const expected = Buffer.from(sent.join(''));
+  await client.waitForBody((body) => body.length >= expected.length);
+  assert.deepEqual(client.received(), expected);
+
+  client.leave();
+
+  assert.equal(await upstream.request.outcome, 'aborted');
+  const line = await h.logs.requestLine('leave-mid-stream');
+  assert.equal(line.status, 499);
+  assert.equal(line.client_closed, true);
+  assert.equal(line.stream, true);
+  assert.equal(line.upstream_status, 200);
+  assert.equal(line.bytes_out, expected.length);
+});
+
+test('a client that leaves a slow stream after its first bytes aborts the upstream before [DONE]', async (t) => {
+  const h = await harness(t);
+  h.fake.enqueue({ type: 'slow-stream', ms: 50 });
+  const upstreamArrived = h.fake.nextRequest();
+  const client = postChat(h, STREAM_BODY, 'leave-slow-stream');
+  const rec = await upstreamArrived;
+  await client.waitForBody((body) => body.length > 0);
+
+  client.leave();
+
+  assert.equal(await rec.outcome, 'aborted');
+  assert.equal(rec.aborted, true);
+  assert.doesNotMatch(Buffer.concat(rec.sent).toString('utf8'), /\[DONE\]/);
+  const line = await h.logs.requestLine('leave-slow-stream');
+  assert.equal(line.status, 499);
+  assert.equal(line.client_closed, true);
+  assert.equal(line.stream, true);
+});
