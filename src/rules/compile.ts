@@ -89,8 +89,8 @@ export function compileRules(text: string, file: string, options: CompileOptions
       }
       let message = e.message ?? 'is invalid';
       if (e.keyword === 'type' && Array.isArray(valueAt(doc, path))) message = 'a list is not a matcher here: write { in: [...] }';
-      if (e.keyword === 'const' && path.length === 1 && path[0] === 'version') message = 'must be 1';
-      if (e.keyword === 'enum' || e.keyword === 'const') message += ` (${JSON.stringify((e.params as { allowedValue?: unknown; allowedValues?: unknown }).allowedValue ?? (e.params as { allowedValues?: unknown }).allowedValues)})`;
+      if (e.keyword === 'const') message = `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
+      if (e.keyword === 'enum') message = `must be one of ${JSON.stringify((e.params as { allowedValues: unknown }).allowedValues)}`;
       return `${source.where(path)}: ${describePath(path)} ${message}`;
     });
     throw new RulesError(file, [...new Set(problems)]);
@@ -139,7 +139,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
   });
 
   if (problems.length > 0) {
-    throw new RulesError(file, problems.map((p) => `${source.where(p.path)}: ${p.message}`));
+    throw new RulesError(file, problems.map((p) => `${source.where(p.path, { key: p.key ?? false })}: ${p.message}`));
   }
 
   compileRegexSets(cc);
@@ -168,11 +168,11 @@ function describePath(path: (string | number)[]): string {
 function checkActions(spec: ActionSpec, path: (string | number)[], problems: CompileProblem[]): void {
   for (const key of Object.keys(spec.params ?? {})) {
     const why = FORBIDDEN_PARAMS[key];
-    if (why) problems.push({ path: [...path, 'params', key], message: `params may not set "${key}": ${why}` });
+    if (why) problems.push({ path: [...path, 'params', key], key: true, message: `params may not set "${key}": ${why}` });
   }
   for (const name of Object.keys(spec.headers ?? {})) {
-    if (!HEADER_NAME.test(name)) problems.push({ path: [...path, 'headers', name], message: `"${name}" is not a valid header name` });
-    else if (FORBIDDEN_HEADERS.has(name.toLowerCase())) problems.push({ path: [...path, 'headers', name], message: `header "${name}" is set by the proxy and may not come from a rule` });
+    if (!HEADER_NAME.test(name)) problems.push({ path: [...path, 'headers', name], key: true, message: `"${name}" is not a valid header name` });
+    else if (FORBIDDEN_HEADERS.has(name.toLowerCase())) problems.push({ path: [...path, 'headers', name], key: true, message: `header "${name}" is set by the proxy and may not come from a rule` });
   }
 }
 

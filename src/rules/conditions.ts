@@ -29,6 +29,8 @@ export interface Condition {
 export interface CompileProblem {
   /** Where in the rules document (for file:line:col). */
   readonly path: (string | number)[];
+  /** The problem is the key at `path` (a field name, a param), not its value. */
+  readonly key?: true;
   readonly message: string;
 }
 
@@ -267,7 +269,7 @@ export function compileWhen(when: Record<string, unknown>, path: (string | numbe
     } else {
       const getter = cc.fields.compile(key, cc.fieldOptions);
       if (typeof getter === 'string') {
-        problems.push({ path: here, message: getter });
+        problems.push({ path: here, key: true, message: getter });
         continue;
       }
       cc.usedFields.set(key, getter);
