@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { runCli } from '../../src/cli/commands.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BIN = join(REPO_ROOT, 'dist/src/cli/switchyard.js');
+const SHIPPED_RULES = join(REPO_ROOT, 'rules.yaml');
+const SHIPPED_CASES = join(REPO_ROOT, 'rules.test.yaml');
+
+interface Run {
+  readonly code: number;
+  readonly out: string[];
+  readonly err: string[];
+}
+
+/** `runCli` in-process, each line it prints collected. */
+function cli(argv: string[], env: NodeJS.ProcessEnv = {}): Run {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = runCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l), env });
+  return { code, out, err };
+}
+
+/** The real bin as a child process, from the repository root; stdout and stderr split into lines. */
+function runProcess(file: string, args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir() }, timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : NaN) : 0;
+      if (error && Number.isNaN(code)) return reject(error);
+      resolve({ code, out: lines(stdout), err: lines(stderr) });
+    });
+  });
+}
+
+function bin(args: string[]): Promise<Run> {
+  return runProcess(process.execPath, [BIN, ...args]);
+}
+
+function lines(text: string): string[] {
+  return text.split('\n').filter((l) => l !== '');
+}
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function writeIn(dir: string, name: string, text: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** A rules file whose only rule, `name`, routes every request to `model`. */
+function oneRule(name: string, model: string): string {
+  return `version: 1\nrules:\n  - name: ${name}\n    route: { model: ${model} }\n`;
+}
+
+/** The `ok:` line `check` prints, computed from the file itself rather than from the compiler. */
+function expectedOkLine(shownName: string, file: string): string {
+  const text = readFileSync(file, 'utf8');
+  const doc = parse(text) as { rules: unknown[]; tiers?: Record<string, unknown> };
+  const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
+  return `ok: ${shownName}: ${doc.rules.length} rules, ${Object.keys(doc.tiers ?? {}).length} tiers, hash ${hash}`;
+}
+
+const BROKEN_RULES = 'version: 1\nrules:\n  - name: a\n    route: { tier: gold }\n  - name: a\n    route: { model: x, params: { model: y } }\n';
+
+test('check on the shipped rules.yaml (real bin) exits 0 with the rule count', async () => {
+  const run = await bin(['check', 'rules.yaml']);
+  assert.deepEqual(run, { code: 0, out: [expectedOkLine('rules.yaml', SHIPPED_RULES)], err: [] });
+});
+
+test('check on a broken file (real bin) exits 1 with every problem positioned on stderr', async (t) => {
+  const file = writeIn(tempDir(t), 'broken.yaml', BROKEN_RULES);
+  const run = await bin(['check', file]);
+  assert.equal(run.code, 1);
+  assert.deepEqual(run.out, []);
+  assert.deepEqual(run.err, [
+    `${file}:4:20: unknown tier "gold" (tiers: none defined)`,
+    `${file}:5:5: rule "a" can never match: rule "a" before it matches every request (it has no conditions)`,
+    `${file}:5:11: duplicate rule name "a" (also rule #1)`,
+    `${file}:6:34: params may not set "model": use route.model or route.tier`,
+  ]);
+});
+
+test('check with no argument reads RULES_FILE', (t) => {
+  const file = writeIn(tempDir(t), 'from-env.yaml', oneRule('only', 'x/y'));
+  const run = cli(['check'], { RULES_FILE: file });
+  assert.deepEqual(run, { code: 0, out: [expectedOkLine(file, file)], err: [] });
+});
+
+test('check on a missing file exits 1', (t) => {
+  const file = join(tempDir(t), 'missing.yaml');
+  assert.deepEqual(cli(['check', file]), { code: 1, out: [], err: [`${file}: cannot read the rules file (ENOENT)`] });
+});
+
+test('an unknown command or no command is a usage error (exit 2)', async () => {
+  const unknown = cli(['frobnicate']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.err.join('\n'), /^switchyard: unknown command "frobnicate"\nusage:/);
+  const none = cli([]);
+  assert.equal(none.code, 2);
+  assert.match(none.err.join('\n'), /^usage:\n {2}switchyard check/);
+  const viaBin = await bin([]);
+  assert.equal(viaBin.code, 2);
+  assert.equal(viaBin.err[0], 'usage:');
+  assert.equal(cli(['check', 'a.yaml', 'b.yaml']).code, 2, 'check takes one file');
+  assert.equal(cli(['test']).code, 2, 'test needs a cases file');
+  assert.equal(cli(['test', 'cases.yaml', '--rules']).code, 2, '--rules needs a value');
+});
+
+test('test on the shipped rules.test.yaml (real bin) passes every case', async () => {
+  const cases = (parse(readFileSync(SHIPPED_CASES, 'utf8')) as { cases: { name: string }[] }).cases;
+  assert.ok(cases.length > 0);
+  const run = await bin(['test', 'rules.test.yaml']);
+  assert.equal(run.code, 0, run.out.join('\n'));
+  assert.deepEqual(run.err, []);
+  assert.deepEqual(run.out.slice(0, cases.length), cases.map((c, i) => `ok   ${i + 1} - ${c.name}`));
+  assert.match(run.out[cases.length]!, /^rules: .*rules\.yaml \(hash [0-9a-f]{12}\)$/);
+  assert.equal(run.out.at(-1), `${cases.length} passed, 0 failed`);
+  assert.equal(run.out.length, cases.length + 2);
+});
+
+test('a failing case exits 1 and names the case and the mismatch', (t) => {
+  const dir = tempDir(t);
+  const rules = writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'));
+  const cases = writeIn(dir, 'cases.yaml', [
+    'rules: ./rules.yaml',
+    'cases:',
+    '  - name: holds',
+    '    body: { model: auto }',
+    '    expect: { rule: main, model: x/main }',
+    '  - name: wrong rule',
+    '    body: { model: auto }',
+    '    expect: { rule: expected-rule, model: x/main }',
+    '',
+  ].join('\n'));
+  const run = cli(['test', cases]);
+  assert.equal(run.code, 1);
+  assert.deepEqual(run.out, [
+    'ok   1 - holds',
+    'FAIL 2 - wrong rule',
+    '       rule: expected "expected-rule", got "main"',
+    `rules: ${rules} (hash ${createHash('sha256').update(oneRule('main', 'x/main')).digest('hex').slice(0, 12)})`,
+    '1 passed, 1 failed',
+  ]);
+  assert.deepEqual(run.err, []);
+});
+
+test('--rules overrides the rules file the cases name', (t) => {
+  const dir = tempDir(t);
+  writeIn(dir, 'named.yaml', oneRule('named', 'x/named'));
+  const override = writeIn(dir, 'override.yaml', oneRule('override', 'x/override'));
+  const cases = writeIn(dir, 'cases.yaml', 'rules: ./named.yaml\ncases:\n  - name: routed by the override\n    body: { model: auto }\n    expect: { rule: override, model: x/override }\n');
+
+  const run = cli(['test', cases, '--rules', override]);
+  assert.equal(run.code, 0, run.out.join('\n'));
+  assert.equal(run.out[0], 'ok   1 - routed by the override');
+  assert.match(run.out[1]!, new RegExp(`^rules: ${override.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(hash `));
+  assert.equal(run.out.at(-1), '1 passed, 0 failed');
+
+  const without = cli(['test', cases]);
+  assert.equal(without.code, 1, 'without --rules the named file decides, and the case fails');
+  assert.equal(without.out.at(-1), '0 passed, 1 failed');
+});
+
+test('a malformed cases file (unknown key in expect) exits 1 with a positioned error', (t) => {
+  const dir = tempDir(t);
+  writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'));
+  const cases = writeIn(dir, 'cases.yaml', 'rules: ./rules.yaml\ncases:\n  - name: one\n    body: { model: a }\n    expect: { rulez: main }\n');
+  assert.deepEqual(cli(['test', cases]), { code: 1, out: [], err: [`${cases}:5:15: unknown key "rulez"`] });
+});
+
+test('a missing cases file exits 1', (t) => {
+  const cases = join(tempDir(t), 'missing-cases.yaml');
+  assert.deepEqual(cli(['test', cases]), { code: 1, out: [], err: [`${cases}: cannot read the cases file (ENOENT)`] });
+});
+
+test('`npm exec --offline -- switchyard check` runs the package bin', { timeout: 90_000 }, async () => {
+  const run = await runProcess('npm', ['exec', '--offline', '--', 'switchyard', 'check', 'rules.yaml']);
+  assert.equal(run.code, 0, run.err.join('\n'));
+  assert.deepEqual(run.out, [expectedOkLine('rules.yaml', SHIPPED_RULES)]);
+});
