@@ -30,7 +30,15 @@ export interface SwitchyardConfig {
   readonly rules_file: string;
   readonly rules_debounce_ms: number;
   readonly rules_poll_interval_ms: number;
-  readonly log: { readonly level: LogLevel };
+  readonly metrics: {
+    readonly enabled: boolean;
+    readonly models: readonly string[];
+    readonly max_served_models: number;
+    readonly duration_buckets_seconds: readonly number[];
+    readonly ttft_buckets_seconds: readonly number[];
+    readonly overhead_buckets_seconds: readonly number[];
+  };
+  readonly log: { readonly level: LogLevel; readonly prompts: boolean };
   /** The config file that was read, if any. */
   readonly config_file: string | undefined;
 }
@@ -49,6 +57,10 @@ function settingSchema(spec: SettingSpec): Json {
       return { type: 'string', enum: [...LOG_LEVELS] };
     case 'string[]':
       return { type: 'array', items: { type: 'string', minLength: 1 } };
+    case 'number[]':
+      return { type: 'array', minItems: 1, items: { type: 'number', exclusiveMinimum: 0 } };
+    case 'boolean':
+      return { type: 'boolean' };
   }
 }
 
@@ -106,6 +118,17 @@ function coerceEnv(spec: SettingSpec, raw: string): { value: unknown } | { probl
       return { value: Number(raw.trim()) };
     case 'string[]':
       return { value: raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0) };
+    case 'number[]': {
+      const parts = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      if (parts.some((p) => !/^\d+(\.\d+)?(e-?\d+)?$/i.test(p))) return { problem: `must be comma-separated numbers, got ${shown}` };
+      return { value: parts.map(Number) };
+    }
+    case 'boolean': {
+      const v = raw.trim().toLowerCase();
+      if (v === 'true' || v === '1') return { value: true };
+      if (v === 'false' || v === '0') return { value: false };
+      return { problem: `must be true or false, got ${shown}` };
+    }
     default:
       return { value: raw.trim() };
   }
@@ -233,6 +256,12 @@ function semanticProblems(config: Json, origin: Map<string, string>): string[] {
   const host = getPath(config, ['server', 'host']) as string;
   if (host !== 'localhost' && isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) {
     problems.push(`${origin.get('server.host') ?? 'server.host'}: server.host must be an IP address or a host name`);
+  }
+  for (const name of ['duration_buckets_seconds', 'ttft_buckets_seconds', 'overhead_buckets_seconds']) {
+    const buckets = getPath(config, ['metrics', name]) as number[];
+    if (buckets.some((b, i) => i > 0 && b <= buckets[i - 1]!)) {
+      problems.push(`${origin.get(`metrics.${name}`) ?? `metrics.${name}`}: metrics.${name} must be in increasing order`);
+    }
   }
   const clientKeys = getPath(config, ['client_auth', 'keys']) as string[];
   const apiKey = getPath(config, ['upstream', 'api_key']);

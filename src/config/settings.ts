@@ -6,7 +6,7 @@
  * this list, so a setting cannot exist in one and be missing from the other.
  */
 
-export type SettingType = 'string' | 'integer' | 'string[]' | 'url' | 'log-level';
+export type SettingType = 'string' | 'integer' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level';
 
 export interface SettingSpec {
   /** Dotted path in the config file (snake_case, like the rest of the YAML). */
@@ -14,7 +14,7 @@ export interface SettingSpec {
   /** Environment variable that overrides the file. */
   readonly env: string;
   readonly type: SettingType;
-  readonly default: string | number | readonly string[] | undefined;
+  readonly default: string | number | boolean | readonly string[] | readonly number[] | undefined;
   readonly unit: string;
   readonly reason: string;
   readonly minimum?: number;
@@ -95,6 +95,37 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   {
     path: 'rules_poll_interval_ms', env: 'RULES_POLL_INTERVAL_MS', type: 'integer', default: 2000, unit: 'milliseconds (0: off)', minimum: 0,
     reason: 'a stat() of the rules file backs up change events, which some filesystems (network mounts, some container bind mounts) lose; cheap enough to run every 2 s',
+  },
+  {
+    path: 'metrics.enabled', env: 'METRICS_ENABLED', type: 'boolean', default: true, unit: 'true | false',
+    reason: 'GET /metrics in the Prometheus text format; cost and latency are half of what the proxy is for',
+  },
+  {
+    path: 'metrics.models', env: 'METRICS_MODELS', type: 'string[]', default: [], unit: 'comma-separated model names',
+    reason: 'model names a client may ask for that get their own label value besides those the rules and tiers name; every other requested model is labelled `other`, so clients cannot grow the number of series',
+  },
+  {
+    path: 'metrics.max_served_models', env: 'METRICS_MAX_SERVED_MODELS', type: 'integer', default: 100, unit: 'label values', minimum: 0,
+    reason: 'served models (reported by OpenRouter, which may pick a fallback or a dated variant) beyond those the rules name are labelled as they come, up to this many; later ones are `other`',
+  },
+  {
+    path: 'metrics.duration_buckets_seconds', env: 'METRICS_DURATION_BUCKETS_SECONDS', type: 'number[]',
+    default: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600], unit: 'seconds (comma-separated)',
+    reason: 'LLM requests last from tens of milliseconds (errors, cache hits) to minutes (long reasoning streams)',
+  },
+  {
+    path: 'metrics.ttft_buckets_seconds', env: 'METRICS_TTFT_BUCKETS_SECONDS', type: 'number[]',
+    default: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 60], unit: 'seconds (comma-separated)',
+    reason: 'time to first token is usually 0.2 to 2 s, and minutes for reasoning models that think first',
+  },
+  {
+    path: 'metrics.overhead_buckets_seconds', env: 'METRICS_OVERHEAD_BUCKETS_SECONDS', type: 'number[]',
+    default: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1], unit: 'seconds (comma-separated)',
+    reason: "the proxy's own time is tens of microseconds to a few milliseconds; buckets from 50 µs resolve it",
+  },
+  {
+    path: 'log.prompts', env: 'LOG_PROMPTS', type: 'boolean', default: false, unit: 'true | false',
+    reason: 'the request log carries a hash of the last user message, never its text, unless this is true (prompts are often personal data)',
   },
   {
     path: 'log.level', env: 'LOG_LEVEL', type: 'log-level', default: 'info', unit: LOG_LEVELS.join(' | '),

@@ -110,6 +110,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
     fieldOptions: { timezone: problems.length > 0 ? 'UTC' : timezone },
     usedFields: new Map<string, FieldGetter>(),
     regexSets: new Map<string, FieldRegexSet>(),
+    namedModels: new Set<string>(),
   };
 
   const tiers = document.tiers ?? {};
@@ -144,7 +145,10 @@ export function compileRules(text: string, file: string, options: CompileOptions
 
   compileRegexSets(cc);
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
-  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), usedFields: cc.usedFields });
+  const models = new Set(cc.namedModels);
+  for (const tier of Object.values(tiers)) for (const m of [tier.model, ...(tier.fallbacks ?? [])]) models.add(m);
+  for (const rule of rules) if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
+  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), usedFields: cc.usedFields, models: [...models] });
 }
 
 function valueAt(doc: unknown, path: (string | number)[]): unknown {

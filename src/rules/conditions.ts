@@ -248,6 +248,8 @@ export interface ConditionCompiler {
   readonly fieldOptions: FieldOptions;
   /** Every field name a condition uses, for the explain output. */
   readonly usedFields: Map<string, FieldGetter>;
+  /** Model names the conditions on `model` compare with (for bounded metric labels). */
+  readonly namedModels: Set<string>;
   /** The `matches` patterns of each field; compile them with `compileRegexSets` once all rules are read. */
   readonly regexSets: Map<string, FieldRegexSet>;
 }
@@ -275,6 +277,12 @@ export function compileWhen(when: Record<string, unknown>, path: (string | numbe
       cc.usedFields.set(key, getter);
       const ops: [Operator, unknown][] =
         value !== null && typeof value === 'object' ? (Object.entries(value) as [Operator, unknown][]) : [['eq', value]];
+      if (key === 'model') {
+        for (const [op, expected] of ops) {
+          if (op === 'matches') continue;
+          for (const v of Array.isArray(expected) ? expected : [expected]) if (typeof v === 'string') cc.namedModels.add(v);
+        }
+      }
       let regexes = cc.regexSets.get(key);
       if (!regexes) cc.regexSets.set(key, (regexes = new FieldRegexSet(key)));
       for (const [op, expected] of ops) {

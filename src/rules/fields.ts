@@ -152,7 +152,8 @@ function hasImages(body: Readonly<JsonObject>): boolean {
   return false;
 }
 
-function lastUserText(body: Readonly<JsonObject>): string | undefined {
+/** The text of the last user message, or undefined when there is none. */
+export function lastUserText(body: Readonly<JsonObject>): string | undefined {
   const messages = messagesOf(body);
   for (let i = messages.length - 1; i >= 0; i--) {
     if (messages[i]!.role === 'user') return contentText(messages[i]!.content);

@@ -47,6 +47,7 @@ export interface RuleSetInit {
   readonly rules: readonly CompiledRule[];
   readonly tiers: readonly string[];
   readonly usedFields: ReadonlyMap<string, FieldGetter>;
+  readonly models: readonly string[];
 }
 
 /**
@@ -59,6 +60,8 @@ export class RuleSet implements Router {
   readonly timezone: string;
   readonly rules: readonly CompiledRule[];
   readonly tiers: readonly string[];
+  /** Every model name the file mentions: in tiers, routes, fallbacks and conditions on `model`. */
+  readonly models: readonly string[];
   private readonly usedFields: ReadonlyMap<string, FieldGetter>;
 
   constructor(init: RuleSetInit) {
@@ -67,20 +70,9 @@ export class RuleSet implements Router {
     this.timezone = init.timezone;
     this.rules = Object.freeze([...init.rules]);
     this.tiers = Object.freeze([...init.tiers]);
+    this.models = Object.freeze([...init.models]);
     this.usedFields = init.usedFields;
     Object.freeze(this);
-  }
-
-  /** Every model a rule or tier can route to (for bounded metric labels). */
-  routedModels(): string[] {
-    const models = new Set<string>();
-    for (const r of this.rules) {
-      if (r.route.kind === 'rewrite') {
-        models.add(r.route.model);
-        for (const f of r.route.fallbacks) models.add(f);
-      }
-    }
-    return [...models];
   }
 
   private input(context: RequestContext): EvalInput {

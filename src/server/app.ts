@@ -2,7 +2,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { SwitchyardConfig } from '../config/load.js';
 import { InternalError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
+import { SwitchyardMetrics } from '../metrics/metrics.js';
 import { emptyRuleSet } from '../rules/loader.js';
+import { RulesStore, type ReloadEvent } from '../rules/store.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
@@ -25,6 +27,8 @@ export interface SwitchyardApp {
   readonly app: FastifyInstance;
   readonly lifecycle: Lifecycle;
   readonly upstream: UpstreamClient;
+  /** Undefined when metrics are disabled. */
+  readonly metrics: SwitchyardMetrics | undefined;
 }
 
 /** Builds the Fastify application; `listen` is the caller's. */
@@ -38,9 +42,21 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     idleTimeoutMs: config.upstream.idle_timeout_ms,
     keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
   });
+  const rules = options.rules ?? { current: emptyRuleSet() };
+  const metrics = config.metrics.enabled ? new SwitchyardMetrics(config.metrics, () => lifecycle.inflightCount) : undefined;
+  if (metrics) {
+    metrics.rulesLoaded(rules.current.hash, rules.current.models);
+    if (rules instanceof RulesStore) {
+      rules.on('reload', (event: ReloadEvent) => {
+        metrics.reloadAttempted(event);
+        if (event.result === 'success') metrics.rulesLoaded(event.hash, rules.current.models);
+      });
+    }
+  }
   const proxy: ProxyDeps = {
     upstream,
     lifecycle,
+    metrics,
     headerOptions: {
       apiKey: config.upstream.api_key,
       httpReferer: config.upstream.http_referer,
@@ -65,7 +81,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     return503OnClosing: false,
   });
 
-  await app.register(exchangePlugin);
+  await app.register(exchangePlugin, { metrics, logPrompts: config.log.prompts });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error } = toOpenAIError(err, request.headers['content-type']);
@@ -81,13 +97,19 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
   });
 
   await app.register(healthRoutes, { lifecycle });
+  if (metrics) {
+    app.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+  }
 
   await app.register(async (v1) => {
     v1.addHook('onRequest', (_request, _reply, done) => {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
     if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
-    await v1.register(chatCompletionsRoutes, { rules: options.rules ?? { current: emptyRuleSet() }, proxy });
+    await v1.register(chatCompletionsRoutes, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });
 
@@ -95,5 +117,5 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     await upstream.close();
   });
 
-  return { app, lifecycle, upstream };
+  return { app, lifecycle, upstream, metrics };
 }

@@ -1,13 +1,20 @@
 import type { SwitchyardError } from '../errors.js';
+import type { StreamErrorKind } from '../metrics/metrics.js';
+import type { JsonObject } from '../rules/decision.js';
+import type { ResponseFacts } from '../upstream/response-tap.js';
 
 /**
  * What happened to one client request, from arrival to the last byte. Written by the stages
- * (route decision, upstream call, relay) and read once, by the request log line, when the
- * client's response closes.
+ * (route decision, upstream call, relay, response tap) and read once, by the request log line and
+ * the metrics, when the client's response closes.
  */
 export class Exchange {
   readonly startedAt: bigint = process.hrtime.bigint();
-  /** Model the client asked for (`body.model`), when the route reads a chat body. */
+  /** Set by the proxying routes; exchanges without a kind (probes, explain, errors) are not metered. */
+  kind: 'chat' | 'passthrough' | undefined = undefined;
+  /** The parsed chat body (for the prompt hash in the log line). */
+  chatBody: Readonly<JsonObject> | undefined = undefined;
+  /** Model the client asked for (`body.model`). */
   requestedModel: string | undefined = undefined;
   /** Routing rule that decided, `none` when no rule matched. */
   rule: string | undefined = undefined;
@@ -16,9 +23,13 @@ export class Exchange {
   stream = false;
   bytesIn = 0;
   bytesOut = 0;
+  upstreamAttempts = 0;
   upstreamStatus: number | undefined = undefined;
+  /** What the response tap read from the upstream response. */
+  facts: ResponseFacts | undefined = undefined;
   /** The proxy's own error, when there was one (also mid-stream). */
   error: SwitchyardError | undefined = undefined;
+  streamErrorKind: StreamErrorKind | undefined = undefined;
   /** The client went away before its response was complete. */
   clientClosed = false;
   /** The proxy ended the response on purpose (an upstream failure mid-body), not the client. */
@@ -27,10 +38,46 @@ export class Exchange {
   upstreamAbort: AbortController | undefined = undefined;
   /** Set while the upstream body is being relayed: ends it with a final error (shutdown). */
   terminateRelay: ((error: SwitchyardError) => void) | undefined = undefined;
+  /** Nanoseconds spent inside the proxy, not waiting on upstream (see markUpstreamSent / markHeadWritten). */
+  private proxyNs = 0n;
+  private upstreamHeadersAt: bigint | undefined = undefined;
 
   /** Milliseconds since arrival. */
   elapsedMs(): number {
     return Number(process.hrtime.bigint() - this.startedAt) / 1e6;
+  }
+
+  /** The upstream request is about to be sent: the time since arrival was the proxy's. */
+  markUpstreamSent(): void {
+    this.upstreamAttempts++;
+    this.proxyNs = process.hrtime.bigint() - this.startedAt;
+  }
+
+  markUpstreamHeaders(): void {
+    this.upstreamHeadersAt = process.hrtime.bigint();
+  }
+
+  /** Proxy time so far, counting the work since the upstream's headers arrived. */
+  proxyMsNow(): number {
+    const sinceHeaders = this.upstreamHeadersAt === undefined ? 0n : process.hrtime.bigint() - this.upstreamHeadersAt;
+    return Number(this.proxyNs + sinceHeaders) / 1e6;
+  }
+
+  /** The response head was written: the time since the upstream's headers was the proxy's. */
+  markHeadWritten(): void {
+    if (this.upstreamHeadersAt !== undefined) this.proxyNs += process.hrtime.bigint() - this.upstreamHeadersAt;
+    this.upstreamHeadersAt = undefined;
+  }
+
+  /** Seconds spent inside the proxy; all of it when no upstream call was made. */
+  overheadSeconds(): number {
+    return this.upstreamAttempts === 0 ? this.elapsedMs() / 1000 : Number(this.proxyNs) / 1e9;
+  }
+
+  /** Seconds from arrival to the first token, for a stream whose first token was seen. */
+  ttftSeconds(): number | undefined {
+    const at = this.facts?.firstTokenAt;
+    return this.stream && at !== undefined ? Number(at - this.startedAt) / 1e9 : undefined;
   }
 
   /**

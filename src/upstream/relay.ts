@@ -5,11 +5,6 @@ import { sseErrorEvent } from './sse.js';
 
 export type RelayOutcome = 'complete' | 'client_closed' | 'upstream_error' | 'terminated';
 
-export interface RelayResult {
-  readonly outcome: RelayOutcome;
-  readonly error: SwitchyardError | undefined;
-}
-
 export interface RelayOptions {
   /** The response is an SSE stream: a failure mid-way ends it with a final error event. */
   readonly sse: boolean;
@@ -20,15 +15,16 @@ export interface RelayOptions {
   /** Called for every chunk, after it has been handed to the client socket. */
   readonly onChunk: (chunk: Buffer) => void;
   /**
-   * Called just before the relay ends the client response on purpose (not the client leaving).
-   * Synchronous on purpose: the response's 'close' (and the log line) follows on the next tick,
-   * before any promise continuation would run.
+   * Called once, when the relay is over, synchronously with the end of the client response: the
+   * response's 'close' event (and so the request log line and metrics) comes on a later tick and
+   * sees what this callback recorded. `error` is the proxy's reason for ending it early.
    */
-  readonly onProxyEnd: (error: SwitchyardError) => void;
+  readonly onSettled: (outcome: RelayOutcome, error: SwitchyardError | undefined) => void;
 }
 
 export interface RelayHandle {
-  readonly done: Promise<RelayResult>;
+  /** Resolves when the relay is over. */
+  readonly done: Promise<RelayOutcome>;
   /** Ends the relay now with a final error (shutdown grace elapsed). */
   terminate(error: SwitchyardError): void;
 }
@@ -39,8 +35,8 @@ export interface RelayHandle {
  * upstream). The response head must already be written.
  */
 export function relayBody(res: ServerResponse, body: Readable, options: RelayOptions): RelayHandle {
-  let settle!: (result: RelayResult) => void;
-  const done = new Promise<RelayResult>((resolve) => (settle = resolve));
+  let settle!: (outcome: RelayOutcome) => void;
+  const done = new Promise<RelayOutcome>((resolve) => (settle = resolve));
   let settled = false;
   let tail: Buffer | undefined;
 
@@ -50,12 +46,12 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
     body.off('data', onData);
     res.off('drain', onDrain);
     res.off('close', onClientClose);
-    settle({ outcome, error });
+    options.onSettled(outcome, error);
+    settle(outcome);
   };
 
   /** Ends the client's response because of `error`, as clearly as the format allows. */
   const endWithError = (outcome: RelayOutcome, error: SwitchyardError): void => {
-    options.onProxyEnd(error);
     if (options.sse && !res.destroyed) {
       res.end(sseErrorEvent({ id: options.eventId, model: options.model, code: error.code, message: error.message }, tail));
     } else {

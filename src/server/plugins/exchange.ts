@@ -1,12 +1,21 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { SwitchyardMetrics } from '../../metrics/metrics.js';
+import { NO_RULE } from '../../rules/decision.js';
+import { lastUserText } from '../../rules/fields.js';
 import { Exchange } from '../exchange.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     exchange: Exchange;
   }
+}
+
+export interface ExchangePluginOptions {
+  readonly metrics: SwitchyardMetrics | undefined;
+  /** Put the last user message's text on the log line (otherwise only its hash). */
+  readonly logPrompts: boolean;
 }
 
 /** A client's request id is reused only when it is short and plain: it ends up in logs and headers. */
@@ -27,13 +36,14 @@ function pathOf(url: string): string {
 
 /**
  * Gives every request an Exchange and an `x-request-id` response header, aborts the upstream call
- * the moment the client goes away, and writes the one log line per request when the response closes.
+ * the moment the client goes away, and when the response closes writes the one log line of the
+ * request and records its metrics.
  *
  * Why not `request.signal`: it listens to the IncomingMessage 'close' event, which Node emits as
  * soon as the request body has been read, long before the client leaves. The ServerResponse 'close'
  * event without `writableFinished` is the reliable "client went away" signal.
  */
-async function exchangePlugin(app: FastifyInstance): Promise<void> {
+async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptions): Promise<void> {
   app.decorateRequest('exchange', null as unknown as Exchange);
 
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
@@ -46,7 +56,9 @@ async function exchangePlugin(app: FastifyInstance): Promise<void> {
         exchange.clientClosed = true;
         exchange.upstreamAbort?.abort();
       }
-      logExchange(request, reply);
+      const status = exchange.clientClosed ? 499 : res.statusCode;
+      logExchange(request, status, options.logPrompts);
+      if (options.metrics && exchange.kind) recordMetrics(options.metrics, exchange, status);
     });
     done();
   });
@@ -59,15 +71,38 @@ async function exchangePlugin(app: FastifyInstance): Promise<void> {
   });
 }
 
-function logExchange(request: FastifyRequest, reply: FastifyReply): void {
+function recordMetrics(metrics: SwitchyardMetrics, x: Exchange, status: number): void {
+  const served = x.facts?.model;
+  metrics.exchangeFinished({
+    routed: x.kind === 'chat',
+    rule: x.rule ?? NO_RULE,
+    requestedModel: x.requestedModel,
+    model: served ?? x.routedModel,
+    routedModel: x.routedModel,
+    servedModel: served,
+    status,
+    stream: x.stream,
+    durationSeconds: x.elapsedMs() / 1000,
+    ttftSeconds: x.ttftSeconds(),
+    overheadSeconds: x.overheadSeconds(),
+    usage: x.facts?.usage,
+    streamErrorKind: x.streamErrorKind,
+    clientClosed: x.clientClosed,
+  });
+}
+
+function round3(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
+
+function logExchange(request: FastifyRequest, status: number, logPrompts: boolean): void {
   const x = request.exchange;
   const path = pathOf(request.url);
-  const status = x.clientClosed ? 499 : reply.raw.statusCode;
   const line: Record<string, unknown> = {
     method: request.method,
     path,
     status,
-    duration_ms: Math.round(x.elapsedMs() * 1000) / 1000,
+    duration_ms: round3(x.elapsedMs()),
     bytes_in: x.bytesIn,
     bytes_out: x.bytesOut,
   };
@@ -76,7 +111,36 @@ function logExchange(request: FastifyRequest, reply: FastifyReply): void {
   if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
   if (x.stream) line.stream = true;
   if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;
+  if (x.upstreamAttempts > 0) {
+    line.upstream_attempts = x.upstreamAttempts;
+    line.overhead_ms = round3(x.overheadSeconds() * 1000);
+  }
+  const facts = x.facts;
+  if (facts) {
+    if (facts.model !== undefined) line.served_model = facts.model;
+    if (facts.provider !== undefined) line.provider = facts.provider;
+    if (facts.finishReason !== undefined) line.finish_reason = facts.finishReason;
+    if (facts.usage) {
+      line.prompt_tokens = facts.usage.prompt;
+      line.completion_tokens = facts.usage.completion;
+      if (facts.usage.reasoning > 0) line.reasoning_tokens = facts.usage.reasoning;
+      if (facts.usage.cached > 0) line.cached_tokens = facts.usage.cached;
+      if (facts.usage.cost !== undefined) line.cost_usd = facts.usage.cost;
+    }
+    const ttft = x.ttftSeconds();
+    if (ttft !== undefined) line.ttft_ms = round3(ttft * 1000);
+    if (facts.inbandError) line.upstream_error = facts.inbandError.code;
+  }
+  if (x.chatBody) {
+    const prompt = lastUserText(x.chatBody);
+    if (prompt !== undefined) {
+      // A hash groups identical prompts (retries, loops) without writing personal data to logs.
+      line.prompt_hash = createHash('sha256').update(prompt).digest('hex').slice(0, 16);
+      if (logPrompts) line.prompt = prompt;
+    }
+  }
   if (x.clientClosed) line.client_closed = true;
+  if (x.streamErrorKind) line.stream_error = x.streamErrorKind;
   if (x.error) {
     line.error_code = x.error.code;
     line.error = x.error.message;

@@ -74,6 +74,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
   app.post('/v1/chat/completions', async (request, reply) => {
     const context = chatContext(request);
     const exchange = request.exchange;
+    exchange.kind = 'chat';
+    exchange.chatBody = context.body;
     exchange.requestedModel = context.requestedModel;
     exchange.stream = context.body.stream === true;
 
@@ -96,6 +98,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
       path: `/chat/completions${queryOf(request.url)}`,
       body: upstreamBody,
       extraHeaders,
+      tap: true,
     });
   });
 

@@ -18,6 +18,16 @@ function climbs(path: string): boolean {
   return decoded.split(/[/\\]/).some((segment) => segment === '..' || segment === '.');
 }
 
+/** `model` of a JSON body, without failing on anything else. */
+function modelOf(body: Buffer): string | undefined {
+  try {
+    const value = JSON.parse(body.toString('utf8')) as { model?: unknown } | null;
+    return typeof value?.model === 'string' ? value.model : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Every other `/v1/*` endpoint (models, embeddings, completions, generation stats...) goes
  * upstream unchanged, any method and content type, with the same auth and header handling.
@@ -34,7 +44,15 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: Pro
       throw new InvalidRequestError('Path segments "." and ".." are not allowed', 'invalid_path');
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
-    request.exchange.bytesIn = body?.length ?? 0;
-    await forward(request, reply, proxy, { method: request.method, path: upstreamPath, body });
+    const exchange = request.exchange;
+    exchange.kind = 'passthrough';
+    exchange.bytesIn = body?.length ?? 0;
+    // A JSON body's model (embeddings, completions) labels the metrics; anything else stays unparsed.
+    if (body && request.method === 'POST' && /^application\/json/i.test(request.headers['content-type'] ?? '')) {
+      exchange.requestedModel = modelOf(body);
+      exchange.routedModel = exchange.requestedModel;
+    }
+    // POST endpoints (completions, embeddings) report usage; catalogs and GETs are only relayed.
+    await forward(request, reply, proxy, { method: request.method, path: upstreamPath, body, tap: request.method === 'POST' });
   });
 }

@@ -1,0 +1,155 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SwitchyardConfig } from '../config/load.js';
+import type { ReloadEvent } from '../rules/store.js';
+import { ModelLabels } from './labels.js';
+
+/**
+ * Switchyard's Prometheus metrics (documented, with PromQL, in docs/metrics.md). One registry per
+ * app, so that several apps (tests) never share counters. `model` labels mean the model that
+ * served the request when the upstream said so, else the model routed to.
+ */
+
+/** What one finished exchange reports; filled by the exchange plugin from its Exchange. */
+export interface ExchangeRecord {
+  /** A chat request that went through the rules (counted in switchyard_rule_matches_total). */
+  readonly routed: boolean;
+  readonly rule: string;
+  readonly requestedModel: string | undefined;
+  /** Served model when known, else routed. */
+  readonly model: string | undefined;
+  readonly routedModel: string | undefined;
+  readonly servedModel: string | undefined;
+  readonly status: number;
+  readonly stream: boolean;
+  readonly durationSeconds: number;
+  readonly ttftSeconds: number | undefined;
+  readonly overheadSeconds: number;
+  readonly usage: { prompt: number; completion: number; reasoning: number; cached: number; cost: number | undefined } | undefined;
+  readonly streamErrorKind: StreamErrorKind | undefined;
+  readonly clientClosed: boolean;
+}
+
+export type StreamErrorKind = 'upstream_inband' | 'upstream_cut' | 'idle_timeout' | 'shutdown';
+
+export class SwitchyardMetrics {
+  readonly registry = new Registry();
+  readonly labels: ModelLabels;
+  private readonly requests: Counter<'rule' | 'requested_model' | 'model' | 'status' | 'stream'>;
+  private readonly duration: Histogram<'rule' | 'model' | 'stream'>;
+  private readonly ttft: Histogram<'rule' | 'model'>;
+  private readonly overhead: Histogram;
+  private readonly upstreamRequests: Counter<'model' | 'status'>;
+  private readonly tokens: Counter<'model' | 'type'>;
+  private readonly cost: Counter<'rule' | 'model'>;
+  private readonly substitutions: Counter<'routed_model' | 'served_model'>;
+  private readonly streamErrors: Counter<'kind'>;
+  private readonly clientDisconnects: Counter;
+  private readonly ruleMatches: Counter<'rule'>;
+  private readonly reloads: Counter<'result'>;
+  private readonly lastReload: Gauge;
+  private readonly rulesInfo: Gauge<'hash'>;
+  readonly activeStreams: Gauge;
+
+  constructor(config: SwitchyardConfig['metrics'], inflight: () => number) {
+    const registers = [this.registry];
+    this.labels = new ModelLabels(config.models, config.max_served_models);
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({
+      name: 'switchyard_requests_total', help: 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
+      labelNames: ['rule', 'requested_model', 'model', 'status', 'stream'], registers,
+    });
+    this.duration = new Histogram({
+      name: 'switchyard_request_duration_seconds', help: 'Time from request arrival to the last response byte',
+      labelNames: ['rule', 'model', 'stream'], buckets: [...config.duration_buckets_seconds], registers,
+    });
+    this.ttft = new Histogram({
+      name: 'switchyard_time_to_first_token_seconds', help: 'Time from request arrival to the first streamed event carrying content or a tool call',
+      labelNames: ['rule', 'model'], buckets: [...config.ttft_buckets_seconds], registers,
+    });
+    this.overhead = new Histogram({
+      name: 'switchyard_overhead_seconds', help: 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
+      buckets: [...config.overhead_buckets_seconds], registers,
+    });
+    this.upstreamRequests = new Counter({
+      name: 'switchyard_upstream_requests_total', help: 'Upstream attempts, by model and HTTP status (or error code when there was no response)',
+      labelNames: ['model', 'status'], registers,
+    });
+    this.tokens = new Counter({
+      name: 'switchyard_tokens_total', help: 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
+      labelNames: ['model', 'type'], registers,
+    });
+    this.cost = new Counter({
+      name: 'switchyard_cost_usd_total', help: 'Cost in USD reported by the upstream (usage.cost), by rule and model',
+      labelNames: ['rule', 'model'], registers,
+    });
+    this.substitutions = new Counter({
+      name: 'switchyard_model_substitutions_total', help: 'Responses served by another model than the one routed to (a fallback of the list)',
+      labelNames: ['routed_model', 'served_model'], registers,
+    });
+    this.streamErrors = new Counter({
+      name: 'switchyard_stream_errors_total', help: 'Responses that ended in an error after their head was sent, by kind',
+      labelNames: ['kind'], registers,
+    });
+    this.clientDisconnects = new Counter({
+      name: 'switchyard_client_disconnects_total', help: 'Clients that went away before their response was complete', registers,
+    });
+    this.ruleMatches = new Counter({
+      name: 'switchyard_rule_matches_total', help: 'Chat requests decided by each rule (none: no rule matched)', labelNames: ['rule'], registers,
+    });
+    this.reloads = new Counter({
+      name: 'switchyard_rules_reloads_total', help: 'Rules reload attempts, by result (success, unchanged, failure)', labelNames: ['result'], registers,
+    });
+    this.lastReload = new Gauge({
+      name: 'switchyard_rules_last_reload_timestamp_seconds', help: 'Unix time of the last successful rules load', registers,
+    });
+    this.rulesInfo = new Gauge({
+      name: 'switchyard_rules_info', help: 'The rules in force: 1 for the hash of the current rules file', labelNames: ['hash'], registers,
+    });
+    new Gauge({
+      name: 'switchyard_inflight_requests', help: 'Requests waiting on or streaming from the upstream', registers,
+      collect() {
+        this.set(inflight());
+      },
+    });
+    this.activeStreams = new Gauge({ name: 'switchyard_active_streams', help: 'SSE responses being relayed', registers });
+  }
+
+  /** The rules in force changed (startup or a reload). */
+  rulesLoaded(hash: string, models: readonly string[]): void {
+    this.labels.addKnown(models);
+    this.rulesInfo.reset();
+    this.rulesInfo.set({ hash }, 1);
+    this.lastReload.set(Date.now() / 1000);
+  }
+
+  reloadAttempted(event: ReloadEvent): void {
+    this.reloads.inc({ result: event.result });
+  }
+
+  upstreamAttempt(model: string | undefined, status: number | string): void {
+    this.upstreamRequests.inc({ model: this.labels.model(model), status: String(status) });
+  }
+
+  exchangeFinished(r: ExchangeRecord): void {
+    const model = this.labels.model(r.model);
+    const stream = r.stream ? 'true' : 'false';
+    this.requests.inc({ rule: r.rule, requested_model: this.labels.requested(r.requestedModel), model, status: String(r.status), stream });
+    if (r.routed) this.ruleMatches.inc({ rule: r.rule });
+    this.duration.observe({ rule: r.rule, model, stream }, r.durationSeconds);
+    this.overhead.observe(r.overheadSeconds);
+    if (r.ttftSeconds !== undefined) this.ttft.observe({ rule: r.rule, model }, r.ttftSeconds);
+    const u = r.usage;
+    if (u) {
+      if (u.prompt > 0) this.tokens.inc({ model, type: 'prompt' }, u.prompt);
+      if (u.completion > 0) this.tokens.inc({ model, type: 'completion' }, u.completion);
+      if (u.reasoning > 0) this.tokens.inc({ model, type: 'reasoning' }, u.reasoning);
+      if (u.cached > 0) this.tokens.inc({ model, type: 'cached' }, u.cached);
+      if (u.cost !== undefined) this.cost.inc({ rule: r.rule, model }, u.cost);
+    }
+    if (r.servedModel !== undefined && r.routedModel !== undefined && r.servedModel !== r.routedModel) {
+      this.substitutions.inc({ routed_model: this.labels.model(r.routedModel), served_model: model });
+    }
+    if (r.streamErrorKind) this.streamErrors.inc({ kind: r.streamErrorKind });
+    if (r.clientClosed) this.clientDisconnects.inc();
+  }
+}

@@ -1,0 +1,178 @@
+import { StringDecoder } from 'node:string_decoder';
+import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
+
+/**
+ * Reads the facts Switchyard records (served model, provider, usage and cost, time to first
+ * token, finish reason, in-band errors) from a response while its bytes go to the client
+ * untouched. The tap only ever reads copies of what the relay already wrote: it never delays,
+ * holds or changes a byte.
+ *
+ * Streams go through a spec-compliant SSE parser (CR, LF and CRLF line ends, comments, events
+ * split across reads; https://html.spec.whatwg.org/multipage/server-sent-events.html) with a cap
+ * on the size of one event. Usage is taken from whichever event carries a `usage` object:
+ * OpenRouter sends it on a last chunk whose `choices` is not empty, which is exactly where
+ * gateways that look for `choices: []` lose it.
+ */
+
+export interface TokenUsage {
+  readonly prompt: number;
+  readonly completion: number;
+  readonly reasoning: number;
+  readonly cached: number;
+  /** USD, as OpenRouter reports it in `usage.cost`; undefined when the upstream reported none. */
+  readonly cost: number | undefined;
+}
+
+export interface InbandError {
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface ResponseFacts {
+  /** The model that served the response (`model` of the response or of its first chunk). */
+  model: string | undefined;
+  provider: string | undefined;
+  usage: TokenUsage | undefined;
+  finishReason: string | undefined;
+  /** An error the upstream reported inside a 200 stream (`error` + `finish_reason: "error"`). */
+  inbandError: InbandError | undefined;
+  /** hrtime (ns) of the first event carrying content or a tool call. */
+  firstTokenAt: bigint | undefined;
+  /** `data: [DONE]` was seen. */
+  done: boolean;
+  /** An event was larger than the cap and was skipped (the bytes still reached the client). */
+  oversizeEvent: boolean;
+}
+
+/** One SSE event may not buffer more than this many characters: 4 MiB holds any real chunk. */
+export const MAX_SSE_EVENT_CHARS = 4 * 1024 * 1024;
+/** A non-streaming body is parsed for usage only up to this size; past it the facts are unknown. */
+export const MAX_JSON_BODY_BYTES = 16 * 1024 * 1024;
+
+type Json = Record<string, unknown>;
+
+function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+function usageOf(raw: unknown): TokenUsage | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const u = raw as Json;
+  const completionDetails = (u.completion_tokens_details ?? {}) as Json;
+  const promptDetails = (u.prompt_tokens_details ?? {}) as Json;
+  return {
+    prompt: num(u.prompt_tokens),
+    completion: num(u.completion_tokens),
+    reasoning: num(completionDetails.reasoning_tokens),
+    cached: num(promptDetails.cached_tokens),
+    cost: typeof u.cost === 'number' && Number.isFinite(u.cost) ? u.cost : undefined,
+  };
+}
+
+function errorOf(raw: unknown): InbandError | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const e = raw as Json;
+  return { code: String(e.code ?? 'error'), message: typeof e.message === 'string' ? e.message : 'upstream error' };
+}
+
+/** Whether a chunk's first choice carries generated content (text, reasoning or a tool call). */
+function carriesToken(choice: Json | undefined): boolean {
+  const delta = choice?.delta as Json | undefined;
+  if (!delta) return false;
+  if (typeof delta.content === 'string' && delta.content.length > 0) return true;
+  if (typeof delta.reasoning === 'string' && delta.reasoning.length > 0) return true;
+  return Array.isArray(delta.tool_calls) && delta.tool_calls.length > 0;
+}
+
+export class ResponseTap {
+  readonly facts: ResponseFacts = {
+    model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
+    firstTokenAt: undefined, done: false, oversizeEvent: false,
+  };
+  private readonly sse: boolean;
+  private readonly decoder: StringDecoder | undefined;
+  private readonly parser: EventSourceParser | undefined;
+  private parserTerminated = false;
+  private readonly jsonChunks: Buffer[] = [];
+  private jsonBytes = 0;
+
+  constructor(sse: boolean) {
+    this.sse = sse;
+    if (sse) {
+      // UTF-8 split across reads is completed here, not mangled.
+      this.decoder = new StringDecoder('utf8');
+      this.parser = createParser({
+        onEvent: (event) => this.onEvent(event),
+        onError: (err) => {
+          if (err.type === 'max-buffer-size-exceeded') {
+            this.facts.oversizeEvent = true;
+            this.parserTerminated = true;
+          }
+        },
+        maxBufferSize: MAX_SSE_EVENT_CHARS,
+      });
+    }
+  }
+
+  /** A chunk the relay has just written to the client. */
+  push(chunk: Buffer): void {
+    if (this.sse) {
+      if (this.parserTerminated) {
+        this.parser!.reset();
+        this.parserTerminated = false;
+      }
+      this.parser!.feed(this.decoder!.write(chunk));
+    } else if (this.jsonBytes <= MAX_JSON_BODY_BYTES) {
+      this.jsonBytes += chunk.length;
+      this.jsonChunks.push(chunk);
+    }
+  }
+
+  /** The body ended (completely or not); a JSON body is read now. */
+  end(): ResponseFacts {
+    if (!this.sse && this.jsonBytes > 0 && this.jsonBytes <= MAX_JSON_BODY_BYTES) {
+      try {
+        const body = JSON.parse(Buffer.concat(this.jsonChunks).toString('utf8')) as Json;
+        this.readObject(body);
+        const choice = Array.isArray(body.choices) ? (body.choices[0] as Json | undefined) : undefined;
+        if (typeof choice?.finish_reason === 'string') this.facts.finishReason = choice.finish_reason;
+      } catch {
+        // not JSON (an upstream error page): nothing to record
+      }
+      this.jsonChunks.length = 0;
+    }
+    return this.facts;
+  }
+
+  private readObject(obj: Json): void {
+    const f = this.facts;
+    if (f.model === undefined && typeof obj.model === 'string') f.model = obj.model;
+    if (f.provider === undefined && typeof obj.provider === 'string') f.provider = obj.provider;
+    if (obj.usage !== undefined) f.usage = usageOf(obj.usage) ?? f.usage;
+    if (obj.error !== undefined) f.inbandError = errorOf(obj.error);
+  }
+
+  private onEvent(event: EventSourceMessage): void {
+    const data = event.data;
+    if (data === '[DONE]') {
+      this.facts.done = true;
+      return;
+    }
+    const f = this.facts;
+    // After the first token most chunks are plain deltas: parse only those that can change a fact.
+    if (f.firstTokenAt !== undefined && f.model !== undefined && !data.includes('"usage"') && !data.includes('"error"') && !data.includes('"finish_reason":"')) {
+      return;
+    }
+    let obj: Json;
+    try {
+      obj = JSON.parse(data) as Json;
+    } catch {
+      return;
+    }
+    if (obj === null || typeof obj !== 'object') return;
+    this.readObject(obj);
+    const choice = Array.isArray(obj.choices) ? (obj.choices[0] as Json | undefined) : undefined;
+    if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = process.hrtime.bigint();
+    if (typeof choice?.finish_reason === 'string') f.finishReason = choice.finish_reason;
+  }
+}
