@@ -54,6 +54,12 @@ export class SwitchyardMetrics {
     const registers = [this.registry];
     this.labels = new ModelLabels(config.models, config.max_served_models);
     collectDefaultMetrics({ register: this.registry });
+    // prom-client exports these three gauges with a `_total` suffix, which `promtool check
+    // metrics` rejects (the suffix is for counters); the same values remain, unsuffixed, as
+    // nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
     this.requests = new Counter({
       name: 'switchyard_requests_total', help: 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
       labelNames: ['rule', 'requested_model', 'model', 'status', 'stream'], registers,
