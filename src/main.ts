@@ -3,7 +3,7 @@ import { ConfigError } from './errors.js';
 import { loadConfig, type SwitchyardConfig } from './config/load.js';
 import { startLiveRules, type LiveRules } from './rules/live.js';
 import { buildApp } from './server/app.js';
-import { createLogger } from './server/logger.js';
+import { createLogger, flushLogger } from './server/logger.js';
 import { gracefulShutdown } from './server/shutdown.js';
 
 function isLoopback(host: string): boolean {
@@ -66,10 +66,12 @@ async function main(): Promise<void> {
     gracefulShutdown(app, lifecycle, config.server.shutdown_grace_ms).then(
       (result) => {
         logger.info({ terminated: result.terminated }, 'stopped');
+        flushLogger(logger);
         process.exit(0);
       },
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
+        flushLogger(logger);
         process.exit(1);
       },
     );
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
     logger.fatal({ err }, 'cannot listen');
+    flushLogger(logger);
     process.exit(1);
   }
   lifecycle.markReady();

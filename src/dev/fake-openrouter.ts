@@ -75,6 +75,8 @@ export interface FakeOpenRouterOptions {
   readonly requireAuth?: boolean;
   /** Served provider name reported in responses. */
   readonly provider?: string;
+  /** Keep every request and the bytes sent in `received` (tests); off for benchmarks, whose memory must stay flat. */
+  readonly record?: boolean;
 }
 
 export interface ManualResponse {
@@ -145,6 +147,7 @@ export class FakeOpenRouter extends EventEmitter {
       processingComments: options.processingComments ?? 2,
       requireAuth: options.requireAuth ?? true,
       provider: options.provider ?? 'OpenAI',
+      record: options.record ?? true,
     };
     this.server = createServer((req, res) => this.onRequest(req, res));
     this.server.on('connection', (socket) => {
@@ -236,7 +239,7 @@ export class FakeOpenRouter extends EventEmitter {
       outcome: new Promise((resolve) => (settle = resolve)),
       aborted: false,
     };
-    this.received.push(record);
+    if (this.options.record) this.received.push(record);
     res.once('close', () => {
       if (res.writableFinished) settle('complete');
       else {
@@ -245,6 +248,11 @@ export class FakeOpenRouter extends EventEmitter {
         this.emit('aborted', record);
       }
     });
+    if (!this.options.record) {
+      this.emit('request', record);
+      void this.respond(record, req, res).catch(() => res.destroy());
+      return;
+    }
     // Record every byte of the body as it is written.
     const write = res.write.bind(res) as (chunk: string | Buffer, cb?: () => void) => boolean;
     res.write = ((chunk: string | Buffer, ...rest: unknown[]) => {

@@ -93,7 +93,9 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   // Kept after settling, so that a late error from a destroyed body is never unhandled.
   body.on('error', onError);
   res.on('drain', onDrain);
-  res.once('close', onClientClose);
+  // First in line: a client that leaves settles the relay (and the tap's facts) before the
+  // exchange's own 'close' listener writes the log line and the metrics.
+  res.prependOnceListener('close', onClientClose);
 
   return {
     done,

@@ -51,6 +51,9 @@ export const MAX_JSON_BODY_BYTES = 16 * 1024 * 1024;
 
 type Json = Record<string, unknown>;
 
+/** A chunk with a finish reason set (any JSON spacing: not every OpenAI-compatible server writes compact JSON). */
+const FINISH_REASON_SET = /"finish_reason"\s*:\s*"/;
+
 function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
@@ -93,6 +96,8 @@ export class ResponseTap {
   private readonly decoder: StringDecoder | undefined;
   private readonly parser: EventSourceParser | undefined;
   private parserTerminated = false;
+  /** The last character fed to the parser was a CR, which may yet be followed by an LF. */
+  private pendingCr = false;
   private readonly jsonChunks: Buffer[] = [];
   private jsonBytes = 0;
 
@@ -121,7 +126,9 @@ export class ResponseTap {
         this.parser!.reset();
         this.parserTerminated = false;
       }
-      this.parser!.feed(this.decoder!.write(chunk));
+      const text = this.decoder!.write(chunk);
+      if (text.length > 0) this.pendingCr = text.charCodeAt(text.length - 1) === 0x0d;
+      this.parser!.feed(text);
     } else if (this.jsonBytes <= MAX_JSON_BODY_BYTES) {
       this.jsonBytes += chunk.length;
       this.jsonChunks.push(chunk);
@@ -130,6 +137,12 @@ export class ResponseTap {
 
   /** The body ended (completely or not); a JSON body is read now. */
   end(): ResponseFacts {
+    // A stream that ends in CR: the parser waits for a possible LF, but the line (and a final
+    // blank line) is complete, so the last event counts (CR alone is a line end in SSE).
+    if (this.sse && this.pendingCr && !this.parserTerminated) {
+      this.pendingCr = false;
+      this.parser!.feed('\n');
+    }
     if (!this.sse && this.jsonBytes > 0 && this.jsonBytes <= MAX_JSON_BODY_BYTES) {
       try {
         const body = JSON.parse(Buffer.concat(this.jsonChunks).toString('utf8')) as Json;
@@ -160,7 +173,7 @@ export class ResponseTap {
     }
     const f = this.facts;
     // After the first token most chunks are plain deltas: parse only those that can change a fact.
-    if (f.firstTokenAt !== undefined && f.model !== undefined && !data.includes('"usage"') && !data.includes('"error"') && !data.includes('"finish_reason":"')) {
+    if (f.firstTokenAt !== undefined && f.model !== undefined && !data.includes('"usage"') && !data.includes('"error"') && !FINISH_REASON_SET.test(data)) {
       return;
     }
     let obj: Json;

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { Logger } from 'pino';
 import type { SwitchyardMetrics } from '../../metrics/metrics.js';
 import { NO_RULE } from '../../rules/decision.js';
 import { lastUserText } from '../../rules/fields.js';
@@ -98,6 +99,10 @@ function round3(n: number): number {
 function logExchange(request: FastifyRequest, status: number, logPrompts: boolean): void {
   const x = request.exchange;
   const path = pathOf(request.url);
+  const log = request.log as unknown as Logger;
+  const level = PROBE_PATHS.has(path) ? 'debug' : status >= 500 && status !== 499 ? 'warn' : 'info';
+  // Build nothing (and hash no prompt) for a line the level drops.
+  if (!log.isLevelEnabled(level)) return;
   const line: Record<string, unknown> = {
     method: request.method,
     path,
@@ -145,10 +150,7 @@ function logExchange(request: FastifyRequest, status: number, logPrompts: boolea
     line.error_code = x.error.code;
     line.error = x.error.message;
   }
-  const log = request.log;
-  if (PROBE_PATHS.has(path)) log.debug(line, 'request');
-  else if (status >= 500 && status !== 499) log.warn(line, 'request');
-  else log.info(line, 'request');
+  log[level](line, 'request');
 }
 
 export default fp(exchangePlugin, { name: 'switchyard-exchange', fastify: '5.x' });

@@ -1,0 +1,61 @@
+/**
+ * npm run bench:observability [-- --quick]: what metrics and logs cost in throughput.
+ *
+ * Two Switchyard processes with the example rules.yaml in front of the same fake upstream:
+ * "on" (metrics enabled, request log at info, written to a file as in production) and "off"
+ * (metrics disabled, log level silent). Closed-loop load, keep-alive, in alternating rounds so
+ * that drift of a noisy machine hits both alike. Target (issue #4): "on" costs at most 10% of
+ * the throughput of "off". Prints a table, writes bench/results/observability-<date>.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { closedLoop, median } from './support/load.js';
+import { ROOT, startFakeUpstream, startSwitchyard, type Child } from './support/processes.js';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 1 : 5;
+const SECONDS = quick ? 1 : 5;
+const CONCURRENCY = 16;
+const body = JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'Say hello in one word.' }] });
+
+const children: Child[] = [];
+try {
+  const upstream = await startFakeUpstream();
+  children.push(upstream.child);
+  const common = { OPENROUTER_BASE_URL: upstream.baseUrl, OPENROUTER_API_KEY: 'sk-bench', RULES_FILE: resolve(ROOT, 'rules.yaml') };
+  const on = await startSwitchyard({ ...common, METRICS_ENABLED: 'true', LOG_LEVEL: 'info' });
+  children.push(on.child);
+  const off = await startSwitchyard({ ...common, METRICS_ENABLED: 'false', LOG_LEVEL: 'silent' });
+  children.push(off.child);
+
+  // Warm up both (JIT, connection pools).
+  for (const origin of [on.origin, off.origin]) await closedLoop(origin, { concurrency: CONCURRENCY, seconds: quick ? 0.5 : 2, path: '/v1/chat/completions', body });
+
+  const rps: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate which goes first, so neither always runs on a warmer or cooler machine.
+    const order: ('on' | 'off')[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+    for (const variant of order) {
+      const result = await closedLoop(variant === 'on' ? on.origin : off.origin, { concurrency: CONCURRENCY, seconds: SECONDS, path: '/v1/chat/completions', body });
+      if (result.errors > 0) throw new Error(`${variant}: ${result.errors} failed requests`);
+      rps[variant].push(result.rps);
+    }
+  }
+  const onMedian = median(rps.on);
+  const offMedian = median(rps.off);
+  const cost = 1 - onMedian / offMedian;
+  const spread = (v: number[]): string => `${Math.round(Math.min(...v))}-${Math.round(Math.max(...v))}`;
+  console.log(`observability cost: ${ROUNDS} alternating rounds of ${SECONDS} s, concurrency ${CONCURRENCY}, ${process.version}${quick ? ' (quick: numbers not meaningful)' : ''}`);
+  console.log('| variant                         | req/s median | spread      |');
+  console.log('| ------------------------------- | ------------ | ----------- |');
+  console.log(`| metrics on, info logs to a file | ${onMedian.toFixed(0).padStart(12)} | ${spread(rps.on).padEnd(11)} |`);
+  console.log(`| metrics off, logs silent        | ${offMedian.toFixed(0).padStart(12)} | ${spread(rps.off).padEnd(11)} |`);
+  console.log(`cost of observability: ${(cost * 100).toFixed(1)}% of throughput (target: at most 10%): ${cost <= 0.1 ? 'met' : 'NOT met'}`);
+  const date = new Date().toISOString();
+  mkdirSync(resolve(ROOT, 'bench/results'), { recursive: true });
+  const file = resolve(ROOT, `bench/results/observability-${date.slice(0, 10)}${quick ? '-quick' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify({ date, node: process.version, quick, rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, rps, on_median: onMedian, off_median: offMedian, cost, target: 0.1 }, null, 2)}\n`);
+  console.log(`written: ${file}`);
+} finally {
+  await Promise.all(children.map((c) => c.stop()));
+}

@@ -1,0 +1,43 @@
+import { Pool } from 'undici';
+
+export interface LoadResult {
+  readonly requests: number;
+  readonly errors: number;
+  readonly seconds: number;
+  readonly rps: number;
+}
+
+/**
+ * Closed-loop load: `concurrency` workers on keep-alive connections (no pipelining), each sending
+ * the next request as soon as the previous response has been read, for `seconds`.
+ */
+export async function closedLoop(origin: string, options: { concurrency: number; seconds: number; path: string; body: string; headers?: Record<string, string> }): Promise<LoadResult> {
+  const pool = new Pool(origin, { connections: options.concurrency, pipelining: 1 });
+  const headers = { 'content-type': 'application/json', authorization: 'Bearer bench', ...options.headers };
+  const deadline = process.hrtime.bigint() + BigInt(Math.round(options.seconds * 1e9));
+  let requests = 0;
+  let errors = 0;
+  const started = process.hrtime.bigint();
+  const worker = async (): Promise<void> => {
+    while (process.hrtime.bigint() < deadline) {
+      try {
+        const res = await pool.request({ method: 'POST', path: options.path, headers, body: options.body });
+        await res.body.dump();
+        if (res.statusCode === 200) requests++;
+        else errors++;
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await pool.close();
+  return { requests, errors, seconds, rps: requests / seconds };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ModelLabels, OTHER } from '../../src/metrics/labels.js';
+
+test('a requested model named by the allow-list keeps its name', () => {
+  const labels = new ModelLabels(['openai/gpt-4o-mini', 'anthropic/claude-3.5-sonnet'], 10);
+  assert.equal(labels.requested('openai/gpt-4o-mini'), 'openai/gpt-4o-mini');
+  assert.equal(labels.requested('anthropic/claude-3.5-sonnet'), 'anthropic/claude-3.5-sonnet');
+});
+
+test('a requested model added by addKnown keeps its name', () => {
+  const labels = new ModelLabels([], 10);
+  assert.equal(labels.requested('google/gemini-2.0-flash-001'), OTHER);
+  labels.addKnown(['google/gemini-2.0-flash-001']);
+  assert.equal(labels.requested('google/gemini-2.0-flash-001'), 'google/gemini-2.0-flash-001');
+});
+
+test('an unknown requested model is labelled other', () => {
+  const labels = new ModelLabels(['openai/gpt-4o-mini'], 10);
+  assert.equal(OTHER, 'other');
+  assert.equal(labels.requested('invented/model-1'), 'other');
+  assert.equal(labels.requested('invented/model-2'), 'other');
+  // Asking for a model never makes it known, however often.
+  assert.equal(labels.requested('invented/model-1'), 'other');
+});
+
+test('a request without a model is labelled none', () => {
+  const labels = new ModelLabels(['openai/gpt-4o-mini'], 10);
+  assert.equal(labels.requested(undefined), 'none');
+});
+
+test('a known served or routed model keeps its name even when the served budget is spent', () => {
+  const labels = new ModelLabels(['openai/gpt-4o-mini'], 1);
+  labels.addKnown(['anthropic/claude-3.5-sonnet']);
+  assert.equal(labels.model('served/a'), 'served/a');
+  assert.equal(labels.model('served/b'), 'other');
+  assert.equal(labels.model('openai/gpt-4o-mini'), 'openai/gpt-4o-mini');
+  assert.equal(labels.model('anthropic/claude-3.5-sonnet'), 'anthropic/claude-3.5-sonnet');
+});
+
+test('unknown served models keep their names up to maxServed, later ones are other', () => {
+  const labels = new ModelLabels([], 3);
+  assert.deepEqual(['s/1', 's/2', 's/3'].map((m) => labels.model(m)), ['s/1', 's/2', 's/3']);
+  assert.equal(labels.model('s/4'), 'other');
+  assert.equal(labels.model('s/5'), 'other');
+  // The first three keep their slots; the fourth never gets one.
+  assert.deepEqual(['s/1', 's/2', 's/3', 's/4'].map((m) => labels.model(m)), ['s/1', 's/2', 's/3', 'other']);
+});
+
+test('an unknown served model does not make the same name known as a requested model', () => {
+  const labels = new ModelLabels([], 5);
+  assert.equal(labels.model('s/1'), 's/1');
+  assert.equal(labels.requested('s/1'), 'other');
+});
+
+test('maxServed 0 labels every unknown served model other', () => {
+  const labels = new ModelLabels(['openai/gpt-4o-mini'], 0);
+  assert.equal(labels.model('s/1'), 'other');
+  assert.equal(labels.model('s/2'), 'other');
+  assert.equal(labels.model('openai/gpt-4o-mini'), 'openai/gpt-4o-mini');
+});
+
+test('names added by an earlier addKnown stay known after another addKnown', () => {
+  const labels = new ModelLabels(['allow/listed'], 0);
+  labels.addKnown(['rules/v1-a', 'rules/v1-b']);
+  labels.addKnown(['rules/v2-a']);
+  for (const m of ['allow/listed', 'rules/v1-a', 'rules/v1-b', 'rules/v2-a']) {
+    assert.equal(labels.requested(m), m);
+    assert.equal(labels.model(m), m);
+  }
+  assert.equal(labels.requested('rules/never'), 'other');
+  assert.equal(labels.model('rules/never'), 'other');
+});

@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MAX_SSE_EVENT_CHARS, ResponseTap, type ResponseFacts, type TokenUsage } from '../../src/upstream/response-tap.js';
+
+const MODEL = 'openai/gpt-4o-mini-2024-07-18';
+const PROVIDER = 'Azure';
+
+/** A usage object as OpenRouter reports it, with every detail the tap reads. */
+const USAGE = {
+  prompt_tokens: 12,
+  completion_tokens: 34,
+  total_tokens: 46,
+  cost: 0.000123,
+  is_byok: false,
+  prompt_tokens_details: { cached_tokens: 5 },
+  completion_tokens_details: { reasoning_tokens: 9 },
+};
+const EXPECTED_USAGE: TokenUsage = { prompt: 12, completion: 34, reasoning: 9, cached: 5, cost: 0.000123 };
+
+const DONE = 'data: [DONE]\n\n';
+const PROCESSING = ': OPENROUTER PROCESSING\n\n';
+
+/** One SSE event of a chat completion chunk, in OpenRouter's shape. */
+function chunk(delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}, model = MODEL): string {
+  return `data: ${JSON.stringify({
+    id: 'gen-1', provider: PROVIDER, model, object: 'chat.completion.chunk', created: 1_700_000_000,
+    choices: [{ index: 0, delta, finish_reason: finish, native_finish_reason: finish, logprobs: null }],
+    ...extra,
+  })}\n\n`;
+}
+
+const ROLE = chunk({ role: 'assistant', content: '' }, null);
+const CONTENT = 'héllo 🌍';
+
+/** OpenRouter's stream: usage on a last chunk whose `choices` is NOT empty. */
+const OPENROUTER_EVENTS = [
+  ROLE,
+  chunk({ role: 'assistant', content: CONTENT }, null),
+  chunk({ role: 'assistant', content: ' again' }, null),
+  chunk({ role: 'assistant', content: '' }, 'stop'),
+  chunk({ role: 'assistant', content: '' }, null, { usage: USAGE }),
+  DONE,
+];
+const OPENROUTER_STREAM = OPENROUTER_EVENTS.join('');
+
+/** The facts of OPENROUTER_STREAM, `firstTokenAt` aside. */
+const OPENROUTER_FACTS = {
+  model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false,
+};
+
+const NO_FACTS: ResponseFacts = {
+  model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
+  firstTokenAt: undefined, done: false, oversizeEvent: false,
+};
+
+/** Feeds every chunk to a new tap, ends it, and returns its facts. */
+function tapOf(chunks: readonly Buffer[], sse = true): ResponseFacts {
+  const tap = new ResponseTap(sse);
+  for (const c of chunks) tap.push(c);
+  return tap.end();
+}
+
+/** The facts without `firstTokenAt` (a clock reading), which must be a bigint when `tokens`. */
+function comparable(facts: ResponseFacts, tokens = true): Omit<ResponseFacts, 'firstTokenAt'> {
+  const { firstTokenAt, ...rest } = facts;
+  assert.equal(typeof firstTokenAt, tokens ? 'bigint' : 'undefined');
+  return rest;
+}
+
+function bytesOf(text: string): Buffer {
+  return Buffer.from(text, 'utf8');
+}
+
+function byteByByte(buf: Buffer): Buffer[] {
+  return [...buf].map((b) => Buffer.from([b]));
+}
+
+/** `buf` cut at these byte offsets. */
+function splitAt(buf: Buffer, offsets: readonly number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (const at of [...offsets].sort((a, b) => a - b)) {
+    out.push(buf.subarray(start, at));
+    start = at;
+  }
+  out.push(buf.subarray(start));
+  return out;
+}
+
+function inSizedReads(buf: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
+  return out;
+}
+
+/** Byte offsets that cut inside `data:` prefixes, inside JSON, and inside the 2-byte é and the 4-byte 🌍. */
+function awkwardOffsets(buf: Buffer): number[] {
+  const eAcute = buf.indexOf(bytesOf('é'));
+  const globe = buf.indexOf(bytesOf('🌍'));
+  assert.ok(eAcute > 0 && globe > 0);
+  const offsets = [eAcute + 1, globe + 1, globe + 2, globe + 3];
+  for (let at = buf.indexOf('data:'); at !== -1; at = buf.indexOf('data:', at + 1)) offsets.push(at + 3, at + 20);
+  return [...new Set(offsets)].filter((o) => o > 0 && o < buf.length);
+}
+
+test('usage on OpenRouter\'s last chunk with a non-empty choices is read, with model, provider, finish reason and [DONE]', () => {
+  // The usage event really has a choice in it: gateways that wait for `choices: []` lose it.
+  const usageEvent = JSON.parse(OPENROUTER_EVENTS[4]!.slice('data: '.length)) as { choices: unknown[] };
+  assert.equal(usageEvent.choices.length, 1);
+  const facts = tapOf([bytesOf(OPENROUTER_STREAM)]);
+  assert.deepEqual(comparable(facts), OPENROUTER_FACTS);
+});
+
+test('usage on a chunk with empty choices (OpenAI\'s shape, usage null before) is read', () => {
+  const stream = [
+    chunk({ role: 'assistant', content: '' }, null, { usage: null }),
+    chunk({ content: 'Hi' }, null, { usage: null }),
+    chunk({}, 'length', { usage: null }),
+    `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', model: MODEL, choices: [], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } })}\n\n`,
+    DONE,
+  ].join('');
+  const facts = tapOf([bytesOf(stream)]);
+  assert.deepEqual(comparable(facts), {
+    model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
+    usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cost: undefined },
+  });
+});
+
+test('served model and provider are those of the first chunk', () => {
+  const stream = [
+    ROLE,
+    chunk({ content: 'Hi' }, null, { provider: 'Other' }, 'openai/other-model'),
+    DONE,
+  ].join('');
+  const facts = tapOf([bytesOf(stream)]);
+  assert.equal(facts.model, MODEL);
+  assert.equal(facts.provider, PROVIDER);
+});
+
+test('the same stream gives the same facts however it is cut into reads and whatever its line ends', async (t) => {
+  const lf = bytesOf(OPENROUTER_STREAM);
+  const crlf = bytesOf(OPENROUTER_STREAM.replaceAll('\n', '\r\n'));
+  const cr = bytesOf(OPENROUTER_STREAM.replaceAll('\n', '\r'));
+  const withComments = bytesOf(PROCESSING + OPENROUTER_EVENTS.join(PROCESSING));
+  const cases: { name: string; chunks: Buffer[] }[] = [
+    { name: 'one read', chunks: [lf] },
+    { name: 'byte by byte', chunks: byteByByte(lf) },
+    { name: 'split inside data: lines and UTF-8 characters', chunks: splitAt(lf, awkwardOffsets(lf)) },
+    { name: 'CRLF line ends', chunks: [crlf] },
+    { name: 'CRLF line ends, byte by byte', chunks: byteByByte(crlf) },
+    { name: 'CR line ends', chunks: [cr] },
+    { name: 'CR line ends, byte by byte', chunks: byteByByte(cr) },
+    { name: 'processing comments between events', chunks: [withComments] },
+    { name: 'processing comments, split awkwardly', chunks: splitAt(withComments, awkwardOffsets(withComments)) },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      assert.deepEqual(comparable(tapOf(c.chunks)), OPENROUTER_FACTS);
+    });
+  }
+});
+
+test('facts are read from chunks written with spaces after colons (Python json.dumps style)', () => {
+  const spaced = (s: string): string => s.replace(/data: (\{.*\})/g, (_m, json: string) => `data: ${JSON.stringify(JSON.parse(json), null, 1).replace(/\n\s*/g, ' ')}`);
+  const stream = spaced(OPENROUTER_STREAM);
+  assert.ok(stream.includes('"finish_reason": "stop"'));
+  assert.deepEqual(comparable(tapOf([bytesOf(stream)])), OPENROUTER_FACTS);
+});
+
+/** Feeds `before`, then `event` between two clock readings; firstTokenAt must fall in between. */
+function assertFirstTokenAt(before: readonly string[], event: string): void {
+  const tap = new ResponseTap(true);
+  for (const e of before) tap.push(bytesOf(e));
+  assert.equal(tap.facts.firstTokenAt, undefined, 'no token before the event');
+  const t0 = process.hrtime.bigint();
+  tap.push(bytesOf(event));
+  const t1 = process.hrtime.bigint();
+  const at = tap.facts.firstTokenAt;
+  assert.equal(typeof at, 'bigint');
+  assert.ok(at! >= t0 && at! <= t1, `firstTokenAt ${at} not within [${t0}, ${t1}]`);
+  // Later tokens do not move it.
+  tap.push(bytesOf(chunk({ content: 'more' }, null)));
+  assert.equal(tap.end().firstTokenAt, at);
+}
+
+test('firstTokenAt is set at the first event with content, not at the role chunk with empty content', () => {
+  assertFirstTokenAt([PROCESSING, ROLE, chunk({ content: '' }, null)], chunk({ content: 'H' }, null));
+});
+
+test('firstTokenAt is set at the first tool_calls delta', () => {
+  const toolCall = chunk({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] }, null);
+  assertFirstTokenAt([ROLE, chunk({ tool_calls: [] }, null)], toolCall);
+});
+
+test('firstTokenAt is set at the first reasoning delta', () => {
+  assertFirstTokenAt([ROLE, chunk({ content: '', reasoning: '' }, null)], chunk({ content: '', reasoning: 'Thinking' }, null));
+});
+
+test('firstTokenAt stays undefined for a stream without content', () => {
+  const stream = [PROCESSING, ROLE, chunk({ content: '' }, 'stop'), chunk({ content: '' }, null, { usage: USAGE }), DONE].join('');
+  const facts = tapOf(byteByByte(bytesOf(stream)));
+  assert.deepEqual(comparable(facts, false), OPENROUTER_FACTS);
+});
+
+test('an in-band error chunk gives inbandError and finish reason error', () => {
+  const error = `data: ${JSON.stringify({
+    id: 'gen-1', object: 'chat.completion.chunk', created: 1_700_000_000, model: MODEL, provider: PROVIDER,
+    error: { code: 502, message: 'Provider disconnected unexpectedly' },
+    choices: [{ index: 0, delta: { content: '' }, finish_reason: 'error' }],
+  })}\n\n`;
+  const facts = tapOf([bytesOf(ROLE + chunk({ content: 'Hi' }, null) + error)]);
+  assert.deepEqual(comparable(facts), {
+    model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false,
+    inbandError: { code: '502', message: 'Provider disconnected unexpectedly' },
+  });
+});
+
+test('a data line with invalid JSON is skipped and later events still count', () => {
+  const stream = [ROLE, 'data: {"choices":[{"delta":{"content":"x"}}\n\n', 'data: not json at all\n\n', ...OPENROUTER_EVENTS.slice(1)].join('');
+  const tap = new ResponseTap(true);
+  assert.doesNotThrow(() => {
+    for (const c of splitAt(bytesOf(stream), [10, 100, 200])) tap.push(c);
+  });
+  assert.deepEqual(comparable(tap.end()), OPENROUTER_FACTS);
+});
+
+test('a stream without [DONE] leaves done false but keeps its usage', () => {
+  const facts = tapOf([bytesOf(OPENROUTER_EVENTS.slice(0, -1).join(''))]);
+  assert.deepEqual(comparable(facts), { ...OPENROUTER_FACTS, done: false });
+});
+
+test('an event larger than MAX_SSE_EVENT_CHARS, read in socket-sized reads, sets oversizeEvent and later usage is still read', () => {
+  const huge = chunk({ content: 'A'.repeat(MAX_SSE_EVENT_CHARS + 256 * 1024) }, null);
+  const stream = bytesOf(ROLE + chunk({ content: 'Hi' }, null) + huge + OPENROUTER_EVENTS.slice(3).join(''));
+  const tap = new ResponseTap(true);
+  assert.doesNotThrow(() => {
+    for (const c of inSizedReads(stream, 64 * 1024)) tap.push(c);
+  });
+  assert.deepEqual(comparable(tap.end()), { ...OPENROUTER_FACTS, oversizeEvent: true });
+});
+
+const JSON_COMPLETION = {
+  id: 'gen-2', provider: PROVIDER, model: MODEL, object: 'chat.completion', created: 1_700_000_000,
+  choices: [{ index: 0, finish_reason: 'tool_calls', native_finish_reason: 'tool_calls', message: { role: 'assistant', content: CONTENT } }],
+  usage: USAGE,
+};
+
+test('a non-streaming JSON body pushed in three pieces gives model, provider, usage and finish reason at end()', () => {
+  const body = bytesOf(JSON.stringify(JSON_COMPLETION));
+  const globe = body.indexOf(bytesOf('🌍'));
+  const tap = new ResponseTap(false);
+  for (const c of splitAt(body, [40, globe + 2])) tap.push(c);
+  assert.equal(tap.facts.model, undefined, 'a JSON body is read at end()');
+  assert.deepEqual(tap.end(), {
+    ...NO_FACTS, model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'tool_calls',
+  });
+});
+
+test('a non-JSON body (an HTML error page) gives no facts and does not throw', () => {
+  const tap = new ResponseTap(false);
+  tap.push(bytesOf('<html><body>502 Bad Gateway</body></html>'));
+  assert.deepEqual(tap.end(), NO_FACTS);
+  assert.deepEqual(new ResponseTap(false).end(), NO_FACTS, 'an empty body');
+  const nullBody = new ResponseTap(false);
+  nullBody.push(bytesOf('null'));
+  assert.deepEqual(nullBody.end(), NO_FACTS, 'a JSON null');
+});
+
+test('an OpenRouter error body gives inbandError', () => {
+  const tap = new ResponseTap(false);
+  tap.push(bytesOf(JSON.stringify({ error: { code: 429, message: 'Rate limit exceeded: free-models-per-min', metadata: { x: 1 } } })));
+  assert.deepEqual(tap.end(), { ...NO_FACTS, inbandError: { code: '429', message: 'Rate limit exceeded: free-models-per-min' } });
+});
