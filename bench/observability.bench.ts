@@ -10,15 +10,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { closedLoop, median } from './support/load.js';
-import { ROOT, startFakeUpstream, startSwitchyard, type Child } from './support/processes.js';
+import { CAN_PIN, ROOT, pinSelf, processCpuMicros, startFakeUpstream, startSwitchyard, type Child } from './support/processes.js';
 
 const quick = process.argv.includes('--quick');
-const ROUNDS = quick ? 1 : 5;
+const ROUNDS = quick ? 1 : 7;
 const SECONDS = quick ? 1 : 5;
 const CONCURRENCY = 16;
 const body = JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'Say hello in one word.' }] });
 
 const children: Child[] = [];
+pinSelf(0);
 try {
   const upstream = await startFakeUpstream();
   children.push(upstream.child);
@@ -32,29 +33,36 @@ try {
   for (const origin of [on.origin, off.origin]) await closedLoop(origin, { concurrency: CONCURRENCY, seconds: quick ? 0.5 : 2, path: '/v1/chat/completions', body });
 
   const rps: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  /** CPU microseconds the proxy process spent per request: the cost without the machine's noise. */
+  const cpuPerRequest: Record<'on' | 'off', number[]> = { on: [], off: [] };
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate which goes first, so neither always runs on a warmer or cooler machine.
     const order: ('on' | 'off')[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
     for (const variant of order) {
-      const result = await closedLoop(variant === 'on' ? on.origin : off.origin, { concurrency: CONCURRENCY, seconds: SECONDS, path: '/v1/chat/completions', body });
+      const target = variant === 'on' ? on : off;
+      const cpuBefore = processCpuMicros(target.child.process.pid!);
+      const result = await closedLoop(target.origin, { concurrency: CONCURRENCY, seconds: SECONDS, path: '/v1/chat/completions', body });
       if (result.errors > 0) throw new Error(`${variant}: ${result.errors} failed requests`);
       rps[variant].push(result.rps);
+      cpuPerRequest[variant].push((processCpuMicros(target.child.process.pid!) - cpuBefore) / result.requests);
     }
   }
   const onMedian = median(rps.on);
   const offMedian = median(rps.off);
   const cost = 1 - onMedian / offMedian;
   const spread = (v: number[]): string => `${Math.round(Math.min(...v))}-${Math.round(Math.max(...v))}`;
-  console.log(`observability cost: ${ROUNDS} alternating rounds of ${SECONDS} s, concurrency ${CONCURRENCY}, ${process.version}${quick ? ' (quick: numbers not meaningful)' : ''}`);
-  console.log('| variant                         | req/s median | spread      |');
-  console.log('| ------------------------------- | ------------ | ----------- |');
-  console.log(`| metrics on, info logs to a file | ${onMedian.toFixed(0).padStart(12)} | ${spread(rps.on).padEnd(11)} |`);
-  console.log(`| metrics off, logs silent        | ${offMedian.toFixed(0).padStart(12)} | ${spread(rps.off).padEnd(11)} |`);
-  console.log(`cost of observability: ${(cost * 100).toFixed(1)}% of throughput (target: at most 10%): ${cost <= 0.1 ? 'met' : 'NOT met'}`);
+  console.log(`observability cost: ${ROUNDS} alternating rounds of ${SECONDS} s, concurrency ${CONCURRENCY}, ${process.version}, ${CAN_PIN ? 'proxy pinned to CPU 1, load and upstream to CPU 0' : 'no CPU pinning'}${quick ? ' (quick: numbers not meaningful)' : ''}`);
+  const cpuOn = median(cpuPerRequest.on);
+  const cpuOff = median(cpuPerRequest.off);
+  console.log('| variant                         | req/s median | req/s spread | proxy CPU µs/req |');
+  console.log('| ------------------------------- | ------------ | ------------ | ---------------- |');
+  console.log(`| metrics on, info logs to a file | ${onMedian.toFixed(0).padStart(12)} | ${spread(rps.on).padEnd(12)} | ${cpuOn.toFixed(0).padStart(16)} |`);
+  console.log(`| metrics off, logs silent        | ${offMedian.toFixed(0).padStart(12)} | ${spread(rps.off).padEnd(12)} | ${cpuOff.toFixed(0).padStart(16)} |`);
+  console.log(`cost of observability: ${(cost * 100).toFixed(1)}% of throughput (target: at most 10%): ${cost <= 0.1 ? 'met' : 'NOT met'}; ${((cpuOn / cpuOff - 1) * 100).toFixed(1)}% more proxy CPU per request`);
   const date = new Date().toISOString();
   mkdirSync(resolve(ROOT, 'bench/results'), { recursive: true });
   const file = resolve(ROOT, `bench/results/observability-${date.slice(0, 10)}${quick ? '-quick' : ''}.json`);
-  writeFileSync(file, `${JSON.stringify({ date, node: process.version, quick, rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, rps, on_median: onMedian, off_median: offMedian, cost, target: 0.1 }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ date, node: process.version, quick, rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, rps, cpu_us_per_request: cpuPerRequest, on_median: onMedian, off_median: offMedian, cost, cpu_on_us: cpuOn, cpu_off_us: cpuOff, pinned: CAN_PIN, target: 0.1 }, null, 2)}\n`);
   console.log(`written: ${file}`);
 } finally {
   await Promise.all(children.map((c) => c.stop()));

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,10 +22,24 @@ export interface Child {
  * line passes `ready`, returning what `ready` extracted (a URL, a port); at once with `timeoutMs` 0.
  * A child that fails to become ready is stopped.
  */
-export async function startNode<T>(script: string, env: Record<string, string>, ready: (line: string) => T | undefined, timeoutMs = 15_000, stdoutFile?: string): Promise<{ child: Child; value: T | undefined }> {
+/** Whether processes can be pinned to CPUs (util-linux's taskset, and more than one CPU). */
+export const CAN_PIN = availableParallelism() > 1 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+/**
+ * Pins the benchmark process (the load generator) and what it starts with `cpu: 0` to CPU 0, and
+ * the proxies under test (`cpu: 1`) to CPU 1: the proxy then owns a core, so its throughput
+ * follows its own CPU cost rather than the scheduler's mood on a 2-core machine.
+ */
+export function pinSelf(cpu: number): void {
+  if (CAN_PIN) spawnSync('taskset', ['-cp', String(cpu), String(process.pid)]);
+}
+
+export async function startNode<T>(script: string, env: Record<string, string>, ready: (line: string) => T | undefined, timeoutMs = 15_000, stdoutFile?: string, cpu?: number): Promise<{ child: Child; value: T | undefined }> {
   // With a ready line the parent reads stdout; otherwise it goes to a file, as a server's logs do.
   const stdout = stdoutFile === undefined ? 'pipe' : openSync(stdoutFile, 'w');
-  const proc = spawn(process.execPath, [resolve(ROOT, script)], {
+  const argv = [process.execPath, resolve(ROOT, script)];
+  const [command, ...args] = cpu !== undefined && CAN_PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
+  const proc = spawn(command!, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', stdout, 'inherit'],
@@ -65,7 +79,7 @@ export async function startNode<T>(script: string, env: Record<string, string>, 
 
 /** Starts the fake OpenRouter (quiet: no logs, no records); resolves with its base URL. */
 export async function startFakeUpstream(): Promise<{ child: Child; baseUrl: string }> {
-  const { child, value } = await startNode('dist/src/dev/fake-openrouter-cli.js', { FAKE_OPENROUTER_PORT: '0', FAKE_OPENROUTER_QUIET: '1' }, (line) => /OPENROUTER_BASE_URL=(\S+)/.exec(line)?.[1]);
+  const { child, value } = await startNode('dist/src/dev/fake-openrouter-cli.js', { FAKE_OPENROUTER_PORT: '0', FAKE_OPENROUTER_QUIET: '1' }, (line) => /OPENROUTER_BASE_URL=(\S+)/.exec(line)?.[1], 15_000, undefined, 0);
   return { child, baseUrl: value! };
 }
 
@@ -84,11 +98,11 @@ async function freePort(): Promise<number> {
  * resolves with its origin once /readyz answers 200 (a log line cannot tell: one variant runs
  * with logs off).
  */
-export async function startSwitchyard(env: Record<string, string>): Promise<{ child: Child; origin: string }> {
+export async function startSwitchyard(env: Record<string, string>, cpu = 1): Promise<{ child: Child; origin: string }> {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const logFile = join(tmpdir(), `switchyard-bench-${port}.log`);
-  const { child } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, () => true, 0, logFile);
+  const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `switchyard-bench-${port}.log`);
+  const { child } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, () => true, 0, logFile, cpu);
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
@@ -105,3 +119,15 @@ export async function startSwitchyard(env: Record<string, string>): Promise<{ ch
   }
   return { child, origin };
 }
+
+/** CPU time (user + system) a process has used so far, in microseconds, from /proc (Linux). */
+export function processCpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+  return (ticks * 1e6) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** USER_HZ: 100 on every Linux architecture Node runs on (sysconf(_SC_CLK_TCK)). */
+const CLOCK_TICKS_PER_SECOND = 100;

@@ -1,7 +1,8 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SwitchyardConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules/store.js';
 import { ModelLabels } from './labels.js';
+import { FastCounter, FastHistogram } from './series.js';
 
 /**
  * Switchyard's Prometheus metrics (documented, with PromQL, in docs/metrics.md). One registry per
@@ -34,17 +35,17 @@ export type StreamErrorKind = 'upstream_inband' | 'upstream_cut' | 'idle_timeout
 export class SwitchyardMetrics {
   readonly registry = new Registry();
   readonly labels: ModelLabels;
-  private readonly requests: Counter<'rule' | 'requested_model' | 'model' | 'status' | 'stream'>;
-  private readonly duration: Histogram<'rule' | 'model' | 'stream'>;
-  private readonly ttft: Histogram<'rule' | 'model'>;
-  private readonly overhead: Histogram;
-  private readonly upstreamRequests: Counter<'model' | 'status'>;
-  private readonly tokens: Counter<'model' | 'type'>;
-  private readonly cost: Counter<'rule' | 'model'>;
-  private readonly substitutions: Counter<'routed_model' | 'served_model'>;
-  private readonly streamErrors: Counter<'kind'>;
-  private readonly clientDisconnects: Counter;
-  private readonly ruleMatches: Counter<'rule'>;
+  private readonly requests: FastCounter;
+  private readonly duration: FastHistogram;
+  private readonly ttft: FastHistogram;
+  private readonly overhead: FastHistogram;
+  private readonly upstreamRequests: FastCounter;
+  private readonly tokens: FastCounter;
+  private readonly cost: FastCounter;
+  private readonly substitutions: FastCounter;
+  private readonly streamErrors: FastCounter;
+  private readonly clientDisconnects: FastCounter;
+  private readonly ruleMatches: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly rulesInfo: Gauge<'hash'>;
@@ -60,48 +61,26 @@ export class SwitchyardMetrics {
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
       this.registry.removeSingleMetric(name);
     }
-    this.requests = new Counter({
-      name: 'switchyard_requests_total', help: 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
-      labelNames: ['rule', 'requested_model', 'model', 'status', 'stream'], registers,
-    });
-    this.duration = new Histogram({
-      name: 'switchyard_request_duration_seconds', help: 'Time from request arrival to the last response byte',
-      labelNames: ['rule', 'model', 'stream'], buckets: [...config.duration_buckets_seconds], registers,
-    });
-    this.ttft = new Histogram({
-      name: 'switchyard_time_to_first_token_seconds', help: 'Time from request arrival to the first streamed event carrying content or a tool call',
-      labelNames: ['rule', 'model'], buckets: [...config.ttft_buckets_seconds], registers,
-    });
-    this.overhead = new Histogram({
-      name: 'switchyard_overhead_seconds', help: 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
-      buckets: [...config.overhead_buckets_seconds], registers,
-    });
-    this.upstreamRequests = new Counter({
-      name: 'switchyard_upstream_requests_total', help: 'Upstream attempts, by model and HTTP status (or error code when there was no response)',
-      labelNames: ['model', 'status'], registers,
-    });
-    this.tokens = new Counter({
-      name: 'switchyard_tokens_total', help: 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
-      labelNames: ['model', 'type'], registers,
-    });
-    this.cost = new Counter({
-      name: 'switchyard_cost_usd_total', help: 'Cost in USD reported by the upstream (usage.cost), by rule and model',
-      labelNames: ['rule', 'model'], registers,
-    });
-    this.substitutions = new Counter({
-      name: 'switchyard_model_substitutions_total', help: 'Responses served by another model than the one routed to (a fallback of the list)',
-      labelNames: ['routed_model', 'served_model'], registers,
-    });
-    this.streamErrors = new Counter({
-      name: 'switchyard_stream_errors_total', help: 'Responses that ended in an error after their head was sent, by kind',
-      labelNames: ['kind'], registers,
-    });
-    this.clientDisconnects = new Counter({
-      name: 'switchyard_client_disconnects_total', help: 'Clients that went away before their response was complete', registers,
-    });
-    this.ruleMatches = new Counter({
-      name: 'switchyard_rule_matches_total', help: 'Chat requests decided by each rule (none: no rule matched)', labelNames: ['rule'], registers,
-    });
+    const r = this.registry;
+    // Per-request series: label values positional, in the order of the label names given here.
+    this.requests = new FastCounter(r, 'switchyard_requests_total', 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
+      ['rule', 'requested_model', 'model', 'status', 'stream']);
+    this.duration = new FastHistogram(r, 'switchyard_request_duration_seconds', 'Time from request arrival to the last response byte',
+      ['rule', 'model', 'stream'], config.duration_buckets_seconds);
+    this.ttft = new FastHistogram(r, 'switchyard_time_to_first_token_seconds', 'Time from request arrival to the first streamed event carrying content or a tool call',
+      ['rule', 'model'], config.ttft_buckets_seconds);
+    this.overhead = new FastHistogram(r, 'switchyard_overhead_seconds', 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
+      [], config.overhead_buckets_seconds);
+    this.upstreamRequests = new FastCounter(r, 'switchyard_upstream_requests_total', 'Upstream attempts, by model and HTTP status (or error code when there was no response)',
+      ['model', 'status']);
+    this.tokens = new FastCounter(r, 'switchyard_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
+      ['model', 'type']);
+    this.cost = new FastCounter(r, 'switchyard_cost_usd_total', 'Cost in USD reported by the upstream (usage.cost), by rule and model', ['rule', 'model']);
+    this.substitutions = new FastCounter(r, 'switchyard_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
+      ['routed_model', 'served_model']);
+    this.streamErrors = new FastCounter(r, 'switchyard_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
+    this.clientDisconnects = new FastCounter(r, 'switchyard_client_disconnects_total', 'Clients that went away before their response was complete', []);
+    this.ruleMatches = new FastCounter(r, 'switchyard_rule_matches_total', 'Chat requests decided by each rule (none: no rule matched)', ['rule']);
     this.reloads = new Counter({
       name: 'switchyard_rules_reloads_total', help: 'Rules reload attempts, by result (success, unchanged, failure)', labelNames: ['result'], registers,
     });
@@ -133,29 +112,32 @@ export class SwitchyardMetrics {
   }
 
   upstreamAttempt(model: string | undefined, status: number | string): void {
-    this.upstreamRequests.inc({ model: this.labels.model(model), status: String(status) });
+    this.upstreamRequests.inc([this.labels.model(model), String(status)]);
   }
 
   exchangeFinished(r: ExchangeRecord): void {
     const model = this.labels.model(r.model);
     const stream = r.stream ? 'true' : 'false';
-    this.requests.inc({ rule: r.rule, requested_model: this.labels.requested(r.requestedModel), model, status: String(r.status), stream });
-    if (r.routed) this.ruleMatches.inc({ rule: r.rule });
-    this.duration.observe({ rule: r.rule, model, stream }, r.durationSeconds);
-    this.overhead.observe(r.overheadSeconds);
-    if (r.ttftSeconds !== undefined) this.ttft.observe({ rule: r.rule, model }, r.ttftSeconds);
+    const rule = r.rule;
+    this.requests.inc([rule, this.labels.requested(r.requestedModel), model, String(r.status), stream]);
+    if (r.routed) this.ruleMatches.inc([rule]);
+    this.duration.observe([rule, model, stream], r.durationSeconds);
+    this.overhead.observe(NO_LABELS, r.overheadSeconds);
+    if (r.ttftSeconds !== undefined) this.ttft.observe([rule, model], r.ttftSeconds);
     const u = r.usage;
     if (u) {
-      if (u.prompt > 0) this.tokens.inc({ model, type: 'prompt' }, u.prompt);
-      if (u.completion > 0) this.tokens.inc({ model, type: 'completion' }, u.completion);
-      if (u.reasoning > 0) this.tokens.inc({ model, type: 'reasoning' }, u.reasoning);
-      if (u.cached > 0) this.tokens.inc({ model, type: 'cached' }, u.cached);
-      if (u.cost !== undefined) this.cost.inc({ rule: r.rule, model }, u.cost);
+      if (u.prompt > 0) this.tokens.inc([model, 'prompt'], u.prompt);
+      if (u.completion > 0) this.tokens.inc([model, 'completion'], u.completion);
+      if (u.reasoning > 0) this.tokens.inc([model, 'reasoning'], u.reasoning);
+      if (u.cached > 0) this.tokens.inc([model, 'cached'], u.cached);
+      if (u.cost !== undefined) this.cost.inc([rule, model], u.cost);
     }
     if (r.servedModel !== undefined && r.routedModel !== undefined && r.servedModel !== r.routedModel) {
-      this.substitutions.inc({ routed_model: this.labels.model(r.routedModel), served_model: model });
+      this.substitutions.inc([this.labels.model(r.routedModel), model]);
     }
-    if (r.streamErrorKind) this.streamErrors.inc({ kind: r.streamErrorKind });
-    if (r.clientClosed) this.clientDisconnects.inc();
+    if (r.streamErrorKind) this.streamErrors.inc([r.streamErrorKind]);
+    if (r.clientClosed) this.clientDisconnects.inc(NO_LABELS);
   }
 }
+
+const NO_LABELS: readonly string[] = [];

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
@@ -6,6 +6,7 @@ import type { SwitchyardMetrics } from '../../metrics/metrics.js';
 import { NO_RULE } from '../../rules/decision.js';
 import { lastUserText } from '../../rules/fields.js';
 import { Exchange } from '../exchange.js';
+import { writeLine } from '../logger.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -140,7 +141,7 @@ function logExchange(request: FastifyRequest, status: number, logPrompts: boolea
     const prompt = lastUserText(x.chatBody);
     if (prompt !== undefined) {
       // A hash groups identical prompts (retries, loops) without writing personal data to logs.
-      line.prompt_hash = createHash('sha256').update(prompt).digest('hex').slice(0, 16);
+      line.prompt_hash = hash('sha256', prompt, 'hex').slice(0, 16);
       if (logPrompts) line.prompt = prompt;
     }
   }
@@ -150,7 +151,7 @@ function logExchange(request: FastifyRequest, status: number, logPrompts: boolea
     line.error_code = x.error.code;
     line.error = x.error.message;
   }
-  log[level](line, 'request');
+  writeLine(log, level, line, 'request');
 }
 
 export default fp(exchangePlugin, { name: 'switchyard-exchange', fastify: '5.x' });
