@@ -101,6 +101,7 @@ async function freePort(): Promise<number> {
 export async function startSwitchyard(env: Record<string, string>, cpu = 1): Promise<{ child: Child; origin: string }> {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
+  // BENCH_LOG_FILE=/dev/null takes the filesystem out of a measurement.
   const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `switchyard-bench-${port}.log`);
   const { child } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, () => true, 0, logFile, cpu);
   const deadline = Date.now() + 15_000;
