@@ -44,13 +44,15 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
   });
   const rules = options.rules ?? { current: emptyRuleSet() };
   const metrics = config.metrics.enabled ? new SwitchyardMetrics(config.metrics, () => lifecycle.inflightCount) : undefined;
+  let onReload: ((event: ReloadEvent) => void) | undefined;
   if (metrics) {
     metrics.rulesLoaded(rules.current.hash, rules.current.models);
     if (rules instanceof RulesStore) {
-      rules.on('reload', (event: ReloadEvent) => {
+      onReload = (event) => {
         metrics.reloadAttempted(event);
         if (event.result === 'success') metrics.rulesLoaded(event.hash, rules.current.models);
-      });
+      };
+      rules.on('reload', onReload);
     }
   }
   const proxy: ProxyDeps = {
@@ -114,6 +116,8 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
   });
 
   app.addHook('onClose', async () => {
+    // The store may outlive this app (tests build several apps on one store).
+    if (onReload && rules instanceof RulesStore) rules.off('reload', onReload);
     await upstream.close();
   });
 

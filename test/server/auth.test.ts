@@ -1,34 +1,16 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, startHarness, type Harness, type HarnessOptions } from '../support/harness.js';
+import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
 
 const SERVER_KEY = 'sk-or-server-0123456789abcdef';
 const CLIENT_TOKEN = 'sk-client-secret';
 
-interface RawResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-  json(): unknown;
-}
-
 /** One request with node:http, so that any header (Connection, Cookie) goes out exactly as written. */
 function send(h: Harness, method: string, path: string, headers: OutgoingHttpHeaders, body?: string): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${h.url}${path}`, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const buf = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, json: () => JSON.parse(buf.toString('utf8')) });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  return rawRequest(h.url, { method, path, headers, body });
 }
 
 function chat(h: Harness, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {
@@ -93,7 +75,7 @@ test("pass-through: without Authorization the client gets upstream's 401 and bod
   const h = await harness(t, {});
   const res = await chat(h);
   assert.equal(res.status, 401);
-  assert.deepEqual(res.json(), { error: { code: 401, message: 'No auth credentials found' } });
+  assert.deepEqual(jsonOf(res), { error: { code: 401, message: 'No auth credentials found' } });
   assert.equal(onlyReceived(h).headers.authorization, undefined);
 });
 
@@ -103,7 +85,7 @@ test('client auth: no Authorization is a 401 invalid_api_key and nothing reaches
   const h = await harness(t, { env: CLIENT_AUTH_ENV });
   for (const res of [await chat(h), await models(h)]) {
     assert.equal(res.status, 401);
-    assert.deepEqual(res.json(), INVALID_API_KEY);
+    assert.deepEqual(jsonOf(res), INVALID_API_KEY);
   }
   assert.equal(h.fake.received.length, 0);
 });
@@ -113,7 +95,7 @@ test('client auth: a wrong key is a 401 and nothing reaches upstream', async (t)
   for (const authorization of ['Bearer sy-key-3', 'Bearer sy-key-1x', `Bearer ${SERVER_KEY}`, 'sy-key-1', 'Basic sy-key-1']) {
     const res = await chat(h, { authorization });
     assert.equal(res.status, 401, authorization);
-    assert.deepEqual(res.json(), INVALID_API_KEY);
+    assert.deepEqual(jsonOf(res), INVALID_API_KEY);
   }
   assert.equal(h.fake.received.length, 0);
 });
@@ -131,7 +113,7 @@ test('client auth: /healthz needs no key', async (t) => {
   const h = await harness(t, { env: CLIENT_AUTH_ENV });
   const res = await send(h, 'GET', '/healthz', {});
   assert.equal(res.status, 200);
-  assert.deepEqual(res.json(), { status: 'ok' });
+  assert.deepEqual(jsonOf(res), { status: 'ok' });
 });
 
 const CLIENT_ATTRIBUTION = { 'http-referer': 'https://client.example', 'x-title': 'Client App' };
@@ -172,7 +154,7 @@ test('header hygiene: an upstream set-cookie never reaches the client', async (t
   h.fake.enqueue({ type: 'status', status: 200, body: { ok: true }, headers: { 'set-cookie': 'a=b', 'x-foo': 'kept' } });
   const res = await chat(h);
   assert.equal(res.status, 200);
-  assert.deepEqual(res.json(), { ok: true });
+  assert.deepEqual(jsonOf(res), { ok: true });
   assert.equal(res.headers['set-cookie'], undefined);
   assert.equal(res.headers['x-foo'], 'kept');
 });

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { Agent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import type { Fault, ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
+import { rawRequest, type RawResponse } from '../support/http.js';
 
 const SERVER_KEY = 'sk-or-v1-server-key-never-shown-0123456789';
 const CHAT_PATH = '/v1/chat/completions';
@@ -24,12 +25,6 @@ interface RequestSpec {
   readonly path?: string;
   readonly headers?: OutgoingHttpHeaders;
   readonly body?: string | Buffer;
-}
-
-interface RawResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
 }
 
 /** A request in flight, seen from the client socket chunk by chunk (node:http, keep-alive). */
@@ -86,11 +81,9 @@ function send(origin: string, spec: RequestSpec): ClientCall {
   };
 }
 
-async function call(origin: string, spec: RequestSpec): Promise<RawResponse> {
-  const c = send(origin, spec);
-  const res = await c.response;
-  const body = await c.done;
-  return { status: res.statusCode ?? 0, headers: res.headers, body };
+/** The whole response; same defaults as `send` (POST to the chat path, keep-alive). */
+function call(origin: string, spec: RequestSpec): Promise<RawResponse> {
+  return rawRequest(origin, { ...spec, method: spec.method ?? 'POST', path: spec.path ?? CHAT_PATH, agent: 'keep-alive' });
 }
 
 function postChat(h: Harness, body: string | Buffer, headers: OutgoingHttpHeaders = {}, path = CHAT_PATH): Promise<RawResponse> {

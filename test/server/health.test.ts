@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
+import { jsonOf, rawRequest } from '../support/http.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -11,39 +12,24 @@ async function harness(t: TestContext): Promise<Harness> {
   return h;
 }
 
-interface RawResponse {
+interface JsonResponse {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
+  /** The parsed body; undefined when the body is empty. */
   readonly json: unknown;
 }
 
 /**
  * node:http over a keep-alive agent: the client asks to keep the connection, so a
- * `connection: close` in the answer is the server's decision.
+ * `connection: close` in the answer is the server's decision. A body is sent as JSON.
  */
-function call(h: Harness, method: string, path: string, body?: string, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {
-  const agent = new Agent({ keepAlive: true });
-  const allHeaders: OutgoingHttpHeaders = {
-    ...headers,
-    ...(body !== undefined && { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }),
-  };
-  return new Promise<RawResponse>((resolve, reject) => {
-    const { hostname, port } = new URL(h.url);
-    const req = httpRequest({ hostname, port, path, method, headers: allHeaders, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) });
-      });
-      res.once('error', reject);
-    });
-    req.once('error', reject);
-    req.end(body);
-  }).finally(() => agent.destroy());
+async function call(h: Harness, method: string, path: string, body?: string, headers: OutgoingHttpHeaders = {}): Promise<JsonResponse> {
+  const allHeaders = body === undefined ? headers : { ...headers, 'content-type': 'application/json' };
+  const res = await rawRequest(h.url, { method, path, body, headers: allHeaders, agent: 'keep-alive' });
+  return { status: res.status, headers: res.headers, json: res.body.length === 0 ? undefined : jsonOf(res) };
 }
 
-function chat(h: Harness, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {
+function chat(h: Harness, headers: OutgoingHttpHeaders = {}): Promise<JsonResponse> {
   return call(h, 'POST', '/v1/chat/completions', JSON.stringify(CHAT_BODY), headers);
 }
 

@@ -1,28 +1,13 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { createLogger } from '../../src/server/logger.js';
 import { CHAT_BODY, LogCapture, startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
+import { rawRequest, type RawResponse } from '../support/http.js';
 
-interface RawResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  /** Every body byte the client received. */
-  readonly body: Buffer;
-}
-
-/** One request with node:http; the body is counted byte for byte as it arrives. */
+/** One request with node:http; `body` holds every byte received, for the bytes_out checks. */
 function send(h: Harness, method: string, path: string, headers: OutgoingHttpHeaders, body?: string): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${h.url}${path}`, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  return rawRequest(h.url, { method, path, headers, body });
 }
 
 function postChat(h: Harness, reqId: string, body: string, headers: OutgoingHttpHeaders = {}, query = ''): Promise<RawResponse> {

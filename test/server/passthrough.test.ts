@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { Agent, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { rawRequest, type RawResponse } from '../support/http.js';
 
 const SERVER_KEY = 'sk-or-v1-server-key-passthrough';
 
@@ -12,29 +13,9 @@ async function harness(t: TestContext): Promise<Harness> {
   return h;
 }
 
-interface RawResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-/** node:http, so the path goes on the wire exactly as written (fetch would normalise `..`). */
+/** The path goes on the wire exactly as written (fetch would normalise `..`). */
 function call(h: Harness, method: string, path: string, body?: string | Buffer, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {
-  const agent = new Agent({ keepAlive: true });
-  const payload = body === undefined ? undefined : Buffer.from(body);
-  const allHeaders: OutgoingHttpHeaders = { ...headers, ...(payload && { 'content-length': String(payload.length) }) };
-  return new Promise<RawResponse>((resolve, reject) => {
-    const { hostname, port } = new URL(h.url);
-    // `path` as an option, not inside a URL string: a URL would be normalised before it is sent.
-    const req = httpRequest({ hostname, port, path, method, headers: allHeaders, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.once('error', reject);
-    });
-    req.once('error', reject);
-    req.end(payload);
-  }).finally(() => agent.destroy());
+  return rawRequest(h.url, { method, path, body, headers, agent: 'keep-alive' });
 }
 
 function only(h: Harness): ReceivedRequest {

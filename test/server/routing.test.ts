@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
 
 const SERVER_KEY = 'sk-or-v1-routing-test-server-key';
 const CHAT = '/v1/chat/completions';
@@ -55,12 +56,6 @@ const SMART_UPSTREAM = {
   user: 'u-42',
 };
 
-interface RawResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
 async function harness(t: TestContext, env: Record<string, string> = {}): Promise<Harness> {
   const h = await startHarness({ rules: RULES, env: { OPENROUTER_API_KEY: SERVER_KEY, ...env } });
   t.after(() => h.close());
@@ -69,20 +64,7 @@ async function harness(t: TestContext, env: Record<string, string> = {}): Promis
 
 /** A POST with node:http, the body sent as these exact bytes. */
 function post(h: Harness, path: string, body: string | Buffer, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${h.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-function json<T = Record<string, unknown>>(res: RawResponse): T {
-  return JSON.parse(res.body.toString('utf8')) as T;
+  return rawRequest(h.url, { method: 'POST', path, body, headers: { 'content-type': 'application/json', ...headers } });
 }
 
 function only(h: Harness): ReceivedRequest {
@@ -97,7 +79,7 @@ function assertRoutingHeaders(res: RawResponse, rule: string, model: string | un
 
 function assertOpenAIError(res: RawResponse, status: number, code: string, message?: string): void {
   assert.equal(res.status, status);
-  const body = json<{ error: { message: string; type: string; code: string } }>(res);
+  const body = jsonOf<{ error: { message: string; type: string; code: string } }>(res);
   assert.equal(body.error.code, code);
   if (message !== undefined) assert.equal(body.error.message, message);
 }
@@ -118,7 +100,7 @@ for (const stream of [false, true]) {
       assert.equal(res.headers['content-type'], 'text/event-stream');
       assert.deepEqual(res.body, Buffer.concat(rec.sent), 'the stream is relayed as it is');
     } else {
-      assert.equal(json<{ model: string }>(res).model, 'anthropic/claude-3.5-sonnet');
+      assert.equal(jsonOf<{ model: string }>(res).model, 'anthropic/claude-3.5-sonnet');
     }
   });
 }
@@ -128,7 +110,7 @@ test('an upstream error carries the routing headers', async (t) => {
   h.fake.enqueue({ type: 'status', status: 503 });
   const res = await post(h, CHAT, JSON.stringify(SMART_BODY));
   assert.equal(res.status, 503);
-  assert.deepEqual(json(res), { error: { code: 503, message: 'No endpoints found that can handle the request' } });
+  assert.deepEqual(jsonOf(res), { error: { code: 503, message: 'No endpoints found that can handle the request' } });
   assertRoutingHeaders(res, 'smart-route', 'anthropic/claude-3.5-sonnet');
 });
 
@@ -161,7 +143,7 @@ test('no matching rule: rule `none` and the client bytes forwarded exactly', asy
 test('a reject rule answers with its status and message, and sends nothing upstream', async (t) => {
   const h = await harness(t);
   const res = await post(h, CHAT, JSON.stringify(SMART_BODY), { 'x-block': 'yes' });
-  assert.deepEqual(json(res), { error: { message: 'blocked by policy', type: 'permission_error', code: 'rejected_by_rule' } });
+  assert.deepEqual(jsonOf(res), { error: { message: 'blocked by policy', type: 'permission_error', code: 'rejected_by_rule' } });
   assert.equal(res.status, 403);
   assert.equal(res.headers['x-switchyard-rule'], 'blocked');
   assert.equal(h.fake.received.length, 0);
@@ -220,7 +202,7 @@ test('explain shows the decision and its reasons, and calls nothing upstream', a
   const res = await post(h, EXPLAIN, JSON.stringify(SMART_BODY));
   assert.equal(res.status, 200);
   assert.equal(h.fake.received.length, 0);
-  const e = json<ExplainBody>(res);
+  const e = jsonOf<ExplainBody>(res);
   assert.equal(e.rules_file, 'test-rules.yaml');
   assert.equal(e.rules_hash, compileRules(RULES, 'x.yaml').hash);
   assert.equal(e.rule, 'smart-route');
@@ -241,7 +223,7 @@ test('explain shows the decision and its reasons, and calls nothing upstream', a
 test("explain's body is exactly what the chat endpoint sends upstream", async (t) => {
   const h = await harness(t);
   const body = JSON.stringify({ ...SMART_BODY, messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'hi' }] });
-  const explained = json<ExplainBody>(await post(h, EXPLAIN, body));
+  const explained = jsonOf<ExplainBody>(await post(h, EXPLAIN, body));
   assert.equal(h.fake.received.length, 0);
   const res = await post(h, CHAT, body);
   assert.equal(res.status, 200);
@@ -252,7 +234,7 @@ test('explain of a reject shows the action and the status', async (t) => {
   const h = await harness(t);
   const res = await post(h, EXPLAIN, JSON.stringify(SMART_BODY), { 'x-block': 'yes' });
   assert.equal(res.status, 200);
-  const e = json<ExplainBody>(res);
+  const e = jsonOf<ExplainBody>(res);
   assert.equal(e.rule, 'blocked');
   assert.equal(e.action, 'reject');
   assert.deepEqual(e.reject, { status: 403, message: 'blocked by policy' });
@@ -273,6 +255,6 @@ test('explain needs a client key when SWITCHYARD_API_KEYS is set', async (t) => 
   assertOpenAIError(await post(h, EXPLAIN, JSON.stringify(SMART_BODY), { authorization: 'Bearer wrong-key' }), 401, 'invalid_api_key');
   const res = await post(h, EXPLAIN, JSON.stringify(SMART_BODY), { authorization: 'Bearer sy-client-key' });
   assert.equal(res.status, 200);
-  assert.equal(json<ExplainBody>(res).rule, 'smart-route');
+  assert.equal(jsonOf<ExplainBody>(res).rule, 'smart-route');
   assert.equal(h.fake.received.length, 0);
 });
