@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createServer } from 'node:http';
@@ -103,7 +103,15 @@ export async function startSwitchyard(env: Record<string, string>, cpu = 1): Pro
   const origin = `http://127.0.0.1:${port}`;
   // BENCH_LOG_FILE=/dev/null takes the filesystem out of a measurement.
   const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `switchyard-bench-${port}.log`);
-  const { child } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, () => true, 0, logFile, cpu);
+  const { child: started } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, () => true, 0, logFile, cpu);
+  // The log of a benchmark run is large and of no use afterwards.
+  const child: Child = {
+    process: started.process,
+    async stop() {
+      await started.stop();
+      if (process.env.BENCH_LOG_FILE === undefined) rmSync(logFile, { force: true });
+    },
+  };
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {

@@ -9,6 +9,7 @@ import { UpstreamClient } from '../upstream/client.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
+import { ExchangeRecorder } from './recorder.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ProxyDeps } from './proxy.js';
 import { chatCompletionsRoutes, type RulesSource } from './routes/chat-completions.js';
@@ -83,7 +84,8 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     return503OnClosing: false,
   });
 
-  await app.register(exchangePlugin, { metrics, logPrompts: config.log.prompts });
+  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
+  await app.register(exchangePlugin, { recorder });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error } = toOpenAIError(err, request.headers['content-type']);
@@ -101,6 +103,8 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
   await app.register(healthRoutes, { lifecycle });
   if (metrics) {
     app.get('/metrics', async (_request, reply) => {
+      // Exchanges that finished before this scrape are in it.
+      recorder.flush();
       reply.header('content-type', metrics.registry.contentType);
       return metrics.registry.metrics();
     });
@@ -116,6 +120,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
   });
 
   app.addHook('onClose', async () => {
+    recorder.flush();
     // The store may outlive this app (tests build several apps on one store).
     if (onReload && rules instanceof RulesStore) rules.off('reload', onReload);
     await upstream.close();

@@ -1,6 +1,7 @@
 import type { SwitchyardError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { JsonObject } from '../rules/decision.js';
+import { lastUserText } from '../rules/fields.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
 
 /**
@@ -12,8 +13,14 @@ export class Exchange {
   readonly startedAt: bigint = process.hrtime.bigint();
   /** Set by the proxying routes; exchanges without a kind (probes, explain, errors) are not metered. */
   kind: 'chat' | 'passthrough' | undefined = undefined;
-  /** The parsed chat body (for the prompt hash in the log line). */
+  /** The parsed chat body, until the exchange finishes (then only its last user message is kept). */
   chatBody: Readonly<JsonObject> | undefined = undefined;
+  /** The last user message's text, for the log line's prompt hash; set by `finish`. */
+  promptText: string | undefined = undefined;
+  /** Status the client got (499: it left); set by `finish`. */
+  status = 0;
+  /** Arrival to the response's close, in milliseconds; set by `finish`. */
+  durationMs = 0;
   /** Model the client asked for (`body.model`). */
   requestedModel: string | undefined = undefined;
   /** Routing rule that decided, `none` when no rule matched. */
@@ -47,6 +54,19 @@ export class Exchange {
     return Number(process.hrtime.bigint() - this.startedAt) / 1e6;
   }
 
+  /**
+   * The response has closed: freezes what the log line and metrics read later, and lets go of the
+   * request body (which may be large) once its last user message has been taken.
+   */
+  finish(status: number): void {
+    this.status = status;
+    this.durationMs = this.elapsedMs();
+    if (this.chatBody !== undefined) {
+      this.promptText = lastUserText(this.chatBody);
+      this.chatBody = undefined;
+    }
+  }
+
   /** The upstream request is about to be sent: the time since arrival was the proxy's. */
   markUpstreamSent(): void {
     this.upstreamAttempts++;
@@ -69,9 +89,9 @@ export class Exchange {
     this.upstreamHeadersAt = undefined;
   }
 
-  /** Seconds spent inside the proxy; all of it when no upstream call was made. */
+  /** Seconds spent inside the proxy; all of it when no upstream call was made (read after `finish`). */
   overheadSeconds(): number {
-    return this.upstreamAttempts === 0 ? this.elapsedMs() / 1000 : Number(this.proxyNs) / 1e9;
+    return this.upstreamAttempts === 0 ? this.durationMs / 1000 : Number(this.proxyNs) / 1e9;
   }
 
   /** Seconds from arrival to the first token, for a stream whose first token was seen. */

@@ -1,0 +1,159 @@
+import { hash } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Logger } from 'pino';
+import type { SwitchyardMetrics } from '../metrics/metrics.js';
+import { NO_RULE } from '../rules/decision.js';
+import type { Exchange } from './exchange.js';
+import { writeLine } from './logger.js';
+
+/** Finished exchanges wait at most this long for their log line and metrics... */
+const FLUSH_INTERVAL_MS = 50;
+/** ...or until this many are waiting. */
+const MAX_PENDING = 512;
+
+/** Probes are logged at debug: a kubelet polling every few seconds would drown the request log. */
+const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+interface Finished {
+  readonly exchange: Exchange;
+  readonly log: FastifyBaseLogger;
+  readonly method: string;
+  readonly url: string;
+}
+
+export interface ExchangeRecorderOptions {
+  readonly metrics: SwitchyardMetrics | undefined;
+  /** Put the last user message's text on the log line (otherwise only its hash). */
+  readonly logPrompts: boolean;
+}
+
+/**
+ * Writes each finished exchange's log line and records its metrics, in batches off the request
+ * path: the response's close only queues the exchange, and a timer (50 ms) or a full queue
+ * processes the batch. Measured in place, building and writing the line and updating the series
+ * cost several times more per request when done one at a time between other work than in one
+ * tight loop over a batch (the code and its data stay in the CPU's caches).
+ *
+ * Nothing is lost or late where it matters: a scrape of /metrics and the app's close flush first.
+ */
+export class ExchangeRecorder {
+  private readonly metrics: SwitchyardMetrics | undefined;
+  private readonly logPrompts: boolean;
+  private pending: Finished[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly flushLater = (): void => {
+    this.timer = undefined;
+    this.flush();
+  };
+
+  constructor(options: ExchangeRecorderOptions) {
+    this.metrics = options.metrics;
+    this.logPrompts = options.logPrompts;
+  }
+
+  /** Queues a finished exchange (`exchange.finish` has run). */
+  record(exchange: Exchange, log: FastifyBaseLogger, method: string, url: string): void {
+    this.pending.push({ exchange, log, method, url });
+    if (this.pending.length >= MAX_PENDING) {
+      this.flush();
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(this.flushLater, FLUSH_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** Logs and meters everything queued. */
+  flush(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    for (const finished of batch) {
+      this.log(finished);
+      if (this.metrics && finished.exchange.kind) this.meter(this.metrics, finished.exchange);
+    }
+  }
+
+  private meter(metrics: SwitchyardMetrics, x: Exchange): void {
+    const served = x.facts?.model;
+    metrics.exchangeFinished({
+      routed: x.kind === 'chat',
+      rule: x.rule ?? NO_RULE,
+      requestedModel: x.requestedModel,
+      model: served ?? x.routedModel,
+      routedModel: x.routedModel,
+      servedModel: served,
+      status: x.status,
+      stream: x.stream,
+      durationSeconds: x.durationMs / 1000,
+      ttftSeconds: x.ttftSeconds(),
+      overheadSeconds: x.overheadSeconds(),
+      usage: x.facts?.usage,
+      streamErrorKind: x.streamErrorKind,
+      clientClosed: x.clientClosed,
+    });
+  }
+
+  private log(finished: Finished): void {
+    const x = finished.exchange;
+    const status = x.status;
+    const q = finished.url.indexOf('?');
+    const path = q === -1 ? finished.url : finished.url.slice(0, q);
+    const log = finished.log as unknown as Logger;
+    const level = PROBE_PATHS.has(path) ? 'debug' : status >= 500 && status !== 499 ? 'warn' : 'info';
+    // Build nothing (and hash no prompt) for a line the level drops.
+    if (!log.isLevelEnabled(level)) return;
+    const line: Record<string, unknown> = {
+      method: finished.method,
+      path,
+      status,
+      duration_ms: round3(x.durationMs),
+      bytes_in: x.bytesIn,
+      bytes_out: x.bytesOut,
+    };
+    if (x.requestedModel !== undefined) line.model = x.requestedModel;
+    if (x.rule !== undefined) line.rule = x.rule;
+    if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
+    if (x.stream) line.stream = true;
+    if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;
+    if (x.upstreamAttempts > 0) {
+      line.upstream_attempts = x.upstreamAttempts;
+      line.overhead_ms = round3(x.overheadSeconds() * 1000);
+    }
+    const facts = x.facts;
+    if (facts) {
+      if (facts.model !== undefined) line.served_model = facts.model;
+      if (facts.provider !== undefined) line.provider = facts.provider;
+      if (facts.finishReason !== undefined) line.finish_reason = facts.finishReason;
+      if (facts.usage) {
+        line.prompt_tokens = facts.usage.prompt;
+        line.completion_tokens = facts.usage.completion;
+        if (facts.usage.reasoning > 0) line.reasoning_tokens = facts.usage.reasoning;
+        if (facts.usage.cached > 0) line.cached_tokens = facts.usage.cached;
+        if (facts.usage.cost !== undefined) line.cost_usd = facts.usage.cost;
+      }
+      const ttft = x.ttftSeconds();
+      if (ttft !== undefined) line.ttft_ms = round3(ttft * 1000);
+      if (facts.inbandError) line.upstream_error = facts.inbandError.code;
+    }
+    if (x.promptText !== undefined) {
+      // A hash groups identical prompts (retries, loops) without writing personal data to logs.
+      line.prompt_hash = hash('sha256', x.promptText, 'hex').slice(0, 16);
+      if (this.logPrompts) line.prompt = x.promptText;
+    }
+    if (x.clientClosed) line.client_closed = true;
+    if (x.streamErrorKind) line.stream_error = x.streamErrorKind;
+    if (x.error) {
+      line.error_code = x.error.code;
+      line.error = x.error.message;
+    }
+    writeLine(log, level, line, 'request');
+  }
+}
+
+function round3(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
