@@ -26,6 +26,13 @@ export interface SwitchyardConfig {
     readonly http_referer: string | undefined;
     readonly app_title: string | undefined;
   };
+  readonly retry: {
+    readonly max_attempts: number;
+    readonly statuses: readonly number[];
+    readonly budget_ms: number;
+    readonly retry_after_cap_ms: number;
+    readonly on_network_errors: boolean;
+  };
   readonly client_auth: { readonly keys: readonly string[] };
   readonly rules_file: string;
   readonly rules_debounce_ms: number;
@@ -262,6 +269,10 @@ function semanticProblems(config: Json, origin: Map<string, string>): string[] {
     if (buckets.some((b, i) => i > 0 && b <= buckets[i - 1]!)) {
       problems.push(`${origin.get(`metrics.${name}`) ?? `metrics.${name}`}: metrics.${name} must be in increasing order`);
     }
+  }
+  const statuses = getPath(config, ['retry', 'statuses']) as number[];
+  if (statuses.some((st) => !Number.isInteger(st) || st < 400 || st > 599)) {
+    problems.push(`${origin.get('retry.statuses') ?? 'retry.statuses'}: retry.statuses must be HTTP error statuses (400 to 599)`);
   }
   const clientKeys = getPath(config, ['client_auth', 'keys']) as string[];
   const apiKey = getPath(config, ['upstream', 'api_key']);

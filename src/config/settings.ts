@@ -81,6 +81,26 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: "OpenRouter's app attribution (sent as X-Title and X-OpenRouter-Title); unset means the client's own is forwarded",
   },
   {
+    path: 'retry.max_attempts', env: 'RETRY_MAX_ATTEMPTS', type: 'integer', default: 3, unit: 'attempts (1: never retry)', minimum: 1, maximum: 10,
+    reason: 'the routed model and two more tries (the next fallbacks, or the same model after a backoff) cover a failing provider without making a client wait for long',
+  },
+  {
+    path: 'retry.statuses', env: 'RETRY_STATUSES', type: 'number[]', default: [429, 500, 502, 503, 504], unit: 'HTTP statuses (comma-separated)',
+    reason: 'rate limits and server errors are worth another attempt; 400, 401, 403, 404 and 422 are the request\'s fault and never are (402 only with Retry-After)',
+  },
+  {
+    path: 'retry.budget_ms', env: 'RETRY_BUDGET_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 0,
+    reason: 'no new attempt starts later than this after the request arrived: past it a client is better served by the error than by more waiting',
+  },
+  {
+    path: 'retry.retry_after_cap_ms', env: 'RETRY_AFTER_CAP_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 0,
+    reason: 'a Retry-After up to a minute is waited for; a longer one goes to the client at once, with its header, so it can decide',
+  },
+  {
+    path: 'retry.on_network_errors', env: 'RETRY_ON_NETWORK_ERRORS', type: 'boolean', default: true, unit: 'true | false',
+    reason: 'a refused or reset connection, or a connect or response-headers timeout, got no answer at all: another attempt is safe before any byte reached the client',
+  },
+  {
     path: 'client_auth.keys', env: 'SWITCHYARD_API_KEYS', type: 'string[]', default: [], unit: 'comma-separated secrets', secret: true,
     reason: 'empty means clients are not authenticated; when set, clients must send one of these as their bearer token, and it is never forwarded',
   },

@@ -46,6 +46,7 @@ export class SwitchyardMetrics {
   private readonly streamErrors: FastCounter;
   private readonly clientDisconnects: FastCounter;
   private readonly ruleMatches: FastCounter;
+  private readonly fallbacks: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly rulesInfo: Gauge<'hash'>;
@@ -81,6 +82,8 @@ export class SwitchyardMetrics {
     this.streamErrors = new FastCounter(r, 'switchyard_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
     this.clientDisconnects = new FastCounter(r, 'switchyard_client_disconnects_total', 'Clients that went away before their response was complete', []);
     this.ruleMatches = new FastCounter(r, 'switchyard_rule_matches_total', 'Chat requests decided by each rule (none: no rule matched)', ['rule']);
+    this.fallbacks = new FastCounter(r, 'switchyard_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
+      ['from', 'to', 'reason']);
     this.reloads = new Counter({
       name: 'switchyard_rules_reloads_total', help: 'Rules reload attempts, by result (success, unchanged, failure)', labelNames: ['result'], registers,
     });
@@ -109,6 +112,11 @@ export class SwitchyardMetrics {
 
   reloadAttempted(event: ReloadEvent): void {
     this.reloads.inc({ result: event.result });
+  }
+
+  /** An attempt to `from` failed for `reason` (status or error code); the next goes to `to`. */
+  fallback(from: string | undefined, to: string | undefined, reason: string): void {
+    this.fallbacks.inc([this.labels.model(from), this.labels.model(to), reason]);
   }
 
   upstreamAttempt(model: string | undefined, status: number | string): void {

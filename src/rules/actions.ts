@@ -7,6 +7,13 @@ import type { JsonObject } from './decision.js';
 
 export type SystemPromptAction = { readonly prepend: string } | { readonly replace: string };
 
+/** A rule's own retry settings; what it leaves out comes from the global settings. */
+export interface RetryOverride {
+  readonly maxAttempts?: number;
+  readonly statuses?: readonly number[];
+  readonly budgetMs?: number;
+}
+
 export interface RewriteRoute {
   readonly kind: 'rewrite';
   readonly tier: string | undefined;
@@ -17,10 +24,12 @@ export interface RewriteRoute {
   readonly params: Readonly<JsonObject> | undefined;
   readonly systemPrompt: SystemPromptAction | undefined;
   readonly headers: Readonly<Record<string, string>> | undefined;
+  readonly retry: RetryOverride | undefined;
 }
 
 export interface PassRoute {
   readonly kind: 'pass';
+  readonly retry: RetryOverride | undefined;
 }
 
 export interface RejectRoute {

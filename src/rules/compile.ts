@@ -25,6 +25,7 @@ interface RouteSpec extends ActionSpec {
   model?: string;
   tier?: string;
   pass?: true;
+  retry?: { max_attempts?: number; statuses?: number[]; budget_ms?: number };
   reject?: { status: number; message?: string };
 }
 interface RuleSpec {
@@ -183,14 +184,22 @@ function checkActions(spec: ActionSpec, path: (string | number)[], problems: Com
 function compileRoute(spec: RuleSpec, tiers: Record<string, TierSpec>, path: (string | number)[], problems: CompileProblem[]): CompiledRoute | undefined {
   const route = spec.route;
   const actionKeys = Object.keys(route).filter((k) => k !== 'description');
+  const retry = route.retry
+    ? {
+        ...(route.retry.max_attempts !== undefined && { maxAttempts: route.retry.max_attempts }),
+        ...(route.retry.statuses !== undefined && { statuses: route.retry.statuses }),
+        ...(route.retry.budget_ms !== undefined && { budgetMs: route.retry.budget_ms }),
+      }
+    : undefined;
   if (route.pass || route.reject) {
     const which = route.pass ? 'pass' : 'reject';
-    const others = actionKeys.filter((k) => k !== which);
+    // A pass may still say how its requests are retried; a reject calls nothing upstream.
+    const others = actionKeys.filter((k) => k !== which && !(which === 'pass' && k === 'retry'));
     if (others.length > 0) {
       problems.push({ path, message: `route.${which} stands alone; remove ${others.map((k) => `"${k}"`).join(', ')}` });
       return undefined;
     }
-    if (route.pass) return { kind: 'pass' };
+    if (route.pass) return { kind: 'pass', retry };
     return { kind: 'reject', status: route.reject!.status, message: route.reject!.message ?? `Request rejected by routing rule "${spec.name}"` };
   }
   if ((route.model === undefined) === (route.tier === undefined)) {
@@ -221,5 +230,6 @@ function compileRoute(spec: RuleSpec, tiers: Record<string, TierSpec>, path: (st
     params,
     systemPrompt: route.system_prompt ?? base?.system_prompt,
     headers,
+    retry,
   };
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { RetryOverride } from './actions.js';
 
 /**
  * The seam between the request and the upstream call: a router reads the request context and
@@ -33,6 +34,8 @@ export interface RouteDecision {
   readonly upstreamHeaders?: Readonly<Record<string, string>>;
   /** The tier the route came from, when it named one. */
   readonly tier?: string | undefined;
+  /** The rule's own retry settings, over the global ones. */
+  readonly retry?: RetryOverride | undefined;
   /** Answer the client with this error instead of calling upstream. */
   readonly reject?: { readonly status: number; readonly message: string };
 }

@@ -95,7 +95,7 @@ export class RuleSet implements Router {
     const route = rule.route;
     switch (route.kind) {
       case 'pass':
-        return unchanged(context, rule.name);
+        return { ...unchanged(context, rule.name), retry: route.retry };
       case 'reject':
         return { ...unchanged(context, rule.name), reject: { status: route.status, message: route.message } };
       case 'rewrite': {
@@ -106,6 +106,7 @@ export class RuleSet implements Router {
           model: route.model,
           body: applied.body,
           bodyChanged: applied.changed,
+          retry: route.retry,
           ...(route.headers && { upstreamHeaders: route.headers }),
         };
       }
@@ -163,5 +164,6 @@ function describeRoute(route: Extract<CompiledRoute, { kind: 'rewrite' }>): Reco
   if (route.params) out.params = route.params;
   if (route.systemPrompt) out.system_prompt = route.systemPrompt;
   if (route.headers) out.headers = route.headers;
+  if (route.retry) out.retry = route.retry;
   return out;
 }

@@ -72,6 +72,15 @@ export const RULES_SCHEMA = {
             model: modelName,
             tier: { type: 'string', minLength: 1 },
             pass: { const: true },
+            // Proxy-side retries of this rule's requests (the rest from the global settings).
+            retry: {
+              type: 'object', additionalProperties: false, minProperties: 1,
+              properties: {
+                max_attempts: { type: 'integer', minimum: 1, maximum: 10 },
+                statuses: { type: 'array', items: { type: 'integer', minimum: 400, maximum: 599 } },
+                budget_ms: { type: 'integer', minimum: 0 },
+              },
+            },
             reject: {
               type: 'object', additionalProperties: false, required: ['status'],
               properties: { status: { type: 'integer', minimum: 400, maximum: 599 }, message: { type: 'string', minLength: 1 } },

@@ -60,6 +60,13 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     upstream,
     lifecycle,
     metrics,
+    retry: {
+      maxAttempts: config.retry.max_attempts,
+      statuses: new Set(config.retry.statuses),
+      budgetMs: config.retry.budget_ms,
+      retryAfterCapMs: config.retry.retry_after_cap_ms,
+      onNetworkErrors: config.retry.on_network_errors,
+    },
     headerOptions: {
       apiKey: config.upstream.api_key,
       httpReferer: config.upstream.http_referer,

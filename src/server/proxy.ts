@@ -1,11 +1,13 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ClientClosedError, ShuttingDownError, UpstreamTimeoutError, UpstreamUnreachableError, type SwitchyardError } from '../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClientClosedError, ShuttingDownError, SwitchyardError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import type { StreamErrorKind, SwitchyardMetrics } from '../metrics/metrics.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
+import { isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, type RetryPolicy } from '../upstream/retry.js';
 import type { Lifecycle } from './lifecycle.js';
 
 export interface ProxyDeps {
@@ -13,16 +15,59 @@ export interface ProxyDeps {
   readonly lifecycle: Lifecycle;
   readonly headerOptions: Omit<UpstreamHeaderOptions, 'requestId'>;
   readonly metrics: SwitchyardMetrics | undefined;
+  /** The global retry policy of chat requests. */
+  readonly retry: RetryPolicy;
+}
+
+/**
+ * The upstream attempts of a routed chat request: attempt `i` goes to `models[i]` (the routed model,
+ * then its fallbacks; past the end the last one again), with the body `bodyFor(i)`.
+ */
+export interface AttemptPlan {
+  readonly models: readonly string[];
+  bodyFor(index: number): Buffer | string;
 }
 
 export interface ForwardTarget {
   readonly method: string;
   /** Path below the upstream base URL, with the client's query string. */
   readonly path: string;
+  /** The body when there is no attempt plan. */
   readonly body: Buffer | string | undefined;
+  readonly plan?: AttemptPlan | undefined;
+  /** When to try again before the first byte reached the client; never when absent. */
+  readonly retry?: RetryPolicy | undefined;
   readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
   /** Read usage, model and errors from the response (completions, embeddings), not just relay it. */
   readonly tap: boolean;
+}
+
+const NO_RETRY: RetryPolicy = { maxAttempts: 1, statuses: new Set(), budgetMs: 0, retryAfterCapMs: 0, onNetworkErrors: false };
+
+function modelOf(plan: AttemptPlan, index: number): string | undefined {
+  return plan.models[Math.min(index, plan.models.length - 1)];
+}
+
+/** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
+export function headerSafe(value: string): string {
+  const safe = /^[\x21-\x7e]{1,200}$/.test(value) ? value : encodeURIComponent(value).slice(0, 200);
+  return safe || '-';
+}
+
+/**
+ * Waits before the next attempt. False when the wait was cut short: by the client leaving (the
+ * reply is then hijacked, nothing to answer) — a shutdown's abort is thrown as its 503.
+ */
+async function pause(ms: number, signal: AbortSignal, reply: FastifyReply): Promise<boolean> {
+  if (ms <= 0 && !signal.aborted) return true;
+  try {
+    await sleep(ms, undefined, { signal, ref: false });
+    return true;
+  } catch {
+    if (signal.reason instanceof SwitchyardError) throw signal.reason;
+    reply.hijack();
+    return false;
+  }
 }
 
 /** Headers that make every proxy and client treat an SSE response as a live stream. */
@@ -49,23 +94,51 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
 
   deps.lifecycle.add(exchange);
   try {
-    let upstreamRes;
-    exchange.markUpstreamSent();
-    try {
-      upstreamRes = await deps.upstream.request({ method: target.method, path: target.path, headers, body: target.body, signal: abort.signal });
-    } catch (err) {
-      const error = deps.upstream.mapError(err, abort.signal);
-      deps.metrics?.upstreamAttempt(exchange.routedModel, error.code);
-      if (error instanceof ClientClosedError) {
-        // Nobody is left to answer; the log line records 499.
-        reply.hijack();
-        return;
+    const policy = target.retry ?? NO_RETRY;
+    const plan = target.plan;
+    let upstreamRes: UpstreamResponse | undefined;
+    for (let attempt = 1; upstreamRes === undefined; attempt++) {
+      const index = attempt - 1;
+      const model = plan ? modelOf(plan, index) : exchange.routedModel;
+      const nextModel = plan ? modelOf(plan, index + 1) : model;
+      exchange.routedModel = model;
+      reply.header('x-switchyard-attempts', String(attempt));
+      if (model !== undefined && plan) reply.header('x-switchyard-model', headerSafe(model));
+      exchange.markUpstreamSent();
+      let res: UpstreamResponse;
+      try {
+        res = await deps.upstream.request({
+          method: target.method, path: target.path, headers, body: plan ? plan.bodyFor(index) : target.body, signal: abort.signal,
+        });
+      } catch (err) {
+        const error = deps.upstream.mapError(err, abort.signal);
+        deps.metrics?.upstreamAttempt(model, error.code);
+        if (error instanceof ClientClosedError) {
+          // Nobody is left to answer; the log line records 499.
+          reply.hijack();
+          return;
+        }
+        const verdict = isRetryableError(policy, error) ? nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model) : undefined;
+        if (!verdict?.retry) throw error;
+        deps.metrics?.fallback(model, nextModel, error.code);
+        if (!(await pause(verdict.waitMs, abort.signal, reply))) return;
+        continue;
       }
-      throw error;
+      deps.metrics?.upstreamAttempt(model, res.statusCode);
+      if (res.statusCode >= 400 && isRetryableStatus(policy, res.statusCode, res.headers)) {
+        const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), retryAfterMs(res.headers), nextModel === model);
+        if (verdict.retry) {
+          // Nothing of this answer reached the client: read it off the connection and try again.
+          await res.body.dump().catch(() => undefined);
+          deps.metrics?.fallback(model, nextModel, String(res.statusCode));
+          if (!(await pause(verdict.waitMs, abort.signal, reply))) return;
+          continue;
+        }
+      }
+      upstreamRes = res;
     }
     exchange.markUpstreamHeaders();
     exchange.upstreamStatus = upstreamRes.statusCode;
-    deps.metrics?.upstreamAttempt(exchange.routedModel, upstreamRes.statusCode);
 
     const contentType = upstreamRes.headers['content-type'];
     const sse = typeof contentType === 'string' && contentType.startsWith('text/event-stream');

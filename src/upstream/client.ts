@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import {
   ClientClosedError, SwitchyardError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
@@ -25,8 +24,8 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   readonly statusCode: number;
   readonly headers: Record<string, string | string[] | undefined>;
-  /** The raw body bytes, exactly as upstream sent them (after transfer decoding). */
-  readonly body: Readable;
+  /** The raw body bytes, exactly as upstream sent them (after transfer decoding); `dump()` discards them. */
+  readonly body: Dispatcher.ResponseData['body'];
 }
 
 /**

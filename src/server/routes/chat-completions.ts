@@ -2,8 +2,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
 import type { JsonObject, RequestContext } from '../../rules/decision.js';
+import type { RetryOverride } from '../../rules/actions.js';
 import type { RuleSet } from '../../rules/ruleset.js';
-import { forward, type ProxyDeps } from '../proxy.js';
+import type { RetryPolicy } from '../../upstream/retry.js';
+import { forward, headerSafe, type AttemptPlan, type ProxyDeps } from '../proxy.js';
 
 /** Where the rules in force are read from, once per request (the hot-reload store, or a fixed set). */
 export interface RulesSource {
@@ -41,15 +43,41 @@ function isJsonObject(value: unknown): value is JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+/**
+ * The proxy's attempts for a chat request. OpenRouter's own fallback (`models`) is used first:
+ * attempt 1 sends the routed model with the whole list, and OpenRouter moves along it inside that
+ * one call. Only when the whole call fails (a retryable status, no answer) does the proxy try
+ * again, with the next model of the list first and the rest behind it; with a single model, the
+ * same model again.
+ */
+export function attemptPlan(body: Readonly<JsonObject>, model: string | undefined, firstBody: Buffer | string): AttemptPlan {
+  const listed = Array.isArray(body.models) && body.models.every((m) => typeof m === 'string') ? (body.models as string[]) : [];
+  const models = [...new Set(model !== undefined ? [model, ...listed] : listed)];
+  return {
+    models,
+    bodyFor(index) {
+      if (index === 0 || models.length <= 1) return firstBody;
+      const rest = models.slice(Math.min(index, models.length - 1));
+      const next: JsonObject = { ...body, model: rest[0] };
+      if (rest.length > 1) next.models = rest;
+      else delete next.models;
+      return JSON.stringify(next);
+    },
+  };
+}
+
+function withOverride(policy: RetryPolicy, override: RetryOverride): RetryPolicy {
+  return {
+    ...policy,
+    ...(override.maxAttempts !== undefined && { maxAttempts: override.maxAttempts }),
+    ...(override.statuses !== undefined && { statuses: new Set(override.statuses) }),
+    ...(override.budgetMs !== undefined && { budgetMs: override.budgetMs }),
+  };
+}
+
 function queryOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? '' : url.slice(q);
-}
-
-/** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
-function headerSafe(value: string): string {
-  const safe = /^[\x21-\x7e]{1,200}$/.test(value) ? value : encodeURIComponent(value).slice(0, 200);
-  return safe || '-';
 }
 
 function chatContext(request: FastifyRequest): RequestContext {
@@ -97,6 +125,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
       method: 'POST',
       path: `/chat/completions${queryOf(request.url)}`,
       body: upstreamBody,
+      plan: attemptPlan(decision.body, decision.model, upstreamBody),
+      retry: decision.retry ? withOverride(proxy.retry, decision.retry) : proxy.retry,
       extraHeaders,
       tap: true,
     });

@@ -1,0 +1,77 @@
+import type { SwitchyardError } from '../errors.js';
+
+/**
+ * When the proxy tries again: before the first byte reached the client, on a retryable status or
+ * a network failure, within a number of attempts and a time budget, honouring Retry-After.
+ * Pure functions; the proxy's attempt loop (src/server/proxy.ts) applies them.
+ */
+
+export interface RetryPolicy {
+  /** Upstream attempts per request, the first included (1: never retry). */
+  readonly maxAttempts: number;
+  /** Statuses after which the next attempt is made (402 also counts when it carries Retry-After). */
+  readonly statuses: ReadonlySet<number>;
+  /** No attempt starts later than this after the request arrived. */
+  readonly budgetMs: number;
+  /** A Retry-After longer than this is not waited for: the client gets the answer at once. */
+  readonly retryAfterCapMs: number;
+  /** Retry connection failures and connect/header timeouts too. */
+  readonly onNetworkErrors: boolean;
+}
+
+/**
+ * Milliseconds a response asks to wait, from `retry-after-ms` (OpenAI's, milliseconds),
+ * `retry-after` in seconds or as an HTTP date (RFC 9110 §10.2.3); undefined when absent or unreadable.
+ */
+export function retryAfterMs(headers: Record<string, string | string[] | undefined>, now = Date.now()): number | undefined {
+  const ms = first(headers['retry-after-ms']);
+  if (ms !== undefined && /^\d+(\.\d+)?$/.test(ms.trim())) return Math.ceil(Number(ms));
+  const value = first(headers['retry-after'])?.trim();
+  if (value === undefined || value === '') return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function isRetryableStatus(policy: RetryPolicy, status: number, headers: Record<string, string | string[] | undefined>): boolean {
+  if (policy.statuses.has(status)) return true;
+  // "Payment required" is final, unless the upstream says when to come back.
+  return status === 402 && retryAfterMs(headers) !== undefined;
+}
+
+/** Network failures worth another attempt: nothing was answered (refused, reset, timed out before headers). */
+export function isRetryableError(policy: RetryPolicy, error: SwitchyardError): boolean {
+  return policy.onNetworkErrors && (error.code === 'upstream_unreachable' || error.code === 'upstream_timeout');
+}
+
+/** Backoff before trying the same model again: 250 ms, 500 ms, 1 s... with ±20% jitter so clients do not retry in step. */
+export function backoffMs(attempt: number, random = Math.random): number {
+  const base = 250 * 2 ** Math.max(0, attempt - 1);
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+export type RetryVerdict =
+  | { readonly retry: true; readonly waitMs: number }
+  | { readonly retry: false; readonly reason: 'attempts' | 'budget' | 'retry_after_over_cap' | 'final' };
+
+/**
+ * Whether attempt `attempt` (1-based, just failed) is followed by another, and after how long.
+ * `sameModel`: the next attempt goes to the model that just failed (no fallback left).
+ */
+export function nextAttempt(
+  policy: RetryPolicy,
+  attempt: number,
+  elapsedMs: number,
+  retryAfter: number | undefined,
+  sameModel: boolean,
+): RetryVerdict {
+  if (attempt >= policy.maxAttempts) return { retry: false, reason: 'attempts' };
+  if (retryAfter !== undefined && retryAfter > policy.retryAfterCapMs) return { retry: false, reason: 'retry_after_over_cap' };
+  const waitMs = Math.max(retryAfter ?? 0, sameModel ? backoffMs(attempt) : 0);
+  if (elapsedMs + waitMs >= policy.budgetMs) return { retry: false, reason: 'budget' };
+  return { retry: true, waitMs };
+}
