@@ -33,6 +33,7 @@ export interface SwitchyardConfig {
     readonly retry_after_cap_ms: number;
     readonly on_network_errors: boolean;
   };
+  readonly cooldown: { readonly failures: number; readonly window_ms: number; readonly duration_ms: number };
   readonly client_auth: { readonly keys: readonly string[] };
   readonly rules_file: string;
   readonly rules_debounce_ms: number;

@@ -101,6 +101,18 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'a refused or reset connection, or a connect or response-headers timeout, got no answer at all: another attempt is safe before any byte reached the client',
   },
   {
+    path: 'cooldown.failures', env: 'COOLDOWN_FAILURES', type: 'integer', default: 5, unit: 'failures (0: off)', minimum: 0,
+    reason: 'five failed attempts (429, 5xx, no answer) within the window mark a model as failing, not a passing blip; it is then skipped while another model of the route can serve',
+  },
+  {
+    path: 'cooldown.window_ms', env: 'COOLDOWN_WINDOW_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 1,
+    reason: 'failures older than a minute no longer say much about a provider now',
+  },
+  {
+    path: 'cooldown.duration_ms', env: 'COOLDOWN_DURATION_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,
+    reason: 'long enough for a provider to recover from an overload, short enough to notice it did: then one request probes the model before it takes traffic again',
+  },
+  {
     path: 'client_auth.keys', env: 'SWITCHYARD_API_KEYS', type: 'string[]', default: [], unit: 'comma-separated secrets', secret: true,
     reason: 'empty means clients are not authenticated; when set, clients must send one of these as their bearer token, and it is never forwarded',
   },

@@ -47,12 +47,13 @@ export class SwitchyardMetrics {
   private readonly clientDisconnects: FastCounter;
   private readonly ruleMatches: FastCounter;
   private readonly fallbacks: FastCounter;
+  private readonly cooldowns: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly rulesInfo: Gauge<'hash'>;
   readonly activeStreams: Gauge;
 
-  constructor(config: SwitchyardConfig['metrics'], inflight: () => number) {
+  constructor(config: SwitchyardConfig['metrics'], inflight: () => number, coolingModels: () => number = () => 0) {
     const registers = [this.registry];
     this.labels = new ModelLabels(config.models, config.max_served_models);
     collectDefaultMetrics({ register: this.registry });
@@ -82,6 +83,13 @@ export class SwitchyardMetrics {
     this.streamErrors = new FastCounter(r, 'switchyard_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
     this.clientDisconnects = new FastCounter(r, 'switchyard_client_disconnects_total', 'Clients that went away before their response was complete', []);
     this.ruleMatches = new FastCounter(r, 'switchyard_rule_matches_total', 'Chat requests decided by each rule (none: no rule matched)', ['rule']);
+    this.cooldowns = new FastCounter(r, 'switchyard_model_cooldowns_total', 'Cooldowns started: a model that kept failing is skipped for a while', ['model']);
+    new Gauge({
+      name: 'switchyard_models_in_cooldown', help: 'Models being skipped (cooling down, or waiting for the probe that ends it)', registers: [r],
+      collect() {
+        this.set(coolingModels());
+      },
+    });
     this.fallbacks = new FastCounter(r, 'switchyard_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
       ['from', 'to', 'reason']);
     this.reloads = new Counter({
@@ -112,6 +120,10 @@ export class SwitchyardMetrics {
 
   reloadAttempted(event: ReloadEvent): void {
     this.reloads.inc({ result: event.result });
+  }
+
+  cooldownStarted(model: string): void {
+    this.cooldowns.inc([this.labels.model(model)]);
   }
 
   /** An attempt to `from` failed for `reason` (status or error code); the next goes to `to`. */

@@ -10,6 +10,7 @@ import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
 import { ExchangeRecorder } from './recorder.js';
+import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ProxyDeps } from './proxy.js';
 import { chatCompletionsRoutes, type RulesSource } from './routes/chat-completions.js';
@@ -44,14 +45,26 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
   });
   const rules = options.rules ?? { current: emptyRuleSet() };
-  const metrics = config.metrics.enabled ? new SwitchyardMetrics(config.metrics, () => lifecycle.inflightCount) : undefined;
+  // Created before the metrics that count it; the callback reads them when a cooldown starts.
+  let metrics: SwitchyardMetrics | undefined;
+  const cooldowns = new ModelCooldowns(
+    { failures: config.cooldown.failures, windowMs: config.cooldown.window_ms, durationMs: config.cooldown.duration_ms },
+    (model) => {
+      metrics?.cooldownStarted(model);
+      options.logger.warn({ model, cooldown_ms: config.cooldown.duration_ms }, 'model cooling down: skipped while another model of the route can serve');
+    },
+  );
+  if (config.metrics.enabled) {
+    metrics = new SwitchyardMetrics(config.metrics, () => lifecycle.inflightCount, () => Object.keys(cooldowns.cooling()).length);
+  }
   let onReload: ((event: ReloadEvent) => void) | undefined;
   if (metrics) {
-    metrics.rulesLoaded(rules.current.hash, rules.current.models);
+    const m = metrics;
+    m.rulesLoaded(rules.current.hash, rules.current.models);
     if (rules instanceof RulesStore) {
       onReload = (event) => {
-        metrics.reloadAttempted(event);
-        if (event.result === 'success') metrics.rulesLoaded(event.hash, rules.current.models);
+        m.reloadAttempted(event);
+        if (event.result === 'success') m.rulesLoaded(event.hash, rules.current.models);
       };
       rules.on('reload', onReload);
     }
@@ -60,6 +73,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     upstream,
     lifecycle,
     metrics,
+    cooldowns,
     retry: {
       maxAttempts: config.retry.max_attempts,
       statuses: new Set(config.retry.statuses),

@@ -7,6 +7,7 @@ import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
+import type { ModelCooldowns } from '../upstream/cooldown.js';
 import { isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, type RetryPolicy } from '../upstream/retry.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -17,15 +18,17 @@ export interface ProxyDeps {
   readonly metrics: SwitchyardMetrics | undefined;
   /** The global retry policy of chat requests. */
   readonly retry: RetryPolicy;
+  readonly cooldowns: ModelCooldowns;
 }
 
 /**
- * The upstream attempts of a routed chat request: attempt `i` goes to `models[i]` (the routed model,
- * then its fallbacks; past the end the last one again), with the body `bodyFor(i)`.
+ * The upstream attempts of a routed chat request: the routed model, then its fallbacks, each
+ * attempt starting one further along the list (the last one is tried again when the list is spent).
  */
 export interface AttemptPlan {
   readonly models: readonly string[];
-  bodyFor(index: number): Buffer | string;
+  /** The body of an attempt that sends `models[0]` with `models` as OpenRouter's fallback list. */
+  bodyFor(models: readonly string[]): Buffer | string;
 }
 
 export interface ForwardTarget {
@@ -44,8 +47,25 @@ export interface ForwardTarget {
 
 const NO_RETRY: RetryPolicy = { maxAttempts: 1, statuses: new Set(), budgetMs: 0, retryAfterCapMs: 0, onNetworkErrors: false };
 
-function modelOf(plan: AttemptPlan, index: number): string | undefined {
-  return plan.models[Math.min(index, plan.models.length - 1)];
+/** The breaker counts a failed connection or a timeout as a failure of the model, whatever the retry settings. */
+const NETWORK_FAILURES: RetryPolicy = { ...NO_RETRY, onNetworkErrors: true };
+
+/**
+ * The models of an attempt, from `position` on: the first is the model tried, all of them go to
+ * OpenRouter as its fallback list. Models cooling down are left out while another can serve; when
+ * every one is cooling down, the list is tried as it is (an answer beats a refusal).
+ */
+function modelsForAttempt(models: readonly string[], position: number, cooldowns: ModelCooldowns): readonly string[] {
+  const rest = models.slice(position);
+  if (!cooldowns.enabled) return rest;
+  const now = Date.now();
+  const available = rest.filter((m) => !cooldowns.isCooling(m, now));
+  // The first available model may be the probe that ends its cooldown.
+  if (available.length > 0 && available[0] !== undefined) {
+    cooldowns.tryAcquire(available[0], now);
+    return available;
+  }
+  return rest;
 }
 
 /** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
@@ -96,19 +116,23 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
   try {
     const policy = target.retry ?? NO_RETRY;
     const plan = target.plan;
+    const cooldowns = deps.cooldowns;
     let upstreamRes: UpstreamResponse | undefined;
+    // Position in the plan's models of the next candidate; the last one is tried again when the list is spent.
+    let position = 0;
     for (let attempt = 1; upstreamRes === undefined; attempt++) {
-      const index = attempt - 1;
-      const model = plan ? modelOf(plan, index) : exchange.routedModel;
-      const nextModel = plan ? modelOf(plan, index + 1) : model;
+      const models = plan ? modelsForAttempt(plan.models, position, cooldowns) : undefined;
+      const model = models ? models[0] : exchange.routedModel;
       exchange.routedModel = model;
       reply.header('x-switchyard-attempts', String(attempt));
       if (model !== undefined && plan) reply.header('x-switchyard-model', headerSafe(model));
+      position = plan && model !== undefined ? Math.min(plan.models.indexOf(model) + 1, plan.models.length - 1) : 0;
+      const nextModel = plan ? plan.models[position] : model;
       exchange.markUpstreamSent();
       let res: UpstreamResponse;
       try {
         res = await deps.upstream.request({
-          method: target.method, path: target.path, headers, body: plan ? plan.bodyFor(index) : target.body, signal: abort.signal,
+          method: target.method, path: target.path, headers, body: plan && models ? plan.bodyFor(models) : target.body, signal: abort.signal,
         });
       } catch (err) {
         const error = deps.upstream.mapError(err, abort.signal);
@@ -118,6 +142,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           reply.hijack();
           return;
         }
+        if (model !== undefined && isRetryableError(NETWORK_FAILURES, error)) cooldowns.failure(model);
         const verdict = isRetryableError(policy, error) ? nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model) : undefined;
         if (!verdict?.retry) throw error;
         deps.metrics?.fallback(model, nextModel, error.code);
@@ -125,7 +150,12 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         continue;
       }
       deps.metrics?.upstreamAttempt(model, res.statusCode);
-      if (res.statusCode >= 400 && isRetryableStatus(policy, res.statusCode, res.headers)) {
+      const retryable = res.statusCode >= 400 && isRetryableStatus(policy, res.statusCode, res.headers);
+      if (model !== undefined) {
+        if (res.statusCode === 429 || res.statusCode >= 500) cooldowns.failure(model);
+        else cooldowns.success(model);
+      }
+      if (retryable) {
         const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), retryAfterMs(res.headers), nextModel === model);
         if (verdict.retry) {
           // Nothing of this answer reached the client: read it off the connection and try again.

@@ -444,15 +444,15 @@ test('1,000 invented model names keep the number of series and the scrape bounde
   //   requests_total M + upstream_requests_total M + tokens_total 2M (prompt, completion)
   //   + cost_usd_total M + duration histogram M * (buckets + 3: +Inf, _sum, _count)
   //   + overhead histogram (buckets + 3) + rule_matches 1 + rules_info 1 + last_reload 1
-  //   + inflight 1 + active_streams 1 + client_disconnects 1,
-  // plus a # HELP and a # TYPE line for each of the 17 switchyard metrics. Every other line is
+  //   + inflight 1 + active_streams 1 + client_disconnects 1 + models_in_cooldown 1,
+  // plus a # HELP and a # TYPE line for each of the 19 switchyard metrics. Every other line is
   // a Node/process default metric, which no request can multiply: we allow what the scrape had
   // before the traffic, plus 200 lines for the series the runtime may add meanwhile (GC kinds,
   // heap spaces). Labelling by raw model name would instead give more than 1,000 * 20 lines.
   const M = MAX_SERVED + 1;
   const durationBuckets = h.config.metrics.duration_buckets_seconds.length;
   const overheadBuckets = h.config.metrics.overhead_buckets_seconds.length;
-  const switchyardBound = M + M + 2 * M + M + M * (durationBuckets + 3) + (overheadBuckets + 3) + 6 + 2 * 17;
+  const switchyardBound = M + M + 2 * M + M + M * (durationBuckets + 3) + (overheadBuckets + 3) + 7 + 2 * 19;
   const isSwitchyard = (line: string): boolean => /^(# (HELP|TYPE) )?switchyard_/.test(line);
   const switchyardLines = s.lines.filter(isSwitchyard).length;
   assert.ok(switchyardLines <= switchyardBound, `${switchyardLines} switchyard lines > bound ${switchyardBound}`);
@@ -631,6 +631,7 @@ test('the scrape declares every switchyard metric and the Node/process defaults'
     'switchyard_model_substitutions_total', 'switchyard_stream_errors_total', 'switchyard_client_disconnects_total',
     'switchyard_rule_matches_total', 'switchyard_rules_reloads_total', 'switchyard_rules_last_reload_timestamp_seconds',
     'switchyard_rules_info', 'switchyard_inflight_requests', 'switchyard_active_streams', 'switchyard_fallbacks_total',
+    'switchyard_model_cooldowns_total', 'switchyard_models_in_cooldown',
     'process_cpu_seconds_total', 'nodejs_heap_size_used_bytes',
   ];
   const typed = new Set(s.lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]));

@@ -57,8 +57,8 @@ export class LogCapture extends Writable {
 /** Config as the server would load it from `env`, ignoring any config file in the repository. */
 export function testConfig(env: Record<string, string>): SwitchyardConfig {
   return loadConfig({
-    // No proxy-side retries unless a test asks: most tests check what one upstream answer does.
-    env: { PORT: '0', LOG_LEVEL: 'debug', RETRY_MAX_ATTEMPTS: '1', ...env },
+    // No proxy-side retries or cooldowns unless a test asks: most tests check what one upstream answer does.
+    env: { PORT: '0', LOG_LEVEL: 'debug', RETRY_MAX_ATTEMPTS: '1', COOLDOWN_FAILURES: '0', ...env },
     readFile: () => {
       throw Object.assign(new Error('no config file in tests'), { code: 'ENOENT' });
     },

@@ -55,11 +55,11 @@ export function attemptPlan(body: Readonly<JsonObject>, model: string | undefine
   const models = [...new Set(model !== undefined ? [model, ...listed] : listed)];
   return {
     models,
-    bodyFor(index) {
-      if (index === 0 || models.length <= 1) return firstBody;
-      const rest = models.slice(Math.min(index, models.length - 1));
-      const next: JsonObject = { ...body, model: rest[0] };
-      if (rest.length > 1) next.models = rest;
+    bodyFor(attemptModels) {
+      // The routed list as it is (also a retry of a single model): the body already decided.
+      if (attemptModels.length === models.length && attemptModels.every((m, i) => m === models[i])) return firstBody;
+      const next: JsonObject = { ...body, model: attemptModels[0] };
+      if (attemptModels.length > 1) next.models = [...attemptModels];
       else delete next.models;
       return JSON.stringify(next);
     },
@@ -134,6 +134,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
 
   app.post('/v1/routing/explain', async (request) => {
     const context = chatContext(request);
-    return rules.current.explain(context);
+    // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
+    const cooling = Object.entries(proxy.cooldowns.cooling()).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
+    return { ...rules.current.explain(context), cooling_models: cooling };
   });
 }
