@@ -77,6 +77,11 @@ export interface FakeOpenRouterOptions {
   readonly provider?: string;
   /** Keep every request and the bytes sent in `received` (tests); off for benchmarks, whose memory must stay flat. */
   readonly record?: boolean;
+  /**
+   * Faults drawn at random for requests that have no other fault: each request gets one of
+   * `faults` with probability `rate`, from a seeded generator so that a run can be repeated.
+   */
+  readonly randomFaults?: { readonly rate: number; readonly faults: readonly Fault[]; readonly seed?: number };
 }
 
 export interface ManualResponse {
@@ -138,6 +143,7 @@ export class FakeOpenRouter extends EventEmitter {
   private readonly manualWaiters: ((m: ManualResponse) => void)[] = [];
   private readonly manualReady: ManualResponse[] = [];
   private seq = 0;
+  private readonly random: () => number;
 
   constructor(options: FakeOpenRouterOptions = {}) {
     super();
@@ -148,7 +154,9 @@ export class FakeOpenRouter extends EventEmitter {
       requireAuth: options.requireAuth ?? true,
       provider: options.provider ?? 'OpenAI',
       record: options.record ?? true,
+      randomFaults: options.randomFaults ?? { rate: 0, faults: [] },
     };
+    this.random = mulberry32(this.options.randomFaults.seed ?? 1);
     this.server = createServer((req, res) => this.onRequest(req, res));
     this.server.on('connection', (socket) => {
       this.sockets.add(socket);
@@ -224,6 +232,10 @@ export class FakeOpenRouter extends EventEmitter {
       }
     }
     fault ??= this.faults.shift();
+    const chaos = this.options.randomFaults;
+    if (fault === undefined && chaos.faults.length > 0 && this.random() < chaos.rate) {
+      fault = chaos.faults[Math.floor(this.random() * chaos.faults.length)];
+    }
 
     let settle!: (v: 'complete' | 'aborted') => void;
     const record: ReceivedRequest = {
@@ -406,6 +418,18 @@ export class FakeOpenRouter extends EventEmitter {
     }
     res.end();
   }
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same faults in the same order. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 function stringField(json: unknown, key: string): string | undefined {
