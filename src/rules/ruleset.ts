@@ -1,4 +1,4 @@
-import { applyRewrite, type CompiledRoute } from './actions.js';
+import { applyRewrite, type CompiledRoute, type RetryOverride } from './actions.js';
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision, type Router } from './decision.js';
 import type { EvalInput, FieldGetter } from './fields.js';
@@ -140,7 +140,7 @@ export class RuleSet implements Router {
       action: !route ? 'none' : route.kind === 'rewrite' ? 'route' : route.kind,
       tier: decision.tier,
       model: decision.model,
-      route: route?.kind === 'rewrite' ? describeRoute(route) : undefined,
+      route: route?.kind === 'rewrite' ? describeRoute(route) : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
       reject: decision.reject,
       trace,
       fields,
@@ -164,6 +164,15 @@ function describeRoute(route: Extract<CompiledRoute, { kind: 'rewrite' }>): Reco
   if (route.params) out.params = route.params;
   if (route.systemPrompt) out.system_prompt = route.systemPrompt;
   if (route.headers) out.headers = route.headers;
-  if (route.retry) out.retry = route.retry;
+  if (route.retry) out.retry = describeRetry(route.retry);
+  return out;
+}
+
+/** A rule's retry settings as the rules file writes them. */
+function describeRetry(retry: RetryOverride): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (retry.maxAttempts !== undefined) out.max_attempts = retry.maxAttempts;
+  if (retry.statuses !== undefined) out.statuses = retry.statuses;
+  if (retry.budgetMs !== undefined) out.budget_ms = retry.budgetMs;
   return out;
 }

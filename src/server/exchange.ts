@@ -67,10 +67,13 @@ export class Exchange {
     }
   }
 
-  /** The upstream request is about to be sent: the time since arrival was the proxy's. */
+  /**
+   * An upstream request is about to be sent. Before the first one, the time since arrival was the
+   * proxy's; the time between attempts is waiting on upstream (and Retry-After), not overhead.
+   */
   markUpstreamSent(): void {
+    if (this.upstreamAttempts === 0) this.proxyNs = process.hrtime.bigint() - this.startedAt;
     this.upstreamAttempts++;
-    this.proxyNs = process.hrtime.bigint() - this.startedAt;
   }
 
   markUpstreamHeaders(): void {

@@ -30,8 +30,8 @@ export function retryAfterMs(headers: Record<string, string | string[] | undefin
   if (value === undefined || value === '') return undefined;
   if (/^\d+$/.test(value)) return Number(value) * 1000;
   // An HTTP date starts with the day's name (IMF-fixdate, RFC 850 and asctime forms alike);
-  // anything else ("-5", "soon") is unreadable, however lenient Date.parse would be.
-  if (!/^[A-Za-z]{3}/.test(value)) return undefined;
+  // anything else ("-5", "soon", "May 2") is unreadable, however lenient Date.parse would be.
+  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*[, ]/.test(value)) return undefined;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
