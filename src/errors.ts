@@ -78,12 +78,15 @@ export class UpstreamUnreachableError extends SwitchyardError {
   }
 }
 
-export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'idle';
+export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'first_token' | 'idle';
 
 export class UpstreamTimeoutError extends SwitchyardError {
   readonly phase: UpstreamTimeoutPhase;
   constructor(phase: UpstreamTimeoutPhase, timeoutMs: number, options?: ErrorOptions) {
-    const what = phase === 'connect' ? 'connecting to' : phase === 'headers' ? 'waiting for response headers from' : 'waiting for the next body chunk from';
+    const what = phase === 'connect' ? 'connecting to'
+      : phase === 'headers' ? 'waiting for response headers from'
+      : phase === 'first_token' ? 'waiting for the first token from'
+      : 'waiting for the next body chunk from';
     super(`Upstream timeout: ${timeoutMs} ms elapsed ${what} the upstream`, 'upstream_timeout', 504, 'timeout_error', options);
     this.phase = phase;
   }

@@ -22,6 +22,7 @@ export interface SwitchyardConfig {
     readonly connect_timeout_ms: number;
     readonly headers_timeout_ms: number;
     readonly idle_timeout_ms: number;
+    readonly first_token_timeout_ms: number;
     readonly keep_alive_timeout_ms: number;
     readonly http_referer: string | undefined;
     readonly app_title: string | undefined;

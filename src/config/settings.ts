@@ -69,6 +69,10 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'the longest silence allowed between two body chunks; OpenRouter sends keep-alive comments far more often, so two minutes of silence means a dead stream. There is deliberately no overall timeout: it would cut live streams',
   },
   {
+    path: 'upstream.first_token_timeout_ms', env: 'UPSTREAM_FIRST_TOKEN_TIMEOUT_MS', type: 'integer', default: 0, unit: 'milliseconds (0: off)', minimum: 0,
+    reason: 'off by default: to retry a stream that was accepted but yields no token, its first bytes must be held back until a token comes, which only latency-sensitive routes want; when set, such a stream counts as a failed attempt',
+  },
+  {
     path: 'upstream.keep_alive_timeout_ms', env: 'UPSTREAM_KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,
     reason: 'how long an idle upstream connection is kept for reuse (a server hint, when sent, wins); saves a TLS handshake per request',
   },

@@ -74,6 +74,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     lifecycle,
     metrics,
     cooldowns,
+    firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
     retry: {
       maxAttempts: config.retry.max_attempts,
       statuses: new Set(config.retry.statuses),

@@ -19,6 +19,8 @@ export interface ProxyDeps {
   /** The global retry policy of chat requests. */
   readonly retry: RetryPolicy;
   readonly cooldowns: ModelCooldowns;
+  /** See ForwardTarget.firstTokenTimeoutMs; for chat requests. */
+  readonly firstTokenTimeoutMs: number;
 }
 
 /**
@@ -40,6 +42,8 @@ export interface ForwardTarget {
   readonly plan?: AttemptPlan | undefined;
   /** When to try again before the first byte reached the client; never when absent. */
   readonly retry?: RetryPolicy | undefined;
+  /** A stream that yields no token within this many ms counts as a failed attempt (0 or absent: off). */
+  readonly firstTokenTimeoutMs?: number | undefined;
   readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
   /** Read usage, model and errors from the response (completions, embeddings), not just relay it. */
   readonly tap: boolean;
@@ -90,6 +94,50 @@ async function pause(ms: number, signal: AbortSignal, reply: FastifyReply): Prom
   }
 }
 
+function isSse(res: UpstreamResponse): boolean {
+  const contentType = res.headers['content-type'];
+  return typeof contentType === 'string' && contentType.startsWith('text/event-stream');
+}
+
+type FirstToken = { readonly kind: 'held'; readonly chunks: Buffer[] } | { readonly kind: 'timeout' } | { readonly kind: 'error'; readonly error: unknown };
+
+/**
+ * Reads a stream until an event carries a token (or an error, or [DONE], or the end), keeping
+ * the chunks read; the body is left paused for the relay. Times out after `timeoutMs`.
+ */
+function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, signal: AbortSignal): Promise<FirstToken> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const probe = new ResponseTap(true);
+    const finish = (result: FirstToken): void => {
+      clearTimeout(timer);
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      signal.removeEventListener('abort', onAbort);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      probe.push(chunk);
+      const f = probe.facts;
+      if (f.firstTokenAt !== undefined || f.inbandError !== undefined || f.done) {
+        body.pause();
+        finish({ kind: 'held', chunks });
+      }
+    };
+    const onEnd = (): void => finish({ kind: 'held', chunks });
+    const onError = (error: unknown): void => finish({ kind: 'error', error });
+    const onAbort = (): void => finish({ kind: 'error', error: signal.reason });
+    const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
+    timer.unref();
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** Headers that make every proxy and client treat an SSE response as a live stream. */
 const SSE_HEADERS = { 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const;
 
@@ -118,6 +166,8 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     const plan = target.plan;
     const cooldowns = deps.cooldowns;
     let upstreamRes: UpstreamResponse | undefined;
+    /** Chunks read while waiting for the first token (first-token timeout), relayed first. */
+    let held: Buffer[] = [];
     // Position in the plan's models of the next candidate; the last one is tried again when the list is spent.
     let position = 0;
     for (let attempt = 1; upstreamRes === undefined; attempt++) {
@@ -150,6 +200,30 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         continue;
       }
       deps.metrics?.upstreamAttempt(model, res.statusCode);
+      if (target.firstTokenTimeoutMs && res.statusCode === 200 && isSse(res)) {
+        // Opt-in: hold this stream's first bytes until it yields a token, so that a provider that
+        // accepts and then stalls can still be retried before the client saw anything.
+        const first = await awaitFirstToken(res.body, target.firstTokenTimeoutMs, abort.signal);
+        if (first.kind === 'held') {
+          held = first.chunks;
+        } else {
+          res.body.destroy();
+          if (abort.signal.aborted) {
+            if (abort.signal.reason instanceof SwitchyardError) throw abort.signal.reason;
+            reply.hijack();
+            return;
+          }
+          const error = first.kind === 'timeout'
+            ? new UpstreamTimeoutError('first_token', target.firstTokenTimeoutMs)
+            : deps.upstream.mapError(first.error, abort.signal);
+          if (model !== undefined) cooldowns.failure(model);
+          const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model);
+          if (!verdict.retry) throw error;
+          deps.metrics?.fallback(model, nextModel, first.kind === 'timeout' ? 'first_token_timeout' : error.code);
+          if (!(await pause(verdict.waitMs, abort.signal, reply))) return;
+          continue;
+        }
+      }
       const retryable = res.statusCode >= 400 && isRetryableStatus(policy, res.statusCode, res.headers);
       if (model !== undefined) {
         if (res.statusCode === 429 || res.statusCode >= 500) cooldowns.failure(model);
@@ -170,8 +244,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     exchange.markUpstreamHeaders();
     exchange.upstreamStatus = upstreamRes.statusCode;
 
-    const contentType = upstreamRes.headers['content-type'];
-    const sse = typeof contentType === 'string' && contentType.startsWith('text/event-stream');
+    const sse = isSse(upstreamRes);
     const outHeaders: OutgoingHttpHeaders = buildDownstreamHeaders(upstreamRes.headers, { keepContentLength: !sse });
     if (sse) Object.assign(outHeaders, SSE_HEADERS);
     // Headers set earlier in the Fastify lifecycle (x-request-id, routing headers) go out too.
@@ -196,6 +269,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     if (sse) deps.metrics?.activeStreams.inc();
     const relay = relayBody(res, upstreamRes.body, {
       sse,
+      initial: held,
       eventId: `gen-switchyard-${request.id}`,
       model: exchange.routedModel,
       mapError: (err) => deps.upstream.mapError(err, abort.signal),

@@ -8,6 +8,8 @@ export type RelayOutcome = 'complete' | 'client_closed' | 'upstream_error' | 'te
 export interface RelayOptions {
   /** The response is an SSE stream: a failure mid-way ends it with a final error event. */
   readonly sse: boolean;
+  /** Chunks already read from `body` (waiting for a first token), written before the rest. */
+  readonly initial?: readonly Buffer[];
   /** Completion id and model for a final SSE error event. */
   readonly eventId: string;
   readonly model: string | undefined;
@@ -88,14 +90,23 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
     endWithError('upstream_error', options.mapError(err));
   }
 
-  body.on('data', onData);
-  body.once('end', onEnd);
   // Kept after settling, so that a late error from a destroyed body is never unhandled.
   body.on('error', onError);
   res.on('drain', onDrain);
   // First in line: a client that leaves settles the relay (and the tap's facts) before the
   // exchange's own 'close' listener writes the log line and the metrics.
   res.prependOnceListener('close', onClientClose);
+  for (const chunk of options.initial ?? []) onData(chunk);
+  if (body.readableEnded) {
+    // The whole body was read while waiting for the first token.
+    onEnd();
+  } else {
+    body.on('data', onData);
+    body.once('end', onEnd);
+    // A body paused by the first-token wait flows again (a no-op for one already flowing),
+    // unless the client's socket is already full: then 'drain' resumes it.
+    if (!res.writableNeedDrain) body.resume();
+  }
 
   return {
     done,

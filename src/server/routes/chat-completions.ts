@@ -127,6 +127,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
       body: upstreamBody,
       plan: attemptPlan(decision.body, decision.model, upstreamBody),
       retry: decision.retry ? withOverride(proxy.retry, decision.retry) : proxy.retry,
+      firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
       extraHeaders,
       tap: true,
     });
