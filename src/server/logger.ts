@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { LogLevel } from '../config/load.js';
+import { TimedBatch } from './timed-batch.js';
 
 /**
  * Keys whose values never reach a log line, wherever a logged object carries them. Switchyard never
@@ -48,35 +49,19 @@ const LOG_FLUSH_CHARS = 64 * 1024;
  */
 class BatchedStdout implements DestinationStream {
   private readonly sink = pino.destination({ dest: 1, sync: true });
-  private lines: string[] = [];
-  private chars = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly flushLater = (): void => {
-    this.timer = undefined;
-    this.flushSync();
-  };
+  private readonly lines = new TimedBatch<string>({
+    intervalMs: LOG_FLUSH_INTERVAL_MS,
+    maxWeight: LOG_FLUSH_CHARS,
+    weigh: (line) => line.length,
+    flush: (lines) => this.sink.write(lines.length === 1 ? lines[0]! : lines.join('')),
+  });
 
   write(line: string): void {
-    this.lines.push(line);
-    this.chars += line.length;
-    if (this.chars >= LOG_FLUSH_CHARS) {
-      this.flushSync();
-    } else if (this.timer === undefined) {
-      this.timer = setTimeout(this.flushLater, LOG_FLUSH_INTERVAL_MS);
-      this.timer.unref();
-    }
+    this.lines.add(line);
   }
 
   flushSync(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    if (this.lines.length === 0) return;
-    const text = this.lines.length === 1 ? this.lines[0]! : this.lines.join('');
-    this.lines = [];
-    this.chars = 0;
-    this.sink.write(text);
+    this.lines.flush();
   }
 }
 

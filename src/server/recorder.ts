@@ -5,6 +5,7 @@ import type { SwitchyardMetrics } from '../metrics/metrics.js';
 import { NO_RULE } from '../rules/decision.js';
 import type { Exchange } from './exchange.js';
 import { writeLine } from './logger.js';
+import { TimedBatch } from './timed-batch.js';
 
 /** Finished exchanges wait at most this long for their log line and metrics... */
 const FLUSH_INTERVAL_MS = 50;
@@ -39,38 +40,25 @@ export interface ExchangeRecorderOptions {
 export class ExchangeRecorder {
   private readonly metrics: SwitchyardMetrics | undefined;
   private readonly logPrompts: boolean;
-  private pending: Finished[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private readonly flushLater = (): void => {
-    this.timer = undefined;
-    this.flush();
-  };
+  private readonly batch: TimedBatch<Finished>;
 
   constructor(options: ExchangeRecorderOptions) {
     this.metrics = options.metrics;
     this.logPrompts = options.logPrompts;
+    this.batch = new TimedBatch<Finished>({ intervalMs: FLUSH_INTERVAL_MS, maxWeight: MAX_PENDING, flush: (batch) => this.process(batch) });
   }
 
   /** Queues a finished exchange (`exchange.finish` has run). */
   record(exchange: Exchange, log: FastifyBaseLogger, method: string, url: string): void {
-    this.pending.push({ exchange, log, method, url });
-    if (this.pending.length >= MAX_PENDING) {
-      this.flush();
-    } else if (this.timer === undefined) {
-      this.timer = setTimeout(this.flushLater, FLUSH_INTERVAL_MS);
-      this.timer.unref();
-    }
+    this.batch.add({ exchange, log, method, url });
   }
 
   /** Logs and meters everything queued. */
   flush(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const batch = this.pending;
-    if (batch.length === 0) return;
-    this.pending = [];
+    this.batch.flush();
+  }
+
+  private process(batch: Finished[]): void {
     for (const finished of batch) {
       this.log(finished);
       if (this.metrics && finished.exchange.kind) this.meter(this.metrics, finished.exchange);
