@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { openRouterErrorBody } from '../../src/dev/fake-openrouter.js';
+import { startHarness, type Harness } from '../support/harness.js';
+import { jsonOf, rawRequest } from '../support/http.js';
+
+const EVENT_TEST = { timeout: 30_000 };
+const RULES = `version: 1
+rules:
+  - name: with-fallback
+    route: { model: a/primary, fallbacks: [b/second] }
+`;
+const BODY = JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'Say hello' }] });
+const FAIL = { type: 'status', status: 503, body: openRouterErrorBody(503) } as const;
+
+async function harness(t: TestContext, durationMs: number): Promise<Harness> {
+  const h = await startHarness({
+    rules: RULES,
+    env: { OPENROUTER_API_KEY: 'sk-or-cooldown', RETRY_MAX_ATTEMPTS: '2', COOLDOWN_FAILURES: '2', COOLDOWN_WINDOW_MS: '60000', COOLDOWN_DURATION_MS: String(durationMs) },
+  });
+  t.after(() => h.close());
+  return h;
+}
+
+function chat(h: Harness): ReturnType<typeof rawRequest> {
+  return rawRequest(h.url, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: BODY });
+}
+
+async function cooling(h: Harness): Promise<string[]> {
+  const res = await rawRequest(h.url, { method: 'POST', path: '/v1/routing/explain', headers: { 'content-type': 'application/json' }, body: BODY });
+  return jsonOf<{ cooling_models: { model: string }[] }>(res).cooling_models.map((c) => c.model);
+}
+
+function metric(scrape: string, line: RegExp): boolean {
+  return line.test(scrape);
+}
+
+/** Two requests whose first attempt (a/primary) fails with 503 and whose retry (b/second) succeeds. */
+async function failPrimaryTwice(h: Harness): Promise<void> {
+  for (let i = 0; i < 2; i++) {
+    h.fake.enqueue(FAIL);
+    const res = await chat(h);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-switchyard-model'], 'b/second');
+  }
+}
+
+test('a model that failed COOLDOWN_FAILURES times is skipped: the next request goes straight to the fallback', EVENT_TEST, async (t) => {
+  const h = await harness(t, 60_000);
+  await failPrimaryTwice(h);
+  assert.deepEqual(await cooling(h), ['a/primary']);
+
+  const res = await chat(h);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['x-switchyard-attempts'], '1');
+  assert.equal(res.headers['x-switchyard-model'], 'b/second');
+  const last = h.fake.received.at(-1)!.json as { model: string; models?: string[] };
+  assert.equal(last.model, 'b/second');
+  assert.equal(last.models, undefined, 'the cooling model is left out of OpenRouter\'s list too');
+  assert.equal(h.fake.received.length, 5, '2 x (a fails, b answers) + 1 straight to b');
+
+  const scrape = await (await fetch(`${h.url}/metrics`)).text();
+  assert.ok(metric(scrape, /^switchyard_model_cooldowns_total\{model="a\/primary"\} 1$/m), scrape);
+  assert.ok(metric(scrape, /^switchyard_models_in_cooldown 1$/m));
+});
+
+test('after the cooldown one request probes the model, and its success brings the model back', EVENT_TEST, async (t) => {
+  const h = await harness(t, 300);
+  await failPrimaryTwice(h);
+  assert.deepEqual(await cooling(h), ['a/primary']);
+  // The cooldown is 300 ms; the explain output says when it is over.
+  while ((await cooling(h)).length > 0) await delay(50);
+
+  const probe = await chat(h);
+  assert.equal(probe.status, 200);
+  assert.equal(probe.headers['x-switchyard-model'], 'a/primary');
+  assert.equal((h.fake.received.at(-1)!.json as { model: string }).model, 'a/primary');
+  const scrape = await (await fetch(`${h.url}/metrics`)).text();
+  assert.ok(metric(scrape, /^switchyard_models_in_cooldown 0$/m));
+  assert.deepEqual(await cooling(h), []);
+});
+
+test('a failed probe starts another cooldown at once', EVENT_TEST, async (t) => {
+  const h = await harness(t, 300);
+  await failPrimaryTwice(h);
+  while ((await cooling(h)).length > 0) await delay(50);
+
+  h.fake.enqueue(FAIL);
+  const res = await chat(h);
+  assert.equal(res.status, 200, 'the probe failed, the fallback answered');
+  assert.equal(res.headers['x-switchyard-model'], 'b/second');
+  assert.deepEqual(await cooling(h), ['a/primary']);
+  const scrape = await (await fetch(`${h.url}/metrics`)).text();
+  assert.ok(metric(scrape, /^switchyard_model_cooldowns_total\{model="a\/primary"\} 2$/m));
+});
+
+test('when every model of the route is cooling down, the list is tried as it is', EVENT_TEST, async (t) => {
+  const h = await startHarness({
+    rules: `version: 1\nrules:\n  - name: single\n    route: { model: a/primary }\n`,
+    env: { OPENROUTER_API_KEY: 'sk-or-cooldown', RETRY_MAX_ATTEMPTS: '1', COOLDOWN_FAILURES: '1', COOLDOWN_DURATION_MS: '60000' },
+  });
+  t.after(() => h.close());
+  h.fake.enqueue(FAIL);
+  assert.equal((await chat(h)).status, 503);
+  assert.deepEqual(await cooling(h), ['a/primary']);
+  const res = await chat(h);
+  assert.equal(res.status, 200, 'an answer beats a refusal');
+  assert.equal((h.fake.received.at(-1)!.json as { model: string }).model, 'a/primary');
+});
