@@ -1,0 +1,35 @@
+# Switchyard container image. Classic builder compatible (no BuildKit-only syntax).
+#   docker build -t switchyard .
+#   docker run --rm -p 8080:8080 -e OPENROUTER_API_KEY -v "$PWD/rules.yaml:/etc/switchyard/rules/rules.yaml:ro" switchyard
+
+# --- build: compile the TypeScript, then keep production dependencies only -----------------
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund
+
+# --- runtime: compiled code and production dependencies, no sources, no tests --------------
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    CONFIG_FILE=/etc/switchyard/switchyard.yaml \
+    RULES_FILE=/etc/switchyard/rules/rules.yaml
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+# Defaults, meant to be replaced by mounts: the rules directory (a bind mount or a Kubernetes
+# ConfigMap; the directory is watched, so edits and ConfigMap updates reload without a restart).
+COPY config/switchyard.yaml /etc/switchyard/switchyard.yaml
+COPY rules.yaml /etc/switchyard/rules/rules.yaml
+USER node
+EXPOSE 8080
+# No curl in the image: Node's own fetch asks /healthz.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# node itself is PID 1 and receives SIGTERM (graceful shutdown), not npm.
+CMD ["node", "dist/src/main.js"]

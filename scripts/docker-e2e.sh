@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Proves the container image for real (issue #6), as CI does: builds the image on the local
+# stand-in for node:24-bookworm-slim (../shared/docker/base-image.sh), runs it with --network host
+# against the project's fake OpenRouter on the host, and checks: /healthz, a non-streaming and a
+# streaming completion, /metrics, a rules edit from the host taking effect without a restart, the
+# process running as uid 1000, and `docker stop` ending it cleanly (exit code 0) within the grace
+# period. Then validates the compose stack's files with the real tools. Stops and removes what
+# it started. Needs: root (Docker), Node (for the fake upstream), curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[docker-e2e] %s\n' "$*"; }
+fail() { printf '[docker-e2e] FAIL: %s\n' "$*" >&2; exit 1; }
+
+engine_was_running=false
+docker info >/dev/null 2>&1 && engine_was_running=true
+bash ../shared/docker/base-image.sh
+
+tag="switchyard:e2e-$$"
+name="switchyard-e2e-$$"
+work=$(mktemp -d)
+fake_pid=""
+cleanup() {
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker rmi -f "$tag" >/dev/null 2>&1 || true
+  [[ -n $fake_pid ]] && kill "$fake_pid" 2>/dev/null || true
+  rm -rf "$work"
+  if [[ $engine_was_running == false && -f /tmp/dockerd.pid ]]; then
+    kill "$(cat /tmp/dockerd.pid)" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+log "building the image (classic builder)"
+DOCKER_BUILDKIT=0 docker build --network host -t "$tag" . >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; fail "docker build"; }
+
+free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+fake_port=$(free_port)
+port=$(free_port)
+
+log "fake OpenRouter on 127.0.0.1:$fake_port"
+npm run build --silent
+FAKE_OPENROUTER_PORT=$fake_port FAKE_OPENROUTER_QUIET=1 node dist/src/dev/fake-openrouter-cli.js >"$work/fake.log" 2>&1 &
+fake_pid=$!
+
+mkdir -p "$work/rules"
+write_rules() { # rule name, model
+  # Written in place (same inode), as `>` does: a single-file or directory bind mount both see it.
+  printf 'version: 1\nrules:\n  - name: %s\n    route: { model: %s }\n' "$1" "$2" >"$work/rules/rules.yaml"
+}
+write_rules e2e-first openai/gpt-4o-mini
+chmod -R a+rX "$work"
+
+log "running the container on port $port"
+docker run -d --name "$name" --network host \
+  -e PORT="$port" -e OPENROUTER_BASE_URL="http://127.0.0.1:$fake_port/api/v1" -e OPENROUTER_API_KEY=sk-or-e2e \
+  -e RULES_POLL_INTERVAL_MS=500 -e SHUTDOWN_GRACE_MS=20000 \
+  -v "$work/rules:/etc/switchyard/rules:ro" "$tag" >/dev/null
+
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 60); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+curl -fsS "$base/healthz" | grep -q '"ok"' || { docker logs "$name" | tail -20; fail "/healthz"; }
+log "ok: /healthz"
+
+body='{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
+headers=$(curl -fsS -D - -o "$work/chat.json" "$base/v1/chat/completions" -H 'content-type: application/json' -d "$body")
+grep -qi '^x-switchyard-rule: e2e-first' <<<"$headers" || fail "non-streaming: rule header missing: $headers"
+grep -q '"choices"' "$work/chat.json" || fail "non-streaming: no choices"
+log "ok: non-streaming completion (rule e2e-first)"
+
+curl -fsSN "$base/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}' >"$work/stream.txt"
+grep -q '"usage"' "$work/stream.txt" || fail "streaming: no usage chunk"
+tail -c 20 "$work/stream.txt" | grep -q 'data: \[DONE\]' || fail "streaming: no [DONE] at the end"
+log "ok: streaming completion"
+
+curl -fsS "$base/metrics" | grep -q '^switchyard_requests_total{rule="e2e-first"' || fail "/metrics has no request counted"
+log "ok: /metrics"
+
+uid=$(docker exec "$name" sh -c 'id -u')
+[[ $uid == 1000 ]] || fail "container process runs as uid $uid, not 1000"
+pid1=$(docker exec "$name" sh -c 'cat /proc/1/cmdline | tr "\0" " "')
+[[ $pid1 == node\ dist/src/main.js* ]] || fail "PID 1 is '$pid1', not node"
+log "ok: uid 1000, PID 1 is node"
+
+write_rules e2e-second anthropic/claude-3.5-sonnet
+reloaded=false
+for _ in $(seq 1 40); do
+  if curl -fsS -D - -o /dev/null "$base/v1/chat/completions" -H 'content-type: application/json' -d "$body" | grep -qi '^x-switchyard-rule: e2e-second'; then
+    reloaded=true; break
+  fi
+  sleep 0.25
+done
+[[ $reloaded == true ]] || { docker logs "$name" | tail -20; fail "rules edit not picked up"; }
+[[ $(docker inspect -f '{{.RestartCount}}' "$name") == 0 ]] || fail "the container restarted"
+log "ok: rules edited on the host took effect without a restart"
+
+start=$(date +%s)
+docker stop -t 30 "$name" >/dev/null
+elapsed=$(( $(date +%s) - start ))
+code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+[[ $code == 0 ]] || { docker logs "$name" | tail -20; fail "exit code $code after docker stop"; }
+(( elapsed < 30 )) || fail "docker stop took ${elapsed}s: killed, not stopped"
+docker logs "$name" 2>&1 | grep -q '"msg":"stopped"' || fail "no 'stopped' log line"
+log "ok: docker stop: exit code 0 after ${elapsed}s"
+
+log "compose stack files"
+command -v docker-compose >/dev/null || fail "docker-compose is not installed"
+docker-compose -f docker-compose.yml config -q || fail "docker-compose config"
+log "ok: docker-compose config"
+command -v promtool >/dev/null || fail "promtool is not installed"
+promtool check config config/prometheus/prometheus.yml >/dev/null || fail "promtool check config"
+log "ok: promtool check config"
+log "all container checks passed"
