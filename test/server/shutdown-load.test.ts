@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { FakeOpenRouter, type Fault, type ManualResponse } from '../../src/dev/fake-openrouter.js';
 import { gracefulShutdown } from '../../src/server/shutdown.js';
 import { CHAT_BODY, LogCapture, startHarness, type LogRecord } from '../support/harness.js';
+import { parseResponses, type ClientResponse } from '../support/raw-http.js';
 
 /**
  * Graceful shutdown with STREAMS streams open at once: the half that the upstream finishes during
@@ -76,50 +77,6 @@ function readSocket(socket: Socket): SocketReader {
   };
 }
 
-interface ClientResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-/** Splits the raw bytes of one connection into its HTTP/1.1 responses (chunked or with content-length); asserts each is whole. */
-function parseResponses(raw: Buffer): ClientResponse[] {
-  const responses: ClientResponse[] = [];
-  let pos = 0;
-  while (pos < raw.length) {
-    const headEnd = raw.indexOf('\r\n\r\n', pos);
-    assert.notEqual(headEnd, -1, 'incomplete response head');
-    const [statusLine = '', ...lines] = raw.subarray(pos, headEnd).toString('latin1').split('\r\n');
-    const headers: IncomingHttpHeaders = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    pos = headEnd + 4;
-    const parts: Buffer[] = [];
-    if (headers['transfer-encoding'] === 'chunked') {
-      for (;;) {
-        const lineEnd = raw.indexOf('\r\n', pos);
-        assert.notEqual(lineEnd, -1, 'chunked body cut before its last chunk');
-        const size = Number.parseInt(raw.subarray(pos, lineEnd).toString('latin1'), 16);
-        pos = lineEnd + 2;
-        if (size === 0) {
-          pos += 2;
-          break;
-        }
-        assert.ok(pos + size <= raw.length, 'chunked body cut mid-chunk');
-        parts.push(raw.subarray(pos, pos + size));
-        pos += size + 2;
-      }
-    } else {
-      const size = Number(headers['content-length'] ?? 0);
-      parts.push(raw.subarray(pos, pos + size));
-      pos += size;
-    }
-    responses.push({ status: Number(statusLine.split(' ')[1]), headers, body: Buffer.concat(parts) });
-  }
-  return responses;
-}
 
 /** A stream in flight: the client has received its head and first events. */
 interface OpenStream {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { FakeOpenRouter, type ManualResponse } from '../../src/dev/fake-openrouter.js';
 import { gracefulShutdown } from '../../src/server/shutdown.js';
 import { CHAT_BODY, LogCapture, startHarness, type Harness, type LogRecord } from '../support/harness.js';
+import { parseResponses, type ClientResponse } from '../support/raw-http.js';
 
 const STREAM_BODY = { ...CHAT_BODY, stream: true };
 
@@ -41,12 +42,6 @@ async function finishUpstreamStream(upstream: ManualResponse): Promise<void> {
 }
 
 const WHOLE_STREAM = Buffer.from([...FIRST_EVENTS, ...LAST_EVENTS].join(''));
-
-interface ClientResponse {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
 
 /** A client request whose body bytes can be watched as they arrive. */
 interface WatchedRequest {
@@ -160,42 +155,6 @@ test('graceful shutdown closes a kept-alive client connection once its stream ha
   assert.deepEqual(await shutdown, { terminated: 0 });
 });
 
-/** Splits raw HTTP/1.1 response bytes into responses (chunked or with content-length). */
-function parseResponses(raw: Buffer): ClientResponse[] {
-  const responses: ClientResponse[] = [];
-  let pos = 0;
-  while (pos < raw.length) {
-    const headEnd = raw.indexOf('\r\n\r\n', pos);
-    assert.notEqual(headEnd, -1, 'incomplete response head');
-    const [statusLine = '', ...lines] = raw.subarray(pos, headEnd).toString('latin1').split('\r\n');
-    const headers: IncomingHttpHeaders = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    pos = headEnd + 4;
-    const parts: Buffer[] = [];
-    if (headers['transfer-encoding'] === 'chunked') {
-      for (;;) {
-        const lineEnd = raw.indexOf('\r\n', pos);
-        const size = Number.parseInt(raw.subarray(pos, lineEnd).toString('latin1'), 16);
-        pos = lineEnd + 2;
-        if (size === 0) {
-          pos += 2;
-          break;
-        }
-        parts.push(raw.subarray(pos, pos + size));
-        pos += size + 2;
-      }
-    } else {
-      const size = Number(headers['content-length'] ?? 0);
-      parts.push(raw.subarray(pos, pos + size));
-      pos += size;
-    }
-    responses.push({ status: Number(statusLine.split(' ')[1]), headers, body: Buffer.concat(parts) });
-  }
-  return responses;
-}
 
 /** Resolves with every byte the socket received, once the server has closed it. */
 function readAll(socket: Socket): { bytes: Promise<Buffer>; waitFor(text: string): Promise<void> } {
