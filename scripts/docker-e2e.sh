@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[docker-e2e] %s\n' "$*"; }
+# Output goes to a file before it is searched: `curl ... | grep -q` fails under pipefail whenever
+# grep exits before curl has written everything (curl then dies of SIGPIPE).
 fail() { printf '[docker-e2e] FAIL: %s\n' "$*" >&2; exit 1; }
 
 engine_was_running=false
@@ -58,7 +60,7 @@ docker run -d --name "$name" --network host \
 
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 60); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
-curl -fsS "$base/healthz" | grep -q '"ok"' || { docker logs "$name" | tail -20; fail "/healthz"; }
+curl -fsS "$base/healthz" >"$work/healthz.json" && grep -q '"ok"' "$work/healthz.json" || { docker logs "$name" | tail -20; fail "/healthz"; }
 log "ok: /healthz"
 
 body='{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
@@ -70,10 +72,11 @@ log "ok: non-streaming completion (rule e2e-first)"
 curl -fsSN "$base/v1/chat/completions" -H 'content-type: application/json' \
   -d '{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}' >"$work/stream.txt"
 grep -q '"usage"' "$work/stream.txt" || fail "streaming: no usage chunk"
-tail -c 20 "$work/stream.txt" | grep -q 'data: \[DONE\]' || fail "streaming: no [DONE] at the end"
+[[ $(tail -c 20 "$work/stream.txt") == *'data: [DONE]'* ]] || fail "streaming: no [DONE] at the end"
 log "ok: streaming completion"
 
-curl -fsS "$base/metrics" | grep -q '^switchyard_requests_total{rule="e2e-first"' || fail "/metrics has no request counted"
+curl -fsS "$base/metrics" >"$work/metrics.txt" || fail "/metrics"
+grep -q '^switchyard_requests_total{rule="e2e-first"' "$work/metrics.txt" || fail "/metrics has no request counted"
 log "ok: /metrics"
 
 uid=$(docker exec "$name" sh -c 'id -u')
@@ -85,7 +88,8 @@ log "ok: uid 1000, PID 1 is node"
 write_rules e2e-second anthropic/claude-3.5-sonnet
 reloaded=false
 for _ in $(seq 1 40); do
-  if curl -fsS -D - -o /dev/null "$base/v1/chat/completions" -H 'content-type: application/json' -d "$body" | grep -qi '^x-switchyard-rule: e2e-second'; then
+  curl -fsS -D "$work/reload-headers.txt" -o /dev/null "$base/v1/chat/completions" -H 'content-type: application/json' -d "$body" || true
+  if grep -qi '^x-switchyard-rule: e2e-second' "$work/reload-headers.txt"; then
     reloaded=true; break
   fi
   sleep 0.25
@@ -100,7 +104,8 @@ elapsed=$(( $(date +%s) - start ))
 code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
 [[ $code == 0 ]] || { docker logs "$name" | tail -20; fail "exit code $code after docker stop"; }
 (( elapsed < 30 )) || fail "docker stop took ${elapsed}s: killed, not stopped"
-docker logs "$name" 2>&1 | grep -q '"msg":"stopped"' || fail "no 'stopped' log line"
+docker logs "$name" >"$work/container.log" 2>&1
+grep -q '"msg":"stopped"' "$work/container.log" || fail "no 'stopped' log line"
 log "ok: docker stop: exit code 0 after ${elapsed}s"
 
 log "compose stack files"
