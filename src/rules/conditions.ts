@@ -38,7 +38,6 @@ export const OPERATORS = [
   'eq', 'in', 'not_in', 'ne', 'gt', 'gte', 'lt', 'lte', 'exists', 'contains', 'starts_with', 'ends_with', 'matches',
 ] as const;
 export type Operator = (typeof OPERATORS)[number];
-export const COMBINATORS = ['any', 'all', 'not'] as const;
 
 /** Longest pattern accepted by `matches`. */
 export const MAX_PATTERN_LENGTH = 1000;

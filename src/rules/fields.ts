@@ -59,10 +59,6 @@ export class FieldRegistry {
   names(): string[] {
     return [...this.exact.keys(), ...this.prefixes.map((d) => `${d.name}<...>`)];
   }
-
-  definitions(): FieldDefinition[] {
-    return [...this.exact.values(), ...this.prefixes];
-  }
 }
 
 /** Memoises a derived field per request: computed the first time a rule reads it, never otherwise. */

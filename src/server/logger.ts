@@ -11,10 +11,10 @@ const SECRET_KEYS = new Set([
   'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key',
   'api_key', 'apikey', 'keys', 'openrouter_api_key', 'switchyard_api_keys', 'password', 'token',
 ]);
-export const CENSOR = '[redacted]';
+const CENSOR = '[redacted]';
 
 /** A copy of `value` with every secret key's value censored, at any depth (bounded). */
-export function scrub(value: unknown, depth = 0): unknown {
+function scrub(value: unknown, depth = 0): unknown {
   if (value === null || typeof value !== 'object' || depth > 8) return value;
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
   const out: Record<string, unknown> = {};

@@ -178,6 +178,11 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       if (model !== undefined && plan) reply.header('x-switchyard-model', headerSafe(model));
       position = plan && model !== undefined ? Math.min(plan.models.indexOf(model) + 1, plan.models.length - 1) : 0;
       const nextModel = plan ? plan.models[position] : model;
+      /** Counts a retry to the next model and waits for it; false when the client left meanwhile. */
+      const retryNext = (reason: string, waitMs: number): Promise<boolean> => {
+        deps.metrics?.fallback(model, nextModel, reason);
+        return pause(waitMs, abort.signal, reply);
+      };
       exchange.markUpstreamSent();
       let res: UpstreamResponse;
       try {
@@ -195,8 +200,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         if (model !== undefined && isRetryableError(NETWORK_FAILURES, error)) cooldowns.failure(model);
         const verdict = isRetryableError(policy, error) ? nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model) : undefined;
         if (!verdict?.retry) throw error;
-        deps.metrics?.fallback(model, nextModel, error.code);
-        if (!(await pause(verdict.waitMs, abort.signal, reply))) return;
+        if (!(await retryNext(error.code, verdict.waitMs))) return;
         continue;
       }
       deps.metrics?.upstreamAttempt(model, res.statusCode);
@@ -219,8 +223,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           if (model !== undefined) cooldowns.failure(model);
           const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model);
           if (!verdict.retry) throw error;
-          deps.metrics?.fallback(model, nextModel, first.kind === 'timeout' ? 'first_token_timeout' : error.code);
-          if (!(await pause(verdict.waitMs, abort.signal, reply))) return;
+          if (!(await retryNext(first.kind === 'timeout' ? 'first_token_timeout' : error.code, verdict.waitMs))) return;
           continue;
         }
       }
@@ -234,8 +237,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         if (verdict.retry) {
           // Nothing of this answer reached the client: read it off the connection and try again.
           await res.body.dump().catch(() => undefined);
-          deps.metrics?.fallback(model, nextModel, String(res.statusCode));
-          if (!(await pause(verdict.waitMs, abort.signal, reply))) return;
+          if (!(await retryNext(String(res.statusCode), verdict.waitMs))) return;
           continue;
         }
       }

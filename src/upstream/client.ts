@@ -96,9 +96,4 @@ export class UpstreamClient {
   close(): Promise<void> {
     return this.pool.close();
   }
-
-  /** Drops every connection and request at once (end of the shutdown grace period). */
-  destroy(): Promise<void> {
-    return this.pool.destroy();
-  }
 }

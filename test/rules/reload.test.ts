@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { FakeOpenRouter } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import type { RequestContext } from '../../src/rules/decision.js';
@@ -14,10 +12,9 @@ import { startLiveRules, type LiveRules } from '../../src/rules/live.js';
 import type { ReloadEvent, RulesStore } from '../../src/rules/store.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
-import { LogCapture, testConfig, type LogRecord } from '../support/harness.js';
+import { LogCapture, testConfig } from '../support/harness.js';
+import { spawnMain } from '../support/main-process.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = join(REPO_ROOT, 'dist/src/main.js');
 /** Every test waits on events; this only turns a lost event into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 20_000 };
 
@@ -368,40 +365,7 @@ test('a stream in flight finishes under the rules it started with; the next requ
 
 // --- the real process -------------------------------------------------------------------------
 
-interface MainProcess {
-  readonly child: ChildProcess;
-  readonly logs: LogCapture;
-  readonly stderr: () => string;
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** The first log line matching `predicate`; rejects if the process exits first. */
-  untilLog(predicate: (r: LogRecord) => boolean): Promise<LogRecord>;
-}
 
-/** `node dist/src/main.js` with only the given environment (plus PATH); killed after the test if still running. */
-function spawnMain(t: TestContext, env: Record<string, string>): MainProcess {
-  const child = spawn(process.execPath, [MAIN], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const logs = new LogCapture();
-  child.stdout!.pipe(logs);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
-  return {
-    child, logs, exit,
-    stderr: () => stderr,
-    untilLog: (predicate) =>
-      Promise.race([
-        logs.waitFor(predicate),
-        exit.then(({ code, signal }) => {
-          throw new Error(`switchyard exited (${code ?? signal}) before the expected log line; stderr: ${stderr}`);
-        }),
-      ]),
-  };
-}
 
 test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, async (t) => {
   const dir = tempDir(t);
@@ -424,7 +388,7 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
     OPENROUTER_BASE_URL: baseUrl,
     OPENROUTER_API_KEY: 'sk-or-test',
   });
-  const ready = await main.untilLog((r) => r.msg === 'switchyard ready');
+  const ready = await main.waitForLog((r) => r.msg === 'switchyard ready');
   assert.equal(ready.rules_hash, hashOf(rulesText('rule-a', 'model/a')));
   const chatUrl = `${String(ready.address)}/chat/completions`;
   const routedRule = async (): Promise<string | null> => {
@@ -438,7 +402,7 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
   const textB = rulesText('rule-b', 'model/b');
   writeFileSync(rulesFile, textB);
   main.child.kill('SIGHUP');
-  const reloaded = await main.untilLog((r) => r.msg === 'rules reloaded');
+  const reloaded = await main.waitForLog((r) => r.msg === 'rules reloaded');
   assert.equal(reloaded.trigger, 'sighup');
   assert.equal(reloaded.rules_hash, hashOf(textB));
   assert.equal(await routedRule(), 'rule-b');

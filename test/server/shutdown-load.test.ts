@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { FakeOpenRouter, type Fault, type ManualResponse } from '../../src/dev/fake-openrouter.js';
 import { gracefulShutdown } from '../../src/server/shutdown.js';
-import { CHAT_BODY, LogCapture, startHarness, type LogRecord } from '../support/harness.js';
+import { CHAT_BODY, startHarness } from '../support/harness.js';
+import { startMain } from '../support/main-process.js';
 import { parseResponses, type ClientResponse } from '../support/raw-http.js';
 
 /**
@@ -208,69 +204,19 @@ test(`gracefulShutdown with ${STREAMS} open streams: those that finish in the gr
 
 // ---- The real process: dist/src/main.js stopped with SIGTERM ----
 
-/** Compiled to dist/test/server/: the repository root is three levels up. */
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = join(REPO_ROOT, 'dist', 'src', 'main.js');
 
-/** A config file and an empty rules file of its own: the repository's config/ and rules.yaml do not matter. */
-function tempConfigFile(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-shutdown-load-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const rules = join(dir, 'rules.yaml');
-  writeFileSync(rules, 'version: 1\nrules: []\n');
-  const file = join(dir, 'switchyard.yaml');
-  writeFileSync(file, `rules_file: ${JSON.stringify(rules)}\nlog:\n  level: info\n`);
-  return file;
-}
 
-interface MainProcess {
-  readonly origin: string;
-  readonly kill: (signal: NodeJS.Signals) => void;
-  /** Settles when the process has exited and its output is complete. */
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** The first stdout line matching `predicate`; rejects if the process exits first. */
-  waitForLog(predicate: (r: LogRecord) => boolean): Promise<LogRecord>;
-}
 
-/** Spawns main.js in front of `upstream` on a free port (nothing inherited but PATH); killed after the test if still running. */
-async function startMain(t: TestContext, upstream: FakeOpenRouter, env: Record<string, string>): Promise<MainProcess> {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', CONFIG_FILE: tempConfigFile(t),
-      OPENROUTER_BASE_URL: upstream.baseUrl, OPENROUTER_API_KEY: 'sk-or-test', ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const logs = new LogCapture();
-  child.stdout.pipe(logs);
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
-  const waitForLog = (predicate: (r: LogRecord) => boolean): Promise<LogRecord> => Promise.race([
-    logs.waitFor(predicate),
-    exit.then((e) => {
-      throw new Error(`switchyard exited (${e.code ?? e.signal}) first; stderr: ${stderr}`);
-    }),
-  ]);
-  const ready = await waitForLog((r) => r.msg === 'switchyard ready');
-  return { origin: new URL(String(ready.address)).origin, kill: (signal) => child.kill(signal), exit, waitForLog };
-}
 
 test(`SIGTERM with ${STREAMS} open streams: the process finishes half untouched, ends the rest with shutting_down, and exits 0`, TEST_OPTIONS, async (t) => {
   const fake = new FakeOpenRouter();
   await fake.listen();
   t.after(() => fake.close());
-  const main = await startMain(t, fake, { SHUTDOWN_GRACE_MS: String(GRACE_MS) });
+  const main = await startMain(t, fake.baseUrl, { SHUTDOWN_GRACE_MS: String(GRACE_MS) });
   const streams = await openStreams(t, fake, main.origin, STREAMS);
   const { finished, open } = split(streams);
 
-  main.kill('SIGTERM');
+  main.child.kill('SIGTERM');
   const shuttingDown = await main.waitForLog((r) => r.msg === 'shutting down');
   assert.equal(shuttingDown.signal, 'SIGTERM');
   assert.equal(shuttingDown.inflight, STREAMS);

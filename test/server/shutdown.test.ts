@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { FakeOpenRouter, type ManualResponse } from '../../src/dev/fake-openrouter.js';
 import { gracefulShutdown } from '../../src/server/shutdown.js';
-import { CHAT_BODY, LogCapture, startHarness, type Harness, type LogRecord } from '../support/harness.js';
+import { CHAT_BODY, startHarness, type Harness, type LogRecord } from '../support/harness.js';
+import { spawnMain, startMain, tempConfigFile } from '../support/main-process.js';
 import { parseResponses, type ClientResponse } from '../support/raw-http.js';
 
 const STREAM_BODY = { ...CHAT_BODY, stream: true };
 
-/** Compiled to dist/test/server/: the repository root is three levels up. */
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = join(REPO_ROOT, 'dist', 'src', 'main.js');
 
 /** One SSE data event in OpenRouter's chunk shape. */
 function chunkEvent(content: string): string {
@@ -252,64 +245,9 @@ test('when the grace period elapses, a request still waiting for upstream header
 
 // ---- The real process: dist/src/main.js with signals ----
 
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-}
 
-interface MainProcess {
-  readonly child: ChildProcess;
-  /** Its stdout, as parsed pino lines. */
-  readonly logs: LogCapture;
-  /** Settles when the process has exited and its output is complete. */
-  readonly exit: Promise<Exit>;
-  stderr(): string;
-  /** The first stdout line matching `predicate`; rejects if the process exits first. */
-  waitForLog(predicate: (r: LogRecord) => boolean): Promise<LogRecord>;
-}
 
-/** Spawns main.js with exactly `env` (nothing inherited) and kills it after the test if it is still running. */
-function spawnMain(t: TestContext, env: Record<string, string>): MainProcess {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const logs = new LogCapture();
-  child.stdout!.pipe(logs);
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const exit = new Promise<Exit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
-  return {
-    child, logs, exit,
-    stderr: () => stderr,
-    waitForLog(predicate) {
-      return Promise.race([
-        logs.waitFor(predicate),
-        exit.then((e) => {
-          throw new Error(`switchyard exited (${e.code ?? e.signal}) first; stderr: ${stderr}`);
-        }),
-      ]);
-    },
-  };
-}
 
-/**
- * A config file of its own, with an empty rules file, so that neither the repository's
- * config/switchyard.yaml nor its example rules.yaml matter.
- */
-function tempConfigFile(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-shutdown-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const rules = join(dir, 'rules.yaml');
-  writeFileSync(rules, 'version: 1\nrules: []\n');
-  const file = join(dir, 'switchyard.yaml');
-  writeFileSync(file, `rules_file: ${JSON.stringify(rules)}\nlog:\n  level: info\n`);
-  return file;
-}
 
 async function startFake(t: TestContext): Promise<FakeOpenRouter> {
   const fake = new FakeOpenRouter();
@@ -318,19 +256,10 @@ async function startFake(t: TestContext): Promise<FakeOpenRouter> {
   return fake;
 }
 
-/** Starts main.js in front of `fake` on a free port; resolves with its origin once it is ready. */
-async function startMain(t: TestContext, fake: FakeOpenRouter, env: Record<string, string>): Promise<MainProcess & { origin: string }> {
-  const main = spawnMain(t, {
-    PORT: '0', HOST: '127.0.0.1', CONFIG_FILE: tempConfigFile(t),
-    OPENROUTER_BASE_URL: fake.baseUrl, OPENROUTER_API_KEY: 'sk-or-test', ...env,
-  });
-  const ready = await main.waitForLog((r) => r.msg === 'switchyard ready');
-  return { ...main, origin: new URL(String(ready.address)).origin };
-}
 
 test('SIGTERM lets the process finish an in-flight stream untouched, then exit 0', async (t) => {
   const fake = await startFake(t);
-  const main = await startMain(t, fake, { SHUTDOWN_GRACE_MS: '5000' });
+  const main = await startMain(t, fake.baseUrl, { SHUTDOWN_GRACE_MS: '5000' });
   const { client, upstream } = await streamInFlight(fake, main.origin);
 
   main.child.kill('SIGTERM');
@@ -348,7 +277,7 @@ test('SIGTERM lets the process finish an in-flight stream untouched, then exit 0
 
 test('SIGTERM with a stream that outlives SHUTDOWN_GRACE_MS ends it with a shutting_down event and exits 0', async (t) => {
   const fake = await startFake(t);
-  const main = await startMain(t, fake, { SHUTDOWN_GRACE_MS: '200' });
+  const main = await startMain(t, fake.baseUrl, { SHUTDOWN_GRACE_MS: '200' });
   const { client, upstream, first } = await streamInFlight(fake, main.origin);
 
   main.child.kill('SIGTERM');
@@ -370,7 +299,7 @@ test('an invalid setting makes the process exit 1 with the problem on stderr and
 /** Starts main.js on `host`, stops it with SIGTERM (asserting exit 0), and returns its warn-level lines. */
 async function startupWarnings(t: TestContext, host: string): Promise<LogRecord[]> {
   const fake = await startFake(t);
-  const main = await startMain(t, fake, { HOST: host });
+  const main = await startMain(t, fake.baseUrl, { HOST: host });
   main.child.kill('SIGTERM');
   assert.deepEqual(await main.exit, { code: 0, signal: null });
   return main.logs.records.filter((r) => r.level === 40);
