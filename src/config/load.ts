@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ConfigError } from '../errors.js';
 import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
@@ -74,7 +75,7 @@ function settingSchema(spec: SettingSpec): Json {
 }
 
 /** The config file's JSON schema, derived from SETTINGS: nested objects, no unknown keys. */
-function buildSchema(): Json {
+export function buildSchema(): Json {
   const root: Json = { type: 'object', additionalProperties: false, properties: {} };
   for (const spec of SETTINGS) {
     const parts = spec.path.split('.');
@@ -89,7 +90,7 @@ function buildSchema(): Json {
 }
 
 // Compiled once, at module load.
-const ajv = new Ajv({ allErrors: true, strict: true });
+const ajv = new Ajv({ allErrors: true, strict: true, ...AJV_STARTUP_OPTIONS });
 const validateConfig = ajv.compile(buildSchema());
 
 function getPath(obj: unknown, path: readonly string[]): unknown {

@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { Ajv } from 'ajv';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { RulesError } from './compile.js';
@@ -47,7 +48,7 @@ export interface CaseResult {
 }
 
 const dateTime = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' };
-const CASES_SCHEMA = {
+export const CASES_SCHEMA = {
   type: 'object', additionalProperties: false, required: ['cases'],
   properties: {
     rules: { type: 'string', minLength: 1 },
@@ -79,7 +80,7 @@ const CASES_SCHEMA = {
     },
   },
 };
-const validateCases = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(CASES_SCHEMA);
+const validateCases = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, ...AJV_STARTUP_OPTIONS }).compile(CASES_SCHEMA);
 
 /** Parses and validates a cases file; throws a RulesError with positioned problems. */
 export function parseCases(text: string, file: string): CasesFile {

@@ -1,3 +1,4 @@
+import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { Ajv } from 'ajv';
 import { OPERATORS } from './conditions.js';
 
@@ -109,5 +110,5 @@ export const RULES_SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, ...AJV_STARTUP_OPTIONS });
 export const validateRulesDocument = ajv.compile(RULES_SCHEMA);

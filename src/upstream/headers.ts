@@ -32,7 +32,8 @@ const DROPPED_DOWNSTREAM = new Set([
 ]);
 
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  // Nearly every message says just one of these two, which name no header: skip the parse.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined;
   const joined = Array.isArray(value) ? value.join(',') : value;
   const names = joined.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s.length > 0);
   return names.length > 0 ? new Set(names) : undefined;

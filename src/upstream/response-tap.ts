@@ -145,7 +145,9 @@ export class ResponseTap {
     }
     if (!this.sse && this.jsonBytes > 0 && this.jsonBytes <= MAX_JSON_BODY_BYTES) {
       try {
-        const body = JSON.parse(Buffer.concat(this.jsonChunks).toString('utf8')) as Json;
+        const chunks = this.jsonChunks;
+        const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.jsonBytes);
+        const body = JSON.parse(bytes.toString('utf8')) as Json;
         this.readObject(body);
         const choice = Array.isArray(body.choices) ? (body.choices[0] as Json | undefined) : undefined;
         if (typeof choice?.finish_reason === 'string') this.facts.finishReason = choice.finish_reason;
