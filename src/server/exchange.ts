@@ -1,3 +1,4 @@
+import type { UpstreamAbort } from '../upstream/abort.js';
 import type { SwitchyardError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { JsonObject } from '../rules/decision.js';
@@ -42,7 +43,7 @@ export class Exchange {
   /** The proxy ended the response on purpose (an upstream failure mid-body), not the client. */
   endedByProxy = false;
   /** Aborts the upstream call; created only when there is one. */
-  upstreamAbort: AbortController | undefined = undefined;
+  upstreamAbort: UpstreamAbort | undefined = undefined;
   /** Set while the upstream body is being relayed: ends it with a final error (shutdown). */
   terminateRelay: ((error: SwitchyardError) => void) | undefined = undefined;
   /** Nanoseconds spent inside the proxy, not waiting on upstream (see markUpstreamSent / markHeadWritten). */

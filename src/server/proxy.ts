@@ -1,8 +1,8 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ClientClosedError, ShuttingDownError, SwitchyardError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import type { StreamErrorKind, SwitchyardMetrics } from '../metrics/metrics.js';
+import { UpstreamAbort } from '../upstream/abort.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { relayBody } from '../upstream/relay.js';
@@ -82,16 +82,26 @@ export function headerSafe(value: string): string {
  * Waits before the next attempt. False when the wait was cut short: by the client leaving (the
  * reply is then hijacked, nothing to answer) — a shutdown's abort is thrown as its 503.
  */
-async function pause(ms: number, signal: AbortSignal, reply: FastifyReply): Promise<boolean> {
-  if (ms <= 0 && !signal.aborted) return true;
-  try {
-    await sleep(ms, undefined, { signal, ref: false });
-    return true;
-  } catch {
-    if (signal.reason instanceof SwitchyardError) throw signal.reason;
-    reply.hijack();
-    return false;
-  }
+function pause(ms: number, abort: UpstreamAbort, reply: FastifyReply): Promise<boolean> {
+  if (ms <= 0 && !abort.aborted) return Promise.resolve(true);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      if (abort.reason instanceof SwitchyardError) {
+        reject(abort.reason);
+        return;
+      }
+      reply.hijack();
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      abort.off('abort', onAbort);
+      resolve(true);
+    }, ms);
+    timer.unref();
+    if (abort.aborted) onAbort();
+    else abort.once('abort', onAbort);
+  });
 }
 
 function isSse(res: UpstreamResponse): boolean {
@@ -105,7 +115,7 @@ type FirstToken = { readonly kind: 'held'; readonly chunks: Buffer[] } | { reado
  * Reads a stream until an event carries a token (or an error, or [DONE], or the end), keeping
  * the chunks read; the body is left paused for the relay. Times out after `timeoutMs`.
  */
-function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, signal: AbortSignal): Promise<FirstToken> {
+function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, signal: UpstreamAbort): Promise<FirstToken> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const probe = new ResponseTap(true);
@@ -114,7 +124,7 @@ function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, sign
       body.off('data', onData);
       body.off('end', onEnd);
       body.off('error', onError);
-      signal.removeEventListener('abort', onAbort);
+      signal.off('abort', onAbort);
       resolve(result);
     };
     const onData = (chunk: Buffer): void => {
@@ -134,7 +144,7 @@ function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, sign
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onError);
-    signal.addEventListener('abort', onAbort, { once: true });
+    signal.once('abort', onAbort);
   });
 }
 
@@ -155,7 +165,7 @@ function streamErrorKind(error: SwitchyardError): StreamErrorKind {
  */
 export async function forward(request: FastifyRequest, reply: FastifyReply, deps: ProxyDeps, target: ForwardTarget): Promise<void> {
   const exchange = request.exchange;
-  const abort = new AbortController();
+  const abort = new UpstreamAbort();
   exchange.upstreamAbort = abort;
   const headers = buildUpstreamHeaders(request.headers, { ...deps.headerOptions, requestId: request.id });
   if (target.extraHeaders) Object.assign(headers, target.extraHeaders);
@@ -181,16 +191,16 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       /** Counts a retry to the next model and waits for it; false when the client left meanwhile. */
       const retryNext = (reason: string, waitMs: number): Promise<boolean> => {
         deps.metrics?.fallback(model, nextModel, reason);
-        return pause(waitMs, abort.signal, reply);
+        return pause(waitMs, abort, reply);
       };
       exchange.markUpstreamSent();
       let res: UpstreamResponse;
       try {
         res = await deps.upstream.request({
-          method: target.method, path: target.path, headers, body: plan && models ? plan.bodyFor(models) : target.body, signal: abort.signal,
+          method: target.method, path: target.path, headers, body: plan && models ? plan.bodyFor(models) : target.body, signal: abort,
         });
       } catch (err) {
-        const error = deps.upstream.mapError(err, abort.signal);
+        const error = deps.upstream.mapError(err, abort);
         deps.metrics?.upstreamAttempt(model, error.code);
         if (error instanceof ClientClosedError) {
           // Nobody is left to answer; the log line records 499.
@@ -207,19 +217,19 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       if (target.firstTokenTimeoutMs && res.statusCode === 200 && isSse(res)) {
         // Opt-in: hold this stream's first bytes until it yields a token, so that a provider that
         // accepts and then stalls can still be retried before the client saw anything.
-        const first = await awaitFirstToken(res.body, target.firstTokenTimeoutMs, abort.signal);
+        const first = await awaitFirstToken(res.body, target.firstTokenTimeoutMs, abort);
         if (first.kind === 'held') {
           held = first.chunks;
         } else {
           res.body.destroy();
-          if (abort.signal.aborted) {
-            if (abort.signal.reason instanceof SwitchyardError) throw abort.signal.reason;
+          if (abort.aborted) {
+            if (abort.reason instanceof SwitchyardError) throw abort.reason;
             reply.hijack();
             return;
           }
           const error = first.kind === 'timeout'
             ? new UpstreamTimeoutError('first_token', target.firstTokenTimeoutMs)
-            : deps.upstream.mapError(first.error, abort.signal);
+            : deps.upstream.mapError(first.error, abort);
           if (model !== undefined) cooldowns.failure(model);
           const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model);
           if (!verdict.retry) throw error;
@@ -274,7 +284,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       initial: held,
       eventId: `gen-switchyard-${request.id}`,
       model: exchange.routedModel,
-      mapError: (err) => deps.upstream.mapError(err, abort.signal),
+      mapError: (err) => deps.upstream.mapError(err, abort),
       onChunk: (chunk) => {
         exchange.bytesOut += chunk.length;
         tap?.push(chunk);

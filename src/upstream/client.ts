@@ -1,4 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
+import type { UpstreamAbort } from './abort.js';
 import {
   ClientClosedError, SwitchyardError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
@@ -18,7 +19,7 @@ export interface UpstreamRequest {
   readonly headers: Record<string, string>;
   readonly body: Buffer | string | undefined;
   /** Aborts the request, at any stage, when the client has gone. */
-  readonly signal: AbortSignal;
+  readonly signal: UpstreamAbort;
 }
 
 export interface UpstreamResponse {
@@ -73,7 +74,7 @@ export class UpstreamClient {
   }
 
   /** Maps an undici or socket error to the proxy's own error classes. */
-  mapError(err: unknown, signal?: AbortSignal): SwitchyardError {
+  mapError(err: unknown, signal?: UpstreamAbort): SwitchyardError {
     if (err instanceof SwitchyardError) return err;
     // An abort with a Switchyard error as its reason is the proxy's own (shutdown); any other
     // abort means the client went away.
