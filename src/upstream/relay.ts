@@ -14,7 +14,7 @@ export interface RelayOptions {
   readonly eventId: string;
   readonly model: string | undefined;
   readonly mapError: (err: unknown) => SwitchyardError;
-  /** Called for every chunk, after it has been handed to the client socket. */
+  /** Called for every chunk, in order, after the client socket has been handed it (and before onSettled). */
   readonly onChunk: (chunk: Buffer) => void;
   /**
    * Called once, when the relay is over, synchronously with the end of the client response: the
@@ -42,9 +42,22 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   let settled = false;
   let tail: Buffer | undefined;
 
+  // The tap reads each chunk once the socket has it. A response write only corks the socket and
+  // flushes it on process.nextTick (Node's connectionCorkNT, lib/_http_outgoing.js); a tick
+  // queued after it runs after it, so the parsing stays off the frame's path. (A microtask would
+  // not do: inside a promise job, microtasks run before the tick queue.)
+  const untapped: Buffer[] = [];
+  let tapScheduled = false;
+  const tapPending = (): void => {
+    tapScheduled = false;
+    for (let i = 0; i < untapped.length; i++) options.onChunk(untapped[i]!);
+    untapped.length = 0;
+  };
+
   const finish = (outcome: RelayOutcome, error?: SwitchyardError): void => {
     if (settled) return;
     settled = true;
+    tapPending();
     body.off('data', onData);
     res.off('drain', onDrain);
     res.off('close', onClientClose);
@@ -66,7 +79,11 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   function onData(chunk: Buffer): void {
     tail = chunk;
     if (!res.write(chunk)) body.pause();
-    options.onChunk(chunk);
+    untapped.push(chunk);
+    if (!tapScheduled) {
+      tapScheduled = true;
+      process.nextTick(tapPending);
+    }
   }
   function onDrain(): void {
     body.resume();

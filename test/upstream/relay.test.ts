@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { test } from 'node:test';
+import { UpstreamUnreachableError } from '../../src/errors.js';
+import { relayBody, type RelayOutcome } from '../../src/upstream/relay.js';
+
+/**
+ * relayBody between a PassThrough (the upstream body) and a real server response: each chunk
+ * reaches the client as its own chunk, and the tap sees every chunk only after the socket has it.
+ */
+test('relay: chunks pass one for one, and the tap reads each only once the socket has flushed it', async (t) => {
+  const upstream = new PassThrough();
+  const tapped: { chunk: string; corked: number }[] = [];
+  let settled: RelayOutcome | undefined;
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.flushHeaders();
+    relayBody(res, upstream, {
+      sse: true, eventId: 'gen-1', model: undefined,
+      mapError: (err) => new UpstreamUnreachableError(String(err)),
+      // While a write is pending the socket is corked (flushed on the next tick): 0 means flushed.
+      onChunk: (chunk) => tapped.push({ chunk: chunk.toString(), corked: res.socket?.writableCorked ?? -1 }),
+      onSettled: (outcome) => (settled = outcome),
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+
+  const req = httpRequest({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: '/', agent: false });
+  req.end();
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  const received: string[] = [];
+  const frames = ['data: {"a":1}\n\n', 'data: {"b":2}\n\n', 'data: [DONE]\n\n'];
+  for (const frame of frames) {
+    upstream.write(frame);
+    const [chunk] = (await once(res, 'data')) as [Buffer];
+    received.push(chunk.toString());
+  }
+  upstream.end();
+  await once(res, 'end');
+
+  assert.deepEqual(received, frames, 'each upstream chunk arrives as its own chunk, unchanged');
+  assert.deepEqual(tapped.map((x) => x.chunk), frames, 'the tap sees every chunk, in order');
+  assert.deepEqual(tapped.map((x) => x.corked), [0, 0, 0], 'the tap ran after each chunk was flushed to the socket');
+  assert.equal(settled, 'complete');
+});
