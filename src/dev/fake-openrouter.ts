@@ -30,8 +30,13 @@ export type Fault =
   | { readonly type: 'error-mid-stream'; readonly afterEvents: number; readonly code?: string | number; readonly message?: string }
   /** Answer 200 with a body that is not what the client expects. */
   | { readonly type: 'garbage'; readonly body?: string; readonly contentType?: string }
-  /** Wait `ms` between stream events (slow tokens). */
-  | { readonly type: 'slow-stream'; readonly ms: number }
+  /**
+   * Wait `ms` between stream events (slow tokens). With `stamp`, every `data:` event but `[DONE]`
+   * also carries a top-level `"x_sent_ns":"<ns>"`: process.hrtime.bigint() (CLOCK_MONOTONIC,
+   * comparable across processes on one Linux host) taken as the event is written, so a client can
+   * tell each event's transit time (benchmarks: the delay a proxy adds per event).
+   */
+  | { readonly type: 'slow-stream'; readonly ms: number; readonly stamp?: boolean }
   /** Hand the response to the test: see `nextManual()`. */
   | { readonly type: 'manual' };
 
@@ -133,6 +138,8 @@ const MODELS = [
   'openai/gpt-4o-mini', 'openai/gpt-4o', 'anthropic/claude-3.5-sonnet', 'meta-llama/llama-3.1-8b-instruct',
   'google/gemini-2.0-flash-001', 'mistralai/mistral-small',
 ];
+
+const DONE_EVENT = 'data: [DONE]\n\n';
 
 export class FakeOpenRouter extends EventEmitter {
   readonly received: ReceivedRequest[] = [];
@@ -393,9 +400,10 @@ export class FakeOpenRouter extends EventEmitter {
     events.push(chunk({ role: 'assistant', content: '' }, 'stop'));
     // OpenRouter's real shape: usage rides on a last chunk whose `choices` is not empty.
     events.push(chunk({ role: 'assistant', content: '' }, null, { usage }));
-    events.push('data: [DONE]\n\n');
+    events.push(DONE_EVENT);
 
     const gapMs = fault?.type === 'slow-stream' ? fault.ms : 0;
+    const stamp = fault?.type === 'slow-stream' && fault.stamp === true;
     let dataEvents = 0;
     for (const event of events) {
       if (res.destroyed) return;
@@ -413,7 +421,10 @@ export class FakeOpenRouter extends EventEmitter {
         return;
       }
       if (isData) dataEvents++;
-      await writeAndWait(res, event);
+      // A JSON event ends in `}\n\n`: the stamp goes in before its closing brace, at write time.
+      await writeAndWait(res, stamp && isData && event !== DONE_EVENT
+        ? `${event.slice(0, -3)},"x_sent_ns":"${process.hrtime.bigint()}"}\n\n`
+        : event);
       if (gapMs > 0) await delay(gapMs);
     }
     res.end();

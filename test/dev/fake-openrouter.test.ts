@@ -131,3 +131,37 @@ test('close() resolves while a request hangs, and the hanging exchange is record
   assert.equal(await rec.outcome, 'aborted');
   await assert.rejects(hanging);
 });
+
+test('a stamped slow stream carries an increasing x_sent_ns on every data event but [DONE]; an unstamped one carries none', async (t) => {
+  const fake = await startFake(t, { content: 'One two three.' });
+  const dataEvents = async (fault: unknown): Promise<string[]> => {
+    const res = await chat(fake, { model: 'm', messages: MESSAGES, stream: true }, { ...AUTH, 'x-fake-fault': JSON.stringify(fault) });
+    assert.equal(res.status, 200);
+    const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: '));
+    assert.equal(events.pop(), 'data: [DONE]');
+    return events.map((e) => e.slice('data: '.length));
+  };
+
+  const before = process.hrtime.bigint();
+  const stamped = (await dataEvents({ type: 'slow-stream', ms: 2, stamp: true })).map((d) => JSON.parse(d) as Chunk & { x_sent_ns?: unknown });
+  const after = process.hrtime.bigint();
+  assert.equal(stamped.length, 1 + 3 + 2, 'role, three words, stop, usage');
+  let previous = before;
+  for (const chunk of stamped) {
+    assert.equal(typeof chunk.x_sent_ns, 'string');
+    assert.match(chunk.x_sent_ns as string, /^\d+$/);
+    const sent = BigInt(chunk.x_sent_ns as string);
+    // The same clock in the same process here: each stamp is later than the one before, by at least the gap.
+    assert.ok(sent > previous, `${sent} > ${previous}`);
+    assert.ok(sent < after);
+    previous = sent;
+    assert.ok(Array.isArray(chunk.choices), 'the rest of the chunk is intact');
+  }
+  assert.deepEqual(stamped.slice(1, 4).map((c) => c.choices[0]?.delta.content), ['One ', 'two ', 'three.']);
+
+  for (const fault of [{ type: 'slow-stream', ms: 1 }, { type: 'slow-stream', ms: 1, stamp: false }]) {
+    const plain = await dataEvents(fault);
+    assert.equal(plain.length, 6);
+    assert.ok(plain.every((d) => !d.includes('x_sent_ns')));
+  }
+});
