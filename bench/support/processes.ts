@@ -84,7 +84,7 @@ export async function startFakeUpstream(): Promise<{ child: Child; baseUrl: stri
 }
 
 /** A port that was free a moment ago (the child binds it right after). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
