@@ -177,6 +177,7 @@ try {
     const all = [...MAIN, ...REFERENCES];
     const order = all.map((_, i) => all[(i + round) % all.length]!);
     for (const target of order) {
+      process.stderr.write(`round ${round + 1}/${ROUNDS}: ${target}\n`);
       const { origin, path, headers, pid } = where[target];
       const reference = REFERENCES.includes(target);
       const result: RoundResult = { rps: {}, streams: {} };
@@ -213,6 +214,7 @@ try {
   const memory: Record<string, Record<number, { idleRssBytes: number; loadedRssBytes: number; perStreamBytes: number; marginalPerStreamBytes: number } | string>> = {};
   const fds = fdLimit(process.pid).soft;
   for (const t of ['floor', 'switchyard'] as const) {
+    process.stderr.write(`memory: ${t}\n`);
     memory[t] = {};
     const fresh = t === 'floor' ? await startFloor('dist/bench/floor.js') : await startSwitchyard(switchyardEnv);
     if (t === 'switchyard') children.push(fresh.child);
