@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { Ajv, type ErrorObject } from 'ajv';
+import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { ConfigError } from '../errors.js';
 import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
 import { YamlSource, pointerToPath } from './yaml-source.js';

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { Ajv } from 'ajv';
+import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { RulesError } from './compile.js';
 import type { JsonObject } from './decision.js';

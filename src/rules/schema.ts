@@ -1,5 +1,5 @@
-import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { Ajv } from 'ajv';
+import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { OPERATORS } from './conditions.js';
 
 /**

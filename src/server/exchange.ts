@@ -1,7 +1,7 @@
-import type { UpstreamAbort } from '../upstream/abort.js';
 import type { SwitchyardError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { JsonObject } from '../rules/decision.js';
+import type { UpstreamAbort } from '../upstream/abort.js';
 import { lastUserText } from '../rules/fields.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
 
