@@ -14,7 +14,7 @@ export class Exchange {
   readonly startedAt: bigint = process.hrtime.bigint();
   /** Set by the proxying routes; exchanges without a kind (probes, explain, errors) are not metered. */
   kind: 'chat' | 'passthrough' | undefined = undefined;
-  /** The parsed chat body, until the exchange finishes (then only its last user message is kept). */
+  /** The parsed chat body, until no attempt can need it (then only its last user message is kept). */
   chatBody: Readonly<JsonObject> | undefined = undefined;
   /** The last user message's text, for the log line's prompt hash; set by `finish`. */
   promptText: string | undefined = undefined;
@@ -62,6 +62,11 @@ export class Exchange {
   finish(status: number): void {
     this.status = status;
     this.durationMs = this.elapsedMs();
+    this.releaseBody();
+  }
+
+  /** Keeps the last user message's text of the chat body and lets go of the body itself. */
+  releaseBody(): void {
     if (this.chatBody !== undefined) {
       this.promptText = lastUserText(this.chatBody);
       this.chatBody = undefined;

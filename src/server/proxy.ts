@@ -276,6 +276,10 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     // Send the head now: a stream's client sees its headers before the first token.
     if (sse) res.flushHeaders();
     exchange.markHeadWritten();
+    // No attempt will follow: a stream must not hold the client's body and its parsed tree for
+    // its whole life (with long prompts, most of what an open stream costs in memory).
+    exchange.releaseBody();
+    request.body = undefined;
 
     const tap = target.tap ? new ResponseTap(sse) : undefined;
     if (sse) deps.metrics?.activeStreams.inc();
