@@ -133,7 +133,7 @@ try {
   const upstream = await startFakeUpstream();
   children.push(upstream.child);
   const startFloor = async (script: string): Promise<{ child: Child; origin: string }> => {
-    const started = await startNode(script, { PORT: '0', UPSTREAM: upstream.baseUrl }, (line) => /listening on (\d+)/.exec(line)?.[1], 15_000, undefined, 1);
+    const started = await startNode(script, { env: { PORT: '0', UPSTREAM: upstream.baseUrl }, ready: (line) => /listening on (\d+)/.exec(line)?.[1], cpu: 1 });
     children.push(started.child);
     return { child: started.child, origin: `http://127.0.0.1:${started.value}` };
   };
@@ -268,7 +268,7 @@ try {
       frames: rounds[t].map((r) => r.streams[n]!.frames),
       merged_chunks: rounds[t].map((r) => r.streams[n]!.coalescedChunks),
     }])) : undefined,
-  }])) as Record<Target, any>; // eslint-disable-line -- a report's shape, read right below
+  }])) as Record<Target, any>; // a report's shape, read only by the tables below and written as JSON
 
   // ---- Tables.
   const f = (n: number | undefined, d = 0): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));

@@ -11,12 +11,10 @@
  * interface; the preload makes it bind 127.0.0.1 instead, since with x-portkey-custom-host it
  * forwards to any address a caller names. Its output (a start-up banner, errors) goes to a file.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { CAN_PIN, ROOT, freePort, type Child } from './processes.js';
+import { join } from 'node:path';
+import { freePort, startNode, type Child } from './processes.js';
 
 const ENTRY = 'node_modules/@portkey-ai/gateway/build/start-server.js';
 
@@ -45,19 +43,15 @@ export async function startPortkey(upstreamBaseUrl: string, cpu = 1): Promise<{ 
   // comes back as it is (the openai provider adds nothing to a chat.completion).
   const headers = { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': upstreamBaseUrl.replace(/\/+$/, '') };
   const logFile = join(tmpdir(), `portkey-bench-${port}.log`);
-  const out = openSync(logFile, 'w');
-  const argv = [process.execPath, '--import', LOOPBACK_PRELOAD, resolve(ROOT, ENTRY), `--port=${port}`, '--headless'];
-  const [command, ...args] = CAN_PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
-  // A minimal environment: no HTTP(S)_PROXY, REDIS_CONNECTION_STRING or NODE_ENV from the shell.
-  const proc = spawn(command!, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', out, out] });
-  closeSync(out);
+  // A minimal environment (startNode's): no HTTP(S)_PROXY, REDIS_CONNECTION_STRING or NODE_ENV from the shell.
+  const { child: started } = await startNode(ENTRY, {
+    env: {}, outputFile: logFile, stderrToFile: true, cpu, nodeArgs: ['--import', LOOPBACK_PRELOAD], scriptArgs: [`--port=${port}`, '--headless'],
+  });
+  const proc = started.process;
   const child: Child = {
     process: proc,
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        await once(proc, 'exit');
-      }
+      await started.stop();
       rmSync(logFile, { force: true });
     },
   };

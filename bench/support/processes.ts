@@ -17,11 +17,6 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/**
- * Starts `node <script>` with `env` (added to a minimal environment) and resolves once a stdout
- * line passes `ready`, returning what `ready` extracted (a URL, a port); at once with `timeoutMs` 0.
- * A child that fails to become ready is stopped.
- */
 /** Whether processes can be pinned to CPUs (util-linux's taskset, and more than one CPU). */
 export const CAN_PIN = availableParallelism() > 1 && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
@@ -34,17 +29,36 @@ export function pinSelf(cpu: number): void {
   if (CAN_PIN) spawnSync('taskset', ['-cp', String(cpu), String(process.pid)]);
 }
 
-export async function startNode<T>(script: string, env: Record<string, string>, ready: (line: string) => T | undefined, timeoutMs = 15_000, stdoutFile?: string, cpu?: number): Promise<{ child: Child; value: T | undefined }> {
-  // With a ready line the parent reads stdout; otherwise it goes to a file, as a server's logs do.
-  const stdout = stdoutFile === undefined ? 'pipe' : openSync(stdoutFile, 'w');
-  const argv = [process.execPath, resolve(ROOT, script)];
+export interface NodeChildOptions<T> {
+  /** Added to a minimal environment (PATH only). */
+  readonly env: Record<string, string>;
+  /** Extracts a value (a URL, a port) from a stdout line; startNode resolves with the first one. */
+  readonly ready?: (line: string) => T | undefined;
+  readonly timeoutMs?: number;
+  /** Without `ready`, stdout goes to this file, as a server's logs do (stderr too, with `stderrToFile`). */
+  readonly outputFile?: string;
+  readonly stderrToFile?: boolean;
+  /** Pinned to this CPU when pinning works (see pinSelf). */
+  readonly cpu?: number;
+  readonly nodeArgs?: readonly string[];
+  readonly scriptArgs?: readonly string[];
+}
+
+/**
+ * Starts `node <script>` and resolves once a stdout line passes `ready`, with what it extracted;
+ * without `ready`, at once. A child that fails to become ready is stopped.
+ */
+export async function startNode<T>(script: string, options: NodeChildOptions<T>): Promise<{ child: Child; value: T | undefined }> {
+  const { env, ready, timeoutMs = 15_000, outputFile, cpu } = options;
+  const out = ready === undefined && outputFile !== undefined ? openSync(outputFile, 'w') : 'pipe';
+  const argv = [process.execPath, ...(options.nodeArgs ?? []), resolve(ROOT, script), ...(options.scriptArgs ?? [])];
   const [command, ...args] = cpu !== undefined && CAN_PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
   const proc = spawn(command!, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', stdout, 'inherit'],
+    stdio: ['ignore', out, typeof out === 'number' && options.stderrToFile ? out : 'inherit'],
   });
-  if (typeof stdout === 'number') closeSync(stdout);
+  if (typeof out === 'number') closeSync(out);
   const child: Child = {
     process: proc,
     async stop() {
@@ -57,7 +71,7 @@ export async function startNode<T>(script: string, env: Record<string, string>, 
   const lines = createInterface({ input: proc.stdout });
   // Keep draining stdout so the child never blocks on a full pipe.
   lines.on('line', () => {});
-  if (timeoutMs === 0) return { child, value: undefined };
+  if (ready === undefined) return { child, value: undefined };
   try {
     const value = await new Promise<T>((resolvePromise, reject) => {
       const timer = setTimeout(() => reject(new Error(`${script} did not become ready in ${timeoutMs} ms`)), timeoutMs);
@@ -79,7 +93,9 @@ export async function startNode<T>(script: string, env: Record<string, string>, 
 
 /** Starts the fake OpenRouter (quiet: no logs, no records); resolves with its base URL. */
 export async function startFakeUpstream(): Promise<{ child: Child; baseUrl: string }> {
-  const { child, value } = await startNode('dist/src/dev/fake-openrouter-cli.js', { FAKE_OPENROUTER_PORT: '0', FAKE_OPENROUTER_QUIET: '1' }, (line) => /OPENROUTER_BASE_URL=(\S+)/.exec(line)?.[1], 15_000, undefined, 0);
+  const { child, value } = await startNode('dist/src/dev/fake-openrouter-cli.js', {
+    env: { FAKE_OPENROUTER_PORT: '0', FAKE_OPENROUTER_QUIET: '1' }, ready: (line) => /OPENROUTER_BASE_URL=(\S+)/.exec(line)?.[1], cpu: 0,
+  });
   return { child, baseUrl: value! };
 }
 
@@ -103,7 +119,7 @@ export async function startSwitchyard(env: Record<string, string>, cpu = 1): Pro
   const origin = `http://127.0.0.1:${port}`;
   // BENCH_LOG_FILE=/dev/null takes the filesystem out of a measurement.
   const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `switchyard-bench-${port}.log`);
-  const { child: started } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, () => true, 0, logFile, cpu);
+  const { child: started } = await startNode('dist/src/main.js', { env: { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, outputFile: logFile, cpu });
   // The log of a benchmark run is large and of no use afterwards.
   const child: Child = {
     process: started.process,

@@ -19,7 +19,7 @@ export async function coldStart(env: Record<string, string>, request: { path: st
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const started = process.hrtime.bigint();
-  const { child } = await startNode('dist/src/main.js', { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), LOG_LEVEL: 'warn', ...env }, () => true, 0, '/dev/null', cpu);
+  const { child } = await startNode('dist/src/main.js', { env: { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, outputFile: '/dev/null', cpu });
   const pool = new Pool(origin, { connections: 1, pipelining: 1, connect: { timeout: 1_000 } });
   try {
     const deadline = started + 15_000_000_000n;

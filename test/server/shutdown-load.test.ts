@@ -137,8 +137,14 @@ interface SseError {
   choices: { finish_reason: string }[];
 }
 
-/** An open stream's response: 200, its first events, then exactly one final shutting_down error event. */
-function assertEndedByShutdown(stream: OpenStream, res: ClientResponse | undefined): void {
+/**
+ * An open stream: its client got one response, 200, its first events, then exactly one final
+ * shutting_down error event; its upstream request was aborted.
+ */
+async function assertEndedByShutdown(stream: OpenStream): Promise<void> {
+  const [res, ...more] = parseResponses(await stream.client.bytes);
+  assert.equal(more.length, 0);
+  assert.equal(await stream.upstream.request.outcome, 'aborted', `stream ${stream.index}'s upstream request was aborted`);
   assert.equal(res?.status, 200, `stream ${stream.index}`);
   assert.equal(res.body.subarray(0, stream.first.length).toString('utf8'), stream.first.toString('utf8'));
   const rest = res.body.subarray(stream.first.length).toString('utf8');
@@ -190,12 +196,7 @@ test(`gracefulShutdown with ${STREAMS} open streams: those that finish in the gr
     assert.equal(more.length, 0);
     assert.equal(await s.upstream.request.outcome, 'complete');
   }
-  for (const s of open) {
-    const [stream, ...more] = parseResponses(await s.client.bytes);
-    assertEndedByShutdown(s, stream);
-    assert.equal(more.length, 0);
-    assert.equal(await s.upstream.request.outcome, 'aborted', `stream ${s.index}'s upstream request was aborted`);
-  }
+  for (const s of open) await assertEndedByShutdown(s);
   assert.equal(h.fake.received.length, STREAMS, 'no request refused while draining reached upstream');
   const line = await h.logs.requestLine(drainIds[0]!);
   assert.equal(line.status, 503);
@@ -203,10 +204,6 @@ test(`gracefulShutdown with ${STREAMS} open streams: those that finish in the gr
 });
 
 // ---- The real process: dist/src/main.js stopped with SIGTERM ----
-
-
-
-
 
 test(`SIGTERM with ${STREAMS} open streams: the process finishes half untouched, ends the rest with shutting_down, and exits 0`, TEST_OPTIONS, async (t) => {
   const fake = new FakeOpenRouter();
@@ -230,10 +227,5 @@ test(`SIGTERM with ${STREAMS} open streams: the process finishes half untouched,
     assert.equal(more.length, 0);
     assert.equal(await s.upstream.request.outcome, 'complete');
   }
-  for (const s of open) {
-    const [stream, ...more] = parseResponses(await s.client.bytes);
-    assertEndedByShutdown(s, stream);
-    assert.equal(more.length, 0);
-    assert.equal(await s.upstream.request.outcome, 'aborted', `stream ${s.index}'s upstream request was aborted`);
-  }
+  for (const s of open) await assertEndedByShutdown(s);
 });

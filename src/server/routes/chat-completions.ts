@@ -5,7 +5,7 @@ import type { JsonObject, RequestContext } from '../../rules/decision.js';
 import type { RetryOverride } from '../../rules/actions.js';
 import type { RuleSet } from '../../rules/ruleset.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
-import { forward, headerSafe, type AttemptPlan, type ProxyDeps } from '../proxy.js';
+import { forward, type AttemptPlan, type ProxyDeps } from '../proxy.js';
 
 /** Where the rules in force are read from, once per request (the hot-reload store, or a fixed set). */
 export interface RulesSource {
@@ -113,7 +113,6 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     exchange.routedModel = decision.model;
     reply.header('x-switchyard-rule', decision.rule);
     if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
-    if (decision.model !== undefined) reply.header('x-switchyard-model', headerSafe(decision.model));
 
     let upstreamBody: Buffer | string = (request.body as ParsedJsonBody).raw;
     let extraHeaders = decision.upstreamHeaders;
