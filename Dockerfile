@@ -1,6 +1,6 @@
-# Switchyard container image. Classic builder compatible (no BuildKit-only syntax).
-#   docker build -t switchyard .
-#   docker run --rm -p 8080:8080 -e OPENROUTER_API_KEY -v "$PWD/rules.yaml:/etc/switchyard/rules/rules.yaml:ro" switchyard
+# Signalbox container image. Classic builder compatible (no BuildKit-only syntax).
+#   docker build -t signalbox .
+#   docker run --rm -p 8080:8080 -e OPENROUTER_API_KEY -v "$PWD/rules.yaml:/etc/signalbox/rules/rules.yaml:ro" signalbox
 
 # --- build: compile the TypeScript, then keep production dependencies only -----------------
 FROM node:24-bookworm-slim AS build
@@ -16,16 +16,16 @@ FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
-    CONFIG_FILE=/etc/switchyard/switchyard.yaml \
-    RULES_FILE=/etc/switchyard/rules/rules.yaml
+    CONFIG_FILE=/etc/signalbox/signalbox.yaml \
+    RULES_FILE=/etc/signalbox/rules/rules.yaml
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 # Defaults, meant to be replaced by mounts: the rules directory (a bind mount or a Kubernetes
 # ConfigMap; the directory is watched, so edits and ConfigMap updates reload without a restart).
-COPY config/switchyard.yaml /etc/switchyard/switchyard.yaml
-COPY rules.yaml /etc/switchyard/rules/rules.yaml
+COPY config/signalbox.yaml /etc/signalbox/signalbox.yaml
+COPY rules.yaml /etc/signalbox/rules/rules.yaml
 USER node
 EXPOSE 8080
 # No curl in the image: Node's own fetch asks /healthz.

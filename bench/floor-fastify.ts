@@ -1,8 +1,8 @@
 /**
  * The framework's floor: bench/floor.ts's pass-through as a Fastify route (body read whole by
  * Fastify's buffer parser, reply hijacked, the upstream answer written chunk by chunk). Not a
- * target of the issue: it splits Switchyard's cost over the floor into what Fastify itself costs
- * and what Switchyard adds on top (docs/benchmarks.md).
+ * target of the issue: it splits Signalbox's cost over the floor into what Fastify itself costs
+ * and what Signalbox adds on top (docs/benchmarks.md).
  *   PORT=... UPSTREAM=http://127.0.0.1:.../api/v1 node dist/bench/floor-fastify.js
  */
 import Fastify from 'fastify';

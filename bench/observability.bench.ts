@@ -1,7 +1,7 @@
 /**
  * npm run bench:observability [-- --quick]: what metrics and logs cost in throughput.
  *
- * Two Switchyard processes with the example rules.yaml in front of the same fake upstream:
+ * Two Signalbox processes with the example rules.yaml in front of the same fake upstream:
  * "on" (metrics enabled, request log at info, written to a file as in production) and "off"
  * (metrics disabled, log level silent). Closed-loop load, keep-alive, in alternating rounds so
  * that drift of a noisy machine hits both alike. Target (issue #4): "on" costs at most 10% of
@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { closedLoop, median } from './support/load.js';
-import { CAN_PIN, ROOT, pinSelf, processCpuMicros, startFakeUpstream, startSwitchyard, type Child } from './support/processes.js';
+import { CAN_PIN, ROOT, pinSelf, processCpuMicros, startFakeUpstream, startSignalbox, type Child } from './support/processes.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 1 : 11;
@@ -24,9 +24,9 @@ try {
   const upstream = await startFakeUpstream();
   children.push(upstream.child);
   const common = { OPENROUTER_BASE_URL: upstream.baseUrl, OPENROUTER_API_KEY: 'sk-bench', RULES_FILE: resolve(ROOT, 'rules.yaml') };
-  const on = await startSwitchyard({ ...common, METRICS_ENABLED: 'true', LOG_LEVEL: 'info' });
+  const on = await startSignalbox({ ...common, METRICS_ENABLED: 'true', LOG_LEVEL: 'info' });
   children.push(on.child);
-  const off = await startSwitchyard({ ...common, METRICS_ENABLED: 'false', LOG_LEVEL: 'silent' });
+  const off = await startSignalbox({ ...common, METRICS_ENABLED: 'false', LOG_LEVEL: 'silent' });
   children.push(off.child);
 
   // Warm up both (JIT, connection pools).

@@ -17,8 +17,8 @@ engine_was_running=false
 docker info >/dev/null 2>&1 && engine_was_running=true
 bash ../shared/docker/base-image.sh
 
-tag="switchyard:e2e-$$"
-name="switchyard-e2e-$$"
+tag="signalbox:e2e-$$"
+name="signalbox-e2e-$$"
 work=$(mktemp -d)
 fake_pid=""
 cleanup() {
@@ -56,7 +56,7 @@ log "running the container on port $port"
 docker run -d --name "$name" --network host \
   -e PORT="$port" -e OPENROUTER_BASE_URL="http://127.0.0.1:$fake_port/api/v1" -e OPENROUTER_API_KEY=sk-or-e2e \
   -e RULES_POLL_INTERVAL_MS=500 -e SHUTDOWN_GRACE_MS=20000 \
-  -v "$work/rules:/etc/switchyard/rules:ro" "$tag" >/dev/null
+  -v "$work/rules:/etc/signalbox/rules:ro" "$tag" >/dev/null
 
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 60); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
@@ -65,7 +65,7 @@ log "ok: /healthz"
 
 body='{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
 headers=$(curl -fsS -D - -o "$work/chat.json" "$base/v1/chat/completions" -H 'content-type: application/json' -d "$body")
-grep -qi '^x-switchyard-rule: e2e-first' <<<"$headers" || fail "non-streaming: rule header missing: $headers"
+grep -qi '^x-signalbox-rule: e2e-first' <<<"$headers" || fail "non-streaming: rule header missing: $headers"
 grep -q '"choices"' "$work/chat.json" || fail "non-streaming: no choices"
 log "ok: non-streaming completion (rule e2e-first)"
 
@@ -76,7 +76,7 @@ grep -q '"usage"' "$work/stream.txt" || fail "streaming: no usage chunk"
 log "ok: streaming completion"
 
 curl -fsS "$base/metrics" >"$work/metrics.txt" || fail "/metrics"
-grep -q '^switchyard_requests_total{rule="e2e-first"' "$work/metrics.txt" || fail "/metrics has no request counted"
+grep -q '^signalbox_requests_total{rule="e2e-first"' "$work/metrics.txt" || fail "/metrics has no request counted"
 log "ok: /metrics"
 
 uid=$(docker exec "$name" sh -c 'id -u')
@@ -89,7 +89,7 @@ write_rules e2e-second anthropic/claude-3.5-sonnet
 reloaded=false
 for _ in $(seq 1 40); do
   curl -fsS -D "$work/reload-headers.txt" -o /dev/null "$base/v1/chat/completions" -H 'content-type: application/json' -d "$body" || true
-  if grep -qi '^x-switchyard-rule: e2e-second' "$work/reload-headers.txt"; then
+  if grep -qi '^x-signalbox-rule: e2e-second' "$work/reload-headers.txt"; then
     reloaded=true; break
   fi
   sleep 0.25

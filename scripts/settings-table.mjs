@@ -12,7 +12,7 @@ const rows = [
   '| Environment | Config file key | Default | Unit | Why this default |',
   '| --- | --- | --- | --- | --- |',
   ...SETTINGS.map((s) => `| \`${s.env}\` | \`${s.path}\` | \`${show(s.default)}\` | ${cell(s.unit)} | ${cell(s.reason)} |`),
-  '| `CONFIG_FILE` | — | `./config/switchyard.yaml` | path | the optional YAML file with the settings above; a missing default file is fine, a missing file named here is an error |',
+  '| `CONFIG_FILE` | — | `./config/signalbox.yaml` | path | the optional YAML file with the settings above; a missing default file is fine, a missing file named here is an error |',
 ];
 const table = rows.join('\n');
 if (process.argv.includes('--write')) {

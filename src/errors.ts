@@ -1,5 +1,5 @@
 /**
- * Every error Switchyard raises has a class, a stable `code`, an HTTP status and an OpenAI error
+ * Every error Signalbox raises has a class, a stable `code`, an HTTP status and an OpenAI error
  * `type`. `toOpenAIError` (src/server/error-envelope.ts) is the one place they become a response.
  */
 
@@ -13,7 +13,7 @@ export type OpenAIErrorType =
   | 'server_error'
   | 'timeout_error';
 
-export class SwitchyardError extends Error {
+export class SignalboxError extends Error {
   readonly code: string;
   readonly status: number;
   readonly type: OpenAIErrorType;
@@ -27,25 +27,25 @@ export class SwitchyardError extends Error {
   }
 }
 
-export class InvalidJsonError extends SwitchyardError {
+export class InvalidJsonError extends SignalboxError {
   constructor(detail: string) {
     super(`Request body is not valid JSON: ${detail}`, 'invalid_json', 400, 'invalid_request_error');
   }
 }
 
-export class InvalidRequestError extends SwitchyardError {
+export class InvalidRequestError extends SignalboxError {
   constructor(message: string, code = 'invalid_request') {
     super(message, code, 400, 'invalid_request_error');
   }
 }
 
-export class BodyTooLargeError extends SwitchyardError {
+export class BodyTooLargeError extends SignalboxError {
   constructor(limitBytes: number) {
     super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error');
   }
 }
 
-export class UnsupportedMediaTypeError extends SwitchyardError {
+export class UnsupportedMediaTypeError extends SignalboxError {
   constructor(contentType: string | undefined) {
     super(
       `Unsupported content type ${contentType ? JSON.stringify(contentType) : '(none)'}: send application/json`,
@@ -54,25 +54,25 @@ export class UnsupportedMediaTypeError extends SwitchyardError {
   }
 }
 
-export class UnauthorizedError extends SwitchyardError {
+export class UnauthorizedError extends SignalboxError {
   constructor() {
-    super('Missing or invalid API key for this Switchyard proxy', 'invalid_api_key', 401, 'authentication_error');
+    super('Missing or invalid API key for this Signalbox proxy', 'invalid_api_key', 401, 'authentication_error');
   }
 }
 
-export class RouteNotFoundError extends SwitchyardError {
+export class RouteNotFoundError extends SignalboxError {
   constructor(method: string, path: string) {
     super(`No route for ${method} ${path}`, 'not_found', 404, 'not_found_error');
   }
 }
 
-export class ShuttingDownError extends SwitchyardError {
+export class ShuttingDownError extends SignalboxError {
   constructor() {
-    super('Switchyard is shutting down; retry on another instance', 'shutting_down', 503, 'server_error');
+    super('Signalbox is shutting down; retry on another instance', 'shutting_down', 503, 'server_error');
   }
 }
 
-export class UpstreamUnreachableError extends SwitchyardError {
+export class UpstreamUnreachableError extends SignalboxError {
   constructor(detail: string, options?: ErrorOptions) {
     super(`Upstream unreachable: ${detail}`, 'upstream_unreachable', 502, 'server_error', options);
   }
@@ -80,7 +80,7 @@ export class UpstreamUnreachableError extends SwitchyardError {
 
 export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'first_token' | 'idle';
 
-export class UpstreamTimeoutError extends SwitchyardError {
+export class UpstreamTimeoutError extends SignalboxError {
   readonly phase: UpstreamTimeoutPhase;
   constructor(phase: UpstreamTimeoutPhase, timeoutMs: number, options?: ErrorOptions) {
     const what = phase === 'connect' ? 'connecting to'
@@ -93,7 +93,7 @@ export class UpstreamTimeoutError extends SwitchyardError {
 }
 
 /** The client went away; nothing is sent, the exchange is logged with status 499. */
-export class ClientClosedError extends SwitchyardError {
+export class ClientClosedError extends SignalboxError {
   constructor() {
     super('Client closed the connection', 'client_closed_request', 499, 'invalid_request_error');
   }
@@ -108,15 +108,15 @@ function typeForStatus(status: number): OpenAIErrorType {
 }
 
 /** A routing rule answered the request itself (`route.reject`). */
-export class RuleRejectedError extends SwitchyardError {
+export class RuleRejectedError extends SignalboxError {
   constructor(status: number, message: string) {
     super(message, 'rejected_by_rule', status, typeForStatus(status));
   }
 }
 
-export class InternalError extends SwitchyardError {
+export class InternalError extends SignalboxError {
   constructor(options?: ErrorOptions) {
-    super('Internal error in Switchyard', 'internal_error', 500, 'server_error', options);
+    super('Internal error in Signalbox', 'internal_error', 500, 'server_error', options);
   }
 }
 

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
-import { loadConfig, type SwitchyardConfig } from './config/load.js';
+import { loadConfig, type SignalboxConfig } from './config/load.js';
 import { startLiveRules, type LiveRules } from './rules/live.js';
 import { buildApp } from './server/app.js';
 import { createLogger, flushLogger } from './server/logger.js';
@@ -11,7 +11,7 @@ function isLoopback(host: string): boolean {
 }
 
 /** What the operator should know about the configuration; never a secret's value. */
-function startupSummary(config: SwitchyardConfig): Record<string, unknown> {
+function startupSummary(config: SignalboxConfig): Record<string, unknown> {
   return {
     config_file: config.config_file ?? null,
     upstream: config.upstream.base_url,
@@ -22,12 +22,12 @@ function startupSummary(config: SwitchyardConfig): Record<string, unknown> {
 }
 
 async function main(): Promise<void> {
-  let config: SwitchyardConfig;
+  let config: SignalboxConfig;
   try {
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`switchyard: ${err.message}\n`);
+      process.stderr.write(`signalbox: ${err.message}\n`);
       process.exit(1);
     }
     throw err;
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   } catch (err) {
     // Same positioned messages as a refused reload; nothing starts on a broken rules file.
     if (err instanceof ConfigError) {
-      process.stderr.write(`switchyard: ${err.message}\n`);
+      process.stderr.write(`signalbox: ${err.message}\n`);
       process.exit(1);
     }
     throw err;
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {
     logger.warn(
       { host: config.server.host },
-      'OPENROUTER_API_KEY is set, client authentication is off (SWITCHYARD_API_KEYS) and HOST is not loopback: ' +
+      'OPENROUTER_API_KEY is set, client authentication is off (SIGNALBOX_API_KEYS) and HOST is not loopback: ' +
         'anyone who can reach this port spends on your key',
     );
   }
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   logger.info(
     { ...startupSummary(config), rules_hash: rules.store.current.hash, rules: rules.store.current.rules.length, address: `http://${config.server.host}:${port}/v1` },
-    'switchyard ready',
+    'signalbox ready',
   );
 }
 

@@ -110,15 +110,15 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts Switchyard (dist/src/main.js) with `env`, its logs going to a file in the temp directory;
+ * Starts Signalbox (dist/src/main.js) with `env`, its logs going to a file in the temp directory;
  * resolves with its origin once /readyz answers 200 (a log line cannot tell: one variant runs
  * with logs off).
  */
-export async function startSwitchyard(env: Record<string, string>, cpu = 1): Promise<{ child: Child; origin: string }> {
+export async function startSignalbox(env: Record<string, string>, cpu = 1): Promise<{ child: Child; origin: string }> {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   // BENCH_LOG_FILE=/dev/null takes the filesystem out of a measurement.
-  const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `switchyard-bench-${port}.log`);
+  const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `signalbox-bench-${port}.log`);
   const { child: started } = await startNode('dist/src/main.js', { env: { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, outputFile: logFile, cpu });
   // The log of a benchmark run is large and of no use afterwards.
   const child: Child = {
@@ -138,7 +138,7 @@ export async function startSwitchyard(env: Record<string, string>, cpu = 1): Pro
     }
     if (Date.now() > deadline || child.process.exitCode !== null) {
       await child.stop();
-      throw new Error('switchyard did not become ready');
+      throw new Error('signalbox did not become ready');
     }
     await new Promise((r) => setTimeout(r, 50));
   }

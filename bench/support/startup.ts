@@ -11,7 +11,7 @@ export interface ColdStart {
 }
 
 /**
- * Cold start as a user sees it: the time from spawning Switchyard (`env` as startSwitchyard's)
+ * Cold start as a user sees it: the time from spawning Signalbox (`env` as startSignalbox's)
  * until a chat completion through it has come back 200, polled every millisecond or so (a refused
  * connection costs less than that on loopback). Then its idle RSS, before any other traffic.
  */
@@ -31,7 +31,7 @@ export async function coldStart(env: Record<string, string>, request: { path: st
       } catch {
         // not listening yet
       }
-      if (process.hrtime.bigint() > deadline || child.process.exitCode !== null) throw new Error('switchyard did not answer within 15 s of its start');
+      if (process.hrtime.bigint() > deadline || child.process.exitCode !== null) throw new Error('signalbox did not answer within 15 s of its start');
       await new Promise((r) => setTimeout(r, 1));
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;

@@ -1,8 +1,8 @@
 /**
- * The `switchyard` command line (entry point: switchyard.ts).
+ * The `signalbox` command line (entry point: signalbox.ts).
  *
- * switchyard check [rules.yaml]           validate a rules file (exit 1 with positioned errors)
- * switchyard test <cases.yaml> [--rules rules.yaml]
+ * signalbox check [rules.yaml]           validate a rules file (exit 1 with positioned errors)
+ * signalbox test <cases.yaml> [--rules rules.yaml]
  *                                          run rule unit tests (exit 1 when a case fails)
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
  */
@@ -13,8 +13,8 @@ import { parseCases, runCases } from '../rules/cases.js';
 import { loadRulesFile } from '../rules/loader.js';
 
 const USAGE = `usage:
-  switchyard check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
-  switchyard test <cases.yaml> [--rules rules.yaml]  run rule unit tests against a rules file
+  signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
+  signalbox test <cases.yaml> [--rules rules.yaml]  run rule unit tests against a rules file
 `;
 
 export interface CliIo {
@@ -38,7 +38,7 @@ export function runCli(argv: readonly string[], io: CliIo): number {
         io.out(USAGE);
         return 0;
       default:
-        io.err(command ? `switchyard: unknown command "${command}"\n${USAGE}` : USAGE);
+        io.err(command ? `signalbox: unknown command "${command}"\n${USAGE}` : USAGE);
         return 2;
     }
   } catch (err) {

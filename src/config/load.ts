@@ -9,7 +9,7 @@ import { YamlSource, pointerToPath } from './yaml-source.js';
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The validated, frozen server configuration. Keys mirror the config file. */
-export interface SwitchyardConfig {
+export interface SignalboxConfig {
   readonly server: {
     readonly host: string;
     readonly port: number;
@@ -154,7 +154,7 @@ export interface LoadConfigOptions {
  * Defaults <- config file (optional) <- environment, validated once. Throws a ConfigError that
  * lists every problem, each naming where the bad value came from (file:line:col or the variable).
  */
-export function loadConfig(options: LoadConfigOptions = {}): SwitchyardConfig {
+export function loadConfig(options: LoadConfigOptions = {}): SignalboxConfig {
   const env = options.env ?? process.env;
   const readFile = options.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
   const problems: string[] = [];
@@ -213,7 +213,7 @@ export function loadConfig(options: LoadConfigOptions = {}): SwitchyardConfig {
   if (problems.length > 0) throw new ConfigError('invalid configuration', problems);
 
   merged.config_file = fileRead ? configFile : undefined;
-  return deepFreeze(merged) as unknown as SwitchyardConfig;
+  return deepFreeze(merged) as unknown as SignalboxConfig;
 }
 
 function nonEmpty(v: string | undefined): string | undefined {
@@ -282,7 +282,7 @@ function semanticProblems(config: Json, origin: Map<string, string>): string[] {
   if (clientKeys.length > 0 && apiKey === undefined) {
     problems.push(
       `${origin.get('client_auth.keys') ?? 'client_auth.keys'}: client_auth.keys needs a server-side key (OPENROUTER_API_KEY): ` +
-        'clients then present Switchyard keys, which must never be forwarded upstream',
+        'clients then present Signalbox keys, which must never be forwarded upstream',
     );
   }
   return problems;

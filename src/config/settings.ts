@@ -117,7 +117,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'long enough for a provider to recover from an overload, short enough to notice it did: then one request probes the model before it takes traffic again',
   },
   {
-    path: 'client_auth.keys', env: 'SWITCHYARD_API_KEYS', type: 'string[]', default: [], unit: 'comma-separated secrets', secret: true,
+    path: 'client_auth.keys', env: 'SIGNALBOX_API_KEYS', type: 'string[]', default: [], unit: 'comma-separated secrets', secret: true,
     reason: 'empty means clients are not authenticated; when set, clients must send one of these as their bearer token, and it is never forwarded',
   },
   {
@@ -170,5 +170,5 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
 ] satisfies SettingSpec[]);
 
 /** The config file is optional; this is where it is looked for when CONFIG_FILE is not set. */
-export const DEFAULT_CONFIG_FILE = './config/switchyard.yaml';
+export const DEFAULT_CONFIG_FILE = './config/signalbox.yaml';
 export const CONFIG_FILE_ENV = 'CONFIG_FILE';

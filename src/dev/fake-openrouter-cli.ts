@@ -1,7 +1,7 @@
 /**
  * Runs the fake OpenRouter by hand: `npm run fake-openrouter` (FAKE_OPENROUTER_PORT, default 8081;
  * FAKE_OPENROUTER_QUIET=1 neither prints nor keeps requests, for benchmarks).
- * Point Switchyard at it with OPENROUTER_BASE_URL=http://127.0.0.1:8081/api/v1.
+ * Point Signalbox at it with OPENROUTER_BASE_URL=http://127.0.0.1:8081/api/v1.
  * Inject a fault per request with a header, e.g. `x-fake-fault: {"type":"status","status":429}`.
  */
 import { FakeOpenRouter } from './fake-openrouter.js';

@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo, Socket } from 'node:net';
 
 /**
- * A fake OpenRouter for tests, benchmarks and trying Switchyard by hand. It answers like the real
+ * A fake OpenRouter for tests, benchmarks and trying Signalbox by hand. It answers like the real
  * API (https://openrouter.ai/docs/api-reference): chat completions as JSON or as SSE with
  * `: OPENROUTER PROCESSING` comments, a final chunk that carries `usage` with `cost` next to a
  * non-empty `choices`, `[DONE]`; OpenRouter's error bodies; mid-stream errors; and injectable
@@ -182,7 +182,7 @@ export class FakeOpenRouter extends EventEmitter {
     return (this.server.address() as AddressInfo).port;
   }
 
-  /** The URL to give Switchyard as OPENROUTER_BASE_URL. */
+  /** The URL to give Signalbox as OPENROUTER_BASE_URL. */
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}${this.options.basePath}`;
   }

@@ -1,18 +1,18 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { SwitchyardConfig } from '../config/load.js';
+import type { SignalboxConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules/store.js';
 import { ModelLabels } from './labels.js';
 import { FastCounter, FastHistogram } from './series.js';
 
 /**
- * Switchyard's Prometheus metrics (documented, with PromQL, in docs/metrics.md). One registry per
+ * Signalbox's Prometheus metrics (documented, with PromQL, in docs/metrics.md). One registry per
  * app, so that several apps (tests) never share counters. `model` labels mean the model that
  * served the request when the upstream said so, else the model routed to.
  */
 
 /** What one finished exchange reports; filled by the exchange plugin from its Exchange. */
 export interface ExchangeRecord {
-  /** A chat request that went through the rules (counted in switchyard_rule_matches_total). */
+  /** A chat request that went through the rules (counted in signalbox_rule_matches_total). */
   readonly routed: boolean;
   readonly rule: string;
   readonly requestedModel: string | undefined;
@@ -32,7 +32,7 @@ export interface ExchangeRecord {
 
 export type StreamErrorKind = 'upstream_inband' | 'upstream_cut' | 'idle_timeout' | 'shutdown';
 
-export class SwitchyardMetrics {
+export class SignalboxMetrics {
   readonly registry = new Registry();
   readonly labels: ModelLabels;
   private readonly requests: FastCounter;
@@ -53,7 +53,7 @@ export class SwitchyardMetrics {
   private readonly rulesInfo: Gauge<'hash'>;
   readonly activeStreams: Gauge;
 
-  constructor(config: SwitchyardConfig['metrics'], inflight: () => number, coolingModels: () => number = () => 0) {
+  constructor(config: SignalboxConfig['metrics'], inflight: () => number, coolingModels: () => number = () => 0) {
     const registers = [this.registry];
     this.labels = new ModelLabels(config.models, config.max_served_models);
     collectDefaultMetrics({ register: this.registry });
@@ -65,49 +65,49 @@ export class SwitchyardMetrics {
     }
     const r = this.registry;
     // Per-request series: label values positional, in the order of the label names given here.
-    this.requests = new FastCounter(r, 'switchyard_requests_total', 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
+    this.requests = new FastCounter(r, 'signalbox_requests_total', 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
       ['rule', 'requested_model', 'model', 'status', 'stream']);
-    this.duration = new FastHistogram(r, 'switchyard_request_duration_seconds', 'Time from request arrival to the last response byte',
+    this.duration = new FastHistogram(r, 'signalbox_request_duration_seconds', 'Time from request arrival to the last response byte',
       ['rule', 'model', 'stream'], config.duration_buckets_seconds);
-    this.ttft = new FastHistogram(r, 'switchyard_time_to_first_token_seconds', 'Time from request arrival to the first streamed event carrying content or a tool call',
+    this.ttft = new FastHistogram(r, 'signalbox_time_to_first_token_seconds', 'Time from request arrival to the first streamed event carrying content or a tool call',
       ['rule', 'model'], config.ttft_buckets_seconds);
-    this.overhead = new FastHistogram(r, 'switchyard_overhead_seconds', 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
+    this.overhead = new FastHistogram(r, 'signalbox_overhead_seconds', 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
       [], config.overhead_buckets_seconds);
-    this.upstreamRequests = new FastCounter(r, 'switchyard_upstream_requests_total', 'Upstream attempts, by model and HTTP status (or error code when there was no response)',
+    this.upstreamRequests = new FastCounter(r, 'signalbox_upstream_requests_total', 'Upstream attempts, by model and HTTP status (or error code when there was no response)',
       ['model', 'status']);
-    this.tokens = new FastCounter(r, 'switchyard_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
+    this.tokens = new FastCounter(r, 'signalbox_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
       ['model', 'type']);
-    this.cost = new FastCounter(r, 'switchyard_cost_usd_total', 'Cost in USD reported by the upstream (usage.cost), by rule and model', ['rule', 'model']);
-    this.substitutions = new FastCounter(r, 'switchyard_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
+    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD reported by the upstream (usage.cost), by rule and model', ['rule', 'model']);
+    this.substitutions = new FastCounter(r, 'signalbox_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
       ['routed_model', 'served_model']);
-    this.streamErrors = new FastCounter(r, 'switchyard_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
-    this.clientDisconnects = new FastCounter(r, 'switchyard_client_disconnects_total', 'Clients that went away before their response was complete', []);
-    this.ruleMatches = new FastCounter(r, 'switchyard_rule_matches_total', 'Chat requests decided by each rule (none: no rule matched)', ['rule']);
-    this.cooldowns = new FastCounter(r, 'switchyard_model_cooldowns_total', 'Cooldowns started: a model that kept failing is skipped for a while', ['model']);
+    this.streamErrors = new FastCounter(r, 'signalbox_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
+    this.clientDisconnects = new FastCounter(r, 'signalbox_client_disconnects_total', 'Clients that went away before their response was complete', []);
+    this.ruleMatches = new FastCounter(r, 'signalbox_rule_matches_total', 'Chat requests decided by each rule (none: no rule matched)', ['rule']);
+    this.cooldowns = new FastCounter(r, 'signalbox_model_cooldowns_total', 'Cooldowns started: a model that kept failing is skipped for a while', ['model']);
     new Gauge({
-      name: 'switchyard_models_in_cooldown', help: 'Models being skipped (cooling down, or waiting for the probe that ends it)', registers: [r],
+      name: 'signalbox_models_in_cooldown', help: 'Models being skipped (cooling down, or waiting for the probe that ends it)', registers: [r],
       collect() {
         this.set(coolingModels());
       },
     });
-    this.fallbacks = new FastCounter(r, 'switchyard_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
+    this.fallbacks = new FastCounter(r, 'signalbox_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
       ['from', 'to', 'reason']);
     this.reloads = new Counter({
-      name: 'switchyard_rules_reloads_total', help: 'Rules reload attempts, by result (success, unchanged, failure)', labelNames: ['result'], registers,
+      name: 'signalbox_rules_reloads_total', help: 'Rules reload attempts, by result (success, unchanged, failure)', labelNames: ['result'], registers,
     });
     this.lastReload = new Gauge({
-      name: 'switchyard_rules_last_reload_timestamp_seconds', help: 'Unix time of the last successful rules load', registers,
+      name: 'signalbox_rules_last_reload_timestamp_seconds', help: 'Unix time of the last successful rules load', registers,
     });
     this.rulesInfo = new Gauge({
-      name: 'switchyard_rules_info', help: 'The rules in force: 1 for the hash of the current rules file', labelNames: ['hash'], registers,
+      name: 'signalbox_rules_info', help: 'The rules in force: 1 for the hash of the current rules file', labelNames: ['hash'], registers,
     });
     new Gauge({
-      name: 'switchyard_inflight_requests', help: 'Requests waiting on or streaming from the upstream', registers,
+      name: 'signalbox_inflight_requests', help: 'Requests waiting on or streaming from the upstream', registers,
       collect() {
         this.set(inflight());
       },
     });
-    this.activeStreams = new Gauge({ name: 'switchyard_active_streams', help: 'SSE responses being relayed', registers });
+    this.activeStreams = new Gauge({ name: 'signalbox_active_streams', help: 'SSE responses being relayed', registers });
   }
 
   /** The rules in force changed (startup or a reload). */

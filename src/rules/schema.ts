@@ -43,7 +43,7 @@ const actionProperties = {
 };
 
 export const RULES_SCHEMA = {
-  $id: 'switchyard-rules',
+  $id: 'signalbox-rules',
   type: 'object',
   additionalProperties: false,
   required: ['version', 'rules'],

@@ -1,8 +1,8 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { SwitchyardConfig } from '../config/load.js';
+import type { SignalboxConfig } from '../config/load.js';
 import { InternalError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
-import { SwitchyardMetrics } from '../metrics/metrics.js';
+import { SignalboxMetrics } from '../metrics/metrics.js';
 import { emptyRuleSet } from '../rules/loader.js';
 import { RulesStore, type ReloadEvent } from '../rules/store.js';
 import { UpstreamClient } from '../upstream/client.js';
@@ -18,23 +18,23 @@ import { healthRoutes } from './routes/health.js';
 import { passthroughRoutes } from './routes/passthrough.js';
 
 export interface AppOptions {
-  readonly config: SwitchyardConfig;
+  readonly config: SignalboxConfig;
   readonly logger: Logger;
   /** The routing rules in force (the hot-reload store); no rules when absent: all forwarded unchanged. */
   readonly rules?: RulesSource;
   readonly lifecycle?: Lifecycle;
 }
 
-export interface SwitchyardApp {
+export interface SignalboxApp {
   readonly app: FastifyInstance;
   readonly lifecycle: Lifecycle;
   readonly upstream: UpstreamClient;
   /** Undefined when metrics are disabled. */
-  readonly metrics: SwitchyardMetrics | undefined;
+  readonly metrics: SignalboxMetrics | undefined;
 }
 
 /** Builds the Fastify application; `listen` is the caller's. */
-export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
+export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   const { config } = options;
   const lifecycle = options.lifecycle ?? new Lifecycle();
   const upstream = new UpstreamClient({
@@ -46,7 +46,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
   });
   const rules = options.rules ?? { current: emptyRuleSet() };
   // Created before the metrics that count it; the callback reads them when a cooldown starts.
-  let metrics: SwitchyardMetrics | undefined;
+  let metrics: SignalboxMetrics | undefined;
   const cooldowns = new ModelCooldowns(
     { failures: config.cooldown.failures, windowMs: config.cooldown.window_ms, durationMs: config.cooldown.duration_ms },
     (model) => {
@@ -55,7 +55,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     },
   );
   if (config.metrics.enabled) {
-    metrics = new SwitchyardMetrics(config.metrics, () => lifecycle.inflightCount, () => Object.keys(cooldowns.cooling()).length);
+    metrics = new SignalboxMetrics(config.metrics, () => lifecycle.inflightCount, () => Object.keys(cooldowns.cooling()).length);
   }
   let onReload: ((event: ReloadEvent) => void) | undefined;
   if (metrics) {
@@ -99,7 +99,7 @@ export async function buildApp(options: AppOptions): Promise<SwitchyardApp> {
     genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    // Closing keeps in-flight responses (streams) alive; draining is Switchyard's to manage:
+    // Closing keeps in-flight responses (streams) alive; draining is Signalbox's to manage:
     // requests that arrive meanwhile get the OpenAI envelope from the v1 gate below, not
     // Fastify's plain 503, and probes keep answering.
     forceCloseConnections: 'idle',

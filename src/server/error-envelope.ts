@@ -1,6 +1,6 @@
 import {
   BodyTooLargeError, InternalError, InvalidJsonError, InvalidRequestError, RouteNotFoundError,
-  SwitchyardError, UnsupportedMediaTypeError,
+  SignalboxError, UnsupportedMediaTypeError,
 } from '../errors.js';
 
 /** OpenAI's error envelope, which every OpenAI SDK knows how to read. */
@@ -9,13 +9,13 @@ export interface OpenAIErrorBody {
 }
 
 /**
- * The one place an error becomes what the client sees. Errors that are not Switchyard's own
- * (Fastify's body parsing, anything unexpected) are first mapped to a Switchyard class; anything
+ * The one place an error becomes what the client sees. Errors that are not Signalbox's own
+ * (Fastify's body parsing, anything unexpected) are first mapped to a Signalbox class; anything
  * unknown is a 500 whose message hides the details (they go to the log, not to the client).
  */
 /** `contentType`: the request's, for a 415 message that says what was sent. */
-export function toSwitchyardError(err: unknown, contentType?: string): SwitchyardError {
-  if (err instanceof SwitchyardError) return err;
+export function toSignalboxError(err: unknown, contentType?: string): SignalboxError {
+  if (err instanceof SignalboxError) return err;
   const e = err as { code?: string; statusCode?: number; message?: string } | null;
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -35,7 +35,7 @@ export function toSwitchyardError(err: unknown, contentType?: string): Switchyar
   return new InternalError({ cause: err });
 }
 
-export function toOpenAIError(err: unknown, contentType?: string): { status: number; body: OpenAIErrorBody; error: SwitchyardError } {
-  const error = toSwitchyardError(err, contentType);
+export function toOpenAIError(err: unknown, contentType?: string): { status: number; body: OpenAIErrorBody; error: SignalboxError } {
+  const error = toSignalboxError(err, contentType);
   return { status: error.status, body: { error: { message: error.message, type: error.type, code: error.code } }, error };
 }

@@ -1,4 +1,4 @@
-import type { SwitchyardError } from '../errors.js';
+import type { SignalboxError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { JsonObject } from '../rules/decision.js';
 import type { UpstreamAbort } from '../upstream/abort.js';
@@ -36,7 +36,7 @@ export class Exchange {
   /** What the response tap read from the upstream response. */
   facts: ResponseFacts | undefined = undefined;
   /** The proxy's own error, when there was one (also mid-stream). */
-  error: SwitchyardError | undefined = undefined;
+  error: SignalboxError | undefined = undefined;
   streamErrorKind: StreamErrorKind | undefined = undefined;
   /** The client went away before its response was complete. */
   clientClosed = false;
@@ -45,7 +45,7 @@ export class Exchange {
   /** Aborts the upstream call; created only when there is one. */
   upstreamAbort: UpstreamAbort | undefined = undefined;
   /** Set while the upstream body is being relayed: ends it with a final error (shutdown). */
-  terminateRelay: ((error: SwitchyardError) => void) | undefined = undefined;
+  terminateRelay: ((error: SignalboxError) => void) | undefined = undefined;
   /** Nanoseconds spent inside the proxy, not waiting on upstream (see markUpstreamSent / markHeadWritten). */
   private proxyNs = 0n;
   private upstreamHeadersAt: bigint | undefined = undefined;
@@ -113,7 +113,7 @@ export class Exchange {
    * Ends this exchange on the proxy's initiative (shutdown grace elapsed): a relay in progress
    * gets a final error event, a request still waiting for upstream headers is aborted.
    */
-  terminate(error: SwitchyardError): void {
+  terminate(error: SignalboxError): void {
     if (this.terminateRelay) this.terminateRelay(error);
     else this.upstreamAbort?.abort(error);
   }

@@ -1,4 +1,4 @@
-import type { SwitchyardError } from '../errors.js';
+import type { SignalboxError } from '../errors.js';
 import type { Exchange } from './exchange.js';
 
 export type LifecycleState = 'starting' | 'ready' | 'draining';
@@ -58,7 +58,7 @@ export class Lifecycle {
   }
 
   /** Ends every exchange still in flight. */
-  terminateAll(error: SwitchyardError): number {
+  terminateAll(error: SignalboxError): number {
     const remaining = [...this.inflight];
     for (const exchange of remaining) exchange.terminate(error);
     return remaining.length;

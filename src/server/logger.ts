@@ -3,13 +3,13 @@ import type { LogLevel } from '../config/load.js';
 import { TimedBatch } from './timed-batch.js';
 
 /**
- * Keys whose values never reach a log line, wherever a logged object carries them. Switchyard never
+ * Keys whose values never reach a log line, wherever a logged object carries them. Signalbox never
  * logs headers or config secrets on purpose; this is the second line of defence for a stray object
  * (an error's cause, a debug dump).
  */
 const SECRET_KEYS = new Set([
   'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key',
-  'api_key', 'apikey', 'keys', 'openrouter_api_key', 'switchyard_api_keys', 'password', 'token',
+  'api_key', 'apikey', 'keys', 'openrouter_api_key', 'signalbox_api_keys', 'password', 'token',
 ]);
 const CENSOR = '[redacted]';
 
@@ -73,7 +73,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   return pino(
     {
       level,
-      base: { service: 'switchyard' },
+      base: { service: 'signalbox' },
       serializers: SERIALIZERS,
       // pino's default epoch-milliseconds `time`: formatting an ISO date on every line costs more
       // than the rest of the timestamp handling together, and log shippers read either.

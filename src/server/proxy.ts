@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ClientClosedError, ShuttingDownError, SwitchyardError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
-import type { StreamErrorKind, SwitchyardMetrics } from '../metrics/metrics.js';
+import { ClientClosedError, ShuttingDownError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
+import type { StreamErrorKind, SignalboxMetrics } from '../metrics/metrics.js';
 import { UpstreamAbort } from '../upstream/abort.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
@@ -15,7 +15,7 @@ export interface ProxyDeps {
   readonly upstream: UpstreamClient;
   readonly lifecycle: Lifecycle;
   readonly headerOptions: Omit<UpstreamHeaderOptions, 'requestId'>;
-  readonly metrics: SwitchyardMetrics | undefined;
+  readonly metrics: SignalboxMetrics | undefined;
   /** The global retry policy of chat requests. */
   readonly retry: RetryPolicy;
   readonly cooldowns: ModelCooldowns;
@@ -87,7 +87,7 @@ function pause(ms: number, abort: UpstreamAbort, reply: FastifyReply): Promise<b
   return new Promise((resolve, reject) => {
     const onAbort = (): void => {
       clearTimeout(timer);
-      if (abort.reason instanceof SwitchyardError) {
+      if (abort.reason instanceof SignalboxError) {
         reject(abort.reason);
         return;
       }
@@ -151,7 +151,7 @@ function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, sign
 /** Headers that make every proxy and client treat an SSE response as a live stream. */
 const SSE_HEADERS = { 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const;
 
-function streamErrorKind(error: SwitchyardError): StreamErrorKind {
+function streamErrorKind(error: SignalboxError): StreamErrorKind {
   if (error instanceof ShuttingDownError) return 'shutdown';
   if (error instanceof UpstreamTimeoutError) return 'idle_timeout';
   return 'upstream_cut';
@@ -184,8 +184,8 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       const models = plan ? modelsForAttempt(plan.models, position, cooldowns) : undefined;
       const model = models ? models[0] : exchange.routedModel;
       exchange.routedModel = model;
-      reply.header('x-switchyard-attempts', String(attempt));
-      if (model !== undefined && plan) reply.header('x-switchyard-model', headerSafe(model));
+      reply.header('x-signalbox-attempts', String(attempt));
+      if (model !== undefined && plan) reply.header('x-signalbox-model', headerSafe(model));
       position = plan && model !== undefined ? Math.min(plan.models.indexOf(model) + 1, plan.models.length - 1) : 0;
       const nextModel = plan ? plan.models[position] : model;
       /** Counts a retry to the next model and waits for it; false when the client left meanwhile. */
@@ -223,7 +223,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         } else {
           res.body.destroy();
           if (abort.aborted) {
-            if (abort.reason instanceof SwitchyardError) throw abort.reason;
+            if (abort.reason instanceof SignalboxError) throw abort.reason;
             reply.hijack();
             return;
           }
@@ -262,7 +262,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     // Headers set earlier in the Fastify lifecycle (x-request-id, routing headers) go out too.
     const preset = reply.getHeaders();
     for (const name in preset) outHeaders[name] ??= preset[name];
-    outHeaders['x-switchyard-overhead-ms'] = exchange.proxyMsNow().toFixed(3);
+    outHeaders['x-signalbox-overhead-ms'] = exchange.proxyMsNow().toFixed(3);
 
     const res = reply.raw;
     try {
@@ -286,7 +286,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     const relay = relayBody(res, upstreamRes.body, {
       sse,
       initial: held,
-      eventId: `gen-switchyard-${request.id}`,
+      eventId: `gen-signalbox-${request.id}`,
       model: exchange.routedModel,
       mapError: (err) => deps.upstream.mapError(err, abort),
       onChunk: (chunk) => {

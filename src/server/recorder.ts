@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import type { SwitchyardMetrics } from '../metrics/metrics.js';
+import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { NO_RULE } from '../rules/decision.js';
 import type { Exchange } from './exchange.js';
 import { writeLine } from './logger.js';
@@ -23,7 +23,7 @@ interface Finished {
 }
 
 export interface ExchangeRecorderOptions {
-  readonly metrics: SwitchyardMetrics | undefined;
+  readonly metrics: SignalboxMetrics | undefined;
   /** Put the last user message's text on the log line (otherwise only its hash). */
   readonly logPrompts: boolean;
 }
@@ -38,7 +38,7 @@ export interface ExchangeRecorderOptions {
  * Nothing is lost or late where it matters: a scrape of /metrics and the app's close flush first.
  */
 export class ExchangeRecorder {
-  private readonly metrics: SwitchyardMetrics | undefined;
+  private readonly metrics: SignalboxMetrics | undefined;
   private readonly logPrompts: boolean;
   private readonly batch: TimedBatch<Finished>;
 
@@ -65,7 +65,7 @@ export class ExchangeRecorder {
     }
   }
 
-  private meter(metrics: SwitchyardMetrics, x: Exchange): void {
+  private meter(metrics: SignalboxMetrics, x: Exchange): void {
     const served = x.facts?.model;
     metrics.exchangeFinished({
       routed: x.kind === 'chat',

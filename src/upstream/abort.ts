@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 
 /**
- * Aborts one upstream call: the client left (no reason), or the proxy ended it (a SwitchyardError
+ * Aborts one upstream call: the client left (no reason), or the proxy ended it (a SignalboxError
  * reason, e.g. shutdown). Shaped as the signal undici accepts besides an AbortSignal: an
  * EventEmitter with `aborted` and `reason` that emits 'abort' (lib/api/api-request.js,
  * lib/api/abort-signal.js).

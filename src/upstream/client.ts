@@ -1,7 +1,7 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamAbort } from './abort.js';
 import {
-  ClientClosedError, SwitchyardError, UpstreamTimeoutError, UpstreamUnreachableError,
+  ClientClosedError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
 
 export interface UpstreamClientOptions {
@@ -74,11 +74,11 @@ export class UpstreamClient {
   }
 
   /** Maps an undici or socket error to the proxy's own error classes. */
-  mapError(err: unknown, signal?: UpstreamAbort): SwitchyardError {
-    if (err instanceof SwitchyardError) return err;
-    // An abort with a Switchyard error as its reason is the proxy's own (shutdown); any other
+  mapError(err: unknown, signal?: UpstreamAbort): SignalboxError {
+    if (err instanceof SignalboxError) return err;
+    // An abort with a Signalbox error as its reason is the proxy's own (shutdown); any other
     // abort means the client went away.
-    if (signal?.aborted) return signal.reason instanceof SwitchyardError ? signal.reason : new ClientClosedError();
+    if (signal?.aborted) return signal.reason instanceof SignalboxError ? signal.reason : new ClientClosedError();
     const code = (err as { code?: string } | null)?.code;
     switch (code) {
       case 'UND_ERR_CONNECT_TIMEOUT':

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
  *
  * Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message, so a proxy must
  * drop them and any header the `Connection` header names. `host` and `content-length` belong to
- * the new message and are recomputed by the HTTP client. Cookies never cross: Switchyard is not
+ * the new message and are recomputed by the HTTP client. Cookies never cross: Signalbox is not
  * the origin of either side's session.
  */
 const HOP_BY_HOP = [

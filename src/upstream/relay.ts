@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { SwitchyardError } from '../errors.js';
+import type { SignalboxError } from '../errors.js';
 import { sseErrorEvent } from './sse.js';
 
 export type RelayOutcome = 'complete' | 'client_closed' | 'upstream_error' | 'terminated';
@@ -13,7 +13,7 @@ export interface RelayOptions {
   /** Completion id and model for a final SSE error event. */
   readonly eventId: string;
   readonly model: string | undefined;
-  readonly mapError: (err: unknown) => SwitchyardError;
+  readonly mapError: (err: unknown) => SignalboxError;
   /** Called for every chunk, in order, after the client socket has been handed it (and before onSettled). */
   readonly onChunk: (chunk: Buffer) => void;
   /**
@@ -21,14 +21,14 @@ export interface RelayOptions {
    * response's 'close' event (and so the request log line and metrics) comes on a later tick and
    * sees what this callback recorded. `error` is the proxy's reason for ending it early.
    */
-  readonly onSettled: (outcome: RelayOutcome, error: SwitchyardError | undefined) => void;
+  readonly onSettled: (outcome: RelayOutcome, error: SignalboxError | undefined) => void;
 }
 
 export interface RelayHandle {
   /** Resolves when the relay is over. */
   readonly done: Promise<RelayOutcome>;
   /** Ends the relay now with a final error (shutdown grace elapsed). */
-  terminate(error: SwitchyardError): void;
+  terminate(error: SignalboxError): void;
 }
 
 /**
@@ -54,7 +54,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
     untapped.length = 0;
   };
 
-  const finish = (outcome: RelayOutcome, error?: SwitchyardError): void => {
+  const finish = (outcome: RelayOutcome, error?: SignalboxError): void => {
     if (settled) return;
     settled = true;
     tapPending();
@@ -66,7 +66,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   };
 
   /** Ends the client's response because of `error`, as clearly as the format allows. */
-  const endWithError = (outcome: RelayOutcome, error: SwitchyardError): void => {
+  const endWithError = (outcome: RelayOutcome, error: SignalboxError): void => {
     if (options.sse && !res.destroyed) {
       res.end(sseErrorEvent({ id: options.eventId, model: options.model, code: error.code, message: error.message }, tail));
     } else {
@@ -127,7 +127,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
 
   return {
     done,
-    terminate(error: SwitchyardError): void {
+    terminate(error: SignalboxError): void {
       if (settled) return;
       body.off('data', onData);
       body.destroy();

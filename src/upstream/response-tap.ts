@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 
 /**
- * Reads the facts Switchyard records (served model, provider, usage and cost, time to first
+ * Reads the facts Signalbox records (served model, provider, usage and cost, time to first
  * token, finish reason, in-band errors) from a response while its bytes go to the client
  * untouched. The tap only ever reads copies of what the relay already wrote: it never delays,
  * holds or changes a byte.

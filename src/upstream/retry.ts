@@ -1,4 +1,4 @@
-import type { SwitchyardError } from '../errors.js';
+import type { SignalboxError } from '../errors.js';
 
 /**
  * When the proxy tries again: before the first byte reached the client, on a retryable status or
@@ -47,7 +47,7 @@ export function isRetryableStatus(policy: RetryPolicy, status: number, headers: 
 }
 
 /** Network failures worth another attempt: nothing was answered (refused, reset, timed out before headers). */
-export function isRetryableError(policy: RetryPolicy, error: SwitchyardError): boolean {
+export function isRetryableError(policy: RetryPolicy, error: SignalboxError): boolean {
   return policy.onNetworkErrors && (error.code === 'upstream_unreachable' || error.code === 'upstream_timeout');
 }
 

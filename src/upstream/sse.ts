@@ -34,7 +34,7 @@ export function sseErrorEvent(fields: SseErrorEventFields, tail: Buffer | undefi
     object: 'chat.completion.chunk',
     created: Math.floor(Date.now() / 1000),
     model: fields.model ?? 'unknown',
-    provider: 'switchyard',
+    provider: 'signalbox',
     error: { code: fields.code, message: fields.message },
     choices: [{ index: 0, delta: { content: '' }, finish_reason: 'error', native_finish_reason: 'error' }],
   };

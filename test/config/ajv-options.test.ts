@@ -5,7 +5,7 @@ import { buildSchema } from '../../src/config/load.js';
 import { CASES_SCHEMA } from '../../src/rules/cases.js';
 import { RULES_SCHEMA } from '../../src/rules/schema.js';
 
-// Switchyard's Ajv instances skip the meta-schema check at start (AJV_STARTUP_OPTIONS); it is made here.
+// Signalbox's Ajv instances skip the meta-schema check at start (AJV_STARTUP_OPTIONS); it is made here.
 for (const [name, schema] of [['config', buildSchema()], ['rules', RULES_SCHEMA], ['cases', CASES_SCHEMA]] as const) {
   test(`the ${name} schema is a valid JSON Schema`, () => {
     const ajv = new Ajv({ strict: true, allowUnionTypes: true });

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { loadConfig, type SwitchyardConfig } from '../../src/config/load.js';
+import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, SETTINGS } from '../../src/config/settings.js';
 import { ConfigError } from '../../src/errors.js';
 
-const FILE = 'test-switchyard.yaml';
+const FILE = 'test-signalbox.yaml';
 
 interface Loaded {
-  readonly config: SwitchyardConfig;
+  readonly config: SignalboxConfig;
   /** Every path loadConfig asked to read. */
   readonly reads: string[];
 }
@@ -29,7 +29,7 @@ function load(env: Record<string, string> = {}, files: Record<string, string> = 
 }
 
 /** `FILE` with `yaml` in it, chosen by CONFIG_FILE. */
-function loadFile(yaml: string, env: Record<string, string> = {}): SwitchyardConfig {
+function loadFile(yaml: string, env: Record<string, string> = {}): SignalboxConfig {
   return load({ [CONFIG_FILE_ENV]: FILE, ...env }, { [FILE]: yaml }).config;
 }
 
@@ -97,19 +97,19 @@ test('each environment variable overrides its default', () => {
     HOST: '0.0.0.0',
     OPENROUTER_BASE_URL: 'http://localhost:9999/api/v1',
     OPENROUTER_API_KEY: 'sk-or-env',
-    RULES_FILE: '/etc/switchyard/rules.yaml',
+    RULES_FILE: '/etc/signalbox/rules.yaml',
     LOG_LEVEL: 'debug',
   });
   assert.equal(config.server.port, 9090);
   assert.equal(config.server.host, '0.0.0.0');
   assert.equal(config.upstream.base_url, 'http://localhost:9999/api/v1');
   assert.equal(config.upstream.api_key, 'sk-or-env');
-  assert.equal(config.rules_file, '/etc/switchyard/rules.yaml');
+  assert.equal(config.rules_file, '/etc/signalbox/rules.yaml');
   assert.equal(config.log.level, 'debug');
 });
 
-test('SWITCHYARD_API_KEYS is a comma-separated list', () => {
-  const { config } = load({ OPENROUTER_API_KEY: 'sk-or-env', SWITCHYARD_API_KEYS: ' sy-a , sy-b,,' });
+test('SIGNALBOX_API_KEYS is a comma-separated list', () => {
+  const { config } = load({ OPENROUTER_API_KEY: 'sk-or-env', SIGNALBOX_API_KEYS: ' sy-a , sy-b,,' });
   assert.deepEqual(config.client_auth.keys, ['sy-a', 'sy-b']);
 });
 
@@ -130,10 +130,10 @@ test('an empty environment value counts as unset', () => {
 });
 
 test('CONFIG_FILE picks the file that is read', () => {
-  const { config, reads } = load({ [CONFIG_FILE_ENV]: '/etc/switchyard/custom.yaml' }, { '/etc/switchyard/custom.yaml': 'server:\n  port: 7123\n' });
-  assert.deepEqual(reads, ['/etc/switchyard/custom.yaml']);
+  const { config, reads } = load({ [CONFIG_FILE_ENV]: '/etc/signalbox/custom.yaml' }, { '/etc/signalbox/custom.yaml': 'server:\n  port: 7123\n' });
+  assert.deepEqual(reads, ['/etc/signalbox/custom.yaml']);
   assert.equal(config.server.port, 7123);
-  assert.equal(config.config_file, '/etc/switchyard/custom.yaml');
+  assert.equal(config.config_file, '/etc/signalbox/custom.yaml');
 });
 
 test('the default file is read when CONFIG_FILE is not set', () => {
@@ -150,9 +150,9 @@ test('a missing default file is fine', () => {
 });
 
 test('a missing explicit CONFIG_FILE is an error', () => {
-  const err = configError(() => load({ [CONFIG_FILE_ENV]: '/nowhere/switchyard.yaml' }));
+  const err = configError(() => load({ [CONFIG_FILE_ENV]: '/nowhere/signalbox.yaml' }));
   assert.equal(err.problems.length, 1);
-  const problem = problemAt(err, `${CONFIG_FILE_ENV}=/nowhere/switchyard.yaml`);
+  const problem = problemAt(err, `${CONFIG_FILE_ENV}=/nowhere/signalbox.yaml`);
   assert.match(problem, /ENOENT/);
 });
 
@@ -181,16 +181,16 @@ test('a duplicate key is an error at the second occurrence', () => {
   assert.match(problemAt(err, `${FILE}:${positionOf(yaml, 'port', true)}:`), /unique/i);
 });
 
-test('SWITCHYARD_API_KEYS without OPENROUTER_API_KEY is an error that does not show the keys', () => {
-  const err = configError(() => load({ SWITCHYARD_API_KEYS: 'sy-TOPSECRET-1' }));
+test('SIGNALBOX_API_KEYS without OPENROUTER_API_KEY is an error that does not show the keys', () => {
+  const err = configError(() => load({ SIGNALBOX_API_KEYS: 'sy-TOPSECRET-1' }));
   assert.equal(err.problems.length, 1, JSON.stringify(err.problems));
-  assert.match(problemAt(err, 'SWITCHYARD_API_KEYS'), /OPENROUTER_API_KEY/);
+  assert.match(problemAt(err, 'SIGNALBOX_API_KEYS'), /OPENROUTER_API_KEY/);
   assert.equal(err.message.includes('TOPSECRET'), false, err.message);
 });
 
 test('a secret never appears in an error message', () => {
   const err = configError(() =>
-    load({ OPENROUTER_API_KEY: 'sk-or-TOPSECRET-2', SWITCHYARD_API_KEYS: 'sy-TOPSECRET-3', PORT: 'abc', LOG_LEVEL: 'loud' }),
+    load({ OPENROUTER_API_KEY: 'sk-or-TOPSECRET-2', SIGNALBOX_API_KEYS: 'sy-TOPSECRET-3', PORT: 'abc', LOG_LEVEL: 'loud' }),
   );
   assert.equal(err.problems.length, 2, JSON.stringify(err.problems));
   assert.equal(err.message.includes('TOPSECRET'), false, err.message);
@@ -203,7 +203,7 @@ test('a secret in the config file is not shown when it is invalid', () => {
   assert.equal(err.message.includes('987654321987'), false, err.message);
 });
 
-test("the repository's config/switchyard.yaml loads and shows the defaults", () => {
+test("the repository's config/signalbox.yaml loads and shows the defaults", () => {
   const config = loadConfig({ env: {}, readFile: (p) => readFileSync(p, 'utf8') });
   assert.equal(config.config_file, DEFAULT_CONFIG_FILE);
   assert.deepEqual({ ...config, config_file: undefined }, load().config);

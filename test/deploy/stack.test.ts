@@ -14,12 +14,12 @@ interface Dashboard {
   panels: { title: string; targets: { expr: string }[] }[];
 }
 
-test('every metric the Grafana dashboard queries is one Switchyard exports', async (t) => {
-  const dashboard = JSON.parse(readFileSync('config/grafana/dashboards/switchyard.json', 'utf8')) as Dashboard;
+test('every metric the Grafana dashboard queries is one Signalbox exports', async (t) => {
+  const dashboard = JSON.parse(readFileSync('config/grafana/dashboards/signalbox.json', 'utf8')) as Dashboard;
   const used = new Set<string>();
   for (const panel of dashboard.panels) {
     assert.ok(panel.targets.length > 0, `panel "${panel.title}" has queries`);
-    for (const target of panel.targets) for (const m of target.expr.matchAll(/\bswitchyard_[a-z0-9_]+/g)) used.add(m[0]);
+    for (const target of panel.targets) for (const m of target.expr.matchAll(/\bsignalbox_[a-z0-9_]+/g)) used.add(m[0]);
   }
   assert.ok(used.size >= 10, `the dashboard uses ${used.size} metrics`);
 
@@ -27,18 +27,18 @@ test('every metric the Grafana dashboard queries is one Switchyard exports', asy
   t.after(() => h.close());
   const scrape = await (await fetch(`${h.url}/metrics`)).text();
   const exported = new Map<string, string>();
-  for (const m of scrape.matchAll(/^# TYPE (switchyard_[a-z0-9_]+) (\w+)$/gm)) exported.set(m[1]!, m[2]!);
+  for (const m of scrape.matchAll(/^# TYPE (signalbox_[a-z0-9_]+) (\w+)$/gm)) exported.set(m[1]!, m[2]!);
   for (const name of used) {
     const base = name.replace(/_(bucket|sum|count)$/, '');
     const ok = exported.has(name) || (base !== name && exported.get(base) === 'histogram');
-    assert.ok(ok, `the dashboard queries ${name}, which Switchyard does not export`);
+    assert.ok(ok, `the dashboard queries ${name}, which Signalbox does not export`);
   }
 });
 
 test('the dashboard covers what the issue asks: requests and errors per rule, spend, TTFT and latency per model, fallbacks, reloads', () => {
-  const text = readFileSync('config/grafana/dashboards/switchyard.json', 'utf8');
-  for (const needle of ['switchyard_requests_total', 'status=~\\"5..\\"', 'switchyard_cost_usd_total', 'switchyard_time_to_first_token_seconds_bucket',
-    'switchyard_request_duration_seconds_bucket', 'switchyard_fallbacks_total', 'switchyard_rules_reloads_total']) {
+  const text = readFileSync('config/grafana/dashboards/signalbox.json', 'utf8');
+  for (const needle of ['signalbox_requests_total', 'status=~\\"5..\\"', 'signalbox_cost_usd_total', 'signalbox_time_to_first_token_seconds_bucket',
+    'signalbox_request_duration_seconds_bucket', 'signalbox_fallbacks_total', 'signalbox_rules_reloads_total']) {
     assert.ok(text.includes(needle), `dashboard mentions ${needle}`);
   }
 });

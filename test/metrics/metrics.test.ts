@@ -109,7 +109,7 @@ async function scrape(url: string): Promise<Scrape> {
   return new Scrape(await res.text());
 }
 
-/** Label set of switchyard_requests_total, in prom-client's labelNames order. */
+/** Label set of signalbox_requests_total, in prom-client's labelNames order. */
 function requestLabels(rule: string, requested: string, model: string, status: number, stream: boolean): Record<string, string> {
   return { rule, requested_model: requested, model, status: String(status), stream: String(stream) };
 }
@@ -254,68 +254,68 @@ async function knownSequence(h: Harness): Promise<void> {
   for (const rec of h.fake.received) assert.ok(rec.usage, `request ${rec.seq} reported usage`);
 }
 
-test('switchyard_requests_total counts each request under its rule, requested model, model, status and stream', EVENT_TEST, async (t) => {
+test('signalbox_requests_total counts each request under its rule, requested model, model, status and stream', EVENT_TEST, async (t) => {
   const h = await harness(t);
   await knownSequence(h);
   const s = await scrape(h.url);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('code', FAST, SMART, 200, true)), 2);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', 'other', FAST, 200, true)), 1);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('code', FAST, SMART, 200, false)), 1);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', FAST, FAST, 200, false)), 1);
-  assert.equal(s.series('switchyard_requests_total').length, 4);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('code', FAST, SMART, 200, true)), 2);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', 'other', FAST, 200, true)), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('code', FAST, SMART, 200, false)), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', FAST, FAST, 200, false)), 1);
+  assert.equal(s.series('signalbox_requests_total').length, 4);
 });
 
-test('switchyard_rule_matches_total and switchyard_upstream_requests_total count the known sequence', EVENT_TEST, async (t) => {
+test('signalbox_rule_matches_total and signalbox_upstream_requests_total count the known sequence', EVENT_TEST, async (t) => {
   const h = await harness(t);
   await knownSequence(h);
   const s = await scrape(h.url);
-  assert.deepEqual(s.labelSets('switchyard_rule_matches_total'), sorted([{ rule: 'code' }, { rule: 'default' }]));
-  assert.equal(s.value('switchyard_rule_matches_total', { rule: 'code' }), 3);
-  assert.equal(s.value('switchyard_rule_matches_total', { rule: 'default' }), 2);
-  assert.deepEqual(s.labelSets('switchyard_upstream_requests_total'), sorted([{ model: SMART, status: '200' }, { model: FAST, status: '200' }]));
-  assert.equal(s.value('switchyard_upstream_requests_total', { model: SMART, status: '200' }), 3);
-  assert.equal(s.value('switchyard_upstream_requests_total', { model: FAST, status: '200' }), 2);
+  assert.deepEqual(s.labelSets('signalbox_rule_matches_total'), sorted([{ rule: 'code' }, { rule: 'default' }]));
+  assert.equal(s.value('signalbox_rule_matches_total', { rule: 'code' }), 3);
+  assert.equal(s.value('signalbox_rule_matches_total', { rule: 'default' }), 2);
+  assert.deepEqual(s.labelSets('signalbox_upstream_requests_total'), sorted([{ model: SMART, status: '200' }, { model: FAST, status: '200' }]));
+  assert.equal(s.value('signalbox_upstream_requests_total', { model: SMART, status: '200' }), 3);
+  assert.equal(s.value('signalbox_upstream_requests_total', { model: FAST, status: '200' }), 2);
 });
 
-test('switchyard_tokens_total and switchyard_cost_usd_total equal the usage the upstream reported', EVENT_TEST, async (t) => {
+test('signalbox_tokens_total and signalbox_cost_usd_total equal the usage the upstream reported', EVENT_TEST, async (t) => {
   const h = await harness(t);
   await knownSequence(h);
   const s = await scrape(h.url);
   for (const model of [SMART, FAST]) {
     const usages = h.fake.received.filter((r) => servedBy(r) === model).map((r) => r.usage!);
-    assert.equal(s.value('switchyard_tokens_total', { model, type: 'prompt' }), sum(usages.map((u) => u.prompt_tokens)));
-    assert.equal(s.value('switchyard_tokens_total', { model, type: 'completion' }), sum(usages.map((u) => u.completion_tokens)));
+    assert.equal(s.value('signalbox_tokens_total', { model, type: 'prompt' }), sum(usages.map((u) => u.prompt_tokens)));
+    assert.equal(s.value('signalbox_tokens_total', { model, type: 'completion' }), sum(usages.map((u) => u.completion_tokens)));
     // The fake reports no reasoning or cached tokens: those series must not appear.
-    assert.equal(s.value('switchyard_tokens_total', { model, type: 'reasoning' }), undefined);
-    assert.equal(s.value('switchyard_tokens_total', { model, type: 'cached' }), undefined);
+    assert.equal(s.value('signalbox_tokens_total', { model, type: 'reasoning' }), undefined);
+    assert.equal(s.value('signalbox_tokens_total', { model, type: 'cached' }), undefined);
     const rule = model === SMART ? 'code' : 'default';
-    const cost = s.value('switchyard_cost_usd_total', { rule, model });
+    const cost = s.value('signalbox_cost_usd_total', { rule, model });
     const expected = sum(usages.map((u) => u.cost));
     assert.ok(expected > 0);
     assert.ok(cost !== undefined && Math.abs(cost - expected) < 1e-12, `cost ${cost} for ${rule}/${model}, expected ${expected}`);
   }
-  assert.equal(s.series('switchyard_tokens_total').length, 4);
-  assert.equal(s.series('switchyard_cost_usd_total').length, 2);
+  assert.equal(s.series('signalbox_tokens_total').length, 4);
+  assert.equal(s.series('signalbox_cost_usd_total').length, 2);
 });
 
 test('duration, time-to-first-token and overhead histograms count every request (ttft: streams only)', EVENT_TEST, async (t) => {
   const h = await harness(t);
   await knownSequence(h);
   const s = await scrape(h.url);
-  const duration = 'switchyard_request_duration_seconds_count';
+  const duration = 'signalbox_request_duration_seconds_count';
   assert.equal(s.value(duration, { rule: 'code', model: SMART, stream: 'true' }), 2);
   assert.equal(s.value(duration, { rule: 'default', model: FAST, stream: 'true' }), 1);
   assert.equal(s.value(duration, { rule: 'code', model: SMART, stream: 'false' }), 1);
   assert.equal(s.value(duration, { rule: 'default', model: FAST, stream: 'false' }), 1);
   assert.equal(s.series(duration).length, 4);
-  const ttft = 'switchyard_time_to_first_token_seconds_count';
+  const ttft = 'signalbox_time_to_first_token_seconds_count';
   assert.equal(s.value(ttft, { rule: 'code', model: SMART }), 2);
   assert.equal(s.value(ttft, { rule: 'default', model: FAST }), 1);
   assert.equal(s.series(ttft).length, 2);
-  assert.equal(s.value('switchyard_overhead_seconds_count'), 5);
+  assert.equal(s.value('signalbox_overhead_seconds_count'), 5);
   // Durations are real times: positive, and the +Inf bucket holds every observation.
-  assert.ok(s.value('switchyard_request_duration_seconds_sum', { rule: 'code', model: SMART, stream: 'true' })! > 0);
-  assert.equal(s.value('switchyard_overhead_seconds_bucket', { le: '+Inf' }), 5);
+  assert.ok(s.value('signalbox_request_duration_seconds_sum', { rule: 'code', model: SMART, stream: 'true' })! > 0);
+  assert.equal(s.value('signalbox_overhead_seconds_bucket', { le: '+Inf' }), 5);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -327,14 +327,14 @@ test('upstream 429 and 503 pass-throughs are counted with their status', EVENT_T
   assert.equal((await chat(h, 'err-429', CHAT_BODY)).status, 429);
   assert.equal((await chat(h, 'err-503', CHAT_BODY)).status, 503);
   const s = await scrape(h.url);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', FAST, FAST, 429, false)), 1);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', FAST, FAST, 503, false)), 1);
-  assert.equal(s.series('switchyard_requests_total').length, 2);
-  assert.equal(s.value('switchyard_upstream_requests_total', { model: FAST, status: '429' }), 1);
-  assert.equal(s.value('switchyard_upstream_requests_total', { model: FAST, status: '503' }), 1);
-  assert.equal(s.series('switchyard_upstream_requests_total').length, 2);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', FAST, FAST, 429, false)), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', FAST, FAST, 503, false)), 1);
+  assert.equal(s.series('signalbox_requests_total').length, 2);
+  assert.equal(s.value('signalbox_upstream_requests_total', { model: FAST, status: '429' }), 1);
+  assert.equal(s.value('signalbox_upstream_requests_total', { model: FAST, status: '503' }), 1);
+  assert.equal(s.series('signalbox_upstream_requests_total').length, 2);
   // An error body reports no usage.
-  assert.equal(s.series('switchyard_tokens_total').length, 0);
+  assert.equal(s.series('signalbox_tokens_total').length, 0);
 });
 
 test('an unreachable upstream counts upstream_unreachable attempts and 502 responses', EVENT_TEST, async (t) => {
@@ -344,10 +344,10 @@ test('an unreachable upstream counts upstream_unreachable attempts and 502 respo
   assert.equal(res.status, 502);
   assert.equal((JSON.parse(res.text) as { error: { code: string } }).error.code, 'upstream_unreachable');
   const s = await scrape(h.url);
-  assert.deepEqual(s.labelSets('switchyard_upstream_requests_total'), sorted([{ model: FAST, status: 'upstream_unreachable' }]));
-  assert.equal(s.value('switchyard_upstream_requests_total', { model: FAST, status: 'upstream_unreachable' }), 1);
-  assert.deepEqual(s.labelSets('switchyard_requests_total'), sorted([requestLabels('default', FAST, FAST, 502, false)]));
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', FAST, FAST, 502, false)), 1);
+  assert.deepEqual(s.labelSets('signalbox_upstream_requests_total'), sorted([{ model: FAST, status: 'upstream_unreachable' }]));
+  assert.equal(s.value('signalbox_upstream_requests_total', { model: FAST, status: 'upstream_unreachable' }), 1);
+  assert.deepEqual(s.labelSets('signalbox_requests_total'), sorted([requestLabels('default', FAST, FAST, 502, false)]));
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', FAST, FAST, 502, false)), 1);
 });
 
 test('a client that leaves a stream after its usage chunk counts a disconnect, a 499 and that usage', EVENT_TEST, async (t) => {
@@ -363,15 +363,15 @@ test('a client that leaves a stream after its usage chunk counts a disconnect, a
   const line = await h.logs.requestLine('cancel-1');
   assert.equal(line.status, 499);
   const s = await scrape(h.url);
-  assert.equal(s.value('switchyard_client_disconnects_total'), 1);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', FAST, FAST, 499, true)), 1);
-  assert.equal(s.series('switchyard_requests_total').length, 1);
-  assert.equal(s.value('switchyard_tokens_total', { model: FAST, type: 'prompt' }), 37);
-  assert.equal(s.value('switchyard_tokens_total', { model: FAST, type: 'completion' }), 11);
-  const cost = s.value('switchyard_cost_usd_total', { rule: 'default', model: FAST });
+  assert.equal(s.value('signalbox_client_disconnects_total'), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', FAST, FAST, 499, true)), 1);
+  assert.equal(s.series('signalbox_requests_total').length, 1);
+  assert.equal(s.value('signalbox_tokens_total', { model: FAST, type: 'prompt' }), 37);
+  assert.equal(s.value('signalbox_tokens_total', { model: FAST, type: 'completion' }), 11);
+  const cost = s.value('signalbox_cost_usd_total', { rule: 'default', model: FAST });
   assert.ok(cost !== undefined && Math.abs(cost - 0.000059) < 1e-12, `cost ${cost}`);
   // A client leaving is not a stream error.
-  assert.equal(s.series('switchyard_stream_errors_total').length, 0);
+  assert.equal(s.series('signalbox_stream_errors_total').length, 0);
 });
 
 /** Sends one stream with this fault and returns the scrape after its log line. */
@@ -383,18 +383,18 @@ async function streamWithFault(t: TestContext, id: string, fault: Fault): Promis
   return scrape(h.url);
 }
 
-test('an upstream connection cut mid-stream counts switchyard_stream_errors_total{kind="upstream_cut"}', EVENT_TEST, async (t) => {
+test('an upstream connection cut mid-stream counts signalbox_stream_errors_total{kind="upstream_cut"}', EVENT_TEST, async (t) => {
   const s = await streamWithFault(t, 'cut-1', { type: 'reset-mid-stream', afterEvents: 2 });
-  assert.deepEqual(s.labelSets('switchyard_stream_errors_total'), sorted([{ kind: 'upstream_cut' }]));
-  assert.equal(s.value('switchyard_stream_errors_total', { kind: 'upstream_cut' }), 1);
-  assert.equal(s.value('switchyard_client_disconnects_total'), 0);
+  assert.deepEqual(s.labelSets('signalbox_stream_errors_total'), sorted([{ kind: 'upstream_cut' }]));
+  assert.equal(s.value('signalbox_stream_errors_total', { kind: 'upstream_cut' }), 1);
+  assert.equal(s.value('signalbox_client_disconnects_total'), 0);
 });
 
-test('an in-band upstream error mid-stream counts switchyard_stream_errors_total{kind="upstream_inband"}', EVENT_TEST, async (t) => {
+test('an in-band upstream error mid-stream counts signalbox_stream_errors_total{kind="upstream_inband"}', EVENT_TEST, async (t) => {
   const s = await streamWithFault(t, 'inband-1', { type: 'error-mid-stream', afterEvents: 2 });
-  assert.deepEqual(s.labelSets('switchyard_stream_errors_total'), sorted([{ kind: 'upstream_inband' }]));
-  assert.equal(s.value('switchyard_stream_errors_total', { kind: 'upstream_inband' }), 1);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('default', FAST, FAST, 200, true)), 1);
+  assert.deepEqual(s.labelSets('signalbox_stream_errors_total'), sorted([{ kind: 'upstream_inband' }]));
+  assert.equal(s.value('signalbox_stream_errors_total', { kind: 'upstream_inband' }), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('default', FAST, FAST, 200, true)), 1);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -408,11 +408,11 @@ test('a response served by another model than the routed one counts a substituti
   assert.equal((await chat(h, 'sub-2', { model: 'a/x', messages })).status, 200);
   assert.deepEqual(h.fake.received.map(servedBy), ['b/y', 'a/x']);
   const s = await scrape(h.url);
-  assert.deepEqual(s.labelSets('switchyard_model_substitutions_total'), sorted([{ routed_model: 'a/x', served_model: 'b/y' }]));
-  assert.equal(s.value('switchyard_model_substitutions_total', { routed_model: 'a/x', served_model: 'b/y' }), 1);
+  assert.deepEqual(s.labelSets('signalbox_model_substitutions_total'), sorted([{ routed_model: 'a/x', served_model: 'b/y' }]));
+  assert.equal(s.value('signalbox_model_substitutions_total', { routed_model: 'a/x', served_model: 'b/y' }), 1);
   // The request is labelled by the model that served it.
-  assert.equal(s.value('switchyard_requests_total', requestLabels('all', 'a/x', 'b/y', 200, false)), 1);
-  assert.equal(s.value('switchyard_requests_total', requestLabels('all', 'a/x', 'a/x', 200, false)), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('all', 'a/x', 'b/y', 200, false)), 1);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('all', 'a/x', 'a/x', 200, false)), 1);
 });
 
 test('1,000 invented model names keep the number of series and the scrape bounded', { timeout: 120_000 }, async (t) => {
@@ -429,7 +429,7 @@ test('1,000 invented model names keep the number of series and the scrape bounde
   }
   const s = await scrape(h.url);
 
-  const requests = s.series('switchyard_requests_total');
+  const requests = s.series('signalbox_requests_total');
   assert.equal(sum(requests.map((r) => r.value)), TOTAL);
   assert.deepEqual(new Set(requests.map((r) => r.labels.requested_model)), new Set(['other']));
   const models = new Set(requests.map((r) => r.labels.model));
@@ -437,33 +437,33 @@ test('1,000 invented model names keep the number of series and the scrape bounde
   assert.equal(models.size, MAX_SERVED + 1);
   assert.ok(models.has('other'));
   assert.equal(requests.length, MAX_SERVED + 1);
-  assert.equal(s.series('switchyard_upstream_requests_total').length, MAX_SERVED + 1);
+  assert.equal(s.series('signalbox_upstream_requests_total').length, MAX_SERVED + 1);
 
   // Bound on the scrape. With M = MAX_SERVED + 1 model label values, one rule, one status and
-  // non-streaming requests, the switchyard_* sample lines are at most:
+  // non-streaming requests, the signalbox_* sample lines are at most:
   //   requests_total M + upstream_requests_total M + tokens_total 2M (prompt, completion)
   //   + cost_usd_total M + duration histogram M * (buckets + 3: +Inf, _sum, _count)
   //   + overhead histogram (buckets + 3) + rule_matches 1 + rules_info 1 + last_reload 1
   //   + inflight 1 + active_streams 1 + client_disconnects 1 + models_in_cooldown 1,
-  // plus a # HELP and a # TYPE line for each of the 19 switchyard metrics. Every other line is
+  // plus a # HELP and a # TYPE line for each of the 19 signalbox metrics. Every other line is
   // a Node/process default metric, which no request can multiply: we allow what the scrape had
   // before the traffic, plus 200 lines for the series the runtime may add meanwhile (GC kinds,
   // heap spaces). Labelling by raw model name would instead give more than 1,000 * 20 lines.
   const M = MAX_SERVED + 1;
   const durationBuckets = h.config.metrics.duration_buckets_seconds.length;
   const overheadBuckets = h.config.metrics.overhead_buckets_seconds.length;
-  const switchyardBound = M + M + 2 * M + M + M * (durationBuckets + 3) + (overheadBuckets + 3) + 7 + 2 * 19;
-  const isSwitchyard = (line: string): boolean => /^(# (HELP|TYPE) )?switchyard_/.test(line);
-  const switchyardLines = s.lines.filter(isSwitchyard).length;
-  assert.ok(switchyardLines <= switchyardBound, `${switchyardLines} switchyard lines > bound ${switchyardBound}`);
-  const bound = switchyardBound + before.lines.filter((l) => !isSwitchyard(l)).length + 200;
+  const signalboxBound = M + M + 2 * M + M + M * (durationBuckets + 3) + (overheadBuckets + 3) + 7 + 2 * 19;
+  const isSignalbox = (line: string): boolean => /^(# (HELP|TYPE) )?signalbox_/.test(line);
+  const signalboxLines = s.lines.filter(isSignalbox).length;
+  assert.ok(signalboxLines <= signalboxBound, `${signalboxLines} signalbox lines > bound ${signalboxBound}`);
+  const bound = signalboxBound + before.lines.filter((l) => !isSignalbox(l)).length + 200;
   assert.ok(s.lines.length < bound, `${s.lines.length} scrape lines, bound ${bound}`);
 });
 
 // ---------------------------------------------------------------------------------------------
 // Rules
 
-test('switchyard_rules_info carries the hash of the rules in force', EVENT_TEST, async (t) => {
+test('signalbox_rules_info carries the hash of the rules in force', EVENT_TEST, async (t) => {
   const h = await harness(t);
   const hash = compileRules(RULES, 'any-name.yaml').hash;
   const explain = await fetch(`${h.url}/v1/routing/explain`, {
@@ -471,8 +471,8 @@ test('switchyard_rules_info carries the hash of the rules in force', EVENT_TEST,
   });
   assert.equal(((await explain.json()) as { rules_hash: string }).rules_hash, hash);
   const s = await scrape(h.url);
-  assert.deepEqual(s.labelSets('switchyard_rules_info'), sorted([{ hash }]));
-  assert.equal(s.value('switchyard_rules_info', { hash }), 1);
+  assert.deepEqual(s.labelSets('signalbox_rules_info'), sorted([{ hash }]));
+  assert.equal(s.value('signalbox_rules_info', { hash }), 1);
 });
 
 const RULES_V1 = `version: 1\nrules:\n  - name: first\n    route: { model: ${FAST} }\n`;
@@ -496,7 +496,7 @@ async function clockPast(seconds: number): Promise<void> {
   while (Date.now() / 1000 <= seconds) await nextTurn();
 }
 
-const LAST_RELOAD = 'switchyard_rules_last_reload_timestamp_seconds';
+const LAST_RELOAD = 'signalbox_rules_last_reload_timestamp_seconds';
 
 test('a successful reload counts success, moves rules_info to the new hash and advances the reload time', EVENT_TEST, async (t) => {
   const file = { text: RULES_V1 };
@@ -504,8 +504,8 @@ test('a successful reload counts success, moves rules_info to the new hash and a
   const before = await scrape(url);
   const oldHash = compileRules(RULES_V1, 'x').hash;
   const newHash = compileRules(RULES_V2, 'x').hash;
-  assert.deepEqual(before.labelSets('switchyard_rules_info'), sorted([{ hash: oldHash }]));
-  assert.equal(before.series('switchyard_rules_reloads_total').length, 0);
+  assert.deepEqual(before.labelSets('signalbox_rules_info'), sorted([{ hash: oldHash }]));
+  assert.equal(before.series('signalbox_rules_reloads_total').length, 0);
   const startedAt = before.value(LAST_RELOAD)!;
   assert.ok(Math.abs(startedAt - Date.now() / 1000) < 60, `startup reload time ${startedAt}`);
   await clockPast(startedAt);
@@ -514,10 +514,10 @@ test('a successful reload counts success, moves rules_info to the new hash and a
   assert.equal(store.reload('test').result, 'success');
 
   const after = await scrape(url);
-  assert.deepEqual(after.labelSets('switchyard_rules_reloads_total'), sorted([{ result: 'success' }]));
-  assert.equal(after.value('switchyard_rules_reloads_total', { result: 'success' }), 1);
-  assert.deepEqual(after.labelSets('switchyard_rules_info'), sorted([{ hash: newHash }]));
-  assert.equal(after.value('switchyard_rules_info', { hash: newHash }), 1);
+  assert.deepEqual(after.labelSets('signalbox_rules_reloads_total'), sorted([{ result: 'success' }]));
+  assert.equal(after.value('signalbox_rules_reloads_total', { result: 'success' }), 1);
+  assert.deepEqual(after.labelSets('signalbox_rules_info'), sorted([{ hash: newHash }]));
+  assert.equal(after.value('signalbox_rules_info', { hash: newHash }), 1);
   assert.ok(after.value(LAST_RELOAD)! > startedAt, `${after.value(LAST_RELOAD)} > ${startedAt}`);
 });
 
@@ -531,9 +531,9 @@ test('a failed reload counts failure and leaves rules_info and the reload time u
   assert.equal(store.reload('test').result, 'failure');
 
   const after = await scrape(url);
-  assert.deepEqual(after.labelSets('switchyard_rules_reloads_total'), sorted([{ result: 'failure' }]));
-  assert.equal(after.value('switchyard_rules_reloads_total', { result: 'failure' }), 1);
-  assert.deepEqual(after.labelSets('switchyard_rules_info'), sorted([{ hash: compileRules(RULES_V1, 'x').hash }]));
+  assert.deepEqual(after.labelSets('signalbox_rules_reloads_total'), sorted([{ result: 'failure' }]));
+  assert.equal(after.value('signalbox_rules_reloads_total', { result: 'failure' }), 1);
+  assert.deepEqual(after.labelSets('signalbox_rules_info'), sorted([{ hash: compileRules(RULES_V1, 'x').hash }]));
   assert.equal(after.value(LAST_RELOAD), before.value(LAST_RELOAD));
 });
 
@@ -542,31 +542,31 @@ test('a reload of the same content counts unchanged and leaves rules_info as it 
   const { url, store } = await startWithStore(t, file);
   assert.equal(store.reload('test').result, 'unchanged');
   const s = await scrape(url);
-  assert.deepEqual(s.labelSets('switchyard_rules_reloads_total'), sorted([{ result: 'unchanged' }]));
-  assert.equal(s.value('switchyard_rules_reloads_total', { result: 'unchanged' }), 1);
-  assert.deepEqual(s.labelSets('switchyard_rules_info'), sorted([{ hash: compileRules(RULES_V1, 'x').hash }]));
+  assert.deepEqual(s.labelSets('signalbox_rules_reloads_total'), sorted([{ result: 'unchanged' }]));
+  assert.equal(s.value('signalbox_rules_reloads_total', { result: 'unchanged' }), 1);
+  assert.deepEqual(s.labelSets('signalbox_rules_info'), sorted([{ hash: compileRules(RULES_V1, 'x').hash }]));
 });
 
 // ---------------------------------------------------------------------------------------------
 // Gauges
 
-test('an open stream shows in switchyard_active_streams and switchyard_inflight_requests until it ends', EVENT_TEST, async (t) => {
+test('an open stream shows in signalbox_active_streams and signalbox_inflight_requests until it ends', EVENT_TEST, async (t) => {
   const h = await harness(t);
   const idle = await scrape(h.url);
-  assert.equal(idle.value('switchyard_active_streams'), 0);
-  assert.equal(idle.value('switchyard_inflight_requests'), 0);
+  assert.equal(idle.value('signalbox_active_streams'), 0);
+  assert.equal(idle.value('signalbox_inflight_requests'), 0);
   const { manual, client } = await openManualStream(h, 'gauge-1');
 
   const open = await scrape(h.url);
-  assert.equal(open.value('switchyard_active_streams'), 1);
-  assert.equal(open.value('switchyard_inflight_requests'), 1);
+  assert.equal(open.value('signalbox_active_streams'), 1);
+  assert.equal(open.value('signalbox_inflight_requests'), 1);
 
   await manual.end('data: [DONE]\n\n');
   await client.ended;
   await h.logs.requestLine('gauge-1');
   const closed = await scrape(h.url);
-  assert.equal(closed.value('switchyard_active_streams'), 0);
-  assert.equal(closed.value('switchyard_inflight_requests'), 0);
+  assert.equal(closed.value('signalbox_active_streams'), 0);
+  assert.equal(closed.value('signalbox_inflight_requests'), 0);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -585,7 +585,7 @@ async function mixedTraffic(t: TestContext): Promise<Scrape> {
   assert.equal(await manual.request.outcome, 'aborted');
   await h.logs.requestLine('mix-leave');
   const s = await scrape(h.url);
-  assert.equal(s.value('switchyard_client_disconnects_total'), 1);
+  assert.equal(s.value('signalbox_client_disconnects_total'), 1);
   return s;
 }
 
@@ -623,21 +623,21 @@ test('promtool check metrics accepts the scrape after mixed traffic', EVENT_TEST
   assert.equal(code, 0);
 });
 
-test('the scrape declares every switchyard metric and the Node/process defaults', EVENT_TEST, async (t) => {
+test('the scrape declares every signalbox metric and the Node/process defaults', EVENT_TEST, async (t) => {
   const s = await mixedTraffic(t);
   const names = [
-    'switchyard_requests_total', 'switchyard_request_duration_seconds', 'switchyard_time_to_first_token_seconds',
-    'switchyard_overhead_seconds', 'switchyard_upstream_requests_total', 'switchyard_tokens_total', 'switchyard_cost_usd_total',
-    'switchyard_model_substitutions_total', 'switchyard_stream_errors_total', 'switchyard_client_disconnects_total',
-    'switchyard_rule_matches_total', 'switchyard_rules_reloads_total', 'switchyard_rules_last_reload_timestamp_seconds',
-    'switchyard_rules_info', 'switchyard_inflight_requests', 'switchyard_active_streams', 'switchyard_fallbacks_total',
-    'switchyard_model_cooldowns_total', 'switchyard_models_in_cooldown',
+    'signalbox_requests_total', 'signalbox_request_duration_seconds', 'signalbox_time_to_first_token_seconds',
+    'signalbox_overhead_seconds', 'signalbox_upstream_requests_total', 'signalbox_tokens_total', 'signalbox_cost_usd_total',
+    'signalbox_model_substitutions_total', 'signalbox_stream_errors_total', 'signalbox_client_disconnects_total',
+    'signalbox_rule_matches_total', 'signalbox_rules_reloads_total', 'signalbox_rules_last_reload_timestamp_seconds',
+    'signalbox_rules_info', 'signalbox_inflight_requests', 'signalbox_active_streams', 'signalbox_fallbacks_total',
+    'signalbox_model_cooldowns_total', 'signalbox_models_in_cooldown',
     'process_cpu_seconds_total', 'nodejs_heap_size_used_bytes',
   ];
   const typed = new Set(s.lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]));
   assert.deepEqual(names.filter((n) => !typed.has(n)), []);
   // The 400 was the proxy's own answer to a body it could not parse: not a proxied exchange.
-  assert.equal(s.series('switchyard_requests_total').some((r) => r.labels.status === '400'), false);
+  assert.equal(s.series('signalbox_requests_total').some((r) => r.labels.status === '400'), false);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -658,11 +658,11 @@ test('METRICS_DURATION_BUCKETS_SECONDS sets exactly the le values of the duratio
   assert.equal((await chat(h, 'buckets-1', CHAT_BODY)).status, 200);
   assert.equal((await chat(h, 'buckets-2', STREAM_BODY, { 'x-task': 'code' })).status, 200);
   const s = await scrape(h.url);
-  const buckets = s.series('switchyard_request_duration_seconds_bucket');
+  const buckets = s.series('signalbox_request_duration_seconds_bucket');
   assert.equal(buckets.length, 2 * 4);
   for (const labels of [{ rule: 'default', model: FAST, stream: 'false' }, { rule: 'code', model: SMART, stream: 'true' }]) {
     const les = buckets.filter((b) => b.labels.rule === labels.rule).map((b) => b.labels.le);
     assert.deepEqual(les, ['0.5', '1', '2', '+Inf']);
-    assert.equal(s.value('switchyard_request_duration_seconds_bucket', { ...labels, le: '+Inf' }), 1);
+    assert.equal(s.value('signalbox_request_duration_seconds_bucket', { ...labels, le: '+Inf' }), 1);
   }
 });

@@ -210,9 +210,9 @@ test('system_prompt replace: removes system and developer messages, puts its own
 });
 
 test('headers: returned as upstreamHeaders with lower-case names, not put in the body', () => {
-  const d = decideWith({ model: 'm/a', headers: { 'X-Title': 'Switchyard', 'HTTP-Referer': 'https://example.test' } },
+  const d = decideWith({ model: 'm/a', headers: { 'X-Title': 'Signalbox', 'HTTP-Referer': 'https://example.test' } },
     { model: 'auto', messages: USER_HI });
-  assert.deepEqual(d.upstreamHeaders, { 'x-title': 'Switchyard', 'http-referer': 'https://example.test' });
+  assert.deepEqual(d.upstreamHeaders, { 'x-title': 'Signalbox', 'http-referer': 'https://example.test' });
   assert.deepEqual(d.body, { model: 'm/a', messages: USER_HI });
 });
 

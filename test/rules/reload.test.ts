@@ -36,7 +36,7 @@ function routedBy(store: RulesStore): { rule: string; model: string | undefined 
 }
 
 function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-reload-'));
+  const dir = mkdtempSync(join(tmpdir(), 'signalbox-reload-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -350,15 +350,15 @@ test('a stream in flight finishes under the rules it started with; the next requ
   await upstream.end(events.slice(20));
   const res = await streaming;
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get('x-switchyard-rule'), 'rule-a');
-  assert.equal(res.headers.get('x-switchyard-model'), 'model/a');
+  assert.equal(res.headers.get('x-signalbox-rule'), 'rule-a');
+  assert.equal(res.headers.get('x-signalbox-model'), 'model/a');
   assert.equal(await res.text(), events);
 
   const next = await post(false);
   assert.equal(next.status, 200);
   await next.arrayBuffer();
-  assert.equal(next.headers.get('x-switchyard-rule'), 'rule-b');
-  assert.equal(next.headers.get('x-switchyard-model'), 'model/b');
+  assert.equal(next.headers.get('x-signalbox-rule'), 'rule-b');
+  assert.equal(next.headers.get('x-signalbox-model'), 'model/b');
   assert.equal(fake.received.length, 2);
   assert.equal((fake.received[1]!.json as { model: string }).model, 'model/b');
 });
@@ -371,7 +371,7 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
   const dir = tempDir(t);
   const rulesFile = join(dir, 'rules.yaml');
   writeFileSync(rulesFile, rulesText('rule-a', 'model/a'));
-  const configFile = join(dir, 'switchyard.yaml');
+  const configFile = join(dir, 'signalbox.yaml');
   writeFileSync(configFile, 'log:\n  level: info\n');
   const fake = new FakeOpenRouter();
   const baseUrl = await fake.listen();
@@ -388,14 +388,14 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
     OPENROUTER_BASE_URL: baseUrl,
     OPENROUTER_API_KEY: 'sk-or-test',
   });
-  const ready = await main.waitForLog((r) => r.msg === 'switchyard ready');
+  const ready = await main.waitForLog((r) => r.msg === 'signalbox ready');
   assert.equal(ready.rules_hash, hashOf(rulesText('rule-a', 'model/a')));
   const chatUrl = `${String(ready.address)}/chat/completions`;
   const routedRule = async (): Promise<string | null> => {
     const res = await fetch(chatUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CONTEXT.body) });
     await res.arrayBuffer();
     assert.equal(res.status, 200);
-    return res.headers.get('x-switchyard-rule');
+    return res.headers.get('x-signalbox-rule');
   };
   assert.equal(await routedRule(), 'rule-a');
 
@@ -416,7 +416,7 @@ test('startup with an invalid rules file exits 1 with the positioned problem and
   const dir = tempDir(t);
   const rulesFile = join(dir, 'rules.yaml');
   writeFileSync(rulesFile, 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n');
-  const configFile = join(dir, 'switchyard.yaml');
+  const configFile = join(dir, 'signalbox.yaml');
   writeFileSync(configFile, 'log:\n  level: info\n');
 
   const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
@@ -424,5 +424,5 @@ test('startup with an invalid rules file exits 1 with the positioned problem and
   const stderr = main.stderr();
   assert.ok(stderr.includes(`${rulesFile}:4:20: unknown tier "gold" (tiers: none defined)`), stderr);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
-  assert.equal(main.logs.records.find((r) => r.msg === 'switchyard ready'), undefined);
+  assert.equal(main.logs.records.find((r) => r.msg === 'signalbox ready'), undefined);
 });

@@ -42,7 +42,7 @@ function assertNeverSent(rec: ReceivedRequest, secret: string): void {
 }
 
 const INVALID_API_KEY = {
-  error: { message: 'Missing or invalid API key for this Switchyard proxy', type: 'authentication_error', code: 'invalid_api_key' },
+  error: { message: 'Missing or invalid API key for this Signalbox proxy', type: 'authentication_error', code: 'invalid_api_key' },
 };
 
 test('server key: upstream gets the server key and never the client token on chat completions', async (t) => {
@@ -79,7 +79,7 @@ test("pass-through: without Authorization the client gets upstream's 401 and bod
   assert.equal(onlyReceived(h).headers.authorization, undefined);
 });
 
-const CLIENT_AUTH_ENV = { OPENROUTER_API_KEY: SERVER_KEY, SWITCHYARD_API_KEYS: 'sy-key-1,sy-key-2' };
+const CLIENT_AUTH_ENV = { OPENROUTER_API_KEY: SERVER_KEY, SIGNALBOX_API_KEYS: 'sy-key-1,sy-key-2' };
 
 test('client auth: no Authorization is a 401 invalid_api_key and nothing reaches upstream', async (t) => {
   const h = await harness(t, { env: CLIENT_AUTH_ENV });
@@ -120,13 +120,13 @@ const CLIENT_ATTRIBUTION = { 'http-referer': 'https://client.example', 'x-title'
 
 test('attribution: configured referer and title override the client ones', async (t) => {
   const h = await harness(t, {
-    env: { OPENROUTER_API_KEY: SERVER_KEY, OPENROUTER_HTTP_REFERER: 'https://switchyard.example', OPENROUTER_APP_TITLE: 'Switchyard Test' },
+    env: { OPENROUTER_API_KEY: SERVER_KEY, OPENROUTER_HTTP_REFERER: 'https://signalbox.example', OPENROUTER_APP_TITLE: 'Signalbox Test' },
   });
   assert.equal((await chat(h, CLIENT_ATTRIBUTION)).status, 200);
   const { headers } = onlyReceived(h);
-  assert.equal(headers['http-referer'], 'https://switchyard.example');
-  assert.equal(headers['x-title'], 'Switchyard Test');
-  assert.equal(headers['x-openrouter-title'], 'Switchyard Test');
+  assert.equal(headers['http-referer'], 'https://signalbox.example');
+  assert.equal(headers['x-title'], 'Signalbox Test');
+  assert.equal(headers['x-openrouter-title'], 'Signalbox Test');
 });
 
 test('attribution: without config the client referer and title are forwarded', async (t) => {

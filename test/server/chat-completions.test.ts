@@ -119,13 +119,13 @@ function parseSingleDataEvent(text: string): SseErrorChunk {
   return JSON.parse(text.slice('data: '.length, -2)) as SseErrorChunk;
 }
 
-/** The body is what upstream sent, then Switchyard's own final error event with `code`. */
+/** The body is what upstream sent, then Signalbox's own final error event with `code`. */
 function assertUpstreamBytesThenProxyError(body: Buffer, upstream: Buffer, code: string, reqId: string): void {
   assert.deepEqual(body.subarray(0, upstream.length), upstream, 'the events before the failure are relayed as they are');
   const event = parseSingleDataEvent(body.subarray(upstream.length).toString('utf8'));
   assert.equal(event.object, 'chat.completion.chunk');
-  assert.equal(event.id, `gen-switchyard-${reqId}`);
-  assert.equal(event.provider, 'switchyard');
+  assert.equal(event.id, `gen-signalbox-${reqId}`);
+  assert.equal(event.provider, 'signalbox');
   assert.equal(event.error.code, code);
   assert.equal(typeof event.error.message, 'string');
   assert.notEqual(event.error.message, '');

@@ -42,7 +42,7 @@ async function failPrimaryTwice(h: Harness): Promise<void> {
     h.fake.enqueue(FAIL);
     const res = await chat(h);
     assert.equal(res.status, 200);
-    assert.equal(res.headers['x-switchyard-model'], 'b/second');
+    assert.equal(res.headers['x-signalbox-model'], 'b/second');
   }
 }
 
@@ -53,16 +53,16 @@ test('a model that failed COOLDOWN_FAILURES times is skipped: the next request g
 
   const res = await chat(h);
   assert.equal(res.status, 200);
-  assert.equal(res.headers['x-switchyard-attempts'], '1');
-  assert.equal(res.headers['x-switchyard-model'], 'b/second');
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
+  assert.equal(res.headers['x-signalbox-model'], 'b/second');
   const last = h.fake.received.at(-1)!.json as { model: string; models?: string[] };
   assert.equal(last.model, 'b/second');
   assert.equal(last.models, undefined, 'the cooling model is left out of OpenRouter\'s list too');
   assert.equal(h.fake.received.length, 5, '2 x (a fails, b answers) + 1 straight to b');
 
   const scrape = await (await fetch(`${h.url}/metrics`)).text();
-  assert.ok(metric(scrape, /^switchyard_model_cooldowns_total\{model="a\/primary"\} 1$/m), scrape);
-  assert.ok(metric(scrape, /^switchyard_models_in_cooldown 1$/m));
+  assert.ok(metric(scrape, /^signalbox_model_cooldowns_total\{model="a\/primary"\} 1$/m), scrape);
+  assert.ok(metric(scrape, /^signalbox_models_in_cooldown 1$/m));
 });
 
 test('after the cooldown one request probes the model, and its success brings the model back', EVENT_TEST, async (t) => {
@@ -74,10 +74,10 @@ test('after the cooldown one request probes the model, and its success brings th
 
   const probe = await chat(h);
   assert.equal(probe.status, 200);
-  assert.equal(probe.headers['x-switchyard-model'], 'a/primary');
+  assert.equal(probe.headers['x-signalbox-model'], 'a/primary');
   assert.equal((h.fake.received.at(-1)!.json as { model: string }).model, 'a/primary');
   const scrape = await (await fetch(`${h.url}/metrics`)).text();
-  assert.ok(metric(scrape, /^switchyard_models_in_cooldown 0$/m));
+  assert.ok(metric(scrape, /^signalbox_models_in_cooldown 0$/m));
   assert.deepEqual(await cooling(h), []);
 });
 
@@ -89,10 +89,10 @@ test('a failed probe starts another cooldown at once', EVENT_TEST, async (t) => 
   h.fake.enqueue(FAIL);
   const res = await chat(h);
   assert.equal(res.status, 200, 'the probe failed, the fallback answered');
-  assert.equal(res.headers['x-switchyard-model'], 'b/second');
+  assert.equal(res.headers['x-signalbox-model'], 'b/second');
   assert.deepEqual(await cooling(h), ['a/primary']);
   const scrape = await (await fetch(`${h.url}/metrics`)).text();
-  assert.ok(metric(scrape, /^switchyard_model_cooldowns_total\{model="a\/primary"\} 2$/m));
+  assert.ok(metric(scrape, /^signalbox_model_cooldowns_total\{model="a\/primary"\} 2$/m));
 });
 
 test('when every model of the route is cooling down, the list is tried as it is', EVENT_TEST, async (t) => {

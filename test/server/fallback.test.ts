@@ -120,12 +120,12 @@ interface RetryMetrics {
   readonly upstream: Record<string, number>;
 }
 
-/** switchyard_fallbacks_total and switchyard_upstream_requests_total, from one scrape. */
+/** signalbox_fallbacks_total and signalbox_upstream_requests_total, from one scrape. */
 async function retryMetrics(h: Harness): Promise<RetryMetrics> {
   const res = await fetch(`${h.url}/metrics`);
   assert.equal(res.status, 200);
   const text = await res.text();
-  return { fallbacks: family(text, 'switchyard_fallbacks_total'), upstream: family(text, 'switchyard_upstream_requests_total') };
+  return { fallbacks: family(text, 'signalbox_fallbacks_total'), upstream: family(text, 'signalbox_upstream_requests_total') };
 }
 
 const fallback = (from: string, to: string, reason: string): string => `from=${from},to=${to},reason=${reason}`;
@@ -139,8 +139,8 @@ function arrivalTimes(h: Harness): number[] {
 }
 
 function assertAttempts(res: ChatResult, attempts: number, model: string): void {
-  assert.equal(res.headers.get('x-switchyard-attempts'), String(attempts));
-  assert.equal(res.headers.get('x-switchyard-model'), model);
+  assert.equal(res.headers.get('x-signalbox-attempts'), String(attempts));
+  assert.equal(res.headers.get('x-signalbox-model'), model);
   assert.equal(res.line.upstream_attempts, attempts);
 }
 

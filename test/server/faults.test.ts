@@ -188,10 +188,10 @@ function assertBytesThenErrorEvent(body: Buffer, sent: Buffer, id: string, code:
     id: string; object: string; model: string; provider: string; error: { code: string; message: string };
     choices: { finish_reason: string }[];
   };
-  assert.equal(event.id, `gen-switchyard-${id}`);
+  assert.equal(event.id, `gen-signalbox-${id}`);
   assert.equal(event.object, 'chat.completion.chunk');
   assert.equal(event.model, CHAT_BODY.model);
-  assert.equal(event.provider, 'switchyard');
+  assert.equal(event.provider, 'signalbox');
   assert.equal(event.error.code, code);
   assert.equal(event.choices[0]?.finish_reason, 'error');
 }
@@ -322,7 +322,7 @@ test('1. connection refused: three attempts, then 502 upstream_unreachable', EVE
 
   assertEnvelope(res, 502, 'upstream_unreachable', 'server_error', /^Upstream unreachable: ECONNREFUSED/);
   assert.equal(res.headers['x-request-id'], 'refused');
-  assert.equal(res.headers['x-switchyard-attempts'], '3');
+  assert.equal(res.headers['x-signalbox-attempts'], '3');
   assert.equal(h.fake.received.length, 0);
   const line = await requestLine(h, 'refused');
   assert.equal(line.status, 502);
@@ -330,12 +330,12 @@ test('1. connection refused: three attempts, then 502 upstream_unreachable', EVE
   assert.equal(line.error_code, 'upstream_unreachable');
   assert.equal(line.upstream_status, undefined);
   await assertMetrics(h, {
-    'switchyard_requests_total': 1,
-    'switchyard_requests_total{status="502",stream="false"}': 1,
-    'switchyard_upstream_requests_total': 3,
-    'switchyard_upstream_requests_total{status="upstream_unreachable"}': 3,
-    'switchyard_fallbacks_total': 2,
-    'switchyard_fallbacks_total{reason="upstream_unreachable"}': 2,
+    'signalbox_requests_total': 1,
+    'signalbox_requests_total{status="502",stream="false"}': 1,
+    'signalbox_upstream_requests_total': 3,
+    'signalbox_upstream_requests_total{status="upstream_unreachable"}': 3,
+    'signalbox_fallbacks_total': 2,
+    'signalbox_fallbacks_total{reason="upstream_unreachable"}': 2,
   });
 });
 
@@ -355,10 +355,10 @@ test('2. connect timeout: a peer that never completes the handshake gives 504 up
   assert.equal(line.upstream_attempts, 1);
   assert.equal(line.error_code, 'upstream_timeout');
   await assertMetrics(h, {
-    'switchyard_requests_total{status="504"}': 1,
-    'switchyard_upstream_requests_total': 1,
-    'switchyard_upstream_requests_total{status="upstream_timeout"}': 1,
-    'switchyard_fallbacks_total': 0,
+    'signalbox_requests_total{status="504"}': 1,
+    'signalbox_upstream_requests_total': 1,
+    'signalbox_upstream_requests_total{status="upstream_timeout"}': 1,
+    'signalbox_fallbacks_total': 0,
   });
 });
 
@@ -378,10 +378,10 @@ test('3. no response head within the headers timeout: 504 upstream_timeout, upst
   assert.equal(line.status, 504);
   assert.equal(line.error_code, 'upstream_timeout');
   await assertMetrics(h, {
-    'switchyard_requests_total{status="504",stream="false"}': 1,
-    'switchyard_upstream_requests_total': 1,
-    'switchyard_upstream_requests_total{status="upstream_timeout"}': 1,
-    'switchyard_stream_errors_total': 0,
+    'signalbox_requests_total{status="504",stream="false"}': 1,
+    'signalbox_upstream_requests_total': 1,
+    'signalbox_upstream_requests_total{status="upstream_timeout"}': 1,
+    'signalbox_stream_errors_total': 0,
   });
 });
 
@@ -409,11 +409,11 @@ test('4. a head, then silence past the idle timeout: the bytes, then an upstream
   assert.equal(line.error_code, 'upstream_timeout');
   assert.equal(line.client_closed, undefined);
   await assertMetrics(h, {
-    'switchyard_requests_total{status="200",stream="true"}': 1,
-    'switchyard_upstream_requests_total{status="200"}': 1,
-    'switchyard_stream_errors_total': 1,
-    'switchyard_stream_errors_total{kind="idle_timeout"}': 1,
-    'switchyard_client_disconnects_total': 0,
+    'signalbox_requests_total{status="200",stream="true"}': 1,
+    'signalbox_upstream_requests_total{status="200"}': 1,
+    'signalbox_stream_errors_total': 1,
+    'signalbox_stream_errors_total{kind="idle_timeout"}': 1,
+    'signalbox_client_disconnects_total': 0,
   });
 });
 
@@ -424,7 +424,7 @@ test('5. a reset before the head is retried: 200 from the second attempt', EVENT
   const res = await chat(h, 'reset-retried');
 
   assert.equal(res.status, 200);
-  assert.equal(res.headers['x-switchyard-attempts'], '2');
+  assert.equal(res.headers['x-signalbox-attempts'], '2');
   assert.equal(jsonOf<{ choices: { message: { content: string } }[] }>(res).choices[0]?.message.content, h.fake.options.content);
   assert.equal(h.fake.received.length, 2);
   const [first, second] = h.fake.received as [ReceivedRequest, ReceivedRequest];
@@ -436,12 +436,12 @@ test('5. a reset before the head is retried: 200 from the second attempt', EVENT
   assert.equal(line.upstream_attempts, 2);
   assert.equal(line.upstream_status, 200);
   await assertMetrics(h, {
-    'switchyard_requests_total': 1,
-    'switchyard_requests_total{status="200"}': 1,
-    'switchyard_upstream_requests_total': 2,
-    'switchyard_upstream_requests_total{status="upstream_unreachable"}': 1,
-    'switchyard_upstream_requests_total{status="200"}': 1,
-    'switchyard_fallbacks_total{reason="upstream_unreachable"}': 1,
+    'signalbox_requests_total': 1,
+    'signalbox_requests_total{status="200"}': 1,
+    'signalbox_upstream_requests_total': 2,
+    'signalbox_upstream_requests_total{status="upstream_unreachable"}': 1,
+    'signalbox_upstream_requests_total{status="200"}': 1,
+    'signalbox_fallbacks_total{reason="upstream_unreachable"}': 1,
   });
 });
 
@@ -453,7 +453,7 @@ test('6. a reset mid-stream is not retried: the bytes, then an upstream_unreacha
 
   assert.equal(res.status, 200);
   assert.equal(res.headers['content-type'], 'text/event-stream');
-  assert.equal(res.headers['x-switchyard-attempts'], '1');
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
   assert.equal(h.fake.received.length, 1);
   const rec = h.fake.received[0]!;
   // Two processing comments and two data events went out before the reset.
@@ -465,11 +465,11 @@ test('6. a reset mid-stream is not retried: the bytes, then an upstream_unreacha
   assert.equal(line.error_code, 'upstream_unreachable');
   assert.equal(line.upstream_attempts, 1);
   await assertMetrics(h, {
-    'switchyard_requests_total{status="200",stream="true"}': 1,
-    'switchyard_upstream_requests_total': 1,
-    'switchyard_fallbacks_total': 0,
-    'switchyard_stream_errors_total': 1,
-    'switchyard_stream_errors_total{kind="upstream_cut"}': 1,
+    'signalbox_requests_total{status="200",stream="true"}': 1,
+    'signalbox_upstream_requests_total': 1,
+    'signalbox_fallbacks_total': 0,
+    'signalbox_stream_errors_total': 1,
+    'signalbox_stream_errors_total{kind="upstream_cut"}': 1,
   });
 });
 
@@ -493,9 +493,9 @@ async function assertRelayedExactly(t: TestContext, id: string, pieces: readonly
   assert.equal(line.error_code, undefined);
   assert.equal(line.bytes_out, sent.length);
   await assertMetrics(h, {
-    'switchyard_requests_total': 1,
-    'switchyard_requests_total{status="200",stream="true"}': 1,
-    'switchyard_stream_errors_total': 0,
+    'signalbox_requests_total': 1,
+    'signalbox_requests_total{status="200",stream="true"}': 1,
+    'signalbox_stream_errors_total': 0,
   });
   await assertProxyStillServes(h);
   return line;
@@ -596,7 +596,7 @@ for (const form of RETRY_AFTER_FORMS) {
     const { h, res, arrivals } = await rateLimited(t, 'rate-limited', form.headers());
 
     assert.equal(res.status, 200);
-    assert.equal(res.headers['x-switchyard-attempts'], '2');
+    assert.equal(res.headers['x-signalbox-attempts'], '2');
     assert.equal(res.headers['retry-after'], undefined);
     assert.equal(h.fake.received.length, 2);
     assert.equal(arrivals.length, 2);
@@ -607,12 +607,12 @@ for (const form of RETRY_AFTER_FORMS) {
     const line = await requestLine(h, 'rate-limited');
     assert.equal(line.upstream_attempts, 2);
     await assertMetrics(h, {
-      'switchyard_requests_total{status="200"}': 1,
-      'switchyard_upstream_requests_total': 2,
-      'switchyard_upstream_requests_total{status="429"}': 1,
-      'switchyard_upstream_requests_total{status="200"}': 1,
-      'switchyard_fallbacks_total': 1,
-      'switchyard_fallbacks_total{reason="429"}': 1,
+      'signalbox_requests_total{status="200"}': 1,
+      'signalbox_upstream_requests_total': 2,
+      'signalbox_upstream_requests_total{status="429"}': 1,
+      'signalbox_upstream_requests_total{status="200"}': 1,
+      'signalbox_fallbacks_total': 1,
+      'signalbox_fallbacks_total{reason="429"}': 1,
     });
   });
 }
@@ -622,7 +622,7 @@ test('8. a 429 whose Retry-After is over the cap goes to the client at once, wit
 
   assert.equal(res.status, 429);
   assert.equal(res.headers['retry-after'], '3600');
-  assert.equal(res.headers['x-switchyard-attempts'], '1');
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
   assert.deepEqual(jsonOf(res), RATE_LIMITED);
   assert.equal(h.fake.received.length, 1);
   const line = await requestLine(h, 'over-cap');
@@ -630,10 +630,10 @@ test('8. a 429 whose Retry-After is over the cap goes to the client at once, wit
   assert.equal(line.upstream_status, 429);
   assert.equal(line.upstream_attempts, 1);
   await assertMetrics(h, {
-    'switchyard_requests_total{status="429"}': 1,
-    'switchyard_upstream_requests_total': 1,
-    'switchyard_upstream_requests_total{status="429"}': 1,
-    'switchyard_fallbacks_total': 0,
+    'signalbox_requests_total{status="429"}': 1,
+    'signalbox_upstream_requests_total': 1,
+    'signalbox_upstream_requests_total{status="429"}': 1,
+    'signalbox_fallbacks_total': 0,
   });
 });
 
@@ -646,7 +646,7 @@ for (const status of [500, 502, 503, 504]) {
     const res = await chat(h, id);
 
     assert.equal(res.status, 200);
-    assert.equal(res.headers['x-switchyard-attempts'], '2');
+    assert.equal(res.headers['x-signalbox-attempts'], '2');
     assert.equal(jsonOf<{ choices: { message: { content: string } }[] }>(res).choices[0]?.message.content, h.fake.options.content);
     assert.equal(h.fake.received.length, 2);
     assert.deepEqual(h.fake.received[1]!.body, h.fake.received[0]!.body);
@@ -654,13 +654,13 @@ for (const status of [500, 502, 503, 504]) {
     assert.equal(line.status, 200);
     assert.equal(line.upstream_attempts, 2);
     await assertMetrics(h, {
-      'switchyard_requests_total': 1,
-      'switchyard_requests_total{status="200"}': 1,
-      'switchyard_upstream_requests_total': 2,
-      [`switchyard_upstream_requests_total{status="${status}"}`]: 1,
-      'switchyard_upstream_requests_total{status="200"}': 1,
-      'switchyard_fallbacks_total': 1,
-      [`switchyard_fallbacks_total{reason="${status}"}`]: 1,
+      'signalbox_requests_total': 1,
+      'signalbox_requests_total{status="200"}': 1,
+      'signalbox_upstream_requests_total': 2,
+      [`signalbox_upstream_requests_total{status="${status}"}`]: 1,
+      'signalbox_upstream_requests_total{status="200"}': 1,
+      'signalbox_fallbacks_total': 1,
+      [`signalbox_fallbacks_total{reason="${status}"}`]: 1,
     });
   });
 }
@@ -676,17 +676,17 @@ for (const status of [400, 401, 403, 404, 422, 402]) {
     assert.equal(res.status, status);
     assert.match(String(res.headers['content-type']), /^application\/json/);
     assert.deepEqual(jsonOf(res), openRouterErrorBody(status));
-    assert.equal(res.headers['x-switchyard-attempts'], '1');
+    assert.equal(res.headers['x-signalbox-attempts'], '1');
     assert.equal(h.fake.received.length, 1);
     const line = await requestLine(h, id);
     assert.equal(line.status, status);
     assert.equal(line.upstream_status, status);
     assert.equal(line.upstream_attempts, 1);
     await assertMetrics(h, {
-      [`switchyard_requests_total{status="${status}"}`]: 1,
-      'switchyard_upstream_requests_total': 1,
-      [`switchyard_upstream_requests_total{status="${status}"}`]: 1,
-      'switchyard_fallbacks_total': 0,
+      [`signalbox_requests_total{status="${status}"}`]: 1,
+      'signalbox_upstream_requests_total': 1,
+      [`signalbox_upstream_requests_total{status="${status}"}`]: 1,
+      'signalbox_fallbacks_total': 0,
     });
   });
 }
@@ -705,17 +705,17 @@ test('10. an in-band error event is relayed as it is and counted as upstream_inb
   const sent = Buffer.concat(h.fake.received[0]!.sent);
   assert.ok(res.body.equals(sent), 'the client received exactly the bytes the upstream wrote');
   assert.match(res.body.toString('utf8'), /"error":\{"code":"server_error","message":"Provider disconnected unexpectedly"\}/);
-  assert.doesNotMatch(res.body.toString('utf8'), /switchyard/);
+  assert.doesNotMatch(res.body.toString('utf8'), /signalbox/);
   const line = await requestLine(h, 'inband');
   assert.equal(line.status, 200);
   assert.equal(line.stream_error, 'upstream_inband');
   assert.equal(line.upstream_error, 'server_error');
   assert.equal(line.error_code, undefined);
   await assertMetrics(h, {
-    'switchyard_requests_total{status="200",stream="true"}': 1,
-    'switchyard_upstream_requests_total': 1,
-    'switchyard_stream_errors_total': 1,
-    'switchyard_stream_errors_total{kind="upstream_inband"}': 1,
+    'signalbox_requests_total{status="200",stream="true"}': 1,
+    'signalbox_upstream_requests_total': 1,
+    'signalbox_stream_errors_total': 1,
+    'signalbox_stream_errors_total{kind="upstream_inband"}': 1,
   });
 });
 
@@ -756,16 +756,16 @@ async function assertLeftForGood(h: Harness, id: string, upstreamStatusLabel: st
   assert.equal(line.client_closed, true);
   assert.equal(line.upstream_attempts, 1);
   // Nothing is in flight any more: the attempt loop is over, no later retry can start.
-  await untilMetrics(h, (s) => s.value('switchyard_inflight_requests') === 0);
+  await untilMetrics(h, (s) => s.value('signalbox_inflight_requests') === 0);
   assert.equal(h.fake.received.length, 1);
   await assertMetrics(h, {
-    'switchyard_requests_total': 1,
-    'switchyard_requests_total{status="499"}': 1,
-    'switchyard_client_disconnects_total': 1,
-    'switchyard_upstream_requests_total': 1,
-    [`switchyard_upstream_requests_total{status="${upstreamStatusLabel}"}`]: 1,
-    'switchyard_fallbacks_total': fallbacks,
-    'switchyard_inflight_requests': 0,
+    'signalbox_requests_total': 1,
+    'signalbox_requests_total{status="499"}': 1,
+    'signalbox_client_disconnects_total': 1,
+    'signalbox_upstream_requests_total': 1,
+    [`signalbox_upstream_requests_total{status="${upstreamStatusLabel}"}`]: 1,
+    'signalbox_fallbacks_total': fallbacks,
+    'signalbox_inflight_requests': 0,
   });
 }
 
@@ -808,7 +808,7 @@ test('12. a client that leaves while the proxy waits to retry: the wait ends, no
   h.fake.enqueue({ type: 'status', status: 429, headers: { 'retry-after-ms': '50000' } });
   const client = leavingClient(h, 'leave-while-waiting', CHAT_BODY);
   // The fallback is counted just before the wait starts.
-  await untilMetrics(h, (s) => s.value('switchyard_fallbacks_total') === 1);
+  await untilMetrics(h, (s) => s.value('signalbox_fallbacks_total') === 1);
 
   client.leave();
 
@@ -880,11 +880,11 @@ test('14. the upstream restarts on the same port: 502 while it is down, 200 agai
   assert.equal(h.fake.received.length, 0);
   await requestLine(h, 'after-2');
   await assertMetrics(h, {
-    'switchyard_requests_total': 5,
-    'switchyard_requests_total{status="200"}': 4,
-    'switchyard_requests_total{status="502"}': 1,
-    'switchyard_upstream_requests_total': 5,
-    'switchyard_upstream_requests_total{status="200"}': 4,
-    'switchyard_upstream_requests_total{status="upstream_unreachable"}': 1,
+    'signalbox_requests_total': 5,
+    'signalbox_requests_total{status="200"}': 4,
+    'signalbox_requests_total{status="502"}': 1,
+    'signalbox_upstream_requests_total': 5,
+    'signalbox_upstream_requests_total{status="200"}': 4,
+    'signalbox_upstream_requests_total{status="upstream_unreachable"}': 1,
   });
 });

@@ -32,8 +32,8 @@ test('a stream that yields no token in time is retried on the next model, and th
   const res = await chat(h);
 
   assert.equal(res.status, 200);
-  assert.equal(res.headers['x-switchyard-attempts'], '2');
-  assert.equal(res.headers['x-switchyard-model'], 'b/second');
+  assert.equal(res.headers['x-signalbox-attempts'], '2');
+  assert.equal(res.headers['x-signalbox-model'], 'b/second');
   assert.equal(h.fake.received.length, 2);
   const [stalled, served] = h.fake.received;
   assert.equal(await stalled!.outcome, 'aborted', 'the stalled stream was abandoned upstream');
@@ -42,7 +42,7 @@ test('a stream that yields no token in time is retried on the next model, and th
   assert.deepEqual(res.body, Buffer.concat(served!.sent));
   assert.ok(res.body.toString().endsWith('data: [DONE]\n\n'));
   const metrics = await scrape(h);
-  assert.match(metrics, /^switchyard_fallbacks_total\{from="a\/primary",to="b\/second",reason="first_token_timeout"\} 1$/m);
+  assert.match(metrics, /^signalbox_fallbacks_total\{from="a\/primary",to="b\/second",reason="first_token_timeout"\} 1$/m);
 });
 
 test('a stream whose first token comes in time is relayed byte for byte, held bytes first', EVENT_TEST, async (t) => {
@@ -51,7 +51,7 @@ test('a stream whose first token comes in time is relayed byte for byte, held by
   const res = await chat(h);
 
   assert.equal(res.status, 200);
-  assert.equal(res.headers['x-switchyard-attempts'], '1');
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
   assert.equal(h.fake.received.length, 1);
   assert.deepEqual(res.body, Buffer.concat(h.fake.received[0]!.sent));
   const line = await h.logs.waitFor((r) => r.msg === 'request' && r.path === '/v1/chat/completions');
@@ -92,6 +92,6 @@ test('non-streaming requests are not held: the first-token timeout applies to st
     body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'Say hello' }] }),
   });
   assert.equal(res.status, 200);
-  assert.equal(res.headers['x-switchyard-attempts'], '1');
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
   assert.equal(h.fake.received.length, 1);
 });

@@ -91,7 +91,7 @@ test("the request line of a body the proxy rejects counts the body's bytes", asy
 
 const SERVER_SECRET = 'sk-or-SERVERSECRET';
 const CLIENT_SECRET = 'sy-CLIENTSECRET';
-const SECRET_ENV = { OPENROUTER_API_KEY: SERVER_SECRET, SWITCHYARD_API_KEYS: CLIENT_SECRET, LOG_LEVEL: 'debug' };
+const SECRET_ENV = { OPENROUTER_API_KEY: SERVER_SECRET, SIGNALBOX_API_KEYS: CLIENT_SECRET, LOG_LEVEL: 'debug' };
 const CLIENT_AUTH = { authorization: `Bearer ${CLIENT_SECRET}` };
 /** The fake reads its fault from this header, so it applies to exactly that request. */
 const UPSTREAM_401 = JSON.stringify({ type: 'status', status: 401 });

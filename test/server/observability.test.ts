@@ -244,19 +244,19 @@ test('served_model is the model upstream served, not the one routed', async (t) 
   // A `pass` rule keeps the client's body; the fake serves the first of `models`, as OpenRouter's fallback routing may.
   const { line, rec, headers } = await complete(h, 'obs-served', { model: 'a/x', models: ['b/y'], messages: CHEAP_BODY.messages });
   assert.deepEqual((rec.json as { model: string }).model, 'a/x');
-  assert.equal(headers['x-switchyard-model'], 'a/x');
+  assert.equal(headers['x-signalbox-model'], 'a/x');
   assert.equal(line.rule, 'raw');
   assert.equal(line.model, 'a/x');
   assert.equal('routed_model' in line, false, 'routed model is the requested one');
   assert.equal(line.served_model, 'b/y');
 });
 
-test('x-switchyard-overhead-ms is a decimal number of milliseconds, smaller than the whole request', async (t) => {
+test('x-signalbox-overhead-ms is a decimal number of milliseconds, smaller than the whole request', async (t) => {
   const h = await harness(t);
   for (const stream of [false, true]) {
     await t.test(stream ? 'streaming' : 'non-streaming', async () => {
       const c = await complete(h, `obs-overhead-${String(stream)}`, { ...CHEAP_BODY, stream });
-      const header = c.headers['x-switchyard-overhead-ms'];
+      const header = c.headers['x-signalbox-overhead-ms'];
       assert.equal(typeof header, 'string');
       assert.match(header as string, /^\d+\.\d{3}$/);
       const ms = Number(header);

@@ -3,7 +3,7 @@ import { test, type TestContext } from 'node:test';
 import OpenAI from 'openai';
 import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
 
-/** The official SDK pointed at Switchyard, without retries so that one call is one upstream request. */
+/** The official SDK pointed at Signalbox, without retries so that one call is one upstream request. */
 async function sdkClient(t: TestContext): Promise<{ h: Harness; client: OpenAI }> {
   const h = await startHarness({ env: { OPENROUTER_API_KEY: 'sk-or-server' } });
   t.after(() => h.close());

@@ -73,8 +73,8 @@ function only(h: Harness): ReceivedRequest {
 }
 
 function assertRoutingHeaders(res: RawResponse, rule: string, model: string | undefined): void {
-  assert.equal(res.headers['x-switchyard-rule'], rule);
-  assert.equal(res.headers['x-switchyard-model'], model);
+  assert.equal(res.headers['x-signalbox-rule'], rule);
+  assert.equal(res.headers['x-signalbox-model'], model);
 }
 
 function assertOpenAIError(res: RawResponse, status: number, code: string, message?: string): void {
@@ -145,7 +145,7 @@ test('a reject rule answers with its status and message, and sends nothing upstr
   const res = await post(h, CHAT, JSON.stringify(SMART_BODY), { 'x-block': 'yes' });
   assert.deepEqual(jsonOf(res), { error: { message: 'blocked by policy', type: 'permission_error', code: 'rejected_by_rule' } });
   assert.equal(res.status, 403);
-  assert.equal(res.headers['x-switchyard-rule'], 'blocked');
+  assert.equal(res.headers['x-signalbox-rule'], 'blocked');
   assert.equal(h.fake.received.length, 0);
 });
 
@@ -154,7 +154,7 @@ for (const [what, model, shown] of [
   ['CR LF', 'evil\r\nx-injected: 1', 'evil%0D%0Ax-injected%3A%201'],
   ['a space', 'my model', 'my%20model'],
 ] as const) {
-  test(`a client model name with ${what} is percent-encoded in x-switchyard-model`, async (t) => {
+  test(`a client model name with ${what} is percent-encoded in x-signalbox-model`, async (t) => {
     const h = await harness(t);
     const res = await post(h, CHAT, JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }));
     assert.equal(res.status, 200);
@@ -249,8 +249,8 @@ test('explain with malformed JSON is a 400 invalid_json', async (t) => {
   assert.equal(h.fake.received.length, 0);
 });
 
-test('explain needs a client key when SWITCHYARD_API_KEYS is set', async (t) => {
-  const h = await harness(t, { SWITCHYARD_API_KEYS: 'sy-client-key' });
+test('explain needs a client key when SIGNALBOX_API_KEYS is set', async (t) => {
+  const h = await harness(t, { SIGNALBOX_API_KEYS: 'sy-client-key' });
   assertOpenAIError(await post(h, EXPLAIN, JSON.stringify(SMART_BODY)), 401, 'invalid_api_key');
   assertOpenAIError(await post(h, EXPLAIN, JSON.stringify(SMART_BODY), { authorization: 'Bearer wrong-key' }), 401, 'invalid_api_key');
   const res = await post(h, EXPLAIN, JSON.stringify(SMART_BODY), { authorization: 'Bearer sy-client-key' });

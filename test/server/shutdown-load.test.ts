@@ -20,7 +20,7 @@ const GRACE_MS = 3000;
 const TEST_OPTIONS = { timeout: 30_000 };
 
 const SHUTTING_DOWN = {
-  error: { message: 'Switchyard is shutting down; retry on another instance', type: 'server_error', code: 'shutting_down' },
+  error: { message: 'Signalbox is shutting down; retry on another instance', type: 'server_error', code: 'shutting_down' },
 };
 
 /** One SSE data event in OpenRouter's chunk shape; `i` makes every stream's bytes its own. */

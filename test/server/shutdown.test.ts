@@ -89,7 +89,7 @@ interface SseError {
   choices: { finish_reason: string }[];
 }
 
-/** Asserts `body` is `prefix` followed by exactly one final Switchyard error event with `code`. */
+/** Asserts `body` is `prefix` followed by exactly one final Signalbox error event with `code`. */
 function assertEndsWithErrorEvent(body: Buffer, prefix: Buffer, code: string): void {
   assert.deepEqual(body.subarray(0, prefix.length), prefix);
   const events = dataEvents(body.subarray(prefix.length).toString('utf8')) as SseError[];
@@ -204,7 +204,7 @@ test('while draining, a new request on an open keep-alive connection gets 503 sh
   assert.equal(refused?.status, 503);
   assert.equal(refused?.headers.connection, 'close');
   assert.deepEqual(JSON.parse(refused?.body.toString('utf8') ?? ''), {
-    error: { message: 'Switchyard is shutting down; retry on another instance', type: 'server_error', code: 'shutting_down' },
+    error: { message: 'Signalbox is shutting down; retry on another instance', type: 'server_error', code: 'shutting_down' },
   });
   const line = await h.logs.requestLine('drain-503');
   assert.equal(line.status, 503);
@@ -238,7 +238,7 @@ test('when the grace period elapses, a request still waiting for upstream header
   assert.equal(res.status, 503);
   assert.equal(res.headers.connection, 'close');
   assert.deepEqual(JSON.parse(res.body.toString('utf8')), {
-    error: { message: 'Switchyard is shutting down; retry on another instance', type: 'server_error', code: 'shutting_down' },
+    error: { message: 'Signalbox is shutting down; retry on another instance', type: 'server_error', code: 'shutting_down' },
   });
   assert.equal(await rec.outcome, 'aborted');
 });

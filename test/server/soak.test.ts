@@ -40,7 +40,7 @@ type Outcome =
 
 interface SoakCounts {
   requests: number;
-  /** Requests by `status/stream` as the clients saw them, to compare with switchyard_requests_total. */
+  /** Requests by `status/stream` as the clients saw them, to compare with signalbox_requests_total. */
   readonly byStatus: Map<string, number>;
   /** Outcomes by kind (`ok`, `stream_ok`, `http_error 503 503`, `stream_error 200 upstream_unreachable`...). */
   readonly byKind: Map<string, number>;
@@ -204,7 +204,7 @@ test(`a ${SOAK_MS / 1000} s soak with 50 clients and 10% random upstream faults:
 
   const perStatus = new Map<string, number>();
   let metered = 0;
-  for (const [labels, value] of series(scrape, 'switchyard_requests_total')) {
+  for (const [labels, value] of series(scrape, 'signalbox_requests_total')) {
     metered += value;
     const key = `${label(labels, 'status')}/${label(labels, 'stream')}`;
     perStatus.set(key, (perStatus.get(key) ?? 0) + value);
@@ -212,8 +212,8 @@ test(`a ${SOAK_MS / 1000} s soak with 50 clients and 10% random upstream faults:
   assert.equal(metered, counts.requests);
   assert.deepEqual(Object.fromEntries([...perStatus].sort()), Object.fromEntries([...counts.byStatus].sort()));
 
-  assert.deepEqual([...series(scrape, 'switchyard_inflight_requests')], [['', 0]]);
-  assert.deepEqual([...series(scrape, 'switchyard_active_streams')], [['', 0]]);
+  assert.deepEqual([...series(scrape, 'signalbox_inflight_requests')], [['', 0]]);
+  assert.deepEqual([...series(scrape, 'signalbox_active_streams')], [['', 0]]);
   assert.equal(h.lifecycle.inflightCount, 0);
   assert.deepEqual(h.logs.records.map((r) => r.msg), [], 'no error was logged');
 

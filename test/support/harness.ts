@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { loadConfig, type SwitchyardConfig } from '../../src/config/load.js';
+import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import { buildApp } from '../../src/server/app.js';
@@ -55,7 +55,7 @@ export class LogCapture extends Writable {
 }
 
 /** Config as the server would load it from `env`, ignoring any config file in the repository. */
-export function testConfig(env: Record<string, string>): SwitchyardConfig {
+export function testConfig(env: Record<string, string>): SignalboxConfig {
   return loadConfig({
     // No proxy-side retries or cooldowns unless a test asks: most tests check what one upstream answer does.
     env: { PORT: '0', LOG_LEVEL: 'debug', RETRY_MAX_ATTEMPTS: '1', COOLDOWN_FAILURES: '0', ...env },
@@ -69,9 +69,9 @@ export interface Harness {
   readonly fake: FakeOpenRouter;
   readonly app: FastifyInstance;
   readonly lifecycle: Lifecycle;
-  readonly config: SwitchyardConfig;
+  readonly config: SignalboxConfig;
   readonly logs: LogCapture;
-  /** Switchyard's origin, e.g. http://127.0.0.1:41234 (append /v1/...). */
+  /** Signalbox's origin, e.g. http://127.0.0.1:41234 (append /v1/...). */
   readonly url: string;
   close(): Promise<void>;
 }
@@ -84,7 +84,7 @@ export interface HarnessOptions {
   readonly rules?: string;
 }
 
-/** A fake OpenRouter and a Switchyard in front of it, both on port 0. `close()` stops both. */
+/** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const fake = new FakeOpenRouter(options.fake);
   const baseUrl = await fake.listen();

@@ -49,7 +49,7 @@ export function spawnMain(t: TestContext, env: Record<string, string>): MainProc
       return Promise.race([
         logs.waitFor(predicate),
         exit.then((e) => {
-          throw new Error(`switchyard exited (${e.code ?? e.signal}) first; stderr: ${stderr}`);
+          throw new Error(`signalbox exited (${e.code ?? e.signal}) first; stderr: ${stderr}`);
         }),
       ]);
     },
@@ -58,14 +58,14 @@ export function spawnMain(t: TestContext, env: Record<string, string>): MainProc
 
 /**
  * A config file of its own, with an empty rules file, so that neither the repository's
- * config/switchyard.yaml nor its example rules.yaml matter. Removed after the test.
+ * config/signalbox.yaml nor its example rules.yaml matter. Removed after the test.
  */
 export function tempConfigFile(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-main-'));
+  const dir = mkdtempSync(join(tmpdir(), 'signalbox-main-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const rules = join(dir, 'rules.yaml');
   writeFileSync(rules, 'version: 1\nrules: []\n');
-  const file = join(dir, 'switchyard.yaml');
+  const file = join(dir, 'signalbox.yaml');
   writeFileSync(file, `rules_file: ${JSON.stringify(rules)}\nlog:\n  level: info\n`);
   return file;
 }
@@ -76,6 +76,6 @@ export async function startMain(t: TestContext, upstreamBaseUrl: string, env: Re
     PORT: '0', HOST: '127.0.0.1', CONFIG_FILE: tempConfigFile(t),
     OPENROUTER_BASE_URL: upstreamBaseUrl, OPENROUTER_API_KEY: 'sk-or-test', ...env,
   });
-  const ready = await main.waitForLog((r) => r.msg === 'switchyard ready');
+  const ready = await main.waitForLog((r) => r.msg === 'signalbox ready');
   return { ...main, origin: new URL(String(ready.address)).origin };
 }

@@ -53,7 +53,7 @@ test('upstream: headers named in Connection are dropped', () => {
 
 test('upstream: host, content-length, cookie, expect and forwarding headers are dropped', () => {
   const dropped = {
-    host: 'switchyard.internal:8080',
+    host: 'signalbox.internal:8080',
     'content-length': '42',
     cookie: 'session=abc',
     expect: '100-continue',

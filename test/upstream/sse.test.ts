@@ -23,7 +23,7 @@ function parseSse(text: string): { events: string[]; pending: string[] } {
   return { events, pending: unterminated === '' ? data : [...data, unterminated] };
 }
 
-const FIELDS = { id: 'gen-switchyard-req-1', model: 'openai/gpt-4o-mini', code: 'upstream_timeout', message: 'Upstream timeout: 150 ms elapsed' };
+const FIELDS = { id: 'gen-signalbox-req-1', model: 'openai/gpt-4o-mini', code: 'upstream_timeout', message: 'Upstream timeout: 150 ms elapsed' };
 
 interface ErrorChunk {
   id: string;

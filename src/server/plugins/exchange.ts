@@ -59,4 +59,4 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
   });
 }
 
-export default fp(exchangePlugin, { name: 'switchyard-exchange', fastify: '5.x' });
+export default fp(exchangePlugin, { name: 'signalbox-exchange', fastify: '5.x' });

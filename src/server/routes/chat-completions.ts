@@ -111,7 +111,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     const decision = rules.current.decide(context);
     exchange.rule = decision.rule;
     exchange.routedModel = decision.model;
-    reply.header('x-switchyard-rule', decision.rule);
+    reply.header('x-signalbox-rule', decision.rule);
     if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
 
     let upstreamBody: Buffer | string = (request.body as ParsedJsonBody).raw;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `switchyard` command (package.json "bin"); see commands.ts.
+// The `signalbox` command (package.json "bin"); see commands.ts.
 import { runCli } from './commands.js';
 
 process.exitCode = runCli(process.argv.slice(2), {

@@ -10,7 +10,7 @@ import { parse } from 'yaml';
 import { runCli } from '../../src/cli/commands.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const BIN = join(REPO_ROOT, 'dist/src/cli/switchyard.js');
+const BIN = join(REPO_ROOT, 'dist/src/cli/signalbox.js');
 const SHIPPED_RULES = join(REPO_ROOT, 'rules.yaml');
 const SHIPPED_CASES = join(REPO_ROOT, 'rules.test.yaml');
 
@@ -48,7 +48,7 @@ function lines(text: string): string[] {
 }
 
 function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'));
+  const dir = mkdtempSync(join(tmpdir(), 'signalbox-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -106,10 +106,10 @@ test('check on a missing file exits 1', (t) => {
 test('an unknown command or no command is a usage error (exit 2)', async () => {
   const unknown = cli(['frobnicate']);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.err.join('\n'), /^switchyard: unknown command "frobnicate"\nusage:/);
+  assert.match(unknown.err.join('\n'), /^signalbox: unknown command "frobnicate"\nusage:/);
   const none = cli([]);
   assert.equal(none.code, 2);
-  assert.match(none.err.join('\n'), /^usage:\n {2}switchyard check/);
+  assert.match(none.err.join('\n'), /^usage:\n {2}signalbox check/);
   const viaBin = await bin([]);
   assert.equal(viaBin.code, 2);
   assert.equal(viaBin.err[0], 'usage:');
@@ -185,8 +185,8 @@ test('a missing cases file exits 1', (t) => {
   assert.deepEqual(cli(['test', cases]), { code: 1, out: [], err: [`${cases}: cannot read the cases file (ENOENT)`] });
 });
 
-test('`npm exec --offline -- switchyard check` runs the package bin', { timeout: 90_000 }, async () => {
-  const run = await runProcess('npm', ['exec', '--offline', '--', 'switchyard', 'check', 'rules.yaml']);
+test('`npm exec --offline -- signalbox check` runs the package bin', { timeout: 90_000 }, async () => {
+  const run = await runProcess('npm', ['exec', '--offline', '--', 'signalbox', 'check', 'rules.yaml']);
   assert.equal(run.code, 0, run.err.join('\n'));
   assert.deepEqual(run.out, [expectedOkLine('rules.yaml', SHIPPED_RULES)]);
 });
