@@ -23,5 +23,27 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const child = spawn(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files], { stdio: 'inherit' });
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+// A green run is quiet: a process warning (a listener leak, a deprecation, an experimental
+// feature) fails the run, so it is fixed when it appears instead of scrolling past. node:test
+// reports a test file's stderr as `# (node:PID) ...Warning: ...` comment lines on its stdout.
+const WARNING = /\(node:\d+\) \w*Warning: /;
+let warnings = 0;
+const child = spawn(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files], {
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+for (const [from, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
+  let tail = '';
+  from.on('data', (chunk) => {
+    to.write(chunk);
+    const lines = (tail + chunk.toString('utf8')).split('\n');
+    tail = lines.pop() ?? '';
+    for (const line of lines) if (WARNING.test(line)) warnings++;
+  });
+  from.on('end', () => {
+    if (WARNING.test(tail)) warnings++;
+  });
+}
+child.on('close', (code, signal) => {
+  if (warnings > 0) console.error(`run-tests: ${warnings} process warning line(s) above; a green run prints none`);
+  process.exit(code || (signal ? 1 : 0) || (warnings > 0 ? 1 : 0));
+});

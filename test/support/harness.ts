@@ -11,12 +11,28 @@ import { createLogger } from '../../src/server/logger.js';
 
 export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
 
-/** Collects pino's JSON lines; `waitFor` resolves on the first line (past or future) that matches. */
+/** How long `LogCapture.waitFor` waits by default: a lost line fails its test instead of hanging CI. */
+export const LOG_WAIT_TIMEOUT_MS = 10_000;
+
+interface LogWaiter {
+  readonly predicate: (r: LogRecord) => boolean;
+  readonly resolve: (r: LogRecord) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * Collects pino's JSON lines; `waitFor` resolves on the first line (past or future) that matches.
+ *
+ * Waiters sit in one list that `_write` walks, not as one 'record' listener each: tests wait for
+ * dozens of lines at once (which tripped Node's MaxListenersExceededWarning), and a waiter whose
+ * line never comes is removed when its timeout fails it, so nothing accumulates.
+ */
 export class LogCapture extends Writable {
   readonly records: LogRecord[] = [];
   /** Every byte pino wrote, for redaction checks. */
   text = '';
   private pending = '';
+  private readonly waiters = new Set<LogWaiter>();
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
     const s = chunk.toString('utf8');
@@ -29,28 +45,41 @@ export class LogCapture extends Writable {
       if (line.trim() === '') continue;
       const record = JSON.parse(line) as LogRecord;
       this.records.push(record);
-      this.emit('record', record);
+      for (const waiter of this.waiters) {
+        if (!waiter.predicate(record)) continue;
+        this.waiters.delete(waiter);
+        clearTimeout(waiter.timer);
+        waiter.resolve(record);
+      }
     }
     done();
   }
 
-  waitFor(predicate: (r: LogRecord) => boolean): Promise<LogRecord> {
+  /** Waiters still pending (a test of the capture itself checks that none leak). */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  /** The first line, past or future, that matches; rejects after `timeoutMs` without one. */
+  waitFor(predicate: (r: LogRecord) => boolean, timeoutMs = LOG_WAIT_TIMEOUT_MS): Promise<LogRecord> {
     const found = this.records.find(predicate);
     if (found) return Promise.resolve(found);
-    return new Promise((resolve) => {
-      const onRecord = (r: LogRecord): void => {
-        if (predicate(r)) {
-          this.off('record', onRecord);
-          resolve(r);
-        }
+    return new Promise((resolve, reject) => {
+      const waiter: LogWaiter = {
+        predicate,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          reject(new Error(`no log line matched within ${timeoutMs} ms (${this.records.length} lines captured)`));
+        }, timeoutMs),
       };
-      this.on('record', onRecord);
+      this.waiters.add(waiter);
     });
   }
 
   /** The per-request line of the request with this id. */
-  requestLine(reqId: string): Promise<LogRecord> {
-    return this.waitFor((r) => r.msg === 'request' && r.reqId === reqId);
+  requestLine(reqId: string, timeoutMs?: number): Promise<LogRecord> {
+    return this.waitFor((r) => r.msg === 'request' && r.reqId === reqId, timeoutMs);
   }
 }
 
