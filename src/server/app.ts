@@ -110,16 +110,16 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   await app.register(exchangePlugin, { recorder });
 
   app.setErrorHandler((err, request, reply) => {
-    const { status, body, error } = toOpenAIError(err, request.headers['content-type']);
+    const { status, body, error, headers } = toOpenAIError(err, request.headers['content-type'], request.exchange.upstreamAttempts);
     request.exchange.error = error;
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
     if (error instanceof ShuttingDownError) reply.header('connection', 'close');
-    void reply.code(status).send(body);
+    void reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
-    const { status, body } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
-    void reply.code(status).send(body);
+    const { status, body, headers } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
+    void reply.code(status).headers(headers).send(body);
   });
 
   await app.register(healthRoutes, { lifecycle });
