@@ -6,6 +6,7 @@ import { SignalboxMetrics } from '../metrics/metrics.js';
 import { emptyRuleSet } from '../rules/loader.js';
 import { RulesStore, type ReloadEvent } from '../rules/store.js';
 import { UpstreamClient } from '../upstream/client.js';
+import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
@@ -86,6 +87,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       apiKey: config.upstream.api_key,
       httpReferer: config.upstream.http_referer,
       appTitle: config.upstream.app_title,
+      strip: new HeaderNameMatcher(config.upstream.strip_headers),
     },
   };
 
