@@ -1,6 +1,8 @@
 /**
- * Every error Signalbox raises has a class, a stable `code`, an HTTP status and an OpenAI error
- * `type`. `toOpenAIError` (src/server/error-envelope.ts) is the one place they become a response.
+ * Every error Signalbox raises has a class, a stable `code`, an HTTP status, an OpenAI error
+ * `type` and whether a client should try again (`x-should-retry`). `toOpenAIError`
+ * (src/server/error-envelope.ts) is the one place they become a response. README.md's "Errors"
+ * table lists every code (test/errors.test.ts keeps it true).
  */
 
 /** OpenAI's error types, as its SDKs read them from `error.type`. */
@@ -17,31 +19,41 @@ export class SignalboxError extends Error {
   readonly code: string;
   readonly status: number;
   readonly type: OpenAIErrorType;
+  /**
+   * Sent as `x-should-retry`, which the official OpenAI and Anthropic SDKs obey over their own
+   * status-based guess: true only when another try (on this or another instance) can succeed.
+   * Always false once the proxy itself made more than one upstream attempt (toOpenAIError).
+   */
+  readonly shouldRetry: boolean;
 
-  constructor(message: string, code: string, status: number, type: OpenAIErrorType, options?: ErrorOptions) {
+  constructor(message: string, code: string, status: number, type: OpenAIErrorType, shouldRetry: boolean, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
     this.status = status;
     this.type = type;
+    this.shouldRetry = shouldRetry;
   }
 }
 
 export class InvalidJsonError extends SignalboxError {
   constructor(detail: string) {
-    super(`Request body is not valid JSON: ${detail}`, 'invalid_json', 400, 'invalid_request_error');
+    super(`Request body is not valid JSON: ${detail}`, 'invalid_json', 400, 'invalid_request_error', false);
   }
 }
 
+/** The codes of InvalidRequestError, as data so that the docs test can check each is documented. */
+export const INVALID_REQUEST_CODES = ['bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path'] as const;
+
 export class InvalidRequestError extends SignalboxError {
-  constructor(message: string, code = 'invalid_request') {
-    super(message, code, 400, 'invalid_request_error');
+  constructor(message: string, code: (typeof INVALID_REQUEST_CODES)[number]) {
+    super(message, code, 400, 'invalid_request_error', false);
   }
 }
 
 export class BodyTooLargeError extends SignalboxError {
   constructor(limitBytes: number) {
-    super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error');
+    super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error', false);
   }
 }
 
@@ -49,32 +61,34 @@ export class UnsupportedMediaTypeError extends SignalboxError {
   constructor(contentType: string | undefined) {
     super(
       `Unsupported content type ${contentType ? JSON.stringify(contentType) : '(none)'}: send application/json`,
-      'unsupported_media_type', 415, 'invalid_request_error',
+      'unsupported_media_type', 415, 'invalid_request_error', false,
     );
   }
 }
 
 export class UnauthorizedError extends SignalboxError {
   constructor() {
-    super('Missing or invalid API key for this Signalbox proxy', 'invalid_api_key', 401, 'authentication_error');
+    super('Missing or invalid API key for this Signalbox proxy', 'invalid_api_key', 401, 'authentication_error', false);
   }
 }
 
 export class RouteNotFoundError extends SignalboxError {
   constructor(method: string, path: string) {
-    super(`No route for ${method} ${path}`, 'not_found', 404, 'not_found_error');
+    super(`No route for ${method} ${path}`, 'not_found', 404, 'not_found_error', false);
   }
 }
 
 export class ShuttingDownError extends SignalboxError {
   constructor() {
-    super('Signalbox is shutting down; retry on another instance', 'shutting_down', 503, 'server_error');
+    // True: the request never reached upstream, and another instance (the load balancer's next pick) can serve it.
+    super('Signalbox is shutting down; retry on another instance', 'shutting_down', 503, 'server_error', true);
   }
 }
 
 export class UpstreamUnreachableError extends SignalboxError {
   constructor(detail: string, options?: ErrorOptions) {
-    super(`Upstream unreachable: ${detail}`, 'upstream_unreachable', 502, 'server_error', options);
+    // True after one attempt: nothing was answered, the next try may reach a healthy upstream.
+    super(`Upstream unreachable: ${detail}`, 'upstream_unreachable', 502, 'server_error', true, options);
   }
 }
 
@@ -87,7 +101,7 @@ export class UpstreamTimeoutError extends SignalboxError {
       : phase === 'headers' ? 'waiting for response headers from'
       : phase === 'first_token' ? 'waiting for the first token from'
       : 'waiting for the next body chunk from';
-    super(`Upstream timeout: ${timeoutMs} ms elapsed ${what} the upstream`, 'upstream_timeout', 504, 'timeout_error', options);
+    super(`Upstream timeout: ${timeoutMs} ms elapsed ${what} the upstream`, 'upstream_timeout', 504, 'timeout_error', true, options);
     this.phase = phase;
   }
 }
@@ -95,7 +109,7 @@ export class UpstreamTimeoutError extends SignalboxError {
 /** The client went away; nothing is sent, the exchange is logged with status 499. */
 export class ClientClosedError extends SignalboxError {
   constructor() {
-    super('Client closed the connection', 'client_closed_request', 499, 'invalid_request_error');
+    super('Client closed the connection', 'client_closed_request', 499, 'invalid_request_error', false);
   }
 }
 
@@ -110,13 +124,15 @@ function typeForStatus(status: number): OpenAIErrorType {
 /** A routing rule answered the request itself (`route.reject`). */
 export class RuleRejectedError extends SignalboxError {
   constructor(status: number, message: string) {
-    super(message, 'rejected_by_rule', status, typeForStatus(status));
+    // A rule answers the same request the same way every time.
+    super(message, 'rejected_by_rule', status, typeForStatus(status), false);
   }
 }
 
 export class InternalError extends SignalboxError {
   constructor(options?: ErrorOptions) {
-    super('Internal error in Signalbox', 'internal_error', 500, 'server_error', options);
+    // False: a bug on this input recurs on the next try, and must not triple a hostile request's cost.
+    super('Internal error in Signalbox', 'internal_error', 500, 'server_error', false, options);
   }
 }
 

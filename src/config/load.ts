@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { ConfigError } from '../errors.js';
+import { isHeaderPattern } from '../upstream/headers.js';
 import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
 import { YamlSource, pointerToPath } from './yaml-source.js';
 
@@ -27,6 +28,7 @@ export interface SignalboxConfig {
     readonly keep_alive_timeout_ms: number;
     readonly http_referer: string | undefined;
     readonly app_title: string | undefined;
+    readonly strip_headers: readonly string[];
   };
   readonly retry: {
     readonly max_attempts: number;
@@ -276,6 +278,13 @@ function semanticProblems(config: Json, origin: Map<string, string>): string[] {
   const statuses = getPath(config, ['retry', 'statuses']) as number[];
   if (statuses.some((st) => !Number.isInteger(st) || st < 400 || st > 599)) {
     problems.push(`${origin.get('retry.statuses') ?? 'retry.statuses'}: retry.statuses must be HTTP error statuses (400 to 599)`);
+  }
+  const badHeaders = (getPath(config, ['upstream', 'strip_headers']) as string[]).filter((h) => !isHeaderPattern(h));
+  if (badHeaders.length > 0) {
+    problems.push(
+      `${origin.get('upstream.strip_headers') ?? 'upstream.strip_headers'}: upstream.strip_headers has ${badHeaders.map((h) => JSON.stringify(h)).join(', ')}, ` +
+        "which is not a header name (letters, digits and !#$%&'+-.^_`|~), optionally ending in * for a prefix",
+    );
   }
   const clientKeys = getPath(config, ['client_auth', 'keys']) as string[];
   const apiKey = getPath(config, ['upstream', 'api_key']);

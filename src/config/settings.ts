@@ -85,6 +85,11 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: "OpenRouter's app attribution (sent as X-Title and X-OpenRouter-Title); unset means the client's own is forwarded",
   },
   {
+    path: 'upstream.strip_headers', env: 'STRIP_HEADERS', type: 'string[]', default: ['x-signalbox-*'],
+    unit: 'header names (comma-separated; a trailing * matches a prefix)',
+    reason: "headers meant for the rules (`x-user-tier`, `x-team`) are removed before forwarding, and rules still see them; `x-signalbox-*` are Signalbox's own and none of OpenRouter's business. Setting this replaces the default: list `x-signalbox-*` too to keep it",
+  },
+  {
     path: 'retry.max_attempts', env: 'RETRY_MAX_ATTEMPTS', type: 'integer', default: 3, unit: 'attempts (1: never retry)', minimum: 1, maximum: 10,
     reason: 'the routed model and two more tries (the next fallbacks, or the same model after a backoff) cover a failing provider without making a client wait for long',
   },

@@ -6,6 +6,7 @@ import { SignalboxMetrics } from '../metrics/metrics.js';
 import { emptyRuleSet } from '../rules/loader.js';
 import { RulesStore, type ReloadEvent } from '../rules/store.js';
 import { UpstreamClient } from '../upstream/client.js';
+import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
@@ -86,6 +87,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       apiKey: config.upstream.api_key,
       httpReferer: config.upstream.http_referer,
       appTitle: config.upstream.app_title,
+      strip: new HeaderNameMatcher(config.upstream.strip_headers),
     },
   };
 
@@ -110,16 +112,16 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   await app.register(exchangePlugin, { recorder });
 
   app.setErrorHandler((err, request, reply) => {
-    const { status, body, error } = toOpenAIError(err, request.headers['content-type']);
+    const { status, body, error, headers } = toOpenAIError(err, request.headers['content-type'], request.exchange.upstreamAttempts);
     request.exchange.error = error;
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
     if (error instanceof ShuttingDownError) reply.header('connection', 'close');
-    void reply.code(status).send(body);
+    void reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
-    const { status, body } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
-    void reply.code(status).send(body);
+    const { status, body, headers } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
+    void reply.code(status).headers(headers).send(body);
   });
 
   await app.register(healthRoutes, { lifecycle });

@@ -35,7 +35,19 @@ export function toSignalboxError(err: unknown, contentType?: string): SignalboxE
   return new InternalError({ cause: err });
 }
 
-export function toOpenAIError(err: unknown, contentType?: string): { status: number; body: OpenAIErrorBody; error: SignalboxError } {
+/**
+ * `upstreamAttempts`: how many upstream calls this request made. After more than one, the proxy
+ * has retried already, and `x-should-retry: false` stops the SDK from multiplying them (issue 11).
+ */
+export function toOpenAIError(err: unknown, contentType?: string, upstreamAttempts = 0): {
+  status: number; body: OpenAIErrorBody; error: SignalboxError; headers: { 'x-should-retry': 'true' | 'false' };
+} {
   const error = toSignalboxError(err, contentType);
-  return { status: error.status, body: { error: { message: error.message, type: error.type, code: error.code } }, error };
+  const shouldRetry = error.shouldRetry && upstreamAttempts <= 1;
+  return {
+    status: error.status,
+    body: { error: { message: error.message, type: error.type, code: error.code } },
+    error,
+    headers: { 'x-should-retry': shouldRetry ? 'true' : 'false' },
+  };
 }

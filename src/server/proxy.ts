@@ -8,7 +8,7 @@ import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOption
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
 import type { ModelCooldowns } from '../upstream/cooldown.js';
-import { isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, type RetryPolicy } from '../upstream/retry.js';
+import { isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, sdkRetriesStatus, type RetryPolicy } from '../upstream/retry.js';
 import type { Lifecycle } from './lifecycle.js';
 
 export interface ProxyDeps {
@@ -263,6 +263,11 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     const preset = reply.getHeaders();
     for (const name in preset) outHeaders[name] ??= preset[name];
     outHeaders['x-signalbox-overhead-ms'] = exchange.proxyMsNow().toFixed(3);
+    // An upstream error the proxy already retried, or that no retry can fix: the SDK must not try
+    // again (else 3 proxy attempts times 3 SDK calls reach OpenRouter; issue 11).
+    if (upstreamRes.statusCode >= 400 && (exchange.upstreamAttempts > 1 || !sdkRetriesStatus(upstreamRes.statusCode))) {
+      outHeaders['x-should-retry'] = 'false';
+    }
 
     const res = reply.raw;
     try {

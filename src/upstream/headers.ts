@@ -39,20 +39,56 @@ function connectionListed(value: string | string[] | undefined): Set<string> | u
   return names.length > 0 ? new Set(names) : undefined;
 }
 
+/**
+ * A STRIP_HEADERS entry: a header name (an RFC 9110 §5.6.2 token without `*`), or a prefix of
+ * one followed by `*`. A bare `*` is refused: it would strip content-type and every other header.
+ */
+const HEADER_PATTERN = /^[!#$%&'+.^_`|~0-9A-Za-z-]+\*?$/;
+
+export function isHeaderPattern(pattern: string): boolean {
+  return HEADER_PATTERN.test(pattern);
+}
+
+/**
+ * The client headers that are never forwarded upstream (STRIP_HEADERS), compiled once at
+ * startup: exact names in a set, prefixes in a short list. Node gives request header names in
+ * lower case, so lower-casing the patterns here makes matching case-insensitive.
+ */
+export class HeaderNameMatcher {
+  private readonly names: ReadonlySet<string>;
+  private readonly prefixes: readonly string[];
+
+  constructor(patterns: readonly string[]) {
+    const lower = patterns.map((p) => p.toLowerCase());
+    this.names = new Set(lower.filter((p) => !p.endsWith('*')));
+    this.prefixes = lower.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
+  }
+
+  /** `name` in lower case, as Node's IncomingHttpHeaders has it. */
+  matches(name: string): boolean {
+    if (this.names.has(name)) return true;
+    for (const prefix of this.prefixes) if (name.startsWith(prefix)) return true;
+    return false;
+  }
+}
+
 export interface UpstreamHeaderOptions {
   /** Server-side key: when set, it is sent and the client's Authorization never is. */
   readonly apiKey: string | undefined;
   readonly httpReferer: string | undefined;
   readonly appTitle: string | undefined;
   readonly requestId: string;
+  /** Client headers removed before forwarding (the rules have read them already). */
+  readonly strip?: HeaderNameMatcher | undefined;
 }
 
 /** Headers for the upstream request, from the client's request headers. */
 export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions): Record<string, string> {
   const listed = connectionListed(client.connection);
+  const strip = options.strip;
   const out: Record<string, string> = {};
   for (const name in client) {
-    if (DROPPED_UPSTREAM.has(name) || listed?.has(name)) continue;
+    if (DROPPED_UPSTREAM.has(name) || listed?.has(name) || strip?.matches(name)) continue;
     const value = client[name];
     if (value === undefined) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -63,25 +99,28 @@ export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: Upstr
 
   if (options.apiKey !== undefined) {
     out.authorization = `Bearer ${options.apiKey}`;
-  } else if (typeof client.authorization === 'string') {
+  } else if (typeof client.authorization === 'string' && !strip?.matches('authorization')) {
     out.authorization = client.authorization;
   }
 
-  const referer = options.httpReferer ?? single(client['http-referer']);
+  const referer = options.httpReferer ?? fromClient(client, 'http-referer', strip);
   if (referer !== undefined) out['http-referer'] = referer;
   if (options.appTitle !== undefined) {
     out['x-title'] = options.appTitle;
     out['x-openrouter-title'] = options.appTitle;
   } else {
-    const title = single(client['x-title']);
-    const orTitle = single(client['x-openrouter-title']);
+    const title = fromClient(client, 'x-title', strip);
+    const orTitle = fromClient(client, 'x-openrouter-title', strip);
     if (title !== undefined) out['x-title'] = title;
     if (orTitle !== undefined) out['x-openrouter-title'] = orTitle;
   }
   return out;
 }
 
-function single(value: string | string[] | undefined): string | undefined {
+/** A client header the proxy copies itself (not in the loop above), unless STRIP_HEADERS names it. */
+function fromClient(client: IncomingHttpHeaders, name: string, strip: HeaderNameMatcher | undefined): string | undefined {
+  const value = client[name];
+  if (value === undefined || strip?.matches(name)) return undefined;
   return Array.isArray(value) ? value[0] : value;
 }
 

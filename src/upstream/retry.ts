@@ -46,6 +46,16 @@ export function isRetryableStatus(policy: RetryPolicy, status: number, headers: 
   return status === 402 && retryAfterMs(headers) !== undefined;
 }
 
+/**
+ * Whether an OpenAI SDK retries a response of this status on its own when no `x-should-retry`
+ * says otherwise: 408, 409, 429 and every 5xx (openai-node 6.49 `shouldRetry`,
+ * https://github.com/openai/openai-node/blob/v6.49.0/src/client.ts#L1035). The header, when
+ * present, wins over the status in that same function.
+ */
+export function sdkRetriesStatus(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
 /** Network failures worth another attempt: nothing was answered (refused, reset, timed out before headers). */
 export function isRetryableError(policy: RetryPolicy, error: SignalboxError): boolean {
   return policy.onNetworkErrors && (error.code === 'upstream_unreachable' || error.code === 'upstream_timeout');

@@ -215,3 +215,21 @@ test('README.md names the environment variable of every setting', () => {
   const missing = [...SETTINGS.map((spec) => spec.env), CONFIG_FILE_ENV].filter((env) => !new RegExp(`\\b${env}\\b`).test(readme));
   assert.deepEqual(missing, [], `README.md does not mention ${missing.join(', ')}`);
 });
+
+test('STRIP_HEADERS defaults to x-signalbox-* and is a comma-separated list of names and prefixes', () => {
+  assert.deepEqual(load().config.upstream.strip_headers, ['x-signalbox-*']);
+  const { config } = load({ STRIP_HEADERS: ' x-signalbox-* , X-User-Tier,,x-team' });
+  assert.deepEqual(config.upstream.strip_headers, ['x-signalbox-*', 'X-User-Tier', 'x-team']);
+  assert.deepEqual(loadFile('upstream:\n  strip_headers: [x-user-tier, "x-org-*"]\n').upstream.strip_headers, ['x-user-tier', 'x-org-*']);
+});
+
+test('STRIP_HEADERS entries that are not header names are refused at load, each named', () => {
+  const err = configError(() => load({ STRIP_HEADERS: 'x-ok, x user, *, x-*-y, x-tier:' }));
+  const problem = problemAt(err, 'STRIP_HEADERS:');
+  for (const bad of ['"x user"', '"*"', '"x-*-y"', '"x-tier:"']) assert.ok(problem.includes(bad), `${bad} in ${problem}`);
+  assert.equal(problem.includes('"x-ok"'), false, problem);
+  assert.match(problem, /not a header name/);
+
+  const yaml = 'upstream:\n  strip_headers: ["x-user tier"]\n';
+  problemAt(configError(() => loadFile(yaml)), `${FILE}:${positionOf(yaml, '["x-user tier"]')}:`);
+});

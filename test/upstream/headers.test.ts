@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { test } from 'node:test';
-import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../../src/upstream/headers.js';
+import { buildDownstreamHeaders, buildUpstreamHeaders, HeaderNameMatcher, isHeaderPattern, type UpstreamHeaderOptions } from '../../src/upstream/headers.js';
 
 const HOP_BY_HOP: Record<string, string> = {
   connection: 'keep-alive',
@@ -139,4 +139,27 @@ test('downstream: content-length is kept only with keepContentLength', () => {
   const without = buildDownstreamHeaders(headers, { keepContentLength: false });
   assert.equal('content-length' in without, false);
   assertKept(without, ORDINARY);
+});
+
+test('STRIP_HEADERS: exact names and trailing-* prefixes are not forwarded, whatever the case in the setting', () => {
+  const strip = new HeaderNameMatcher(['X-Signalbox-*', 'X-User-Tier']);
+  // Node hands request header names over in lower case.
+  const out = upstream({ ...ORDINARY, 'x-signalbox-debug': '1', 'x-signalbox-': 'empty rest', 'x-user-tier': 'pro', 'x-user-tier-2': 'kept', 'x-signalbo': 'kept' }, { strip });
+  assertAbsent(out, ['x-signalbox-debug', 'x-signalbox-', 'x-user-tier']);
+  assertKept(out, { ...ORDINARY, 'x-user-tier-2': 'kept', 'x-signalbo': 'kept' });
+});
+
+test('STRIP_HEADERS also covers the client headers the proxy copies itself', () => {
+  const client = { authorization: 'Bearer sk-client', 'http-referer': 'https://app', 'x-title': 'App', 'x-openrouter-title': 'App' };
+  const out = upstream(client, { strip: new HeaderNameMatcher(['authorization', 'http-referer', 'x-*']) });
+  assertAbsent(out, ['authorization', 'http-referer', 'x-title', 'x-openrouter-title']);
+  // What the proxy sets itself is not the client's, and stays.
+  assert.equal(out['x-request-id'], 'req-1');
+  const configured = upstream(client, { apiKey: 'sk-server', appTitle: 'Mine', strip: new HeaderNameMatcher(['authorization', 'x-*']) });
+  assertKept(configured, { authorization: 'Bearer sk-server', 'x-title': 'Mine', 'x-openrouter-title': 'Mine' });
+});
+
+test('isHeaderPattern takes header names and prefixes, nothing else', () => {
+  for (const ok of ['x-user-tier', 'X-Team', 'x-signalbox-*', "x!#$%&'+.^_`|~9-*"]) assert.equal(isHeaderPattern(ok), true, ok);
+  for (const bad of ['', '*', 'x-*-y', 'x-a**', 'x tier', 'x-tier:', 'x-é', 'x-a\n']) assert.equal(isHeaderPattern(bad), false, JSON.stringify(bad));
 });
