@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { Logger } from 'pino';
 import { ConfigError } from './errors.js';
 import { loadConfig, type SignalboxConfig } from './config/load.js';
 import { startLiveRules, type LiveRules } from './rules/live.js';
@@ -23,8 +24,10 @@ function startupSummary(config: SignalboxConfig): Record<string, unknown> {
 
 async function main(): Promise<void> {
   let config: SignalboxConfig;
+  let logger: Logger;
   try {
     config = loadConfig();
+    logger = createLogger(config.log.level, undefined, config.log.format);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`signalbox: ${err.message}\n`);
@@ -33,7 +36,6 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const logger = createLogger(config.log.level);
   const rulesFile = resolve(config.rules_file);
   let rules: LiveRules;
   try {
