@@ -162,7 +162,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   },
   {
     path: 'log.prompts', env: 'LOG_PROMPTS', type: 'boolean', default: false, unit: 'true | false',
-    reason: 'the request log carries a hash of the last user message, never its text, unless this is true (prompts are often personal data)',
+    reason: 'the request log carries a hash of the last user message, never its text, unless this is true (prompts are often personal data); then its first 4096 characters',
   },
   {
     path: 'log.level', env: 'LOG_LEVEL', type: 'log-level', default: 'info', unit: LOG_LEVELS.join(' | '),
