@@ -4,6 +4,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { CHAT_BODY, startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
 import { rawRequest, type RawResponse } from '../support/http.js';
+import { startMain } from '../support/main-process.js';
 
 /** Every test waits on log lines (events); this only turns a lost line into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 30_000 };
@@ -66,6 +67,14 @@ test('the request line names the TCP peer, the user agent and the client key by 
   assert.equal(line.client_key, undefined);
   assert.equal(line.user_agent, undefined, 'node:http sends no user agent unless asked');
   assert.equal(line.remote_addr, '127.0.0.1');
+});
+
+test('the startup line lists the client key ids in the order configured, so an operator can tell them apart', EVENT_TEST, async (t) => {
+  // No request is made: the upstream is never reached.
+  const main = await startMain(t, 'http://127.0.0.1:9/api/v1', { SIGNALBOX_API_KEYS: `${KEY_ONE},${KEY_TWO}` });
+  const ready = await main.waitForLog((r) => r.msg === 'signalbox ready');
+  assert.deepEqual(ready.client_keys, [idOf(KEY_ONE), idOf(KEY_TWO)]);
+  assert.equal(main.logs.text.includes('KEYONE') || main.logs.text.includes('KEYTWO'), false);
 });
 
 // ---------------------------------------------------------------------------------------------
