@@ -1,8 +1,10 @@
 import { resolve } from 'node:path';
+import type { Logger } from 'pino';
 import { ConfigError } from './errors.js';
 import { loadConfig, type SignalboxConfig } from './config/load.js';
 import { startLiveRules, type LiveRules } from './rules/live.js';
 import { buildApp } from './server/app.js';
+import { clientKeyId } from './server/client-auth.js';
 import { createLogger, flushLogger } from './server/logger.js';
 import { gracefulShutdown } from './server/shutdown.js';
 
@@ -17,14 +19,18 @@ function startupSummary(config: SignalboxConfig): Record<string, unknown> {
     upstream: config.upstream.base_url,
     auth_mode: config.upstream.api_key ? 'server-key' : 'pass-through',
     client_auth: config.client_auth.keys.length > 0 ? `${config.client_auth.keys.length} key(s)` : 'off',
+    // The ids request lines name keys by, in the order configured, so an operator can tell them apart.
+    ...(config.client_auth.keys.length > 0 && { client_keys: config.client_auth.keys.map(clientKeyId) }),
     rules_file: config.rules_file,
   };
 }
 
 async function main(): Promise<void> {
   let config: SignalboxConfig;
+  let logger: Logger;
   try {
     config = loadConfig();
+    logger = createLogger(config.log.level, undefined, config.log.format);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`signalbox: ${err.message}\n`);
@@ -33,7 +39,6 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const logger = createLogger(config.log.level);
   const rulesFile = resolve(config.rules_file);
   let rules: LiveRules;
   try {

@@ -4,10 +4,11 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { ConfigError } from '../errors.js';
 import { isHeaderPattern } from '../upstream/headers.js';
-import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
+import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
 import { YamlSource, pointerToPath } from './yaml-source.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The validated, frozen server configuration. Keys mirror the config file. */
 export interface SignalboxConfig {
@@ -50,7 +51,7 @@ export interface SignalboxConfig {
     readonly ttft_buckets_seconds: readonly number[];
     readonly overhead_buckets_seconds: readonly number[];
   };
-  readonly log: { readonly level: LogLevel; readonly prompts: boolean };
+  readonly log: { readonly level: LogLevel; readonly format: LogFormat; readonly prompts: boolean };
   /** The config file that was read, if any. */
   readonly config_file: string | undefined;
 }
@@ -67,6 +68,8 @@ function settingSchema(spec: SettingSpec): Json {
       return { type: 'string', pattern: '^https?://[^\\s]+$' };
     case 'log-level':
       return { type: 'string', enum: [...LOG_LEVELS] };
+    case 'log-format':
+      return { type: 'string', enum: [...LOG_FORMATS] };
     case 'string[]':
       return { type: 'array', items: { type: 'string', minLength: 1 } };
     case 'number[]':

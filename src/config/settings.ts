@@ -6,7 +6,7 @@
  * this list, so a setting cannot exist in one and be missing from the other.
  */
 
-export type SettingType = 'string' | 'integer' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level';
+export type SettingType = 'string' | 'integer' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level' | 'log-format';
 
 export interface SettingSpec {
   /** Dotted path in the config file (snake_case, like the rest of the YAML). */
@@ -26,6 +26,7 @@ export interface SettingSpec {
 const MiB = 1024 * 1024;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['json', 'pretty'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   {
@@ -166,11 +167,15 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   },
   {
     path: 'log.prompts', env: 'LOG_PROMPTS', type: 'boolean', default: false, unit: 'true | false',
-    reason: 'the request log carries a hash of the last user message, never its text, unless this is true (prompts are often personal data)',
+    reason: 'the request log carries a hash of the last user message, never its text, unless this is true (prompts are often personal data); then its first 4096 characters',
   },
   {
     path: 'log.level', env: 'LOG_LEVEL', type: 'log-level', default: 'info', unit: LOG_LEVELS.join(' | '),
-    reason: 'info writes one line per request, which is what operators need; debug adds the lines of health and readiness probes',
+    reason: 'info writes one line per request, which is what operators need; debug adds the lines of health and readiness probes and one line per upstream attempt',
+  },
+  {
+    path: 'log.format', env: 'LOG_FORMAT', type: 'log-format', default: 'json', unit: LOG_FORMATS.join(' | '),
+    reason: 'one JSON object per line is what log shippers read; pretty is for a person at a terminal in a checkout (it needs the dev dependency pino-pretty, which the container image does not install)',
   },
 ] satisfies SettingSpec[]);
 

@@ -5,6 +5,24 @@ import type { UpstreamAbort } from '../upstream/abort.js';
 import { lastUserText } from '../rules/fields.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
 
+/** One upstream attempt, for the debug lines the recorder writes per attempt. */
+export interface UpstreamAttempt {
+  readonly model: string | undefined;
+  readonly sentAt: bigint;
+  /** The upstream's status, or the error code of an attempt that got no usable answer. */
+  outcome: number | string | undefined;
+  /** From sending to the response headers or the failure. */
+  durationMs: number;
+  /** The wait before the next attempt, when there was one. */
+  waitMs: number | undefined;
+}
+
+/**
+ * The most attempts recorded per exchange: RETRY_MAX_ATTEMPTS' maximum, which the retry loop never
+ * exceeds; the cap only guards the list should that ever change.
+ */
+const MAX_RECORDED_ATTEMPTS = 10;
+
 /**
  * What happened to one client request, from arrival to the last byte. Written by the stages
  * (route decision, upstream call, relay, response tap) and read once, by the request log line and
@@ -29,6 +47,17 @@ export class Exchange {
   /** Model sent upstream. */
   routedModel: string | undefined = undefined;
   stream = false;
+  /** The TCP peer's address (no proxy header is trusted), taken when the request arrives. */
+  clientAddress: string | undefined = undefined;
+  /** The client's User-Agent header, as sent (the log line bounds its length). */
+  userAgent: string | undefined = undefined;
+  /** Which client key authenticated the request (see clientKeyId), when client keys are configured. */
+  clientKeyId: string | undefined = undefined;
+  /**
+   * Each upstream attempt, only when the debug lines that show them are written (otherwise
+   * undefined, and nothing is recorded). At most MAX_RECORDED_ATTEMPTS.
+   */
+  attempts: UpstreamAttempt[] | undefined = undefined;
   bytesIn = 0;
   bytesOut = 0;
   upstreamAttempts = 0;
@@ -77,9 +106,29 @@ export class Exchange {
    * An upstream request is about to be sent. Before the first one, the time since arrival was the
    * proxy's; the time between attempts is waiting on upstream (and Retry-After), not overhead.
    */
-  markUpstreamSent(): void {
+  markUpstreamSent(model?: string): void {
     if (this.upstreamAttempts === 0) this.proxyNs = process.hrtime.bigint() - this.startedAt;
     this.upstreamAttempts++;
+    if (this.attempts !== undefined && this.attempts.length < MAX_RECORDED_ATTEMPTS) {
+      this.attempts.push({ model, sentAt: process.hrtime.bigint(), outcome: undefined, durationMs: 0, waitMs: undefined });
+    }
+  }
+
+  /**
+   * The attempt just sent was answered with this status, or failed with this error code (a later
+   * call for the same attempt, such as a first-token timeout after a 200, replaces it).
+   */
+  markAttemptOutcome(outcome: number | string): void {
+    const attempt = this.attempts?.[this.upstreamAttempts - 1];
+    if (attempt === undefined) return;
+    attempt.outcome = outcome;
+    attempt.durationMs = Number(process.hrtime.bigint() - attempt.sentAt) / 1e6;
+  }
+
+  /** Another attempt follows the one just made, after `waitMs`. */
+  markAttemptRetried(waitMs: number): void {
+    const attempt = this.attempts?.[this.upstreamAttempts - 1];
+    if (attempt !== undefined) attempt.waitMs = waitMs;
   }
 
   markUpstreamHeaders(): void {

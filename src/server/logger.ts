@@ -1,5 +1,7 @@
+import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { LogLevel } from '../config/load.js';
+import type { LogFormat, LogLevel } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import { TimedBatch } from './timed-batch.js';
 
 /**
@@ -65,11 +67,55 @@ class BatchedStdout implements DestinationStream {
   }
 }
 
+/** pino-pretty's line formatter: one JSON line in, readable text out. */
+type PrettyFormatter = (line: string) => string;
+
+/**
+ * Loads pino-pretty, a dev dependency: it exists in a checkout after `npm ci`, not in the
+ * production image. Called only for LOG_FORMAT=pretty, so the JSON format never loads it.
+ * `load` is injectable so that the missing-module case can be tested.
+ */
+export function loadPrettyFormatter(colorize: boolean, load: (id: string) => unknown = createRequire(import.meta.url)): PrettyFormatter {
+  let pretty: { prettyFactory(options: Record<string, unknown>): PrettyFormatter };
+  try {
+    pretty = load('pino-pretty') as typeof pretty;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    throw new ConfigError('invalid configuration', [
+      'LOG_FORMAT (log.format) is pretty, but pino-pretty is not installed: it is a dev dependency, for a terminal ' +
+        'in a checkout (run `npm ci`); the container image has no dev dependencies, use LOG_FORMAT=json there',
+    ]);
+  }
+  return pretty.prettyFactory({ colorize, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'service' });
+}
+
+/**
+ * LOG_FORMAT=pretty: each JSON line pino (or `writeLine`) produces is rewritten for a person, then
+ * handed to the real destination. Formatting costs far more than the JSON line, which is why it is
+ * for a terminal, not for production.
+ */
+class PrettyLines implements DestinationStream {
+  constructor(
+    private readonly format: PrettyFormatter,
+    private readonly sink: DestinationStream & { flushSync?: () => void },
+  ) {}
+
+  write(line: string): void {
+    this.sink.write(this.format(line));
+  }
+
+  flushSync(): void {
+    this.sink.flushSync?.();
+  }
+}
+
 /**
  * The process logger. Without a destination it writes to stdout in batches (see above); call
- * `flushLogger` before exiting so that no line is lost.
+ * `flushLogger` before exiting so that no line is lost. Throws a ConfigError when the pretty
+ * format is asked for and pino-pretty is not installed.
  */
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
+  const sink = destination ?? new BatchedStdout();
   return pino(
     {
       level,
@@ -78,7 +124,8 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       // pino's default epoch-milliseconds `time`: formatting an ISO date on every line costs more
       // than the rest of the timestamp handling together, and log shippers read either.
     },
-    destination ?? new BatchedStdout(),
+    // Colours only for a terminal: escape codes in a file or a test's stream are noise.
+    format === 'pretty' ? new PrettyLines(loadPrettyFormatter(destination === undefined && process.stdout.isTTY === true), sink) : sink,
   );
 }
 

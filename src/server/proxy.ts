@@ -191,9 +191,10 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       /** Counts a retry to the next model and waits for it; false when the client left meanwhile. */
       const retryNext = (reason: string, waitMs: number): Promise<boolean> => {
         deps.metrics?.fallback(model, nextModel, reason);
+        exchange.markAttemptRetried(waitMs);
         return pause(waitMs, abort, reply);
       };
-      exchange.markUpstreamSent();
+      exchange.markUpstreamSent(model);
       let res: UpstreamResponse;
       try {
         res = await deps.upstream.request({
@@ -202,6 +203,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       } catch (err) {
         const error = deps.upstream.mapError(err, abort);
         deps.metrics?.upstreamAttempt(model, error.code);
+        exchange.markAttemptOutcome(error.code);
         if (error instanceof ClientClosedError) {
           // Nobody is left to answer; the log line records 499.
           reply.hijack();
@@ -214,6 +216,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         continue;
       }
       deps.metrics?.upstreamAttempt(model, res.statusCode);
+      exchange.markAttemptOutcome(res.statusCode);
       if (target.firstTokenTimeoutMs && res.statusCode === 200 && isSse(res)) {
         // Opt-in: hold this stream's first bytes until it yields a token, so that a provider that
         // accepts and then stalls can still be retried before the client saw anything.
@@ -230,6 +233,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           const error = first.kind === 'timeout'
             ? new UpstreamTimeoutError('first_token', target.firstTokenTimeoutMs)
             : deps.upstream.mapError(first.error, abort);
+          exchange.markAttemptOutcome(first.kind === 'timeout' ? 'first_token_timeout' : error.code);
           if (model !== undefined) cooldowns.failure(model);
           const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model);
           if (!verdict.retry) throw error;

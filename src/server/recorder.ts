@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { NO_RULE } from '../rules/decision.js';
-import type { Exchange } from './exchange.js';
+import type { Exchange, UpstreamAttempt } from './exchange.js';
 import { writeLine } from './logger.js';
 import { TimedBatch } from './timed-batch.js';
 
@@ -14,6 +14,19 @@ const MAX_PENDING = 512;
 
 /** Probes are logged at debug: a kubelet polling every few seconds would drown the request log. */
 const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/*
+ * The longest value, in characters, of each log field a client or the upstream chooses; a longer
+ * one is cut and marked (see `bounded`), so that one request cannot write megabytes into the log
+ * pipeline. Real values are far shorter: model ids and provider names under 100 characters, user
+ * agents under 300.
+ */
+/** model, routed_model, served_model, provider, finish_reason, upstream_error, user_agent. */
+const MAX_NAME_CHARS = 256;
+/** path (without its query string) and error (the proxy's message, which can quote upstream text). */
+const MAX_TEXT_CHARS = 1024;
+/** prompt (LOG_PROMPTS=true): enough to recognise a prompt; prompt_hash is of the whole text. */
+const MAX_PROMPT_CHARS = 4096;
 
 interface Finished {
   readonly exchange: Exchange;
@@ -94,17 +107,22 @@ export class ExchangeRecorder {
     const level = PROBE_PATHS.has(path) ? 'debug' : status >= 500 && status !== 499 ? 'warn' : 'info';
     // Build nothing (and hash no prompt) for a line the level drops.
     if (!log.isLevelEnabled(level)) return;
+    // Recorded only at debug (see the exchange plugin), written before the line that sums them up.
+    if (x.attempts !== undefined) logAttempts(log, x.attempts);
     const line: Record<string, unknown> = {
       method: finished.method,
-      path,
+      path: bounded(path, MAX_TEXT_CHARS),
       status,
       duration_ms: round3(x.durationMs),
       bytes_in: x.bytesIn,
       bytes_out: x.bytesOut,
     };
-    if (x.requestedModel !== undefined) line.model = x.requestedModel;
+    if (x.clientAddress !== undefined) line.remote_addr = x.clientAddress;
+    if (x.userAgent !== undefined) line.user_agent = bounded(x.userAgent, MAX_NAME_CHARS);
+    if (x.clientKeyId !== undefined) line.client_key = x.clientKeyId;
+    if (x.requestedModel !== undefined) line.model = bounded(x.requestedModel, MAX_NAME_CHARS);
     if (x.rule !== undefined) line.rule = x.rule;
-    if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
+    if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel === undefined ? undefined : bounded(x.routedModel, MAX_NAME_CHARS);
     if (x.stream) line.stream = true;
     if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;
     if (x.upstreamAttempts > 0) {
@@ -113,9 +131,9 @@ export class ExchangeRecorder {
     }
     const facts = x.facts;
     if (facts) {
-      if (facts.model !== undefined) line.served_model = facts.model;
-      if (facts.provider !== undefined) line.provider = facts.provider;
-      if (facts.finishReason !== undefined) line.finish_reason = facts.finishReason;
+      if (facts.model !== undefined) line.served_model = bounded(facts.model, MAX_NAME_CHARS);
+      if (facts.provider !== undefined) line.provider = bounded(facts.provider, MAX_NAME_CHARS);
+      if (facts.finishReason !== undefined) line.finish_reason = bounded(facts.finishReason, MAX_NAME_CHARS);
       if (facts.usage) {
         line.prompt_tokens = facts.usage.prompt;
         line.completion_tokens = facts.usage.completion;
@@ -125,21 +143,41 @@ export class ExchangeRecorder {
       }
       const ttft = x.ttftSeconds();
       if (ttft !== undefined) line.ttft_ms = round3(ttft * 1000);
-      if (facts.inbandError) line.upstream_error = facts.inbandError.code;
+      if (facts.inbandError) line.upstream_error = bounded(facts.inbandError.code, MAX_NAME_CHARS);
     }
     if (x.promptText !== undefined) {
       // A hash groups identical prompts (retries, loops) without writing personal data to logs.
       line.prompt_hash = hash('sha256', x.promptText, 'hex').slice(0, 16);
-      if (this.logPrompts) line.prompt = x.promptText;
+      if (this.logPrompts) line.prompt = bounded(x.promptText, MAX_PROMPT_CHARS);
     }
     if (x.clientClosed) line.client_closed = true;
     if (x.streamErrorKind) line.stream_error = x.streamErrorKind;
     if (x.error) {
       line.error_code = x.error.code;
-      line.error = x.error.message;
+      line.error = bounded(x.error.message, MAX_TEXT_CHARS);
     }
     writeLine(log, level, line, 'request');
   }
+}
+
+/** One debug line per upstream attempt of the exchange, in order. */
+function logAttempts(log: Logger, attempts: readonly UpstreamAttempt[]): void {
+  if (!log.isLevelEnabled('debug')) return;
+  for (let i = 0; i < attempts.length; i++) {
+    const attempt = attempts[i]!;
+    const line: Record<string, unknown> = { attempt: i + 1 };
+    if (attempt.model !== undefined) line.model = bounded(attempt.model, MAX_NAME_CHARS);
+    if (typeof attempt.outcome === 'number') line.status = attempt.outcome;
+    else if (attempt.outcome !== undefined) line.error_code = attempt.outcome;
+    line.duration_ms = round3(attempt.durationMs);
+    if (attempt.waitMs !== undefined) line.wait_ms = attempt.waitMs;
+    writeLine(log, 'debug', line, 'upstream attempt');
+  }
+}
+
+/** `value`, or its first `max` characters and a marker with its full length. */
+export function bounded(value: string, max: number): string {
+  return value.length <= max ? value : `${value.slice(0, max)}…[cut, ${value.length} chars]`;
 }
 
 function round3(n: number): number {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { Logger } from 'pino';
 import { Exchange } from '../exchange.js';
 import type { ExchangeRecorder } from '../recorder.js';
 
@@ -34,10 +35,17 @@ export function requestIdFrom(header: string | string[] | undefined): string {
  */
 async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptions): Promise<void> {
   app.decorateRequest('exchange', null as unknown as Exchange);
+  // The per-attempt lines are debug lines: below debug, no attempt is recorded at all.
+  const recordAttempts = (app.log as unknown as Logger).isLevelEnabled('debug');
 
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const exchange = new Exchange();
     request.exchange = exchange;
+    // Taken now: once the client has gone, the closed socket no longer knows its peer. There is no
+    // trust-proxy setting, so this is the TCP peer (a load balancer's address behind one).
+    exchange.clientAddress = request.raw.socket.remoteAddress;
+    exchange.userAgent = request.headers['user-agent'];
+    if (recordAttempts) exchange.attempts = [];
     reply.header('x-request-id', request.id);
     const res = reply.raw;
     res.once('close', () => {
