@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
-import type { JsonObject, RequestContext } from '../../rules/decision.js';
+import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import type { RetryOverride } from '../../rules/actions.js';
 import type { RuleSet } from '../../rules/ruleset.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
@@ -86,6 +86,8 @@ function chatContext(request: FastifyRequest): RequestContext {
     throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
   }
   const body = parsed.value;
+  const refused = invalidMessages(body);
+  if (refused) throw refused;
   return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined };
 }
 
