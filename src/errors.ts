@@ -51,6 +51,16 @@ export class InvalidRequestError extends SignalboxError {
   }
 }
 
+/**
+ * A chat body whose `messages` is not a non-empty array of message objects: refused before any
+ * rule sees it, since an action could otherwise send upstream a request without the user's prompt.
+ */
+export class InvalidMessagesError extends SignalboxError {
+  constructor(detail: string) {
+    super(`Invalid messages: ${detail}`, 'invalid_messages', 400, 'invalid_request_error', false);
+  }
+}
+
 export class BodyTooLargeError extends SignalboxError {
   constructor(limitBytes: number) {
     super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error', false);

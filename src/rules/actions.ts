@@ -58,10 +58,13 @@ export function deepMerge(base: unknown, over: Readonly<JsonObject>): JsonObject
   return out;
 }
 
-function withSystemPrompt(messages: unknown, action: SystemPromptAction): unknown[] {
-  const list = Array.isArray(messages) ? (messages as unknown[]) : [];
+/** The messages with the route's system prompt; every message of the client's is kept but those `replace` replaces. */
+function withSystemPrompt(list: readonly unknown[], action: SystemPromptAction): unknown[] {
   if ('replace' in action) {
-    return [{ role: 'system', content: action.replace }, ...list.filter((m) => !isObject(m) || (m.role !== 'system' && m.role !== 'developer'))];
+    const conversation = list.filter((m) => !isObject(m) || (m.role !== 'system' && m.role !== 'developer'));
+    // A body of instructions only (no user, assistant or tool message) would go upstream as the
+    // rule's prompt alone, the client's whole request dropped and still billed: keep them behind it.
+    return [{ role: 'system', content: action.replace }, ...(conversation.length > 0 ? conversation : list)];
   }
   const first = list[0];
   if (isObject(first) && first.role === 'system' && typeof first.content === 'string') {
@@ -104,7 +107,9 @@ export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>): A
     Object.assign(out, route.params);
     changed = true;
   }
-  if (route.systemPrompt) {
+  // Only onto a list of messages: anything else would be replaced by the system prompt alone (the
+  // chat route refuses such bodies before routing, see invalidMessages in decision.ts).
+  if (route.systemPrompt && Array.isArray(body.messages)) {
     out.messages = withSystemPrompt(body.messages, route.systemPrompt);
     changed = true;
   }

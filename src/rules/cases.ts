@@ -3,7 +3,7 @@ import { Ajv } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { RulesError } from './compile.js';
-import type { JsonObject } from './decision.js';
+import { invalidMessages, type JsonObject } from './decision.js';
 import { compilePath } from './fields.js';
 import type { Explanation, RuleSet } from './ruleset.js';
 
@@ -21,6 +21,11 @@ export interface RuleCase {
 }
 
 export interface CaseExpectation {
+  /**
+   * The code of the error the proxy answers before routing (`invalid_messages`); stands alone,
+   * since such a request reaches no rule.
+   */
+  readonly error?: RefusalCode;
   readonly rule?: string;
   readonly action?: Explanation['action'];
   readonly model?: string | null;
@@ -47,6 +52,10 @@ export interface CaseResult {
   readonly mismatches: readonly string[];
 }
 
+/** Codes of the errors a request can get before routing, which a case can expect. */
+const REFUSAL_CODES = ['invalid_messages'] as const;
+type RefusalCode = (typeof REFUSAL_CODES)[number];
+
 const dateTime = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' };
 export const CASES_SCHEMA = {
   type: 'object', additionalProperties: false, required: ['cases'],
@@ -65,6 +74,7 @@ export const CASES_SCHEMA = {
           expect: {
             type: 'object', additionalProperties: false, minProperties: 1,
             properties: {
+              error: { enum: REFUSAL_CODES },
               rule: { type: 'string' },
               action: { enum: ['route', 'pass', 'reject', 'none'] },
               model: { type: ['string', 'null'] },
@@ -97,7 +107,12 @@ export function parseCases(text: string, file: string): CasesFile {
     });
     throw new RulesError(file, problems);
   }
-  return source.data as unknown as CasesFile;
+  const cases = source.data as unknown as CasesFile;
+  const mixed = cases.cases.flatMap((c, i) => (c.expect.error !== undefined && Object.keys(c.expect).length > 1
+    ? [`${source.where(['cases', i, 'expect', 'error'], { key: true })}: cases.${i}.expect.error stands alone: a request refused before routing reaches no rule`]
+    : []));
+  if (mixed.length > 0) throw new RulesError(file, mixed);
+  return cases;
 }
 
 function lowerCaseHeaders(headers: Record<string, unknown> | undefined): Record<string, string> {
@@ -110,6 +125,14 @@ function lowerCaseHeaders(headers: Record<string, unknown> | undefined): Record<
 export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string): CaseResult {
   const now = testCase.now ?? defaultNow;
   const body = testCase.body;
+  const e = testCase.expect;
+  // The server's own check, before routing: a refused request has no explanation to compare.
+  const refused = invalidMessages(body);
+  if (refused !== undefined || e.error !== undefined) {
+    const passed = refused?.code === e.error;
+    const got = refused ? `${refused.code} (${refused.message})` : 'none: the request is routed';
+    return { name: testCase.name, passed, mismatches: passed ? [] : [`error: expected ${e.error ?? 'none'}, got ${got}`] };
+  }
   const explanation = rules.explain({
     headers: lowerCaseHeaders(testCase.headers),
     body,
@@ -120,7 +143,6 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string)
   const check = (what: string, expected: unknown, actual: unknown): void => {
     if (!isDeepStrictEqual(expected, actual)) mismatches.push(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual ?? null)}`);
   };
-  const e = testCase.expect;
   if (e.rule !== undefined) check('rule', e.rule, explanation.rule);
   if (e.action !== undefined) check('action', e.action, explanation.action);
   if (e.model !== undefined) check('model', e.model, explanation.model ?? null);

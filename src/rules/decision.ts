@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { InvalidMessagesError } from '../errors.js';
 import type { RetryOverride } from './actions.js';
 
 /**
@@ -45,3 +46,30 @@ export interface Router {
 }
 
 export const NO_RULE = 'none';
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/**
+ * Why a chat body cannot be routed, or undefined when it can: `messages` must be a non-empty array
+ * whose every element is a non-null, non-array object. Checked before any rule sees the body, by
+ * the chat route, explain and the offline cases alike, so no action ever runs on a body without a
+ * conversation (a `system_prompt` would otherwise go upstream alone, and be billed). The detail
+ * names the first offending position and the JSON kind found there, never the client's content.
+ */
+export function invalidMessages(body: Readonly<JsonObject>): InvalidMessagesError | undefined {
+  const messages = body.messages;
+  if (messages === undefined) return new InvalidMessagesError('`messages` is required: a non-empty array of message objects');
+  if (!Array.isArray(messages)) return new InvalidMessagesError(`\`messages\` must be a non-empty array of message objects, not ${kindOf(messages)}`);
+  if (messages.length === 0) return new InvalidMessagesError('`messages` must not be empty');
+  for (let i = 0; i < messages.length; i++) {
+    const message: unknown = messages[i];
+    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+      return new InvalidMessagesError(`\`messages[${i}]\` must be a message object, not ${kindOf(message)}`);
+    }
+  }
+  return undefined;
+}

@@ -7,7 +7,7 @@ import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
-import type { ModelCooldowns } from '../upstream/cooldown.js';
+import { attemptModels, type ModelCooldowns } from '../upstream/cooldown.js';
 import { isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, sdkRetriesStatus, type RetryPolicy } from '../upstream/retry.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -25,7 +25,7 @@ export interface ProxyDeps {
 
 /**
  * The upstream attempts of a routed chat request: the routed model, then its fallbacks, each
- * attempt starting one further along the list (the last one is tried again when the list is spent).
+ * attempt starting one further along the list, cooling models left out (`attemptModels`).
  */
 export interface AttemptPlan {
   readonly models: readonly string[];
@@ -55,21 +55,15 @@ const NO_RETRY: RetryPolicy = { maxAttempts: 1, statuses: new Set(), budgetMs: 0
 const NETWORK_FAILURES: RetryPolicy = { ...NO_RETRY, onNetworkErrors: true };
 
 /**
- * The models of an attempt, from `position` on: the first is the model tried, all of them go to
- * OpenRouter as its fallback list. Models cooling down are left out while another can serve; when
- * every one is cooling down, the list is tried as it is (an answer beats a refusal).
+ * The models of an attempt (`attemptModels`), claimed now: when the first is a model whose
+ * cooldown has just ended, this request becomes its one probe. Chosen as not cooling at this same
+ * `now`, so the claim holds; when every model is cooling it fails, and the list is tried anyway.
  */
-function modelsForAttempt(models: readonly string[], position: number, cooldowns: ModelCooldowns): readonly string[] {
-  const rest = models.slice(position);
-  if (!cooldowns.enabled) return rest;
+function claimAttemptModels(route: readonly string[], failed: string | undefined, cooldowns: ModelCooldowns): readonly string[] {
   const now = Date.now();
-  const available = rest.filter((m) => !cooldowns.isCooling(m, now));
-  // The first available model may be the probe that ends its cooldown.
-  if (available.length > 0 && available[0] !== undefined) {
-    cooldowns.tryAcquire(available[0], now);
-    return available;
-  }
-  return rest;
+  const models = attemptModels(route, failed, cooldowns, now);
+  if (cooldowns.enabled && models[0] !== undefined) cooldowns.tryAcquire(models[0], now);
+  return models;
 }
 
 /** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
@@ -178,19 +172,24 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     let upstreamRes: UpstreamResponse | undefined;
     /** Chunks read while waiting for the first token (first-token timeout), relayed first. */
     let held: Buffer[] = [];
-    // Position in the plan's models of the next candidate; the last one is tried again when the list is spent.
-    let position = 0;
+    // The model of the attempt that just failed: the next attempt's models follow from it.
+    let failed: string | undefined;
     for (let attempt = 1; upstreamRes === undefined; attempt++) {
-      const models = plan ? modelsForAttempt(plan.models, position, cooldowns) : undefined;
+      const models = plan ? claimAttemptModels(plan.models, failed, cooldowns) : undefined;
       const model = models ? models[0] : exchange.routedModel;
       exchange.routedModel = model;
       reply.header('x-signalbox-attempts', String(attempt));
       if (model !== undefined && plan) reply.header('x-signalbox-model', headerSafe(model));
-      position = plan && model !== undefined ? Math.min(plan.models.indexOf(model) + 1, plan.models.length - 1) : 0;
-      const nextModel = plan ? plan.models[position] : model;
-      /** Counts a retry to the next model and waits for it; false when the client left meanwhile. */
-      const retryNext = (reason: string, waitMs: number): Promise<boolean> => {
-        deps.metrics?.fallback(model, nextModel, reason);
+      /**
+       * The model the next attempt will try, as the breaker stands once this attempt's failure is
+       * recorded (call it after that); it is chosen again when that attempt starts, which only
+       * differs if another request changed a cooldown during the wait.
+       */
+      const nextModel = (): string | undefined => (plan ? attemptModels(plan.models, model, cooldowns, Date.now())[0] : model);
+      /** Counts a retry to `next` and waits for it; false when the client left meanwhile. */
+      const retryNext = (next: string | undefined, reason: string, waitMs: number): Promise<boolean> => {
+        deps.metrics?.fallback(model, next, reason);
+        failed = model;
         exchange.markAttemptRetried(waitMs);
         return pause(waitMs, abort, reply);
       };
@@ -210,9 +209,10 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           return;
         }
         if (model !== undefined && isRetryableError(NETWORK_FAILURES, error)) cooldowns.failure(model);
-        const verdict = isRetryableError(policy, error) ? nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model) : undefined;
+        const next = nextModel();
+        const verdict = isRetryableError(policy, error) ? nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, next === model) : undefined;
         if (!verdict?.retry) throw error;
-        if (!(await retryNext(error.code, verdict.waitMs))) return;
+        if (!(await retryNext(next, error.code, verdict.waitMs))) return;
         continue;
       }
       deps.metrics?.upstreamAttempt(model, res.statusCode);
@@ -235,9 +235,10 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
             : deps.upstream.mapError(first.error, abort);
           exchange.markAttemptOutcome(first.kind === 'timeout' ? 'first_token_timeout' : error.code);
           if (model !== undefined) cooldowns.failure(model);
-          const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, nextModel === model);
+          const next = nextModel();
+          const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, next === model);
           if (!verdict.retry) throw error;
-          if (!(await retryNext(first.kind === 'timeout' ? 'first_token_timeout' : error.code, verdict.waitMs))) return;
+          if (!(await retryNext(next, first.kind === 'timeout' ? 'first_token_timeout' : error.code, verdict.waitMs))) return;
           continue;
         }
       }
@@ -247,11 +248,12 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         else cooldowns.success(model);
       }
       if (retryable) {
-        const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), retryAfterMs(res.headers), nextModel === model);
+        const next = nextModel();
+        const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), retryAfterMs(res.headers), next === model);
         if (verdict.retry) {
           // Nothing of this answer reached the client: read it off the connection and try again.
           await res.body.dump().catch(() => undefined);
-          if (!(await retryNext(String(res.statusCode), verdict.waitMs))) return;
+          if (!(await retryNext(next, String(res.statusCode), verdict.waitMs))) return;
           continue;
         }
       }

@@ -94,3 +94,35 @@ export class ModelCooldowns {
     this.onCooldown(model);
   }
 }
+
+/**
+ * The models of a route's next attempt: the first is the one tried, all of them go to OpenRouter
+ * as its fallback list. `failed` is the model of the attempt that just failed (undefined before
+ * the first). Pure: reads the breaker at `now`, takes no probe (explain shows the choice with it).
+ *
+ * While any model of the route is not cooling, no cooling model is tried or listed:
+ * 1. the models after `failed` in the route that are not cooling (all of them on the first attempt);
+ * 2. else `failed` alone again, when it is not cooling: it is the last model that can serve, so
+ *    this is a genuine retry of the same model (after a backoff), not a fallback;
+ * 3. else (`failed` has just started cooling) the models of the route that are not cooling, an
+ *    earlier one that failed in this request included: it may still answer, a cooling one should not be asked.
+ * When every model of the route is cooling, the route as it is from the model after `failed` on
+ * (`failed` again when it is the last): an answer beats a refusal.
+ */
+export function attemptModels(
+  route: readonly string[],
+  failed: string | undefined,
+  cooldowns: Pick<ModelCooldowns, 'enabled' | 'isCooling'>,
+  now: number,
+): readonly string[] {
+  // Past the failed model (0 before the first attempt, or if it is not in the route).
+  const start = failed === undefined ? 0 : route.indexOf(failed) + 1;
+  if (!cooldowns.enabled) return route.slice(Math.min(start, route.length - 1));
+  const serving = route.filter((m) => !cooldowns.isCooling(m, now));
+  if (serving.length === 0) return route.slice(Math.min(start, route.length - 1));
+  const after: string[] = [];
+  for (let i = start; i < route.length; i++) if (serving.includes(route[i]!)) after.push(route[i]!);
+  if (after.length > 0) return after;
+  if (failed !== undefined && serving.includes(failed)) return [failed];
+  return serving;
+}

@@ -137,10 +137,10 @@ test('a failing case exits 1 and names the case and the mismatch', (t) => {
     'rules: ./rules.yaml',
     'cases:',
     '  - name: holds',
-    '    body: { model: auto }',
+    '    body: { model: auto, messages: [{ role: user, content: hi }] }',
     '    expect: { rule: main, model: x/main }',
     '  - name: wrong rule',
-    '    body: { model: auto }',
+    '    body: { model: auto, messages: [{ role: user, content: hi }] }',
     '    expect: { rule: expected-rule, model: x/main }',
     '',
   ].join('\n'));
@@ -156,11 +156,53 @@ test('a failing case exits 1 and names the case and the mismatch', (t) => {
   assert.deepEqual(run.err, []);
 });
 
+test('a case can expect the refusal before routing (error: invalid_messages); one that does not is told why it failed', (t) => {
+  const dir = tempDir(t);
+  writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'));
+  const cases = writeIn(dir, 'cases.yaml', [
+    'rules: ./rules.yaml',
+    'cases:',
+    '  - name: refused',
+    '    body: { model: auto, messages: "hi" }',
+    '    expect: { error: invalid_messages }',
+    '  - name: expected a route',
+    '    body: { model: auto, messages: [null] }',
+    '    expect: { rule: main }',
+    '  - name: expected a refusal',
+    '    body: { model: auto, messages: [{ role: user, content: hi }] }',
+    '    expect: { error: invalid_messages }',
+    '',
+  ].join('\n'));
+  const run = cli(['test', cases]);
+  assert.equal(run.code, 1);
+  assert.deepEqual(run.out.filter((l) => !l.startsWith('rules: ')), [
+    'ok   1 - refused',
+    'FAIL 2 - expected a route',
+    '       error: expected none, got invalid_messages (Invalid messages: `messages[0]` must be a message object, not null)',
+    'FAIL 3 - expected a refusal',
+    '       error: expected invalid_messages, got none: the request is routed',
+    '1 passed, 2 failed',
+  ]);
+});
+
+test('expect.error stands alone in a cases file, and only a known code is accepted', (t) => {
+  const dir = tempDir(t);
+  writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'));
+  const mixed = writeIn(dir, 'mixed.yaml', 'rules: ./rules.yaml\ncases:\n  - name: one\n    body: { messages: [] }\n    expect: { error: invalid_messages, rule: main }\n');
+  assert.deepEqual(cli(['test', mixed]), {
+    code: 1, out: [], err: [`${mixed}:5:15: cases.0.expect.error stands alone: a request refused before routing reaches no rule`],
+  });
+  const unknown = writeIn(dir, 'unknown.yaml', 'rules: ./rules.yaml\ncases:\n  - name: one\n    body: { messages: [] }\n    expect: { error: invalid_json }\n');
+  const run = cli(['test', unknown]);
+  assert.equal(run.code, 1);
+  assert.match(run.err.join('\n'), /^.*unknown\.yaml:5:\d+: cases\.0\.expect\.error must be equal to one of the allowed values$/);
+});
+
 test('--rules overrides the rules file the cases name', (t) => {
   const dir = tempDir(t);
   writeIn(dir, 'named.yaml', oneRule('named', 'x/named'));
   const override = writeIn(dir, 'override.yaml', oneRule('override', 'x/override'));
-  const cases = writeIn(dir, 'cases.yaml', 'rules: ./named.yaml\ncases:\n  - name: routed by the override\n    body: { model: auto }\n    expect: { rule: override, model: x/override }\n');
+  const cases = writeIn(dir, 'cases.yaml', 'rules: ./named.yaml\ncases:\n  - name: routed by the override\n    body: { model: auto, messages: [{ role: user, content: hi }] }\n    expect: { rule: override, model: x/override }\n');
 
   const run = cli(['test', cases, '--rules', override]);
   assert.equal(run.code, 0, run.out.join('\n'));

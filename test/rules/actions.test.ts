@@ -209,6 +209,28 @@ test('system_prompt replace: removes system and developer messages, puts its own
   ]);
 });
 
+test('system_prompt replace: a body of system messages only keeps them behind the rule\'s, never sends the rule\'s prompt alone', () => {
+  const messages = [{ role: 'system', content: 'Summarise: the quarterly report' }, { role: 'developer', content: 'in French' }];
+  const d = decideWith({ model: 'm/a', system_prompt: { replace: 'Only this.' } }, { model: 'auto', messages });
+  assert.deepEqual(d.body.messages, [{ role: 'system', content: 'Only this.' }, ...messages]);
+});
+
+test('system_prompt prepend: a first system message with content parts is kept whole, after the rule\'s', () => {
+  const messages = [{ role: 'system', content: [{ type: 'text', text: 'You are terse.' }] }, ...USER_HI];
+  const d = decideWith({ model: 'm/a', system_prompt: { prepend: 'Be safe.' } }, { model: 'auto', messages });
+  assert.deepEqual(d.body.messages, [{ role: 'system', content: 'Be safe.' }, ...messages]);
+});
+
+test('system_prompt on a body whose messages is not a list leaves messages as the client sent them', () => {
+  for (const action of [{ prepend: 'Be safe.' }, { replace: 'Only this.' }]) {
+    const asString = decideWith({ model: 'm/a', system_prompt: action }, { model: 'auto', messages: 'hello there' });
+    assert.equal(asString.body.messages, 'hello there', JSON.stringify(action));
+    assert.equal(asString.body.model, 'm/a');
+    const missing = decideWith({ model: 'm/a', system_prompt: action }, { model: 'auto' });
+    assert.equal('messages' in missing.body, false, JSON.stringify(action));
+  }
+});
+
 test('headers: returned as upstreamHeaders with lower-case names, not put in the body', () => {
   const d = decideWith({ model: 'm/a', headers: { 'X-Title': 'Signalbox', 'HTTP-Referer': 'https://example.test' } },
     { model: 'auto', messages: USER_HI });

@@ -14,10 +14,13 @@ rules:
 const BODY = JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'Say hello' }] });
 const FAIL = { type: 'status', status: 503, body: openRouterErrorBody(503) } as const;
 
-async function harness(t: TestContext, durationMs: number): Promise<Harness> {
+async function harness(t: TestContext, durationMs: number, { rules = RULES, attempts = 2, failures = 2 } = {}): Promise<Harness> {
   const h = await startHarness({
-    rules: RULES,
-    env: { OPENROUTER_API_KEY: 'sk-or-cooldown', RETRY_MAX_ATTEMPTS: '2', COOLDOWN_FAILURES: '2', COOLDOWN_WINDOW_MS: '60000', COOLDOWN_DURATION_MS: String(durationMs) },
+    rules,
+    env: {
+      OPENROUTER_API_KEY: 'sk-or-cooldown', RETRY_MAX_ATTEMPTS: String(attempts), COOLDOWN_FAILURES: String(failures),
+      COOLDOWN_WINDOW_MS: '60000', COOLDOWN_DURATION_MS: String(durationMs),
+    },
   });
   t.after(() => h.close());
   return h;
@@ -107,4 +110,79 @@ test('when every model of the route is cooling down, the list is tried as it is'
   const res = await chat(h);
   assert.equal(res.status, 200, 'an answer beats a refusal');
   assert.equal((h.fake.received.at(-1)!.json as { model: string }).model, 'a/primary');
+});
+
+// A route whose models can be cooled one at a time: `x-route` sends a single attempt to one of them.
+const TWO_ROUTES = `version: 1
+rules:
+  - name: only-primary
+    when: { header.x-route: primary }
+    route: { model: a/primary, retry: { max_attempts: 1 } }
+  - name: only-second
+    when: { header.x-route: second }
+    route: { model: b/second, retry: { max_attempts: 1 } }
+  - name: with-fallback
+    route: { model: a/primary, fallbacks: [b/second] }
+`;
+
+function twoRoutes(t: TestContext, durationMs: number): Promise<Harness> {
+  return harness(t, durationMs, { rules: TWO_ROUTES, attempts: 3, failures: 3 });
+}
+
+/** Three single-attempt requests to `model` that fail: it starts cooling (no retry, so no fallback is counted). */
+async function coolDown(h: Harness, route: 'primary' | 'second'): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    h.fake.enqueue(FAIL);
+    const res = await rawRequest(h.url, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json', 'x-route': route }, body: BODY });
+    assert.equal(res.status, 503);
+  }
+}
+
+function explain(h: Harness): Promise<{ body: { model: string; models?: string[] }; model: string; body_changed: boolean; cooling_models: { model: string }[] }> {
+  return rawRequest(h.url, { method: 'POST', path: '/v1/routing/explain', headers: { 'content-type': 'application/json' }, body: BODY }).then((res) => jsonOf(res));
+}
+
+test('a healthy primary that fails retryably while its fallback cools is retried itself: primary, primary, primary', EVENT_TEST, async (t) => {
+  const h = await twoRoutes(t, 60_000);
+  await coolDown(h, 'second');
+  assert.deepEqual(await cooling(h), ['b/second']);
+  const before = h.fake.received.length;
+
+  h.fake.enqueue(FAIL, FAIL);
+  const res = await chat(h);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['x-signalbox-attempts'], '3');
+  assert.equal(res.headers['x-signalbox-model'], 'a/primary');
+  const sent = h.fake.received.slice(before).map((r) => r.json as { model: string; models?: string[] });
+  assert.deepEqual(sent, [{ ...JSON.parse(BODY), model: 'a/primary' }, { ...JSON.parse(BODY), model: 'a/primary' }, { ...JSON.parse(BODY), model: 'a/primary' }],
+    'every attempt to the primary alone: the cooling fallback is neither tried nor listed');
+
+  const scrape = await (await fetch(`${h.url}/metrics`)).text();
+  const fallbacks = scrape.split('\n').filter((l) => l.startsWith('signalbox_fallbacks_total{'));
+  assert.deepEqual(fallbacks, ['signalbox_fallbacks_total{from="a/primary",to="a/primary",reason="503"} 2'], scrape);
+});
+
+test('explain shows the body the first attempt sends, cooling models left out, and never takes the probe', EVENT_TEST, async (t) => {
+  const h = await twoRoutes(t, 300);
+  const healthy = await explain(h);
+  assert.deepEqual([healthy.body.model, healthy.body.models], ['a/primary', ['a/primary', 'b/second']]);
+
+  await coolDown(h, 'primary');
+  const cooled = await explain(h);
+  assert.deepEqual(cooled.cooling_models.map((c) => c.model), ['a/primary']);
+  assert.equal(cooled.model, 'a/primary', 'the model the rule routes to');
+  assert.equal(cooled.body.model, 'b/second', 'the model the first attempt sends');
+  assert.equal('models' in cooled.body, false);
+  assert.equal(cooled.body_changed, true);
+  const res = await chat(h);
+  assert.equal(res.headers['x-signalbox-model'], 'b/second');
+  assert.deepEqual(h.fake.received.at(-1)!.json, cooled.body, 'explain\'s body is what the first attempt sent');
+
+  // The cooldown is 300 ms; the explain output says when it is over.
+  while ((await explain(h)).cooling_models.length > 0) await delay(50);
+  // Explained again and again, the primary's probe is still free: the next request takes it.
+  for (let i = 0; i < 3; i++) assert.deepEqual((await explain(h)).body.models, ['a/primary', 'b/second']);
+  const probe = await chat(h);
+  assert.equal(probe.status, 200);
+  assert.equal(probe.headers['x-signalbox-model'], 'a/primary');
 });

@@ -35,14 +35,15 @@ test('one request line per request, with what happened', async (t) => {
   const h = await harness(t, { env: { OPENROUTER_API_KEY: 'sk-or-server' } });
   const streamBody = JSON.stringify({ ...CHAT_BODY, stream: true });
   const jsonBody = JSON.stringify(CHAT_BODY);
-  // The fake answers 400 when `messages` is missing.
-  const badBody = JSON.stringify({ model: 'openai/gpt-4o' });
+  // An upstream 400, made by the fake on request.
+  const badBody = JSON.stringify({ ...CHAT_BODY, model: 'openai/gpt-4o' });
+  const upstream400 = { 'x-fake-fault': JSON.stringify({ type: 'status', status: 400 }) };
   const cases = [
-    { id: 'log-stream-1', body: streamBody, query: '?trace=1&key=abc', status: 200, model: CHAT_BODY.model, stream: true },
-    { id: 'log-json-1', body: jsonBody, query: '', status: 200, model: CHAT_BODY.model, stream: false },
-    { id: 'log-bad-1', body: badBody, query: '', status: 400, model: 'openai/gpt-4o', stream: false },
+    { id: 'log-stream-1', body: streamBody, query: '?trace=1&key=abc', status: 200, model: CHAT_BODY.model, stream: true, headers: {} },
+    { id: 'log-json-1', body: jsonBody, query: '', status: 200, model: CHAT_BODY.model, stream: false, headers: {} },
+    { id: 'log-bad-1', body: badBody, query: '', status: 400, model: 'openai/gpt-4o', stream: false, headers: upstream400 },
   ];
-  const responses = await Promise.all(cases.map((c) => postChat(h, c.id, c.body, {}, c.query)));
+  const responses = await Promise.all(cases.map((c) => postChat(h, c.id, c.body, c.headers, c.query)));
   const lines = await Promise.all(cases.map((c) => h.logs.requestLine(c.id)));
 
   cases.forEach((c, i) => {

@@ -173,11 +173,35 @@ test('the request log line names the rule, the requested model and the routed mo
   assert.equal(line.routed_model, 'anthropic/claude-3.5-sonnet');
   assert.equal(line.status, 200);
 
-  await post(h, CHAT, JSON.stringify({ model: 'raw/x', messages: [] }), { 'x-request-id': 'routing-log-2' });
+  await post(h, CHAT, JSON.stringify({ model: 'raw/x', messages: [{ role: 'user', content: 'hi' }] }), { 'x-request-id': 'routing-log-2' });
   const passed = await h.logs.requestLine('routing-log-2');
   assert.equal(passed.rule, 'passthrough');
   assert.equal(passed.model, 'raw/x');
   assert.equal('routed_model' in passed, false, 'no routed_model when the model is unchanged');
+});
+
+test('a body whose messages is not a non-empty list of objects is a 400 invalid_messages before routing: nothing goes upstream, nothing is billed', async (t) => {
+  const h = await harness(t);
+  // smart-route prepends a system prompt: on these bodies it used to go upstream alone.
+  const bodies = [
+    { model: 'smart' },
+    { model: 'smart', messages: 'write a parser' },
+    { model: 'smart', messages: [] },
+    { model: 'smart', messages: [null] },
+    { model: 'smart', messages: [{ role: 'user', content: 'hi' }, [{ role: 'user', content: 'hi' }]] },
+  ];
+  for (const [i, body] of bodies.entries()) {
+    const requestId = `invalid-messages-${i}`;
+    const res = await post(h, CHAT, JSON.stringify(body), { 'x-request-id': requestId });
+    assertOpenAIError(res, 400, 'invalid_messages');
+    assert.equal(jsonOf<{ error: { type: string } }>(res).error.type, 'invalid_request_error');
+    assertOpenAIError(await post(h, EXPLAIN, JSON.stringify(body)), 400, 'invalid_messages');
+    // The log line is written once the response closed: the process is still up after it.
+    assert.equal((await h.logs.requestLine(requestId)).status, 400);
+  }
+  assert.equal(h.fake.received.length, 0);
+  const after = await post(h, CHAT, JSON.stringify(SMART_BODY));
+  assert.equal(after.status, 200, 'the proxy still serves');
 });
 
 // --- POST /v1/routing/explain -------------------------------------------------------------------

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
-import type { JsonObject, RequestContext } from '../../rules/decision.js';
+import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import type { RetryOverride } from '../../rules/actions.js';
 import type { RuleSet } from '../../rules/ruleset.js';
+import { attemptModels } from '../../upstream/cooldown.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
 import { forward, type AttemptPlan, type ProxyDeps } from '../proxy.js';
 
@@ -51,19 +52,32 @@ function isJsonObject(value: unknown): value is JsonObject {
  * same model again.
  */
 export function attemptPlan(body: Readonly<JsonObject>, model: string | undefined, firstBody: Buffer | string): AttemptPlan {
-  const listed = Array.isArray(body.models) && body.models.every((m) => typeof m === 'string') ? (body.models as string[]) : [];
-  const models = [...new Set(model !== undefined ? [model, ...listed] : listed)];
+  const models = routeModels(body, model);
   return {
     models,
     bodyFor(attemptModels) {
       // The routed list as it is (also a retry of a single model): the body already decided.
-      if (attemptModels.length === models.length && attemptModels.every((m, i) => m === models[i])) return firstBody;
-      const next: JsonObject = { ...body, model: attemptModels[0] };
-      if (attemptModels.length > 1) next.models = [...attemptModels];
-      else delete next.models;
-      return JSON.stringify(next);
+      return sameModels(attemptModels, models) ? firstBody : JSON.stringify(withModels(body, attemptModels));
     },
   };
+}
+
+/** The route's models: the routed model, then OpenRouter's fallback list, without repeats. */
+function routeModels(body: Readonly<JsonObject>, model: string | undefined): string[] {
+  const listed = Array.isArray(body.models) && body.models.every((m) => typeof m === 'string') ? (body.models as string[]) : [];
+  return [...new Set(model !== undefined ? [model, ...listed] : listed)];
+}
+
+function sameModels(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((m, i) => m === b[i]);
+}
+
+/** The body of an attempt that sends `models[0]`, with `models` as OpenRouter's fallback list when there are more. */
+function withModels(body: Readonly<JsonObject>, models: readonly string[]): JsonObject {
+  const next: JsonObject = { ...body, model: models[0] };
+  if (models.length > 1) next.models = [...models];
+  else delete next.models;
+  return next;
 }
 
 function withOverride(policy: RetryPolicy, override: RetryOverride): RetryPolicy {
@@ -86,6 +100,8 @@ function chatContext(request: FastifyRequest): RequestContext {
     throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
   }
   const body = parsed.value;
+  const refused = invalidMessages(body);
+  if (refused) throw refused;
   return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined };
 }
 
@@ -134,8 +150,16 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
 
   app.post('/v1/routing/explain', async (request) => {
     const context = chatContext(request);
+    const now = Date.now();
     // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
-    const cooling = Object.entries(proxy.cooldowns.cooling()).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
-    return { ...rules.current.explain(context), cooling_models: cooling };
+    const cooling = Object.entries(proxy.cooldowns.cooling(now)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
+    const explanation = rules.current.explain(context);
+    if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
+    // The body as the first attempt would send it: cooling models left out, the probe not taken.
+    const body = explanation.body as Readonly<JsonObject>;
+    const route = routeModels(body, explanation.model);
+    const first = attemptModels(route, undefined, proxy.cooldowns, now);
+    if (sameModels(first, route)) return { ...explanation, cooling_models: cooling };
+    return { ...explanation, body: withModels(body, first), body_changed: true, cooling_models: cooling };
   });
 }
