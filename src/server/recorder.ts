@@ -1,8 +1,9 @@
 import { hash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
+import { endpointOf, type Endpoint } from '../metrics/endpoints.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
-import { NO_RULE } from '../rules/decision.js';
+import { UNROUTED } from '../rules/decision.js';
 import type { Exchange } from './exchange.js';
 import { writeLine } from './logger.js';
 import { TimedBatch } from './timed-batch.js';
@@ -61,19 +62,24 @@ export class ExchangeRecorder {
   private process(batch: Finished[]): void {
     for (const finished of batch) {
       this.log(finished);
-      if (this.metrics && finished.exchange.kind) this.meter(this.metrics, finished.exchange);
+      if (this.metrics) {
+        // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
+        const endpoint = endpointOf(finished.url);
+        if (endpoint !== undefined) this.meter(this.metrics, finished.exchange, endpoint);
+      }
     }
   }
 
-  private meter(metrics: SignalboxMetrics, x: Exchange): void {
-    const served = x.facts?.model;
+  private meter(metrics: SignalboxMetrics, x: Exchange, endpoint: Endpoint): void {
+    const upstreamStatus = x.upstreamStatus;
     metrics.exchangeFinished({
-      routed: x.kind === 'chat',
-      rule: x.rule ?? NO_RULE,
+      endpoint,
+      routed: x.rule !== undefined,
+      rule: x.rule ?? UNROUTED,
       requestedModel: x.requestedModel,
-      model: served ?? x.routedModel,
       routedModel: x.routedModel,
-      servedModel: served,
+      servedModel: x.facts?.model,
+      upstreamSucceeded: upstreamStatus !== undefined && upstreamStatus >= 200 && upstreamStatus < 300,
       status: x.status,
       stream: x.stream,
       durationSeconds: x.durationMs / 1000,
