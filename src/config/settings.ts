@@ -148,7 +148,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   },
   {
     path: 'metrics.max_served_models', env: 'METRICS_MAX_SERVED_MODELS', type: 'integer', default: 100, unit: 'label values', minimum: 0,
-    reason: 'served models (reported by OpenRouter, which may pick a fallback or a dated variant) beyond those the rules name are labelled as they come, up to this many; later ones are `other`',
+    reason: 'served models (reported by a successful upstream response: OpenRouter may pick a fallback or a dated variant) beyond those the rules name are labelled as they come, up to this many; later ones, and names only asked for or routed to, are `other`, so clients cannot use up the slots',
   },
   {
     path: 'metrics.duration_buckets_seconds', env: 'METRICS_DURATION_BUCKETS_SECONDS', type: 'number[]',

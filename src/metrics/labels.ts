@@ -1,15 +1,20 @@
+import { MAX_CLIENT_TEXT_CHARS } from '../bounded-text.js';
+
 /**
- * Bounded label values. A label value a client can choose (the model it asks for) is kept only
- * when the rules, the tiers or the configured allow-list name it; anything else is `other`. So
- * 1,000 invented model names make one series, not 1,000, and a client can never grow the
- * scrape without bound (the memory blow-ups of gateways that label by raw model name).
+ * Bounded label values. A model name keeps its own label value only when the rules, the tiers
+ * or the configured allow-list name it, or when a successful upstream response reported it as
+ * the model that served (up to `maxServed` such names); anything else is `other`. A client
+ * chooses none of these: a name it makes up, in a request that is refused or fails, never takes
+ * a slot, so junk cannot use up the slots before real models arrive. 1,000 invented model names
+ * make one series, not 1,000, and the scrape never grows without bound (the memory blow-ups of
+ * gateways that label by raw model name).
  */
 
 export const OTHER = 'other';
 
 export class ModelLabels {
   private readonly known = new Set<string>();
-  private readonly served = new Set<string>();
+  private readonly servedSlots = new Set<string>();
   private readonly maxServed: number;
 
   constructor(allowList: readonly string[], maxServed: number) {
@@ -32,14 +37,24 @@ export class ModelLabels {
   }
 
   /**
-   * A model the upstream reported or the proxy routed to: known, or one of the first
-   * `maxServed` others seen, or `other`.
+   * A model routed to, attempted or reported: known, or already served (see `served`), or
+   * `other`. Never takes a slot: a name seen here may come from the client.
    */
   model(model: string | undefined): string {
     if (model === undefined) return 'unknown';
-    if (this.known.has(model) || this.served.has(model)) return model;
-    if (this.served.size < this.maxServed) {
-      this.served.add(model);
+    return this.known.has(model) || this.servedSlots.has(model) ? model : OTHER;
+  }
+
+  /**
+   * The model a successful (2xx) upstream response reported as serving it: known, or one of the
+   * first `maxServed` such names (at most MAX_CLIENT_TEXT_CHARS long), or `other`. OpenRouter
+   * may serve a fallback or a dated variant the rules never name; only its own answer vouches
+   * for a name.
+   */
+  served(model: string): string {
+    if (this.known.has(model) || this.servedSlots.has(model)) return model;
+    if (this.servedSlots.size < this.maxServed && model.length <= MAX_CLIENT_TEXT_CHARS) {
+      this.servedSlots.add(model);
       return model;
     }
     return OTHER;

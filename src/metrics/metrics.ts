@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SignalboxConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules/store.js';
+import type { Endpoint } from './endpoints.js';
 import { ModelLabels } from './labels.js';
 import { FastCounter, FastHistogram } from './series.js';
 
@@ -12,14 +13,17 @@ import { FastCounter, FastHistogram } from './series.js';
 
 /** What one finished exchange reports; filled by the exchange plugin from its Exchange. */
 export interface ExchangeRecord {
+  readonly endpoint: Endpoint;
   /** A chat request that went through the rules (counted in signalbox_rule_matches_total). */
   readonly routed: boolean;
+  /** The deciding rule, `none` when no rule matched, `unrouted` when the rules never saw the request. */
   readonly rule: string;
   readonly requestedModel: string | undefined;
-  /** Served model when known, else routed. */
-  readonly model: string | undefined;
   readonly routedModel: string | undefined;
+  /** The model the upstream response reported. */
   readonly servedModel: string | undefined;
+  /** The upstream answered 2xx: only then may its served model take a label slot. */
+  readonly upstreamSucceeded: boolean;
   readonly status: number;
   readonly stream: boolean;
   readonly durationSeconds: number;
@@ -65,10 +69,10 @@ export class SignalboxMetrics {
     }
     const r = this.registry;
     // Per-request series: label values positional, in the order of the label names given here.
-    this.requests = new FastCounter(r, 'signalbox_requests_total', 'Client requests proxied, by rule, requested model, serving model, HTTP status and stream',
-      ['rule', 'requested_model', 'model', 'status', 'stream']);
+    this.requests = new FastCounter(r, 'signalbox_requests_total', 'Responses to /v1 requests, by endpoint, rule, requested model, serving model, HTTP status and stream',
+      ['endpoint', 'rule', 'requested_model', 'model', 'status', 'stream']);
     this.duration = new FastHistogram(r, 'signalbox_request_duration_seconds', 'Time from request arrival to the last response byte',
-      ['rule', 'model', 'stream'], config.duration_buckets_seconds);
+      ['endpoint', 'rule', 'model', 'stream'], config.duration_buckets_seconds);
     this.ttft = new FastHistogram(r, 'signalbox_time_to_first_token_seconds', 'Time from request arrival to the first streamed event carrying content or a tool call',
       ['rule', 'model'], config.ttft_buckets_seconds);
     this.overhead = new FastHistogram(r, 'signalbox_overhead_seconds', 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
@@ -136,12 +140,15 @@ export class SignalboxMetrics {
   }
 
   exchangeFinished(r: ExchangeRecord): void {
-    const model = this.labels.model(r.model);
+    const labels = this.labels;
+    const served = r.servedModel === undefined ? undefined : r.upstreamSucceeded ? labels.served(r.servedModel) : labels.model(r.servedModel);
+    const model = served ?? labels.model(r.routedModel);
     const stream = r.stream ? 'true' : 'false';
     const rule = r.rule;
-    this.requests.inc([rule, this.labels.requested(r.requestedModel), model, String(r.status), stream]);
+    const endpoint = r.endpoint;
+    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, String(r.status), stream]);
     if (r.routed) this.ruleMatches.inc([rule]);
-    this.duration.observe([rule, model, stream], r.durationSeconds);
+    this.duration.observe([endpoint, rule, model, stream], r.durationSeconds);
     this.overhead.observe(NO_LABELS, r.overheadSeconds);
     if (r.ttftSeconds !== undefined) this.ttft.observe([rule, model], r.ttftSeconds);
     const u = r.usage;
@@ -153,7 +160,7 @@ export class SignalboxMetrics {
       if (u.cost !== undefined) this.cost.inc([rule, model], u.cost);
     }
     if (r.servedModel !== undefined && r.routedModel !== undefined && r.servedModel !== r.routedModel) {
-      this.substitutions.inc([this.labels.model(r.routedModel), model]);
+      this.substitutions.inc([labels.model(r.routedModel), model]);
     }
     if (r.streamErrorKind) this.streamErrors.inc([r.streamErrorKind]);
     if (r.clientClosed) this.clientDisconnects.inc(NO_LABELS);

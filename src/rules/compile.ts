@@ -3,7 +3,7 @@ import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { deepMerge, type CompiledRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
-import type { JsonObject } from './decision.js';
+import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
 import { builtinFields, type FieldGetter, type FieldRegistry } from './fields.js';
 import { RuleSet, type CompiledRule } from './ruleset.js';
 import { validateRulesDocument } from './schema.js';
@@ -48,7 +48,11 @@ export class RulesError extends ConfigError {
   }
 }
 
-export const RESERVED_RULE_NAMES = new Set(['none']);
+/** Rule names that label something else in metrics and logs, with what they label. */
+export const RESERVED_RULE_NAMES: ReadonlyMap<string, string> = new Map([
+  [NO_RULE, 'requests that no rule matched'],
+  [UNROUTED, 'requests the rules never saw'],
+]);
 
 /** Body fields a rule may not set through `params`: they have actions of their own, or belong to the client. */
 const FORBIDDEN_PARAMS: Record<string, string> = {
@@ -130,7 +134,8 @@ export function compileRules(text: string, file: string, options: CompileOptions
     } else {
       seen.set(spec.name, index);
     }
-    if (RESERVED_RULE_NAMES.has(spec.name)) problems.push({ path: [...path, 'name'], message: `"${spec.name}" is reserved: it names requests that no rule matched` });
+    const reserved = RESERVED_RULE_NAMES.get(spec.name);
+    if (reserved !== undefined) problems.push({ path: [...path, 'name'], message: `"${spec.name}" is reserved: it names ${reserved}` });
 
     const condition: Condition = spec.when === undefined ? ALWAYS : compileWhen(spec.when, [...path, 'when'], cc, problems);
     const isCatchAll = spec.when === undefined || Object.keys(spec.when).length === 0;

@@ -73,3 +73,10 @@ export function invalidMessages(body: Readonly<JsonObject>): InvalidMessagesErro
   }
   return undefined;
 }
+
+/**
+ * The `rule` of a request the rules never saw: an endpoint they do not route (models,
+ * embeddings, explain...) or a chat request refused before routing (invalid JSON, 413, 401...).
+ * Kept apart from `none` (routed, no rule matched) so that refusals do not read as routed traffic.
+ */
+export const UNROUTED = 'unrouted';

@@ -30,8 +30,6 @@ const MAX_RECORDED_ATTEMPTS = 10;
  */
 export class Exchange {
   readonly startedAt: bigint = process.hrtime.bigint();
-  /** Set by the proxying routes; exchanges without a kind (probes, explain, errors) are not metered. */
-  kind: 'chat' | 'passthrough' | undefined = undefined;
   /** The parsed chat body, until no attempt can need it (then only its last user message is kept). */
   chatBody: Readonly<JsonObject> | undefined = undefined;
   /** The last user message's text, for the log line's prompt hash; set by `finish`. */
@@ -40,7 +38,7 @@ export class Exchange {
   status = 0;
   /** Arrival to the response's close, in milliseconds; set by `finish`. */
   durationMs = 0;
-  /** Model the client asked for (`body.model`). */
+  /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
   requestedModel: string | undefined = undefined;
   /** Routing rule that decided, `none` when no rule matched. */
   rule: string | undefined = undefined;

@@ -1,6 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ClientClosedError, ShuttingDownError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
+import { clipText } from '../bounded-text.js';
 import type { StreamErrorKind, SignalboxMetrics } from '../metrics/metrics.js';
 import { UpstreamAbort } from '../upstream/abort.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
@@ -177,7 +178,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     for (let attempt = 1; upstreamRes === undefined; attempt++) {
       const models = plan ? claimAttemptModels(plan.models, failed, cooldowns) : undefined;
       const model = models ? models[0] : exchange.routedModel;
-      exchange.routedModel = model;
+      exchange.routedModel = clipText(model);
       reply.header('x-signalbox-attempts', String(attempt));
       if (model !== undefined && plan) reply.header('x-signalbox-model', headerSafe(model));
       /**

@@ -1,8 +1,10 @@
 import { hash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
+import { endpointOf, type Endpoint } from '../metrics/endpoints.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
-import { NO_RULE } from '../rules/decision.js';
+import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
+import { NO_RULE, UNROUTED } from '../rules/decision.js';
 import type { Exchange, UpstreamAttempt } from './exchange.js';
 import { writeLine } from './logger.js';
 import { TimedBatch } from './timed-batch.js';
@@ -17,12 +19,15 @@ const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /*
  * The longest value, in characters, of each log field a client or the upstream chooses; a longer
- * one is cut and marked (see `bounded`), so that one request cannot write megabytes into the log
+ * one is cut and marked (see `clipText`), so that one request cannot write megabytes into the log
  * pipeline. Real values are far shorter: model ids and provider names under 100 characters, user
  * agents under 300.
  */
-/** model, routed_model, served_model, provider, finish_reason, upstream_error, user_agent. */
-const MAX_NAME_CHARS = 256;
+/**
+ * finish_reason, upstream_error, user_agent. The model names and provider come cut already
+ * (clipText where the Exchange and the response tap take them, for the metric labels too).
+ */
+const MAX_NAME_CHARS = MAX_CLIENT_TEXT_CHARS;
 /** path (without its query string) and error (the proxy's message, which can quote upstream text). */
 const MAX_TEXT_CHARS = 1024;
 /** prompt (LOG_PROMPTS=true): enough to recognise a prompt; prompt_hash is of the whole text. */
@@ -74,19 +79,24 @@ export class ExchangeRecorder {
   private process(batch: Finished[]): void {
     for (const finished of batch) {
       this.log(finished);
-      if (this.metrics && finished.exchange.kind) this.meter(this.metrics, finished.exchange);
+      if (this.metrics) {
+        // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
+        const endpoint = endpointOf(finished.url);
+        if (endpoint !== undefined) this.meter(this.metrics, finished.exchange, endpoint);
+      }
     }
   }
 
-  private meter(metrics: SignalboxMetrics, x: Exchange): void {
-    const served = x.facts?.model;
+  private meter(metrics: SignalboxMetrics, x: Exchange, endpoint: Endpoint): void {
+    const upstreamStatus = x.upstreamStatus;
     metrics.exchangeFinished({
-      routed: x.kind === 'chat',
-      rule: x.rule ?? NO_RULE,
+      endpoint,
+      routed: x.rule !== undefined,
+      rule: x.rule ?? UNROUTED,
       requestedModel: x.requestedModel,
-      model: served ?? x.routedModel,
       routedModel: x.routedModel,
-      servedModel: served,
+      servedModel: x.facts?.model,
+      upstreamSucceeded: upstreamStatus !== undefined && upstreamStatus >= 200 && upstreamStatus < 300,
       status: x.status,
       stream: x.stream,
       durationSeconds: x.durationMs / 1000,
@@ -111,18 +121,18 @@ export class ExchangeRecorder {
     if (x.attempts !== undefined) logAttempts(log, x.attempts);
     const line: Record<string, unknown> = {
       method: finished.method,
-      path: bounded(path, MAX_TEXT_CHARS),
+      path: clipText(path, MAX_TEXT_CHARS),
       status,
       duration_ms: round3(x.durationMs),
       bytes_in: x.bytesIn,
       bytes_out: x.bytesOut,
     };
     if (x.clientAddress !== undefined) line.remote_addr = x.clientAddress;
-    if (x.userAgent !== undefined) line.user_agent = bounded(x.userAgent, MAX_NAME_CHARS);
+    if (x.userAgent !== undefined) line.user_agent = clipText(x.userAgent, MAX_NAME_CHARS);
     if (x.clientKeyId !== undefined) line.client_key = x.clientKeyId;
-    if (x.requestedModel !== undefined) line.model = bounded(x.requestedModel, MAX_NAME_CHARS);
+    if (x.requestedModel !== undefined) line.model = x.requestedModel;
     if (x.rule !== undefined) line.rule = x.rule;
-    if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel === undefined ? undefined : bounded(x.routedModel, MAX_NAME_CHARS);
+    if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
     if (x.stream) line.stream = true;
     if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;
     if (x.upstreamAttempts > 0) {
@@ -131,9 +141,9 @@ export class ExchangeRecorder {
     }
     const facts = x.facts;
     if (facts) {
-      if (facts.model !== undefined) line.served_model = bounded(facts.model, MAX_NAME_CHARS);
-      if (facts.provider !== undefined) line.provider = bounded(facts.provider, MAX_NAME_CHARS);
-      if (facts.finishReason !== undefined) line.finish_reason = bounded(facts.finishReason, MAX_NAME_CHARS);
+      if (facts.model !== undefined) line.served_model = facts.model;
+      if (facts.provider !== undefined) line.provider = facts.provider;
+      if (facts.finishReason !== undefined) line.finish_reason = clipText(facts.finishReason, MAX_NAME_CHARS);
       if (facts.usage) {
         line.prompt_tokens = facts.usage.prompt;
         line.completion_tokens = facts.usage.completion;
@@ -143,18 +153,18 @@ export class ExchangeRecorder {
       }
       const ttft = x.ttftSeconds();
       if (ttft !== undefined) line.ttft_ms = round3(ttft * 1000);
-      if (facts.inbandError) line.upstream_error = bounded(facts.inbandError.code, MAX_NAME_CHARS);
+      if (facts.inbandError) line.upstream_error = clipText(facts.inbandError.code, MAX_NAME_CHARS);
     }
     if (x.promptText !== undefined) {
       // A hash groups identical prompts (retries, loops) without writing personal data to logs.
       line.prompt_hash = hash('sha256', x.promptText, 'hex').slice(0, 16);
-      if (this.logPrompts) line.prompt = bounded(x.promptText, MAX_PROMPT_CHARS);
+      if (this.logPrompts) line.prompt = clipText(x.promptText, MAX_PROMPT_CHARS);
     }
     if (x.clientClosed) line.client_closed = true;
     if (x.streamErrorKind) line.stream_error = x.streamErrorKind;
     if (x.error) {
       line.error_code = x.error.code;
-      line.error = bounded(x.error.message, MAX_TEXT_CHARS);
+      line.error = clipText(x.error.message, MAX_TEXT_CHARS);
     }
     writeLine(log, level, line, 'request');
   }
@@ -166,18 +176,13 @@ function logAttempts(log: Logger, attempts: readonly UpstreamAttempt[]): void {
   for (let i = 0; i < attempts.length; i++) {
     const attempt = attempts[i]!;
     const line: Record<string, unknown> = { attempt: i + 1 };
-    if (attempt.model !== undefined) line.model = bounded(attempt.model, MAX_NAME_CHARS);
+    if (attempt.model !== undefined) line.model = attempt.model;
     if (typeof attempt.outcome === 'number') line.status = attempt.outcome;
     else if (attempt.outcome !== undefined) line.error_code = attempt.outcome;
     line.duration_ms = round3(attempt.durationMs);
     if (attempt.waitMs !== undefined) line.wait_ms = attempt.waitMs;
     writeLine(log, 'debug', line, 'upstream attempt');
   }
-}
-
-/** `value`, or its first `max` characters and a marker with its full length. */
-export function bounded(value: string, max: number): string {
-  return value.length <= max ? value : `${value.slice(0, max)}…[cut, ${value.length} chars]`;
 }
 
 function round3(n: number): number {

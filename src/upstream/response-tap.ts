@@ -1,5 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
+import { clipText } from '../bounded-text.js';
 
 /**
  * Reads the facts Signalbox records (served model, provider, usage and cost, time to first
@@ -161,8 +162,9 @@ export class ResponseTap {
 
   private readObject(obj: Json): void {
     const f = this.facts;
-    if (f.model === undefined && typeof obj.model === 'string') f.model = obj.model;
-    if (f.provider === undefined && typeof obj.provider === 'string') f.provider = obj.provider;
+    // Names the upstream chooses end up in log lines: bounded like the client's.
+    if (f.model === undefined && typeof obj.model === 'string') f.model = clipText(obj.model);
+    if (f.provider === undefined && typeof obj.provider === 'string') f.provider = clipText(obj.provider);
     if (obj.usage !== undefined) f.usage = usageOf(obj.usage) ?? f.usage;
     if (obj.error !== undefined) f.inbandError = errorOf(obj.error);
   }

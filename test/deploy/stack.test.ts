@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { startHarness } from '../support/harness.js';
 
@@ -38,9 +40,31 @@ test('every metric the Grafana dashboard queries is one Signalbox exports', asyn
 test('the dashboard covers what the issue asks: requests and errors per rule, spend, TTFT and latency per model, fallbacks, reloads', () => {
   const text = readFileSync('config/grafana/dashboards/signalbox.json', 'utf8');
   for (const needle of ['signalbox_requests_total', 'status=~\\"5..\\"', 'signalbox_cost_usd_total', 'signalbox_time_to_first_token_seconds_bucket',
-    'signalbox_request_duration_seconds_bucket', 'signalbox_fallbacks_total', 'signalbox_rules_reloads_total']) {
+    'signalbox_request_duration_seconds_bucket', 'signalbox_fallbacks_total', 'signalbox_rules_reloads_total',
+    // Panels about rules and chat latency count chat completions, not /v1/models or refusals.
+    'endpoint=\\"chat\\"', 'sum by (endpoint, status)']) {
     assert.ok(text.includes(needle), `dashboard mentions ${needle}`);
   }
+});
+
+test('promtool parses every query of the dashboard', (t) => {
+  if (!tool('promtool')) {
+    if (process.env.CI) assert.fail('promtool is not installed');
+    t.skip('promtool not installed');
+    return;
+  }
+  const dashboard = JSON.parse(readFileSync('config/grafana/dashboards/signalbox.json', 'utf8')) as Dashboard;
+  // Each query as a recording rule (Grafana's $__rate_interval as a fixed range), so that promtool parses it.
+  const rules = dashboard.panels.flatMap((panel) => panel.targets.map((target, i) => ({
+    record: `dashboard:panel_${dashboard.panels.indexOf(panel)}_${i}`, expr: target.expr.replaceAll('$__rate_interval', '5m'),
+  })));
+  const dir = mkdtempSync(join(tmpdir(), 'signalbox-dashboard-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'rules.json');
+  // JSON is YAML: promtool reads it as a rules file.
+  writeFileSync(file, JSON.stringify({ groups: [{ name: 'dashboard', rules }] }));
+  const result = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stdout + result.stderr);
 });
 
 test('promtool accepts the Prometheus configuration', (t) => {

@@ -110,8 +110,8 @@ async function scrape(url: string): Promise<Scrape> {
 }
 
 /** Label set of signalbox_requests_total, in prom-client's labelNames order. */
-function requestLabels(rule: string, requested: string, model: string, status: number, stream: boolean): Record<string, string> {
-  return { rule, requested_model: requested, model, status: String(status), stream: String(stream) };
+function requestLabels(rule: string, requested: string, model: string, status: number | string, stream: boolean, endpoint = 'chat'): Record<string, string> {
+  return { endpoint, rule, requested_model: requested, model, status: String(status), stream: String(stream) };
 }
 
 function sorted(labelSets: Record<string, string>[]): string[] {
@@ -303,10 +303,10 @@ test('duration, time-to-first-token and overhead histograms count every request 
   await knownSequence(h);
   const s = await scrape(h.url);
   const duration = 'signalbox_request_duration_seconds_count';
-  assert.equal(s.value(duration, { rule: 'code', model: SMART, stream: 'true' }), 2);
-  assert.equal(s.value(duration, { rule: 'default', model: FAST, stream: 'true' }), 1);
-  assert.equal(s.value(duration, { rule: 'code', model: SMART, stream: 'false' }), 1);
-  assert.equal(s.value(duration, { rule: 'default', model: FAST, stream: 'false' }), 1);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true' }), 2);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'default', model: FAST, stream: 'true' }), 1);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'false' }), 1);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'default', model: FAST, stream: 'false' }), 1);
   assert.equal(s.series(duration).length, 4);
   const ttft = 'signalbox_time_to_first_token_seconds_count';
   assert.equal(s.value(ttft, { rule: 'code', model: SMART }), 2);
@@ -314,7 +314,7 @@ test('duration, time-to-first-token and overhead histograms count every request 
   assert.equal(s.series(ttft).length, 2);
   assert.equal(s.value('signalbox_overhead_seconds_count'), 5);
   // Durations are real times: positive, and the +Inf bucket holds every observation.
-  assert.ok(s.value('signalbox_request_duration_seconds_sum', { rule: 'code', model: SMART, stream: 'true' })! > 0);
+  assert.ok(s.value('signalbox_request_duration_seconds_sum', { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true' })! > 0);
   assert.equal(s.value('signalbox_overhead_seconds_bucket', { le: '+Inf' }), 5);
 });
 
@@ -437,7 +437,9 @@ test('1,000 invented model names keep the number of series and the scrape bounde
   assert.equal(models.size, MAX_SERVED + 1);
   assert.ok(models.has('other'));
   assert.equal(requests.length, MAX_SERVED + 1);
-  assert.equal(s.series('signalbox_upstream_requests_total').length, MAX_SERVED + 1);
+  // An attempt is counted before its response vouches for the model, so each invented name,
+  // attempted once, is `other` there: never more series than the served slots allow.
+  assert.ok(s.series('signalbox_upstream_requests_total').length <= MAX_SERVED + 1);
 
   // Bound on the scrape. With M = MAX_SERVED + 1 model label values, one rule, one status and
   // non-streaming requests, the signalbox_* sample lines are at most:
@@ -458,6 +460,148 @@ test('1,000 invented model names keep the number of series and the scrape bounde
   assert.ok(signalboxLines <= signalboxBound, `${signalboxLines} signalbox lines > bound ${signalboxBound}`);
   const bound = signalboxBound + before.lines.filter((l) => !isSignalbox(l)).length + 200;
   assert.ok(s.lines.length < bound, `${s.lines.length} scrape lines, bound ${bound}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Every /v1 response is counted, by endpoint
+
+/** Any request to the proxy, read to the end; resolves after its log line (so its metrics are recorded). */
+async function send(h: Harness, id: string, method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}): Promise<number> {
+  const res = await fetch(`${h.url}${path}`, { method, headers: { 'x-request-id': id, ...init.headers }, body: init.body });
+  await res.arrayBuffer();
+  await h.logs.requestLine(id);
+  return res.status;
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+test('the proxy\'s own answers before routing are counted: chat refusals as rule unrouted, other endpoints by their name', EVENT_TEST, async (t) => {
+  const h = await harness(t, { env: { BODY_LIMIT_BYTES: '1024' } });
+  const chatPath = '/v1/chat/completions';
+  assert.equal(await send(h, 'pre-json', 'POST', chatPath, { body: '{"model": ', headers: JSON_TYPE }), 400);
+  assert.equal(await send(h, 'pre-array', 'POST', chatPath, { body: '[]', headers: JSON_TYPE }), 400);
+  assert.equal(await send(h, 'pre-413', 'POST', chatPath, { body: JSON.stringify({ ...CHAT_BODY, pad: 'x'.repeat(2048) }), headers: JSON_TYPE }), 413);
+  assert.equal(await send(h, 'pre-415', 'POST', chatPath, { body: 'hello', headers: { 'content-type': 'text/plain' } }), 415);
+  assert.equal(await send(h, 'pre-404', 'GET', '/v1?x=1'), 404);
+  assert.equal(await send(h, 'pre-explain', 'POST', '/v1/routing/explain', { body: JSON.stringify(CHAT_BODY), headers: JSON_TYPE }), 200);
+  assert.equal(await send(h, 'pre-models', 'GET', '/v1/models'), 200);
+  // Probes and the scrape itself are not counted.
+  for (const probe of ['/healthz', '/readyz', '/metrics']) assert.equal(await send(h, `probe${probe.replace('/', '-')}`, 'GET', probe), 200);
+  assert.equal(h.fake.received.length, 1);
+
+  const s = await scrape(h.url);
+  assert.deepEqual(s.labelSets('signalbox_requests_total'), sorted([
+    requestLabels('unrouted', 'none', 'unknown', 400, false),
+    requestLabels('unrouted', 'none', 'unknown', 413, false),
+    requestLabels('unrouted', 'none', 'unknown', 415, false),
+    requestLabels('unrouted', 'none', 'unknown', 404, false, 'other'),
+    requestLabels('unrouted', 'none', 'unknown', 200, false, 'explain'),
+    requestLabels('unrouted', 'none', 'unknown', 200, false, 'models'),
+  ]));
+  assert.equal(s.value('signalbox_requests_total', requestLabels('unrouted', 'none', 'unknown', 400, false)), 2);
+  assert.equal(sum(s.series('signalbox_requests_total').map((r) => r.value)), 7);
+  assert.equal(sum(s.series('signalbox_request_duration_seconds_count').map((r) => r.value)), 7);
+  // `none` keeps its meaning, routed with no rule matched: nothing here was routed.
+  assert.equal(s.series('signalbox_rule_matches_total').length, 0);
+});
+
+test('401s from client keys are counted under their endpoint, with rule unrouted', EVENT_TEST, async (t) => {
+  const h = await harness(t, { env: { SIGNALBOX_API_KEYS: 'sb-client-key' } });
+  assert.equal(await send(h, 'auth-chat', 'POST', '/v1/chat/completions', { body: JSON.stringify(CHAT_BODY), headers: JSON_TYPE }), 401);
+  assert.equal(await send(h, 'auth-models', 'GET', '/v1/models'), 401);
+  assert.equal(await send(h, 'auth-embed', 'POST', '/v1/embeddings', { body: '{"model":"x","input":"a"}', headers: JSON_TYPE }), 401);
+  assert.equal(h.fake.received.length, 0);
+  const s = await scrape(h.url);
+  assert.deepEqual(s.labelSets('signalbox_requests_total'), sorted([
+    requestLabels('unrouted', 'none', 'unknown', 401, false),
+    requestLabels('unrouted', 'none', 'unknown', 401, false, 'models'),
+    requestLabels('unrouted', 'none', 'unknown', 401, false, 'embeddings'),
+  ]));
+});
+
+test('503s while draining are counted; a routed chat request still counts under its rule', EVENT_TEST, async (t) => {
+  const h = await harness(t);
+  assert.equal((await chat(h, 'drain-before', CHAT_BODY)).status, 200);
+  h.lifecycle.startDraining();
+  assert.equal(await send(h, 'drain-chat', 'POST', '/v1/chat/completions', { body: JSON.stringify(CHAT_BODY), headers: JSON_TYPE }), 503);
+  assert.equal(await send(h, 'drain-models', 'GET', '/v1/models'), 503);
+  const s = await scrape(h.url);
+  assert.deepEqual(s.labelSets('signalbox_requests_total'), sorted([
+    requestLabels('default', FAST, FAST, 200, false),
+    requestLabels('unrouted', 'none', 'unknown', 503, false),
+    requestLabels('unrouted', 'none', 'unknown', 503, false, 'models'),
+  ]));
+});
+
+test('forwarded endpoints are rule unrouted, never none: /v1/models and /v1/embeddings do not read as chat', EVENT_TEST, async (t) => {
+  const h = await harness(t, { env: { METRICS_MODELS: 'openai/text-embedding-3-small' } });
+  assert.equal(await send(h, 'fwd-models', 'GET', '/v1/models'), 200);
+  assert.equal(await send(h, 'fwd-embed', 'POST', '/v1/embeddings', { body: '{"model":"openai/text-embedding-3-small","input":"a"}', headers: JSON_TYPE }), 200);
+  // The fake knows no generation stats: the upstream's own 404, forwarded.
+  assert.equal(await send(h, 'fwd-other', 'GET', '/v1/generation?id=gen-1'), 404);
+  const s = await scrape(h.url);
+  const requests = s.series('signalbox_requests_total');
+  assert.deepEqual(requests.map((r) => [r.labels.endpoint, r.labels.rule, r.labels.status]).sort(), [
+    ['embeddings', 'unrouted', '200'], ['models', 'unrouted', '200'], ['other', 'unrouted', '404'],
+  ]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Clients choose no label value
+
+const REFUSING_RULES = `version: 1
+rules:
+  - name: refuse
+    when: { header.x-refuse: "yes" }
+    route: { reject: { status: 403, message: refused } }
+  - name: all
+    route: { pass: true }
+`;
+
+test('made-up model names of 120 refused requests take no served-model slot; a real served model later gets its own label', { timeout: 60_000 }, async (t) => {
+  // The default of 100 slots: the made-up names outnumber them.
+  const h = await harness(t, { rules: REFUSING_RULES });
+  assert.equal(h.config.metrics.max_served_models, 100);
+  const messages = CHAT_BODY.messages;
+  // Ten at a time: more concurrent waits on the log capture than its listener limit would warn.
+  const BATCH = 10;
+  for (let start = 0; start < 120; start += BATCH) {
+    const batch = Array.from({ length: BATCH }, (_, i) => {
+      const n = start + i;
+      // Half refused by a rule, half by the upstream (as OpenRouter answers an unknown model).
+      if (n % 2 === 0) return chat(h, `junk-${n}`, { model: `junk/${n}`, messages }, { 'x-refuse': 'yes' });
+      h.fake.enqueue({ type: 'status', status: 400 });
+      return chat(h, `junk-${n}`, { model: `junk/${n}`, messages });
+    });
+    const statuses = new Set((await Promise.all(batch)).map((r) => r.status));
+    assert.deepEqual(statuses, new Set([400, 403]));
+  }
+  assert.equal((await chat(h, 'real-1', { model: 'real/served-model', messages })).status, 200);
+  assert.equal((await chat(h, 'real-2', { model: 'real/served-model', messages })).status, 200);
+
+  const s = await scrape(h.url);
+  for (const name of ['signalbox_requests_total', 'signalbox_upstream_requests_total', 'signalbox_request_duration_seconds_count']) {
+    const junk = s.series(name).filter((r) => r.labels.model?.startsWith('junk/'));
+    assert.deepEqual(junk.map((r) => r.labels.model), [], `${name} has no made-up model label`);
+  }
+  assert.equal(s.value('signalbox_requests_total', requestLabels('all', 'other', 'real/served-model', 200, false)), 2);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('refuse', 'other', 'other', 403, false)), 60);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('all', 'other', 'other', 400, false)), 60);
+  // The first attempt was counted before its response vouched for the name; the second has it.
+  assert.equal(s.value('signalbox_upstream_requests_total', { model: 'real/served-model', status: '200' }), 1);
+  assert.ok((s.value('signalbox_tokens_total', { model: 'real/served-model', type: 'prompt' }) ?? 0) > 0);
+});
+
+test('a model name of any length is cut to 200 characters on the log line', EVENT_TEST, async (t) => {
+  const h = await harness(t, { rules: PASS_RULES });
+  const long = `long/${'m'.repeat(5000)}`;
+  h.fake.enqueue({ type: 'status', status: 400 });
+  assert.equal((await chat(h, 'long-1', { model: long, messages: CHAT_BODY.messages })).status, 400);
+  const line = await h.logs.requestLine('long-1');
+  assert.equal(line.model, `${long.slice(0, 200)}…[cut, ${long.length} chars]`);
+  assert.equal(line.routed_model, undefined, 'routed as asked: the line does not repeat it');
+  const s = await scrape(h.url);
+  assert.equal(s.value('signalbox_requests_total', requestLabels('all', 'other', 'other', 400, false)), 1);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -636,8 +780,8 @@ test('the scrape declares every signalbox metric and the Node/process defaults',
   ];
   const typed = new Set(s.lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]));
   assert.deepEqual(names.filter((n) => !typed.has(n)), []);
-  // The 400 was the proxy's own answer to a body it could not parse: not a proxied exchange.
-  assert.equal(s.series('signalbox_requests_total').some((r) => r.labels.status === '400'), false);
+  // The proxy's own 400 for a body it could not parse is counted too, as a chat request the rules never saw.
+  assert.equal(s.value('signalbox_requests_total', requestLabels('unrouted', 'none', 'unknown', 400, false)), 1);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -660,7 +804,7 @@ test('METRICS_DURATION_BUCKETS_SECONDS sets exactly the le values of the duratio
   const s = await scrape(h.url);
   const buckets = s.series('signalbox_request_duration_seconds_bucket');
   assert.equal(buckets.length, 2 * 4);
-  for (const labels of [{ rule: 'default', model: FAST, stream: 'false' }, { rule: 'code', model: SMART, stream: 'true' }]) {
+  for (const labels of [{ endpoint: 'chat', rule: 'default', model: FAST, stream: 'false' }, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true' }]) {
     const les = buckets.filter((b) => b.labels.rule === labels.rule).map((b) => b.labels.le);
     assert.deepEqual(les, ['0.5', '1', '2', '+Inf']);
     assert.equal(s.value('signalbox_request_duration_seconds_bucket', { ...labels, le: '+Inf' }), 1);

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
+import { clipText } from '../../bounded-text.js';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import type { RetryOverride } from '../../rules/actions.js';
@@ -118,15 +119,14 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
   app.post('/v1/chat/completions', async (request, reply) => {
     const context = chatContext(request);
     const exchange = request.exchange;
-    exchange.kind = 'chat';
     exchange.chatBody = context.body;
-    exchange.requestedModel = context.requestedModel;
+    exchange.requestedModel = clipText(context.requestedModel);
     exchange.stream = context.body.stream === true;
 
     // One RuleSet for the whole request, even if the rules reload meanwhile.
     const decision = rules.current.decide(context);
     exchange.rule = decision.rule;
-    exchange.routedModel = decision.model;
+    exchange.routedModel = clipText(decision.model);
     reply.header('x-signalbox-rule', decision.rule);
     if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
 

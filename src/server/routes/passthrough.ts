@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { clipText } from '../../bounded-text.js';
 import { InvalidRequestError } from '../../errors.js';
 import { forward, type ProxyDeps } from '../proxy.js';
 
@@ -45,11 +46,10 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: Pro
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
     const exchange = request.exchange;
-    exchange.kind = 'passthrough';
     exchange.bytesIn = body?.length ?? 0;
     // A JSON body's model (embeddings, completions) labels the metrics; anything else stays unparsed.
     if (body && request.method === 'POST' && /^application\/json/i.test(request.headers['content-type'] ?? '')) {
-      exchange.requestedModel = modelOf(body);
+      exchange.requestedModel = clipText(modelOf(body));
       exchange.routedModel = exchange.requestedModel;
     }
     // POST endpoints (completions, embeddings) report usage; catalogs and GETs are only relayed.
