@@ -156,12 +156,25 @@ test('a broken rules file is refused with positioned problems, logged, and the r
     {
       what: 'schema error',
       text: 'version: 1\nrules:\n  - name: main\n    route: { model: x, modle: y }\n',
-      problems: [`${file}:4:24: unknown key "modle" in rules[0].route`],
+      problems: [`${file}:4:24: rules[0] "main": unknown key "modle" in route`],
     },
     {
       what: 'unknown tier',
       text: 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n',
-      problems: [`${file}:4:20: unknown tier "gold" (tiers: none defined)`],
+      problems: [`${file}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)`],
+    },
+    {
+      what: 'a misspelt key and an unknown tier, in one refusal',
+      text: 'version: 1\nrules:\n  - name: code-tasks\n    route: { tier: gold, fallbaks: [x] }\n',
+      problems: [
+        `${file}:4:20: rules[0] "code-tasks": unknown tier "gold" (tiers: none defined)`,
+        `${file}:4:26: rules[0] "code-tasks": unknown key "fallbaks" in route`,
+      ],
+    },
+    {
+      what: 'an empty file',
+      text: '',
+      problems: [`${file}: the file is empty: expected a mapping with "version: 1" and a "rules" list`],
     },
   ];
   for (const b of broken) {
@@ -422,7 +435,7 @@ test('startup with an invalid rules file exits 1 with the positioned problem and
   const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
   assert.deepEqual(await main.exit, { code: 1, signal: null });
   const stderr = main.stderr();
-  assert.ok(stderr.includes(`${rulesFile}:4:20: unknown tier "gold" (tiers: none defined)`), stderr);
+  assert.ok(stderr.includes(`${rulesFile}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)`), stderr);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   assert.equal(main.logs.records.find((r) => r.msg === 'signalbox ready'), undefined);
 });
