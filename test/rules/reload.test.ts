@@ -317,6 +317,39 @@ test('rewriting identical bytes is `unchanged` and keeps the same RuleSet', EVEN
   assert.equal(line.rules_hash, original.hash);
 });
 
+test('restoring the rules in force after a refused file is logged at info and clears the failure', EVENT_TEST, async (t) => {
+  const { store, file, logs } = liveOnRulesA(t);
+  const original = store.current;
+  const refused = nextReload(store, changedOrRefused);
+  writeFileSync(file, 'version: 1\nrules:\n  - name: rule-a\n    route: { tier: gold }\n');
+  assert.equal((await refused).result, 'failure');
+  assert.equal(store.failing, true);
+
+  const fixed = nextReload(store, (e) => e.result !== 'failure');
+  writeFileSync(file, rulesText('rule-a', 'model/a'));
+  const event = await fixed;
+  assert.equal(event.result, 'unchanged');
+  assert.equal(event.recovered, true);
+  assert.equal(store.failing, false);
+  assert.equal(store.current, original);
+  // The first reload line after the refusal lines (the only ones with problems) is the recovery's.
+  const line = await logs.waitFor((r) => r.rules_file === file && r.problems === undefined);
+  assert.equal(line.msg, 'rules file valid again; rules in force unchanged');
+  assert.equal(line.level, 30);
+  assert.equal(line.rules_hash, original.hash);
+  assert.equal(line.trigger, 'watch');
+});
+
+test('a reload asked for (SIGHUP) that finds the file unchanged is logged at info', EVENT_TEST, async (t) => {
+  const { live, logs } = liveOnRulesA(t);
+  const event = live.reload('sighup');
+  assert.equal(event.result, 'unchanged');
+  assert.equal(event.recovered, false);
+  const line = await logs.waitFor((r) => r.msg === 'rules file unchanged' && r.trigger === 'sighup');
+  assert.equal(line.level, 30);
+  assert.equal(line.rules_hash, event.hash);
+});
+
 test('a RuleSet taken before a reload keeps deciding with the old rules', EVENT_TEST, async (t) => {
   const { store, file } = liveOnRulesA(t);
   const taken = store.current;
