@@ -94,6 +94,15 @@ export function compileRules(text: string, file: string, options: CompileOptions
   const { document, removed } = schemaOk
     ? { document: raw as unknown as RulesDocument, removed: [] }
     : wellFormedPart(raw, validateRulesDocument.errors ?? [], problems);
+  // Rules whose `when` (or a misspelt key that may have meant it) or route lost something to the
+  // schema; sets, so that a file with many rules and many problems stays linear.
+  const whenCut = new Set<number>();
+  const routeCut = new Set<number>();
+  for (const q of removed) {
+    if (q[0] !== 'rules' || typeof q[1] !== 'number') continue;
+    if (q.length === 2 || !RULE_KEYS_BESIDE_WHEN.has(q[2]!)) whenCut.add(q[1]);
+    if (q.length === 2 || q[2] === 'route') routeCut.add(q[1]);
+  }
 
   const timezone = typeof document.timezone === 'string' ? document.timezone : 'UTC';
   try {
@@ -131,13 +140,11 @@ export function compileRules(text: string, file: string, options: CompileOptions
     }
 
     const condition: Condition = spec.when === undefined ? ALWAYS : compileWhen(spec.when, [...path, 'when'], cc, problems);
-    // A rule whose `when` (or a misspelt key that may have meant it) was cut out is not known to match everything.
-    const whenCut = removed.some((q) => q[0] === 'rules' && q[1] === index && (q.length === 2 || !RULE_KEYS_BESIDE_WHEN.has(q[2]!)));
-    const isCatchAll = !whenCut && (spec.when === undefined || Object.keys(spec.when).length === 0);
+    // A rule whose conditions were cut out, rather than absent, is not known to match everything.
+    const isCatchAll = !whenCut.has(index) && (spec.when === undefined || Object.keys(spec.when).length === 0);
     if (isCatchAll) catchAll ??= ruleName(raw, index);
 
-    const routeCut = removed.some((q) => q[0] === 'rules' && q[1] === index && (q.length === 2 || q[2] === 'route'));
-    const route = spec.route === undefined ? undefined : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut);
+    const route = spec.route === undefined ? undefined : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut.has(index));
     if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description });
   });
 
