@@ -95,11 +95,10 @@ test('check on a broken file (real bin) exits 1 with every problem positioned on
 test('check reports a misspelt key and an unknown tier in one run, in file order, naming each rule', (t) => {
   const file = writeIn(tempDir(t), 'two-stages.yaml', [
     'version: 1',
-    'tiers:',
-    '  fast: { model: m/fast }',
+    'tiers: { fast: { model: m/fast } }',
     'rules:',
     '  - name: code-tasks',
-    '    when: { header.x-task: code }',
+    '    when: { request.has_tools: true }',
     '    route: { tier: fast, fallbaks: [m/other] }',
     '  - name: default',
     '    route: { tier: standard }',
@@ -109,8 +108,8 @@ test('check reports a misspelt key and an unknown tier in one run, in file order
     code: 1,
     out: [],
     err: [
-      `${file}:7:26: rules[0] "code-tasks": unknown key "fallbaks" in route`,
-      `${file}:9:20: rules[1] "default": unknown tier "standard" (tiers: fast)`,
+      `${file}:6:26: rules[0] "code-tasks": unknown key "fallbaks" in route`,
+      `${file}:8:20: rules[1] "default": unknown tier "standard" (tiers: fast)`,
     ],
   });
 });
