@@ -163,7 +163,7 @@ type Path = (string | number)[];
 /** Keys of a rule whose absence cannot make it match every request. */
 const RULE_KEYS_BESIDE_WHEN = new Set<string | number>(['name', 'description', 'route']);
 
-/** Longest rule name quoted in a message: a valid name has at most 64 characters, a hostile one any number. */
+/** Longest name quoted in a message: a valid name has at most 64 characters, a hostile one any number. */
 const MAX_QUOTED_NAME = 64;
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -173,8 +173,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** `rules[3] "code-tasks"`: how messages name a rule (the index alone when it has no usable name). */
 function ruleName(raw: Record<string, unknown>, index: number): string {
   const name = (Array.isArray(raw.rules) && isObject(raw.rules[index]) ? raw.rules[index].name : undefined) as unknown;
-  if (typeof name !== 'string') return `rules[${index}]`;
-  return `rules[${index}] ${JSON.stringify(name.length > MAX_QUOTED_NAME ? `${name.slice(0, MAX_QUOTED_NAME)}…` : name)}`;
+  return typeof name === 'string' ? `rules[${index}] ${quotedName(name)}` : `rules[${index}]`;
+}
+
+/** A name from the file, quoted (control characters escaped) and shortened. */
+function quotedName(name: string): string {
+  return JSON.stringify(name.length > MAX_QUOTED_NAME ? `${name.slice(0, MAX_QUOTED_NAME)}…` : name);
 }
 
 /** Each problem as `file:line:col: rules[i] "name": message`, sorted by position, duplicates once. */
@@ -207,7 +211,7 @@ function wellFormedPart(raw: Record<string, unknown>, errors: readonly ErrorObje
     } else if (e.keyword === 'propertyNames') {
       // The name stays: what it names is checked, and rules that use it find it.
       const name = String((e.params as { propertyName: string }).propertyName);
-      problems.push({ path: [...path, name], key: true, message: `invalid name "${name}" in ${describePath(path)}: use letters, digits, "_", "." and "-", at most 64` });
+      problems.push({ path: [...path, name], key: true, message: `invalid name ${quotedName(name)} in ${describePath(path)}: use letters, digits, "_", "." and "-", at most 64` });
     } else if (e.propertyName === undefined) {
       problems.push({ path, message: `${describePath(path)} ${schemaMessage(e, valueAt(raw, path))}` });
       removed.push(e.keyword === 'required' ? [...path, String((e.params as { missingProperty: string }).missingProperty)] : cut(copy, path));

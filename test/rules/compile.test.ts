@@ -352,6 +352,11 @@ test('a rule without a usable name is named by its index, a long name is shorten
   assert.ok(problems.includes(`test.yaml:${at(text, 'b }')}: rules[1] "${'x'.repeat(64)}…": unknown tier "b" (tiers: none defined)`), problems.join('\n'));
 });
 
+test('a tier with an invalid name is named at its key, and rules that use it still find it', () => {
+  const text = lines('version: 1', 'tiers:', '  "fast tier": { model: m }', 'rules:', '  - name: r', '    route: { tier: fast tier }');
+  assertProblems(text, [['"fast tier":', 'invalid name "fast tier" in tiers: use letters, digits']]);
+});
+
 test('an empty file, a file of comments and a null document get one readable message', () => {
   for (const text of ['', '# nothing yet\n', 'null\n', '~\n']) {
     assert.deepEqual(problemsOf(text), ['test.yaml: the file is empty: expected a mapping with "version: 1" and a "rules" list'], JSON.stringify(text));
