@@ -29,15 +29,18 @@ export class YamlSource {
    * file itself). With `key: true` the position of the map key rather than its value.
    */
   where(path: readonly (string | number)[], options: { key?: boolean } = {}): string {
+    const pos = this.position(path, options);
+    return pos ? `${this.file}:${pos.line}:${pos.col}` : this.file;
+  }
+
+  /** The 1-based line and column `where` names, for sorting problems by position; undefined: the file itself. */
+  position(path: readonly (string | number)[], options: { key?: boolean } = {}): { line: number; col: number } | undefined {
     for (let depth = path.length; depth >= 0; depth--) {
       const prefix = path.slice(0, depth);
       const offset = options.key && depth === path.length ? this.keyOffset(prefix) : this.valueOffset(prefix);
-      if (offset !== undefined) {
-        const pos = this.lines.linePos(offset);
-        return `${this.file}:${pos.line}:${pos.col}`;
-      }
+      if (offset !== undefined) return this.lines.linePos(offset);
     }
-    return this.file;
+    return undefined;
   }
 
   private valueOffset(path: readonly (string | number)[]): number | undefined {

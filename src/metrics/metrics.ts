@@ -54,6 +54,7 @@ export class SignalboxMetrics {
   private readonly cooldowns: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
+  private readonly lastReloadSuccessful: Gauge;
   private readonly rulesInfo: Gauge<'hash'>;
   readonly activeStreams: Gauge;
 
@@ -102,6 +103,10 @@ export class SignalboxMetrics {
     this.lastReload = new Gauge({
       name: 'signalbox_rules_last_reload_timestamp_seconds', help: 'Unix time of the last successful rules load', registers,
     });
+    // Named like Prometheus' own prometheus_config_last_reload_successful, so the usual alert fits.
+    this.lastReloadSuccessful = new Gauge({
+      name: 'signalbox_rules_last_reload_successful', help: '1 when the last rules load succeeded or found the rules in force, 0 while the file on disk is refused', registers,
+    });
     this.rulesInfo = new Gauge({
       name: 'signalbox_rules_info', help: 'The rules in force: 1 for the hash of the current rules file', labelNames: ['hash'], registers,
     });
@@ -120,10 +125,12 @@ export class SignalboxMetrics {
     this.rulesInfo.reset();
     this.rulesInfo.set({ hash }, 1);
     this.lastReload.set(Date.now() / 1000);
+    this.lastReloadSuccessful.set(1);
   }
 
   reloadAttempted(event: ReloadEvent): void {
     this.reloads.inc({ result: event.result });
+    this.lastReloadSuccessful.set(event.result === 'failure' ? 0 : 1);
   }
 
   cooldownStarted(model: string): void {

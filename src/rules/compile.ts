@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { ErrorObject } from 'ajv';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { deepMerge, type CompiledRoute, type SystemPromptAction } from './actions.js';
@@ -78,32 +79,36 @@ export interface CompileOptions {
 
 /**
  * YAML text -> schema -> semantic checks -> frozen, compiled RuleSet. Throws a RulesError listing
- * every problem, each as `file:line:col: what is wrong`.
+ * every problem, each as `file:line:col: what is wrong`, in file order. A schema problem does not
+ * stop the semantic checks: they run on what is left once every part the schema refused is cut
+ * out, so one save (or one `signalbox check`) shows every problem. YAML syntax errors alone stop
+ * early: nothing of a file that does not parse can be trusted.
  */
 export function compileRules(text: string, file: string, options: CompileOptions = {}): RuleSet {
   const source = new YamlSource(file, text);
   if (source.syntaxErrors.length > 0) throw new RulesError(file, source.syntaxErrors);
 
-  const doc = source.data;
-  if (!validateRulesDocument(doc)) {
-    const problems = (validateRulesDocument.errors ?? []).map((e) => {
-      const path = pointerToPath(e.instancePath);
-      if (e.keyword === 'additionalProperties') {
-        const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-        return `${source.where([...path, extra], { key: true })}: unknown key "${extra}" in ${describePath(path)}`;
-      }
-      let message = e.message ?? 'is invalid';
-      if (e.keyword === 'type' && Array.isArray(valueAt(doc, path))) message = 'a list is not a matcher here: write { in: [...] }';
-      if (e.keyword === 'const') message = `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
-      if (e.keyword === 'enum') message = `must be one of ${JSON.stringify((e.params as { allowedValues: unknown }).allowedValues)}`;
-      return `${source.where(path)}: ${describePath(path)} ${message}`;
-    });
-    throw new RulesError(file, [...new Set(problems)]);
-  }
-  const document = doc as unknown as RulesDocument;
-  const problems: CompileProblem[] = [];
+  const raw = source.data;
+  // YAML reads an empty file, a file of comments only and `null` alike as null.
+  if (raw === null || raw === undefined) throw new RulesError(file, [`${file}: the file is empty: expected a mapping with "version: 1" and a "rules" list`]);
+  if (!isObject(raw)) throw new RulesError(file, [`${source.where([])}: expected a mapping with "version: 1" and a "rules" list, not ${Array.isArray(raw) ? 'a list' : `a ${typeof raw}`}`]);
 
-  const timezone = document.timezone ?? 'UTC';
+  const problems: CompileProblem[] = [];
+  const schemaOk = validateRulesDocument(raw);
+  const { document, removed } = schemaOk
+    ? { document: raw as unknown as RulesDocument, removed: [] }
+    : wellFormedPart(raw, validateRulesDocument.errors ?? [], problems);
+  // Rules whose `when` (or a misspelt key that may have meant it) or route lost something to the
+  // schema; sets, so that a file with many rules and many problems stays linear.
+  const whenCut = new Set<number>();
+  const routeCut = new Set<number>();
+  for (const q of removed) {
+    if (q[0] !== 'rules' || typeof q[1] !== 'number') continue;
+    if (q.length === 2 || !RULE_KEYS_BESIDE_WHEN.has(q[2]!)) whenCut.add(q[1]);
+    if (q.length === 2 || q[2] === 'route') routeCut.add(q[1]);
+  }
+
+  const timezone = typeof document.timezone === 'string' ? document.timezone : 'UTC';
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
   } catch {
@@ -119,35 +124,36 @@ export function compileRules(text: string, file: string, options: CompileOptions
   };
 
   const tiers = document.tiers ?? {};
+  // A tier the schema refused still exists: rules naming it are not also told it is unknown.
+  const tierNames = new Set(Object.keys(isObject(raw.tiers) ? raw.tiers : {}));
   for (const [name, tier] of Object.entries(tiers)) checkActions(tier, ['tiers', name], problems);
 
   const rules: CompiledRule[] = [];
   const seen = new Map<string, number>();
   let catchAll: string | undefined;
-  document.rules.forEach((spec, index) => {
+  (document.rules ?? []).forEach((spec, index) => {
+    if (!isObject(spec)) return; // refused by the schema
     const path = ['rules', index];
     if (catchAll !== undefined) {
-      problems.push({ path, message: `rule "${spec.name}" can never match: rule "${catchAll}" before it matches every request (it has no conditions)` });
+      problems.push({ path, message: `can never match: ${catchAll} before it matches every request (it has no conditions)` });
     }
-    if (seen.has(spec.name)) {
-      problems.push({ path: [...path, 'name'], message: `duplicate rule name "${spec.name}" (also rule #${seen.get(spec.name)! + 1})` });
-    } else {
-      seen.set(spec.name, index);
+    if (typeof spec.name === 'string') {
+      if (seen.has(spec.name)) problems.push({ path: [...path, 'name'], message: `duplicate rule name: ${ruleName(raw, seen.get(spec.name)!)} has it too` });
+      else seen.set(spec.name, index);
+      const reserved = RESERVED_RULE_NAMES.get(spec.name);
+      if (reserved !== undefined) problems.push({ path: [...path, 'name'], message: `the name "${spec.name}" is reserved: it names ${reserved}` });
     }
-    const reserved = RESERVED_RULE_NAMES.get(spec.name);
-    if (reserved !== undefined) problems.push({ path: [...path, 'name'], message: `"${spec.name}" is reserved: it names ${reserved}` });
 
     const condition: Condition = spec.when === undefined ? ALWAYS : compileWhen(spec.when, [...path, 'when'], cc, problems);
-    const isCatchAll = spec.when === undefined || Object.keys(spec.when).length === 0;
-    if (isCatchAll) catchAll ??= spec.name;
+    // A rule whose conditions were cut out, rather than absent, is not known to match everything.
+    const isCatchAll = !whenCut.has(index) && (spec.when === undefined || Object.keys(spec.when).length === 0);
+    if (isCatchAll) catchAll ??= ruleName(raw, index);
 
-    const route = compileRoute(spec, tiers, [...path, 'route'], problems);
+    const route = spec.route === undefined ? undefined : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut.has(index));
     if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description });
   });
 
-  if (problems.length > 0) {
-    throw new RulesError(file, problems.map((p) => `${source.where(p.path, { key: p.key ?? false })}: ${p.message}`));
-  }
+  if (problems.length > 0) throw new RulesError(file, positioned(source, raw, problems));
 
   compileRegexSets(cc);
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
@@ -157,7 +163,87 @@ export function compileRules(text: string, file: string, options: CompileOptions
   return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), usedFields: cc.usedFields, models: [...models] });
 }
 
-function valueAt(doc: unknown, path: (string | number)[]): unknown {
+type Path = (string | number)[];
+
+/** Keys of a rule whose absence cannot make it match every request. */
+const RULE_KEYS_BESIDE_WHEN = new Set<string | number>(['name', 'description', 'route']);
+
+/** Longest name quoted in a message: a valid name has at most 64 characters, a hostile one any number. */
+const MAX_QUOTED_NAME = 64;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** `rules[3] "code-tasks"`: how messages name a rule (the index alone when it has no usable name). */
+function ruleName(raw: Record<string, unknown>, index: number): string {
+  const name = (Array.isArray(raw.rules) && isObject(raw.rules[index]) ? raw.rules[index].name : undefined) as unknown;
+  return typeof name === 'string' ? `rules[${index}] ${quotedName(name)}` : `rules[${index}]`;
+}
+
+/** A name from the file, quoted (control characters escaped) and shortened. */
+function quotedName(name: string): string {
+  return JSON.stringify(name.length > MAX_QUOTED_NAME ? `${name.slice(0, MAX_QUOTED_NAME)}…` : name);
+}
+
+/** Each problem as `file:line:col: rules[i] "name": message`, sorted by position, duplicates once. */
+function positioned(source: YamlSource, raw: Record<string, unknown>, problems: readonly CompileProblem[]): string[] {
+  const lines = problems.map((p) => {
+    const options = { key: p.key ?? false };
+    const pos = source.position(p.path, options);
+    const rule = p.path[0] === 'rules' && typeof p.path[1] === 'number' ? `${ruleName(raw, p.path[1])}: ` : '';
+    return { line: pos?.line ?? 0, col: pos?.col ?? 0, text: `${source.where(p.path, options)}: ${rule}${p.message}` };
+  });
+  lines.sort((a, b) => a.line - b.line || a.col - b.col);
+  return [...new Set(lines.map((l) => l.text))];
+}
+
+/**
+ * The schema's problems, and a copy of the document without the parts it refused: an unknown key
+ * goes, a value of the wrong shape goes (a list item takes its list with it, except a rule, so
+ * that later rules keep their index). `removed` lists what went, or is missing, so that checks
+ * that depend on something being absent (a catch-all rule, a route's model or tier) stay quiet.
+ */
+function wellFormedPart(raw: Record<string, unknown>, errors: readonly ErrorObject[], problems: CompileProblem[]): { document: RulesDocument; removed: Path[] } {
+  const copy = structuredClone(raw);
+  const removed: Path[] = [];
+  for (const e of errors) {
+    const path = pointerToPath(e.instancePath);
+    if (e.keyword === 'additionalProperties') {
+      const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+      problems.push({ path: [...path, extra], key: true, message: `unknown key "${extra}" in ${describePath(path)}` });
+      removed.push(cut(copy, [...path, extra]));
+    } else if (e.keyword === 'propertyNames') {
+      // The name stays: what it names is checked, and rules that use it find it.
+      const name = String((e.params as { propertyName: string }).propertyName);
+      problems.push({ path: [...path, name], key: true, message: `invalid name ${quotedName(name)} in ${describePath(path)}: use letters, digits, "_", "." and "-", at most 64` });
+    } else if (e.propertyName === undefined) {
+      problems.push({ path, message: `${describePath(path)} ${schemaMessage(e, valueAt(raw, path))}` });
+      removed.push(e.keyword === 'required' ? [...path, String((e.params as { missingProperty: string }).missingProperty)] : cut(copy, path));
+    }
+  }
+  return { document: copy as unknown as RulesDocument, removed };
+}
+
+function schemaMessage(e: ErrorObject, value: unknown): string {
+  if (e.keyword === 'type' && Array.isArray(value)) return 'a list is not a matcher here: write { in: [...] }';
+  if (e.keyword === 'const') return `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
+  if (e.keyword === 'enum') return `must be one of ${JSON.stringify((e.params as { allowedValues: unknown }).allowedValues)}`;
+  return e.message ?? 'is invalid';
+}
+
+/** Removes the value at `path` from `root`; returns the path actually removed. */
+function cut(root: Record<string, unknown>, path: Path): Path {
+  let p = path;
+  while (typeof p[p.length - 1] === 'number' && !(p.length === 2 && p[0] === 'rules')) p = p.slice(0, -1);
+  const parent = valueAt(root, p.slice(0, -1));
+  const last = p[p.length - 1];
+  if (Array.isArray(parent)) parent[last as number] = undefined;
+  else if (isObject(parent) && last !== undefined) delete parent[last];
+  return p;
+}
+
+function valueAt(doc: unknown, path: Path): unknown {
   let cur = doc;
   for (const p of path) {
     if (cur === null || typeof cur !== 'object') return undefined;
@@ -170,9 +256,12 @@ function lowerCaseKeys(headers: Record<string, string>): Record<string, string> 
   return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
 }
 
-function describePath(path: (string | number)[]): string {
-  if (path.length === 0) return 'the rules file';
-  return path.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[');
+/** A path for a message; inside a rule, relative to it (the message names the rule first). */
+function describePath(path: Path): string {
+  const inRule = path[0] === 'rules' && typeof path[1] === 'number';
+  const rest = inRule ? path.slice(2) : path;
+  if (rest.length === 0) return inRule ? 'the rule' : 'the rules file';
+  return rest.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[');
 }
 
 function checkActions(spec: ActionSpec, path: (string | number)[], problems: CompileProblem[]): void {
@@ -186,7 +275,13 @@ function checkActions(spec: ActionSpec, path: (string | number)[], problems: Com
   }
 }
 
-function compileRoute(spec: RuleSpec, tiers: Record<string, TierSpec>, path: (string | number)[], problems: CompileProblem[]): CompiledRoute | undefined {
+/**
+ * `complete` is false when the schema cut something out of this route: whether it lacks a model
+ * or tier is then unknown, so only what is present is checked.
+ */
+function compileRoute(
+  spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[], complete: boolean,
+): CompiledRoute | undefined {
   const route = spec.route;
   const actionKeys = Object.keys(route).filter((k) => k !== 'description');
   const retry = route.retry
@@ -207,18 +302,18 @@ function compileRoute(spec: RuleSpec, tiers: Record<string, TierSpec>, path: (st
     if (route.pass) return { kind: 'pass', retry };
     return { kind: 'reject', status: route.reject!.status, message: route.reject!.message ?? `Request rejected by routing rule "${spec.name}"` };
   }
+  checkActions(route, path, problems);
+  const unknownTier = route.tier !== undefined && !tierNames.has(route.tier);
+  if (unknownTier) problems.push({ path: [...path, 'tier'], message: `unknown tier "${route.tier}" (tiers: ${[...tierNames].join(', ') || 'none defined'})` });
   if ((route.model === undefined) === (route.tier === undefined)) {
-    problems.push({ path, message: 'a route needs exactly one of "model" or "tier" (or "pass: true", or "reject")' });
+    if (complete) problems.push({ path, message: 'a route needs exactly one of "model" or "tier" (or "pass: true", or "reject")' });
     return undefined;
   }
-  checkActions(route, path, problems);
+  if (unknownTier) return undefined;
   let base: TierSpec | undefined;
   if (route.tier !== undefined) {
     base = tiers[route.tier];
-    if (!base) {
-      problems.push({ path: [...path, 'tier'], message: `unknown tier "${route.tier}" (tiers: ${Object.keys(tiers).join(', ') || 'none defined'})` });
-      return undefined;
-    }
+    if (!base) return undefined; // a tier the schema refused, already reported
   }
   // The route's own fields win over its tier's; provider, params and headers merge.
   const provider = base?.provider || route.provider ? deepMerge(base?.provider, route.provider ?? {}) : undefined;

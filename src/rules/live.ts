@@ -10,10 +10,14 @@ export interface LiveRules {
   close(): void;
 }
 
+/** Reloads nobody asked for: the watcher's change events and poll, which also fire on touches that change nothing. */
+const WATCHER_TRIGGERS: ReadonlySet<string> = new Set(['watch', 'poll']);
+
 /**
  * The rules file, loaded now (a RulesError stops startup with positioned messages) and reloaded
  * whenever it changes. Every reload is logged; a refused file is logged with its problems and
- * the rules in force keep serving.
+ * the rules in force keep serving, and the next valid file is logged at info even when it equals
+ * the rules in force.
  */
 export function startLiveRules(file: string, logger: Logger, options: RulesWatcherOptions): LiveRules {
   const store = new RulesStore(loadRulesFile(file), () => loadRulesFile(file));
@@ -21,6 +25,10 @@ export function startLiveRules(file: string, logger: Logger, options: RulesWatch
     const fields = { rules_file: file, trigger: e.trigger, rules_hash: e.hash };
     if (e.result === 'success') logger.info({ ...fields, previous_hash: e.previousHash, rules: store.current.rules.length }, 'rules reloaded');
     else if (e.result === 'failure') logger.error({ ...fields, problems: e.problems }, `rules file refused, still serving rules ${e.hash}: ${e.problems.join('; ')}`);
+    // After a refusal the last visible line is the error: a fix back to the rules in force must say it took.
+    else if (e.recovered) logger.info(fields, 'rules file valid again; rules in force unchanged');
+    // An operator who sent SIGHUP waits for an answer; the watcher's spurious wake-ups are noise.
+    else if (!WATCHER_TRIGGERS.has(e.trigger)) logger.info(fields, 'rules file unchanged');
     else logger.debug(fields, 'rules file unchanged');
   });
   const watcher = new RulesWatcher(file, (trigger) => store.reload(trigger), options).start();

@@ -13,6 +13,8 @@ export interface ReloadEvent {
   readonly previousHash: string;
   /** Positioned problems, when the new file was refused. */
   readonly problems: readonly string[];
+  /** The attempt before this one was refused and this one was not: the file is valid again. */
+  readonly recovered: boolean;
 }
 
 /**
@@ -22,6 +24,8 @@ export interface ReloadEvent {
  */
 export class RulesStore extends EventEmitter {
   current: RuleSet;
+  /** The last reload attempt was refused: the file on disk is not the rules in force. */
+  failing = false;
   private readonly load: () => RuleSet;
 
   constructor(initial: RuleSet, load: () => RuleSet) {
@@ -32,16 +36,18 @@ export class RulesStore extends EventEmitter {
 
   reload(trigger: string): ReloadEvent {
     const previousHash = this.current.hash;
+    const wasFailing = this.failing;
     let event: ReloadEvent;
     try {
       const next = this.load();
       const changed = next.hash !== previousHash;
       if (changed) this.current = next;
-      event = { result: changed ? 'success' : 'unchanged', trigger, hash: this.current.hash, previousHash, problems: [] };
+      event = { result: changed ? 'success' : 'unchanged', trigger, hash: this.current.hash, previousHash, problems: [], recovered: wasFailing };
     } catch (err) {
       const problems = err instanceof RulesError ? err.problems : [String((err as Error)?.message ?? err)];
-      event = { result: 'failure', trigger, hash: previousHash, previousHash, problems };
+      event = { result: 'failure', trigger, hash: previousHash, previousHash, problems, recovered: false };
     }
+    this.failing = event.result === 'failure';
     this.emit('reload', event);
     return event;
   }

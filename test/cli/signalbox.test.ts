@@ -85,11 +85,40 @@ test('check on a broken file (real bin) exits 1 with every problem positioned on
   assert.equal(run.code, 1);
   assert.deepEqual(run.out, []);
   assert.deepEqual(run.err, [
-    `${file}:4:20: unknown tier "gold" (tiers: none defined)`,
-    `${file}:5:5: rule "a" can never match: rule "a" before it matches every request (it has no conditions)`,
-    `${file}:5:11: duplicate rule name "a" (also rule #1)`,
-    `${file}:6:34: params may not set "model": use route.model or route.tier`,
+    `${file}:4:20: rules[0] "a": unknown tier "gold" (tiers: none defined)`,
+    `${file}:5:5: rules[1] "a": can never match: rules[0] "a" before it matches every request (it has no conditions)`,
+    `${file}:5:11: rules[1] "a": duplicate rule name: rules[0] "a" has it too`,
+    `${file}:6:34: rules[1] "a": params may not set "model": use route.model or route.tier`,
   ]);
+});
+
+test('check reports a misspelt key and an unknown tier in one run, in file order, naming each rule', (t) => {
+  const file = writeIn(tempDir(t), 'two-stages.yaml', [
+    'version: 1',
+    'tiers: { fast: { model: m/fast } }',
+    'rules:',
+    '  - name: code-tasks',
+    '    when: { request.has_tools: true }',
+    '    route: { tier: fast, fallbaks: [m/other] }',
+    '  - name: default',
+    '    route: { tier: standard }',
+    '',
+  ].join('\n'));
+  assert.deepEqual(cli(['check', file]), {
+    code: 1,
+    out: [],
+    err: [
+      `${file}:6:26: rules[0] "code-tasks": unknown key "fallbaks" in route`,
+      `${file}:8:20: rules[1] "default": unknown tier "standard" (tiers: fast)`,
+    ],
+  });
+});
+
+test('check on an empty file says so', async (t) => {
+  const file = writeIn(tempDir(t), 'empty.yaml', '# rules go here\n');
+  const expected = { code: 1, out: [], err: [`${file}: the file is empty: expected a mapping with "version: 1" and a "rules" list`] };
+  assert.deepEqual(cli(['check', file]), expected);
+  assert.deepEqual(await bin(['check', file]), expected);
 });
 
 test('check with no argument reads RULES_FILE', (t) => {

@@ -446,15 +446,15 @@ test('1,000 invented model names keep the number of series and the scrape bounde
   //   requests_total M + upstream_requests_total M + tokens_total 2M (prompt, completion)
   //   + cost_usd_total M + duration histogram M * (buckets + 3: +Inf, _sum, _count)
   //   + overhead histogram (buckets + 3) + rule_matches 1 + rules_info 1 + last_reload 1
-  //   + inflight 1 + active_streams 1 + client_disconnects 1 + models_in_cooldown 1,
-  // plus a # HELP and a # TYPE line for each of the 19 signalbox metrics. Every other line is
+  //   + last_reload_successful 1 + inflight 1 + active_streams 1 + client_disconnects 1 + models_in_cooldown 1,
+  // plus a # HELP and a # TYPE line for each of the 20 signalbox metrics. Every other line is
   // a Node/process default metric, which no request can multiply: we allow what the scrape had
   // before the traffic, plus 200 lines for the series the runtime may add meanwhile (GC kinds,
   // heap spaces). Labelling by raw model name would instead give more than 1,000 * 20 lines.
   const M = MAX_SERVED + 1;
   const durationBuckets = h.config.metrics.duration_buckets_seconds.length;
   const overheadBuckets = h.config.metrics.overhead_buckets_seconds.length;
-  const signalboxBound = M + M + 2 * M + M + M * (durationBuckets + 3) + (overheadBuckets + 3) + 7 + 2 * 19;
+  const signalboxBound = M + M + 2 * M + M + M * (durationBuckets + 3) + (overheadBuckets + 3) + 8 + 2 * 20;
   const isSignalbox = (line: string): boolean => /^(# (HELP|TYPE) )?signalbox_/.test(line);
   const signalboxLines = s.lines.filter(isSignalbox).length;
   assert.ok(signalboxLines <= signalboxBound, `${signalboxLines} signalbox lines > bound ${signalboxBound}`);
@@ -691,6 +691,21 @@ test('a reload of the same content counts unchanged and leaves rules_info as it 
   assert.deepEqual(s.labelSets('signalbox_rules_info'), sorted([{ hash: compileRules(RULES_V1, 'x').hash }]));
 });
 
+test('signalbox_rules_last_reload_successful drops to 0 on a refused file and is back to 1 once the file equals the rules in force', EVENT_TEST, async (t) => {
+  const file = { text: RULES_V1 };
+  const { url, store } = await startWithStore(t, file);
+  const SUCCESSFUL = 'signalbox_rules_last_reload_successful';
+  assert.equal((await scrape(url)).value(SUCCESSFUL), 1, 'after the startup load');
+
+  file.text = 'version: 2\nrules: []\n';
+  assert.equal(store.reload('test').result, 'failure');
+  assert.equal((await scrape(url)).value(SUCCESSFUL), 0);
+
+  file.text = RULES_V1;
+  assert.equal(store.reload('test').result, 'unchanged');
+  assert.equal((await scrape(url)).value(SUCCESSFUL), 1);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Gauges
 
@@ -773,7 +788,7 @@ test('the scrape declares every signalbox metric and the Node/process defaults',
     'signalbox_requests_total', 'signalbox_request_duration_seconds', 'signalbox_time_to_first_token_seconds',
     'signalbox_overhead_seconds', 'signalbox_upstream_requests_total', 'signalbox_tokens_total', 'signalbox_cost_usd_total',
     'signalbox_model_substitutions_total', 'signalbox_stream_errors_total', 'signalbox_client_disconnects_total',
-    'signalbox_rule_matches_total', 'signalbox_rules_reloads_total', 'signalbox_rules_last_reload_timestamp_seconds',
+    'signalbox_rule_matches_total', 'signalbox_rules_reloads_total', 'signalbox_rules_last_reload_timestamp_seconds', 'signalbox_rules_last_reload_successful',
     'signalbox_rules_info', 'signalbox_inflight_requests', 'signalbox_active_streams', 'signalbox_fallbacks_total',
     'signalbox_model_cooldowns_total', 'signalbox_models_in_cooldown',
     'process_cpu_seconds_total', 'nodejs_heap_size_used_bytes',

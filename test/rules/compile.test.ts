@@ -56,7 +56,7 @@ test('an unknown tier is an error at the tier name', () => {
     '  - name: r',
     '    route: { tier: ghost }',
   );
-  assertProblems(text, [['ghost', 'unknown tier "ghost" (tiers: fast)']]);
+  assertProblems(text, [['ghost', 'rules[0] "r": unknown tier "ghost" (tiers: fast)']]);
 });
 
 test('a duplicate rule name is an error at the second name', () => {
@@ -70,12 +70,12 @@ test('a duplicate rule name is an error at the second name', () => {
     '    when: { model: b }',
     '    route: { model: m }',
   );
-  assertProblems(text, [['twice\n    when: { model: b }', 'duplicate rule name "twice" (also rule #1)']]);
+  assertProblems(text, [['twice\n    when: { model: b }', 'rules[1] "twice": duplicate rule name: rules[0] "twice" has it too']]);
 });
 
 test('the rule name none is reserved', () => {
   const text = lines('version: 1', 'rules:', '  - name: none', '    route: { model: m }');
-  assertProblems(text, [['none', '"none" is reserved']]);
+  assertProblems(text, [['none', 'rules[0] "none": the name "none" is reserved']]);
 });
 
 test('the rule name unrouted is reserved: metrics use it for requests the rules never saw', () => {
@@ -93,7 +93,7 @@ test('a rule after a catch-all without when can never match', () => {
     '    when: { model: x }',
     '    route: { model: m }',
   );
-  assertProblems(text, [['name: late', 'rule "late" can never match: rule "everything" before it matches every request']]);
+  assertProblems(text, [['name: late', 'rules[1] "late": can never match: rules[0] "everything" before it matches every request']]);
 });
 
 test('a rule after a catch-all with an empty when can never match', () => {
@@ -110,8 +110,8 @@ test('a rule after a catch-all with an empty when can never match', () => {
     '    route: { model: m }',
   );
   assertProblems(text, [
-    ['name: late\n', 'rule "late" can never match: rule "everything" before it matches every request'],
-    ['name: later', 'rule "later" can never match: rule "everything" before it matches every request'],
+    ['name: late\n', 'rules[1] "late": can never match: rules[0] "everything" before it matches every request'],
+    ['name: later', 'rules[2] "later": can never match: rules[0] "everything" before it matches every request'],
   ]);
 });
 
@@ -125,7 +125,7 @@ test('an invalid regular expression is an error at the pattern', () => {
     '        matches: "a(b"',
     '    route: { model: m }',
   );
-  assertProblems(text, [['"a(b"', 'invalid regular expression "a(b": ']]);
+  assertProblems(text, [['"a(b"', 'rules[0] "r": invalid regular expression "a(b": ']]);
 });
 
 test('an unknown field is an error at the field name', () => {
@@ -138,7 +138,7 @@ test('an unknown field is an error at the field name', () => {
     '        in: [blue, green]',
     '    route: { model: m }',
   );
-  assertProblems(text, [['request.colour', 'unknown field "request.colour" (known: ']]);
+  assertProblems(text, [['request.colour', 'rules[0] "r": unknown field "request.colour" (known: ']]);
 });
 
 test('unknown keys in a tier, a rule and a route are errors at the key', () => {
@@ -154,14 +154,14 @@ test('unknown keys in a tier, a rule and a route are errors at the key', () => {
   const problems = [...problemsOf(text)].sort();
   assert.deepEqual(problems, [
     `test.yaml:${at(text, 'fallback')}: unknown key "fallback" in tiers.t`,
-    `test.yaml:${at(text, 'wen')}: unknown key "wen" in rules[0]`,
-    `test.yaml:${at(text, 'temprature')}: unknown key "temprature" in rules[0].route`,
+    `test.yaml:${at(text, 'wen')}: rules[0] "r": unknown key "wen" in the rule`,
+    `test.yaml:${at(text, 'temprature')}: rules[0] "r": unknown key "temprature" in route`,
   ].sort());
 });
 
 test('a list used as a matcher is an error that suggests in', () => {
   const text = lines('version: 1', 'rules:', '  - name: r', '    when: { header.x-tier: [free, trial] }', '    route: { model: m }');
-  assertProblems(text, [['[free, trial]', 'rules[0].when.header.x-tier a list is not a matcher here: write { in: [...] }']]);
+  assertProblems(text, [['[free, trial]', 'rules[0] "r": when.header.x-tier a list is not a matcher here: write { in: [...] }']]);
 });
 
 test('a missing version is an error', () => {
@@ -176,12 +176,12 @@ test('version 2 is an error at the version', () => {
 
 test('a route with both model and tier is an error', () => {
   const text = lines('version: 1', 'tiers:', '  t: { model: m }', 'rules:', '  - name: r', '    route: { model: m, tier: t }');
-  assertProblems(text, [['{ model: m, tier: t }', 'a route needs exactly one of "model" or "tier"']]);
+  assertProblems(text, [['{ model: m, tier: t }', 'rules[0] "r": a route needs exactly one of "model" or "tier"']]);
 });
 
 test('a route with neither model nor tier is an error', () => {
   const text = lines('version: 1', 'rules:', '  - name: r', '    route: { max_tokens: 5 }');
-  assertProblems(text, [['{ max_tokens: 5 }', 'a route needs exactly one of "model" or "tier"']]);
+  assertProblems(text, [['{ max_tokens: 5 }', 'rules[0] "r": a route needs exactly one of "model" or "tier"']]);
 });
 
 test('pass and reject stand alone', () => {
@@ -195,8 +195,8 @@ test('pass and reject stand alone', () => {
     '    route: { reject: { status: 403 }, max_tokens: 5, headers: { x-a: b } }',
   );
   assertProblems(text, [
-    ['{ pass: true, model: m }', 'route.pass stands alone; remove "model"'],
-    ['{ reject:', 'route.reject stands alone; remove "max_tokens", "headers"'],
+    ['{ pass: true, model: m }', 'rules[0] "p": route.pass stands alone; remove "model"'],
+    ['{ reject:', 'rules[1] "j": route.reject stands alone; remove "max_tokens", "headers"'],
   ]);
 });
 
@@ -221,12 +221,12 @@ test('params may not set model, models, messages, stream, max_tokens or provider
   );
   assertProblems(text, [
     ['stream: true', 'params may not set "stream": the client decides whether it reads a stream'],
-    ['model: x', 'params may not set "model": use route.model or route.tier'],
-    ['models: [x]', 'params may not set "models": use route.fallbacks'],
-    ['messages: []', 'params may not set "messages": use route.system_prompt'],
-    ['stream: false', 'params may not set "stream": the client decides whether it reads a stream'],
-    ['max_tokens: 5', 'params may not set "max_tokens": use route.max_tokens (a cap)'],
-    ['provider:', 'params may not set "provider": use route.provider'],
+    ['model: x', 'rules[0] "r": params may not set "model": use route.model or route.tier'],
+    ['models: [x]', 'rules[0] "r": params may not set "models": use route.fallbacks'],
+    ['messages: []', 'rules[0] "r": params may not set "messages": use route.system_prompt'],
+    ['stream: false', 'rules[0] "r": params may not set "stream": the client decides whether it reads a stream'],
+    ['max_tokens: 5', 'rules[0] "r": params may not set "max_tokens": use route.max_tokens (a cap)'],
+    ['provider:', 'rules[0] "r": params may not set "provider": use route.provider'],
   ]);
 });
 
@@ -246,11 +246,11 @@ test('headers may not set credentials or what the proxy computes, nor use invali
     '        bad header: x',
   );
   assertProblems(text, [
-    ['Authorization', 'header "Authorization" is set by the proxy and may not come from a rule'],
-    ['host', 'header "host" is set by the proxy and may not come from a rule'],
-    ['Content-Length', 'header "Content-Length" is set by the proxy and may not come from a rule'],
-    ['cookie', 'header "cookie" is set by the proxy and may not come from a rule'],
-    ['bad header', '"bad header" is not a valid header name'],
+    ['Authorization', 'rules[0] "r": header "Authorization" is set by the proxy and may not come from a rule'],
+    ['host', 'rules[0] "r": header "host" is set by the proxy and may not come from a rule'],
+    ['Content-Length', 'rules[0] "r": header "Content-Length" is set by the proxy and may not come from a rule'],
+    ['cookie', 'rules[0] "r": header "cookie" is set by the proxy and may not come from a rule'],
+    ['bad header', 'rules[0] "r": "bad header" is not a valid header name'],
   ]);
 });
 
@@ -283,10 +283,90 @@ test('every problem of a file is reported at once', () => {
   );
   assertProblems(text, [
     ['Europe/Atlantis', 'unknown time zone "Europe/Atlantis"'],
-    ['"("', 'invalid regular expression "("'],
-    ['ghost', 'unknown tier "ghost"'],
-    ['a\n    route: { model: m }', 'duplicate rule name "a" (also rule #1)'],
+    ['"("', 'rules[0] "a": invalid regular expression "("'],
+    ['ghost', 'rules[0] "a": unknown tier "ghost"'],
+    ['a\n    route: { model: m }', 'rules[1] "a": duplicate rule name: rules[0] "a" has it too'],
   ]);
+});
+
+test('schema problems do not stop the semantic checks: a misspelt key and an unknown tier come in one run, in file order', () => {
+  const text = lines(
+    'version: 1',
+    'tiers:',
+    '  fast: { model: m/fast }',
+    'rules:',
+    '  - name: code-tasks',
+    '    when: { header.x-task: code }',
+    '    route: { tier: fsat }',
+    '  - name: default',
+    '    route: { tier: fast, max_tokns: 100 }',
+  );
+  assertProblems(text, [
+    ['fsat', 'rules[0] "code-tasks": unknown tier "fsat" (tiers: fast)'],
+    ['max_tokns', 'rules[1] "default": unknown key "max_tokns" in route'],
+  ]);
+});
+
+test('inside a rule the schema refuses, the parts that are well-formed are still checked', () => {
+  const text = lines(
+    'version: 1',
+    'rules:',
+    '  - name: broken',
+    '    when: { request.text: { matches: "(" }, header.x-a: { gt: high } }',
+    '    route: { tier: ghost, max_tokens: 0, temprature: 1 }',
+  );
+  assertProblems(text, [
+    ['"("', 'rules[0] "broken": invalid regular expression "("'],
+    ['high', 'rules[0] "broken": when.header.x-a.gt must be number'],
+    ['ghost', 'rules[0] "broken": unknown tier "ghost" (tiers: none defined)'],
+    ['0, temprature', 'rules[0] "broken": route.max_tokens must be >= 1'],
+    ['temprature', 'rules[0] "broken": unknown key "temprature" in route'],
+  ]);
+});
+
+test('what the schema cut out raises no second, made-up problem', () => {
+  const text = lines(
+    'version: 1',
+    'tiers:',
+    '  big: { model: m, fallbacks: oops }',
+    'rules:',
+    '  - name: misspelt-when',
+    '    wehn: { header.x-a: "1" }',
+    '    route: { model: m }',
+    '  - name: bad-when',
+    '    when: { any: nope }',
+    '    route: { modle: m }',
+    '  - name: uses-big',
+    '    route: { tier: big }',
+  );
+  // Not: "unknown tier big", "can never match" after the first two rules (whose conditions were
+  // cut, not absent), nor "a route needs exactly one of model or tier" for the misspelt model.
+  assertProblems(text, [
+    ['oops', 'tiers.big.fallbacks must be array'],
+    ['wehn', 'rules[0] "misspelt-when": unknown key "wehn" in the rule'],
+    ['nope', 'rules[1] "bad-when": when.any must be array'],
+    ['modle', 'rules[1] "bad-when": unknown key "modle" in route'],
+  ]);
+});
+
+test('a rule without a usable name is named by its index, a long name is shortened', () => {
+  const long = 'x'.repeat(500);
+  const text = lines('version: 1', 'rules:', '  - name: 42', '    route: { tier: a }', `  - name: ${long}`, '    route: { tier: b }');
+  const problems = problemsOf(text);
+  assert.ok(problems.includes(`test.yaml:${at(text, 'a }')}: rules[0]: unknown tier "a" (tiers: none defined)`), problems.join('\n'));
+  assert.ok(problems.includes(`test.yaml:${at(text, 'b }')}: rules[1] "${'x'.repeat(64)}…": unknown tier "b" (tiers: none defined)`), problems.join('\n'));
+});
+
+test('a tier with an invalid name is named at its key, and rules that use it still find it', () => {
+  const text = lines('version: 1', 'tiers:', '  "fast tier": { model: m }', 'rules:', '  - name: r', '    route: { tier: fast tier }');
+  assertProblems(text, [['"fast tier":', 'invalid name "fast tier" in tiers: use letters, digits']]);
+});
+
+test('an empty file, a file of comments and a null document get one readable message', () => {
+  for (const text of ['', '# nothing yet\n', 'null\n', '~\n']) {
+    assert.deepEqual(problemsOf(text), ['test.yaml: the file is empty: expected a mapping with "version: 1" and a "rules" list'], JSON.stringify(text));
+  }
+  assert.deepEqual(problemsOf('- a\n'), ['test.yaml:1:1: expected a mapping with "version: 1" and a "rules" list, not a list']);
 });
 
 test('a RulesError message lists every problem', () => {

@@ -229,13 +229,13 @@ test('matches: an invalid pattern is a load error at its line:col', () => {
   ].join('\n');
   const problems = problemsOf(text);
   assert.equal(problems.length, 1);
-  assert.match(problems[0]!, new RegExp(`^test\\.yaml:${at(text, '"(unclosed"')}: invalid regular expression "\\(unclosed": `));
+  assert.match(problems[0]!, new RegExp(`^test\\.yaml:${at(text, '"(unclosed"')}: rules\\[0\\] "bad-regex": invalid regular expression "\\(unclosed": `));
 });
 
 test('matches: a pattern over 1000 characters is refused; 1000 is accepted', () => {
   const withPattern = (pattern: string) => `version: 1\nrules:\n  - name: r\n    when: { body.x: { matches: "${pattern}" } }\n    route: { pass: true }\n`;
   const text = withPattern('a'.repeat(1001));
-  assert.deepEqual(problemsOf(text), [`test.yaml:${at(text, '"aaa')}: pattern is 1001 characters long; the limit is 1000`]);
+  assert.deepEqual(problemsOf(text), [`test.yaml:${at(text, '"aaa')}: rules[0] "r": pattern is 1001 characters long; the limit is 1000`]);
   assert.equal(compileRules(withPattern('a'.repeat(1000)), 'test.yaml').rules.length, 1);
 });
 

@@ -70,7 +70,7 @@ test('header: a UTF-8 value that Node decoded as latin1 matches the rule written
 test('header: an invalid header name in a rule is a load error', () => {
   const problems = loadProblems([{ name: 'r', when: { 'header.x team': 'a' }, route: { pass: true } }]);
   assert.equal(problems.length, 1);
-  assert.match(problems[0]!, /^test\.yaml:\d+:\d+: bad header name "x team"$/);
+  assert.match(problems[0]!, /^test\.yaml:\d+:\d+: rules\[0\] "r": bad header name "x team"$/);
 });
 
 // ---- body.<path> ----
@@ -287,7 +287,7 @@ test('time.hour and time.weekday in Asia/Tokyo (midnight is hour 0, the next day
 test('an unknown field is a load error', () => {
   const problems = loadProblems([{ name: 'r', when: { 'request.colour': 'blue' }, route: { pass: true } }]);
   assert.equal(problems.length, 1);
-  assert.match(problems[0]!, /^test\.yaml:\d+:\d+: unknown field "request\.colour" \(known: .*header\.<\.\.\.>.*\)$/);
+  assert.match(problems[0]!, /^test\.yaml:\d+:\d+: rules\[0\] "r": unknown field "request\.colour" \(known: .*header\.<\.\.\.>.*\)$/);
 });
 
 test('FieldRegistry.register adds a prefix (key.) that rules can use', () => {

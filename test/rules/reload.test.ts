@@ -156,12 +156,25 @@ test('a broken rules file is refused with positioned problems, logged, and the r
     {
       what: 'schema error',
       text: 'version: 1\nrules:\n  - name: main\n    route: { model: x, modle: y }\n',
-      problems: [`${file}:4:24: unknown key "modle" in rules[0].route`],
+      problems: [`${file}:4:24: rules[0] "main": unknown key "modle" in route`],
     },
     {
       what: 'unknown tier',
       text: 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n',
-      problems: [`${file}:4:20: unknown tier "gold" (tiers: none defined)`],
+      problems: [`${file}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)`],
+    },
+    {
+      what: 'a misspelt key and an unknown tier, in one refusal',
+      text: 'version: 1\nrules:\n  - name: code-tasks\n    route: { tier: gold, fallbaks: [x] }\n',
+      problems: [
+        `${file}:4:20: rules[0] "code-tasks": unknown tier "gold" (tiers: none defined)`,
+        `${file}:4:26: rules[0] "code-tasks": unknown key "fallbaks" in route`,
+      ],
+    },
+    {
+      what: 'an empty file',
+      text: '',
+      problems: [`${file}: the file is empty: expected a mapping with "version: 1" and a "rules" list`],
     },
   ];
   for (const b of broken) {
@@ -304,6 +317,39 @@ test('rewriting identical bytes is `unchanged` and keeps the same RuleSet', EVEN
   assert.equal(line.rules_hash, original.hash);
 });
 
+test('restoring the rules in force after a refused file is logged at info and clears the failure', EVENT_TEST, async (t) => {
+  const { store, file, logs } = liveOnRulesA(t);
+  const original = store.current;
+  const refused = nextReload(store, changedOrRefused);
+  writeFileSync(file, 'version: 1\nrules:\n  - name: rule-a\n    route: { tier: gold }\n');
+  assert.equal((await refused).result, 'failure');
+  assert.equal(store.failing, true);
+
+  const fixed = nextReload(store, (e) => e.result !== 'failure');
+  writeFileSync(file, rulesText('rule-a', 'model/a'));
+  const event = await fixed;
+  assert.equal(event.result, 'unchanged');
+  assert.equal(event.recovered, true);
+  assert.equal(store.failing, false);
+  assert.equal(store.current, original);
+  // The first reload line after the refusal lines (the only ones with problems) is the recovery's.
+  const line = await logs.waitFor((r) => r.rules_file === file && r.problems === undefined);
+  assert.equal(line.msg, 'rules file valid again; rules in force unchanged');
+  assert.equal(line.level, 30);
+  assert.equal(line.rules_hash, original.hash);
+  assert.equal(line.trigger, 'watch');
+});
+
+test('a reload asked for (SIGHUP) that finds the file unchanged is logged at info', EVENT_TEST, async (t) => {
+  const { live, logs } = liveOnRulesA(t);
+  const event = live.reload('sighup');
+  assert.equal(event.result, 'unchanged');
+  assert.equal(event.recovered, false);
+  const line = await logs.waitFor((r) => r.msg === 'rules file unchanged' && r.trigger === 'sighup');
+  assert.equal(line.level, 30);
+  assert.equal(line.rules_hash, event.hash);
+});
+
 test('a RuleSet taken before a reload keeps deciding with the old rules', EVENT_TEST, async (t) => {
   const { store, file } = liveOnRulesA(t);
   const taken = store.current;
@@ -422,7 +468,7 @@ test('startup with an invalid rules file exits 1 with the positioned problem and
   const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
   assert.deepEqual(await main.exit, { code: 1, signal: null });
   const stderr = main.stderr();
-  assert.ok(stderr.includes(`${rulesFile}:4:20: unknown tier "gold" (tiers: none defined)`), stderr);
+  assert.ok(stderr.includes(`${rulesFile}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)`), stderr);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   assert.equal(main.logs.records.find((r) => r.msg === 'signalbox ready'), undefined);
 });
