@@ -80,7 +80,7 @@ test('the rule name none is reserved', () => {
 
 test('the rule name unrouted is reserved: metrics use it for requests the rules never saw', () => {
   const text = lines('version: 1', 'rules:', '  - name: unrouted', '    route: { model: m }');
-  assertProblems(text, [['unrouted', '"unrouted" is reserved: it names requests the rules never saw']]);
+  assertProblems(text, [['unrouted', 'rules[0] "unrouted": the name "unrouted" is reserved: it names requests the rules never saw']]);
 });
 
 test('a rule after a catch-all without when can never match', () => {
