@@ -1,6 +1,7 @@
 # Signalbox container image. Classic builder compatible (no BuildKit-only syntax).
 #   docker build -t signalbox .
 #   docker run --rm -p 8080:8080 -e OPENROUTER_API_KEY -v "$PWD/rules.yaml:/etc/signalbox/rules/rules.yaml:ro" signalbox
+#   docker run --rm -v "$PWD:/work" signalbox check /work/rules.yaml     (the CLI: see docker-entrypoint.sh)
 
 # --- build: compile the TypeScript, then keep production dependencies only -----------------
 FROM node:24-bookworm-slim AS build
@@ -22,6 +23,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY docker-entrypoint.sh ./docker-entrypoint.sh
 # Defaults, meant to be replaced by mounts: the rules directory (a bind mount or a Kubernetes
 # ConfigMap; the directory is watched, so edits and ConfigMap updates reload without a restart).
 COPY config/signalbox.yaml /etc/signalbox/signalbox.yaml
@@ -31,5 +33,8 @@ EXPOSE 8080
 # No curl in the image: Node's own fetch asks /healthz.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-# node itself is PID 1 and receives SIGTERM (graceful shutdown), not npm.
+# A signalbox subcommand as the first argument runs the CLI; anything else runs as given. The
+# script execs it, so node itself is PID 1 and receives SIGTERM (graceful shutdown), not sh or npm.
+# Run through sh: it needs no execute bit from the build context.
+ENTRYPOINT ["sh", "/app/docker-entrypoint.sh"]
 CMD ["node", "dist/src/main.js"]

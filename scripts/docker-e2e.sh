@@ -4,8 +4,10 @@
 # against the project's fake OpenRouter on the host, and checks: /healthz, a non-streaming and a
 # streaming completion, /metrics, a rules edit from the host taking effect without a restart, the
 # process running as uid 1000, and `docker stop` ending it cleanly (exit code 0) within the grace
-# period. Then validates the compose stack's files with the real tools. Stops and removes what
-# it started. Needs: root (Docker), Node (for the fake upstream), curl.
+# period. Then runs the CLI through the image as users' CI would (`check` and `test` on the
+# shipped files mounted at /work, a broken file giving exit 1, `fake-openrouter` stopped by
+# `docker stop`), and validates the compose stack's files with the real tools. Stops and removes
+# what it started. Needs: root (Docker), Node (for the fake upstream), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[docker-e2e] %s\n' "$*"; }
@@ -22,7 +24,7 @@ name="signalbox-e2e-$$"
 work=$(mktemp -d)
 fake_pid=""
 cleanup() {
-  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker rm -f "$name" "$name-fake" >/dev/null 2>&1 || true
   docker rmi -f "$tag" >/dev/null 2>&1 || true
   [[ -n $fake_pid ]] && kill "$fake_pid" 2>/dev/null || true
   rm -rf "$work"
@@ -41,7 +43,7 @@ port=$(free_port)
 
 log "fake OpenRouter on 127.0.0.1:$fake_port"
 npm run build --silent
-FAKE_OPENROUTER_PORT=$fake_port FAKE_OPENROUTER_QUIET=1 node dist/src/dev/fake-openrouter-cli.js >"$work/fake.log" 2>&1 &
+node dist/src/cli/signalbox.js fake-openrouter --port "$fake_port" --quiet >"$work/fake.log" 2>&1 &
 fake_pid=$!
 
 mkdir -p "$work/rules"
@@ -107,6 +109,32 @@ code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
 docker logs "$name" >"$work/container.log" 2>&1
 grep -q '"msg":"stopped"' "$work/container.log" || fail "no 'stopped' log line"
 log "ok: docker stop: exit code 0 after ${elapsed}s"
+
+log "the CLI through the image, as in a user's CI"
+docker run --rm -v "$PWD:/work:ro" "$tag" check /work/rules.yaml >"$work/check.txt" 2>&1 || { cat "$work/check.txt"; fail "check /work/rules.yaml"; }
+grep -q '^ok: /work/rules.yaml: ' "$work/check.txt" || fail "check: $(cat "$work/check.txt")"
+log "ok: check /work/rules.yaml"
+docker run --rm -v "$PWD:/work:ro" "$tag" test /work/rules.test.yaml >"$work/cases.txt" 2>&1 || { cat "$work/cases.txt"; fail "test /work/rules.test.yaml"; }
+grep -q ' 0 failed$' "$work/cases.txt" || fail "test: $(tail -3 "$work/cases.txt")"
+log "ok: test /work/rules.test.yaml"
+mkdir -p "$work/broken"
+printf 'version: 1\nrules:\n  - name: broken\n    route: { tier: nowhere }\n' >"$work/broken/rules.yaml"
+chmod -R a+rX "$work/broken"
+code=0
+docker run --rm -v "$work/broken:/work:ro" "$tag" check /work/rules.yaml >"$work/broken.txt" 2>&1 || code=$?
+[[ $code == 1 ]] || { cat "$work/broken.txt"; fail "check of a broken file: exit code $code, not 1"; }
+grep -q 'nowhere' "$work/broken.txt" || fail "check of a broken file does not name the problem: $(cat "$work/broken.txt")"
+log "ok: check of a broken file exits 1"
+
+fake_in_image=$(free_port)
+docker run -d --name "$name-fake" --network host "$tag" fake-openrouter --port "$fake_in_image" --quiet >/dev/null
+for _ in $(seq 1 40); do curl -fsS "http://127.0.0.1:$fake_in_image/api/v1/models" >"$work/models.json" 2>/dev/null && break; sleep 0.25; done
+grep -q '"canonical_slug":"openai/gpt-4o-mini"' "$work/models.json" || { docker logs "$name-fake" | tail -20; fail "fake-openrouter in the image: no model list"; }
+docker stop -t 10 "$name-fake" >/dev/null
+code=$(docker inspect -f '{{.State.ExitCode}}' "$name-fake")
+docker rm -f "$name-fake" >/dev/null
+[[ $code == 0 ]] || fail "fake-openrouter in the image: exit code $code after docker stop"
+log "ok: fake-openrouter in the image, stopped with exit code 0"
 
 log "compose stack files"
 command -v docker-compose >/dev/null || fail "docker-compose is not installed"

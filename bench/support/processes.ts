@@ -91,9 +91,13 @@ export async function startNode<T>(script: string, options: NodeChildOptions<T>)
   }
 }
 
-/** Starts the fake OpenRouter (quiet: no logs, no records); resolves with its base URL. */
+/**
+ * Starts the fake OpenRouter (quiet: no logs, no records); resolves with its base URL. It also
+ * serves `auto`, the model the benchmark clients ask for, which the floor and Portkey forward as is.
+ */
 export async function startFakeUpstream(): Promise<{ child: Child; baseUrl: string }> {
-  const { child, value } = await startNode('dist/src/dev/fake-openrouter-cli.js', {
+  const { child, value } = await startNode('dist/src/cli/signalbox.js', {
+    scriptArgs: ['fake-openrouter', '--model', 'auto'],
     env: { FAKE_OPENROUTER_PORT: '0', FAKE_OPENROUTER_QUIET: '1' }, ready: (line) => /OPENROUTER_BASE_URL=(\S+)/.exec(line)?.[1], cpu: 0,
   });
   return { child, baseUrl: value! };

@@ -4,6 +4,7 @@
  * signalbox check [rules.yaml]           validate a rules file (exit 1 with positioned errors)
  * signalbox test <cases.yaml> [--rules rules.yaml]
  *                                          run rule unit tests (exit 1 when a case fails)
+ * signalbox fake-openrouter [options]      run the fake OpenRouter until SIGTERM or SIGINT
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
  */
 import { readFileSync } from 'node:fs';
@@ -15,15 +16,37 @@ import { loadRulesFile } from '../rules/loader.js';
 const USAGE = `usage:
   signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
   signalbox test <cases.yaml> [--rules rules.yaml]  run rule unit tests against a rules file
+  signalbox fake-openrouter [--port 8081] ...       run a fake OpenRouter (docs/fake-openrouter.md)
 `;
+
+/**
+ * Every subcommand. The container's entrypoint (docker-entrypoint.sh) runs the CLI when its first
+ * argument is one of these, and the server otherwise; a test keeps the two lists equal.
+ */
+export const CLI_COMMANDS = ['check', 'test', 'fake-openrouter', 'help', '--help', '-h'] as const;
 
 export interface CliIo {
   readonly out: (line: string) => void;
   readonly err: (line: string) => void;
   readonly env: NodeJS.ProcessEnv;
+  /**
+   * Settles when the process is asked to stop (SIGTERM, SIGINT): long-running commands call it
+   * and end then. A function, so that commands which end by themselves install no signal handler.
+   */
+  readonly interrupted?: () => Promise<unknown>;
 }
 
-/** Runs the CLI; returns the exit code. */
+/** Runs the CLI, long-running commands included; resolves to the exit code. */
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  if (argv[0] === 'fake-openrouter') {
+    // Imported only here, when asked for: neither the server nor check/test load the fake.
+    const { fakeOpenRouterCommand } = await import('../dev/fake-openrouter-cli.js');
+    return fakeOpenRouterCommand(argv.slice(1), io);
+  }
+  return runCli(argv, io);
+}
+
+/** Runs the commands that end by themselves (all but fake-openrouter); returns the exit code. */
 export function runCli(argv: readonly string[], io: CliIo): number {
   const [command, ...rest] = argv;
   try {

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // The `signalbox` command (package.json "bin"); see commands.ts.
-import { runCli } from './commands.js';
+import { once } from 'node:events';
+import { main } from './commands.js';
 
-process.exitCode = runCli(process.argv.slice(2), {
+process.exitCode = await main(process.argv.slice(2), {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
   env: process.env,
+  interrupted: () => Promise.race([once(process, 'SIGTERM'), once(process, 'SIGINT')]),
 });

@@ -1,6 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { buildCatalog, type Catalog, DEFAULT_MODEL, filterByOutput, isServed } from './fake-models.js';
 
 /**
  * A fake OpenRouter for tests, benchmarks and trying Signalbox by hand. It answers like the real
@@ -10,7 +11,8 @@ import type { AddressInfo, Socket } from 'node:net';
  * faults. It records every request it received and every byte it sent.
  *
  * Faults are taken, in this order, from the `x-fake-fault` request header (JSON, handy by hand
- * and through a container), then from the queue filled by `enqueue()`.
+ * and through a container), then from the queue filled by `enqueue()`. Users' documentation, with
+ * every fault: docs/fake-openrouter.md.
  */
 
 export type Fault =
@@ -87,6 +89,12 @@ export interface FakeOpenRouterOptions {
    * `faults` with probability `rate`, from a seeded generator so that a run can be repeated.
    */
   readonly randomFaults?: { readonly rate: number; readonly faults: readonly Fault[]; readonly seed?: number };
+  /**
+   * Model ids served besides the built-in catalog (src/dev/fake-models.ts), each with a real-shaped
+   * entry (an id ending in `*` is a prefix: served, not listed); any other model is refused with
+   * OpenRouter's 400, as OpenRouter does.
+   */
+  readonly extraModels?: readonly string[];
 }
 
 export interface ManualResponse {
@@ -134,12 +142,9 @@ export function fakeUsage(promptChars: number, completionTokens: number): FakeUs
   };
 }
 
-const MODELS = [
-  'openai/gpt-4o-mini', 'openai/gpt-4o', 'anthropic/claude-3.5-sonnet', 'meta-llama/llama-3.1-8b-instruct',
-  'google/gemini-2.0-flash-001', 'mistralai/mistral-small',
-];
-
 const DONE_EVENT = 'data: [DONE]\n\n';
+/** Up to 8 characters of a tool call's arguments: one streamed delta. */
+const ARGUMENT_PIECE = /[^]{1,8}/g;
 
 export class FakeOpenRouter extends EventEmitter {
   readonly received: ReceivedRequest[] = [];
@@ -151,6 +156,7 @@ export class FakeOpenRouter extends EventEmitter {
   private readonly manualReady: ManualResponse[] = [];
   private seq = 0;
   private readonly random: () => number;
+  private readonly catalog: Catalog;
 
   constructor(options: FakeOpenRouterOptions = {}) {
     super();
@@ -162,7 +168,9 @@ export class FakeOpenRouter extends EventEmitter {
       provider: options.provider ?? 'OpenAI',
       record: options.record ?? true,
       randomFaults: options.randomFaults ?? { rate: 0, faults: [] },
+      extraModels: options.extraModels ?? [],
     };
+    this.catalog = buildCatalog(this.options.extraModels);
     this.random = mulberry32(this.options.randomFaults.seed ?? 1);
     this.server = createServer((req, res) => this.onRequest(req, res));
     this.server.on('connection', (socket) => {
@@ -237,6 +245,9 @@ export class FakeOpenRouter extends EventEmitter {
       } catch {
         fault = undefined;
       }
+      // `manual` hands the response to code that called nextManual(): only enqueue() may ask for
+      // it. From a header, in `signalbox fake-openrouter`, its handle would wait forever.
+      if (fault?.type === 'manual') fault = undefined;
     }
     fault ??= this.faults.shift();
     const chaos = this.options.randomFaults;
@@ -320,30 +331,41 @@ export class FakeOpenRouter extends EventEmitter {
         break;
     }
 
-    if (this.options.requireAuth && !/^Bearer\s+\S+/i.test(record.headers.authorization ?? '')) {
+    // The model list is public on OpenRouter: it answers without a key.
+    const publicPath = record.method === 'GET' && path === `${base}/models`;
+    if (this.options.requireAuth && !publicPath && !/^Bearer\s+\S+/i.test(record.headers.authorization ?? '')) {
       sendJson(res, 401, openRouterErrorBody(401));
       return;
     }
 
     if (record.method === 'POST' && path === `${base}/chat/completions`) {
+      if (this.refuseUnknownModel(record, res)) return;
       await this.chatCompletion(record, res);
     } else if (record.method === 'GET' && path === `${base}/models`) {
-      sendJson(res, 200, {
-        data: MODELS.map((id) => ({
-          id, name: id, created: 1_700_000_000, context_length: 128_000,
-          pricing: { prompt: '0.000001', completion: '0.000002' },
-        })),
-      });
+      const query = new URL(record.url, 'http://fake').searchParams.get('output_modalities');
+      sendJson(res, 200, { data: filterByOutput(this.catalog.models.values(), query) });
     } else if (record.method === 'POST' && path === `${base}/embeddings`) {
-      const model = stringField(record.json, 'model') ?? 'openai/text-embedding-3-small';
-      sendJson(res, 200, {
-        object: 'list', model,
-        data: [{ object: 'embedding', index: 0, embedding: [0.0123, -0.0456, 0.0789] }],
-        usage: { prompt_tokens: 4, total_tokens: 4 },
-      });
+      if (this.refuseUnknownModel(record, res)) return;
+      sendJson(res, 200, embeddingsResponse(record.json));
     } else {
       sendJson(res, 404, openRouterErrorBody(404));
     }
+  }
+
+  /**
+   * Answers OpenRouter's 400 for a `model` (or an entry of `models`) that is not in the catalog,
+   * in its body shape: `{"error":{"message":"<id> is not a valid model ID","code":400}}` (as
+   * reported in https://github.com/OpenRouterTeam/openrouter-examples/issues/74). True when refused.
+   */
+  private refuseUnknownModel(record: ReceivedRequest, res: ServerResponse): boolean {
+    const json = record.json;
+    if (json === null || typeof json !== 'object') return false;
+    const { model, models } = json as Record<string, unknown>;
+    const ids = [model, ...(Array.isArray(models) ? models : [])].filter((m): m is string => typeof m === 'string');
+    const unknown = ids.find((id) => !isServed(this.catalog, id));
+    if (unknown === undefined) return false;
+    sendJson(res, 400, openRouterErrorBody(400, `${unknown} is not a valid model ID`));
+    return true;
   }
 
   private async chatCompletion(record: ReceivedRequest, res: ServerResponse): Promise<void> {
@@ -353,11 +375,15 @@ export class FakeOpenRouter extends EventEmitter {
       return;
     }
     const models = Array.isArray(body.models) ? body.models.filter((m): m is string => typeof m === 'string') : [];
-    const model = models[0] ?? (typeof body.model === 'string' ? body.model : 'openai/gpt-4o-mini');
+    // Without a model OpenRouter uses the account's default model.
+    const model = models[0] ?? (typeof body.model === 'string' ? body.model : DEFAULT_MODEL);
     const id = `gen-${1_700_000_000 + record.seq}-fake${record.seq}`;
     const created = 1_700_000_000 + record.seq;
+    const call = toolCall(body, record.seq);
     const words = this.options.content.split(/(?<= )/);
-    const usage = fakeUsage(JSON.stringify(body.messages).length, words.length);
+    // A tool call's arguments stream in pieces of a few characters, as a model emits them.
+    const argumentPieces = call ? call.arguments.match(ARGUMENT_PIECE) ?? [''] : [];
+    const usage = fakeUsage(JSON.stringify(body.messages).length, call ? argumentPieces.length + 1 : words.length);
     record.usage = usage;
     const provider = this.options.provider;
     const headers = {
@@ -367,13 +393,14 @@ export class FakeOpenRouter extends EventEmitter {
       'x-ratelimit-reset': String(Date.now() + 60_000),
     };
 
+    const finishReason = call ? 'tool_calls' : 'stop';
     if (body.stream !== true) {
+      const message = call
+        ? { role: 'assistant', content: null, refusal: null, reasoning: null, tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] }
+        : { role: 'assistant', content: this.options.content, refusal: null, reasoning: null };
       sendJson(res, 200, {
         id, provider, model, object: 'chat.completion', created,
-        choices: [{
-          logprobs: null, finish_reason: 'stop', native_finish_reason: 'stop', index: 0,
-          message: { role: 'assistant', content: this.options.content, refusal: null, reasoning: null },
-        }],
+        choices: [{ logprobs: null, finish_reason: finishReason, native_finish_reason: finishReason, index: 0, message }],
         usage,
       }, headers);
       return;
@@ -396,8 +423,14 @@ export class FakeOpenRouter extends EventEmitter {
     const events: string[] = [];
     for (let i = 0; i < this.options.processingComments; i++) events.push(': OPENROUTER PROCESSING\n\n');
     events.push(chunk({ role: 'assistant', content: '' }, null));
-    for (const word of words) events.push(chunk({ role: 'assistant', content: word }, null));
-    events.push(chunk({ role: 'assistant', content: '' }, 'stop'));
+    if (call) {
+      // The first delta of a call carries its index, id, type and name; later ones only argument text.
+      events.push(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }, null));
+      for (const piece of argumentPieces) events.push(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, function: { arguments: piece } }] }, null));
+    } else {
+      for (const word of words) events.push(chunk({ role: 'assistant', content: word }, null));
+    }
+    events.push(chunk({ role: 'assistant', content: '' }, finishReason));
     // OpenRouter's real shape: usage rides on a last chunk whose `choices` is not empty.
     events.push(chunk({ role: 'assistant', content: '' }, null, { usage }));
     events.push(DONE_EVENT);
@@ -431,6 +464,114 @@ export class FakeOpenRouter extends EventEmitter {
   }
 }
 
+interface ToolCall {
+  readonly id: string;
+  readonly name: string;
+  /** JSON text, as the API sends it. */
+  readonly arguments: string;
+}
+
+/**
+ * The tool call the fake answers with when the request offers tools and `tool_choice` is not
+ * `"none"`: the tool that `tool_choice` names, else the first one, called with the smallest
+ * arguments its JSON schema accepts (`{}` unless it has required properties).
+ */
+function toolCall(body: Record<string, unknown>, seq: number): ToolCall | undefined {
+  const { tools, tool_choice: choice } = body;
+  if (!Array.isArray(tools) || choice === 'none') return undefined;
+  const functions = tools.flatMap((t: unknown) => {
+    const fn = isRecord(t) && isRecord(t.function) ? t.function : undefined;
+    return fn && typeof fn.name === 'string' ? [fn] : [];
+  });
+  const wanted = isRecord(choice) && isRecord(choice.function) ? choice.function.name : undefined;
+  const fn = functions.find((f) => f.name === wanted) ?? functions[0];
+  if (!fn) return undefined;
+  return { id: `call_fake${seq}`, name: fn.name as string, arguments: JSON.stringify(minimalValue(fn.parameters, 0) ?? {}) };
+}
+
+/** Deepest schema nesting `minimalValue` follows: a hostile schema cannot recurse without end. */
+const MAX_SCHEMA_DEPTH = 16;
+
+/** The smallest value a JSON schema accepts, trivially: required properties only, empty strings, zeros, `false`, `[]`. */
+function minimalValue(schema: unknown, depth: number): unknown {
+  if (!isRecord(schema) || depth > MAX_SCHEMA_DEPTH) return null;
+  if ('const' in schema) return schema.const;
+  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
+  const type = Array.isArray(schema.type) ? schema.type[0] : schema.type;
+  switch (type ?? (isRecord(schema.properties) ? 'object' : undefined)) {
+    case 'object': {
+      // No prototype: a required key named `__proto__` becomes an own property, not a prototype.
+      const value = Object.create(null) as Record<string, unknown>;
+      const properties = isRecord(schema.properties) ? schema.properties : {};
+      for (const key of Array.isArray(schema.required) ? schema.required : []) {
+        if (typeof key === 'string') value[key] = minimalValue(Object.hasOwn(properties, key) ? properties[key] : undefined, depth + 1);
+      }
+      return value;
+    }
+    case 'array':
+      return [];
+    case 'string':
+      return '';
+    case 'number':
+    case 'integer':
+      return typeof schema.minimum === 'number' ? schema.minimum : 0;
+    case 'boolean':
+      return false;
+    default:
+      return null;
+  }
+}
+
+/** Dimensions of the fake's embeddings. */
+const EMBEDDING_DIMENSIONS = 8;
+/** Inputs per embeddings request, as OpenAI's API allows at most (2048). */
+const MAX_EMBEDDING_INPUTS = 2048;
+
+/**
+ * An embeddings answer: one vector per input, derived from the input's text so that equal inputs
+ * get equal vectors. Values are multiples of 1/1024, exact in float32, so `encoding_format:
+ * "base64"` (the little-endian float32 array, base64-encoded, which the OpenAI Node SDK asks for
+ * by default and decodes) carries exactly the numbers `"float"` does.
+ */
+function embeddingsResponse(json: unknown): unknown {
+  const body = isRecord(json) ? json : {};
+  const input = body.input;
+  const inputs = (Array.isArray(input) ? input : [input ?? '']).slice(0, MAX_EMBEDDING_INPUTS);
+  const base64 = body.encoding_format === 'base64';
+  let chars = 0;
+  const data = inputs.map((item, index) => {
+    const text = typeof item === 'string' ? item : JSON.stringify(item) ?? '';
+    chars += text.length;
+    const next = mulberry32(fnv1a(text));
+    const vector = Array.from({ length: EMBEDDING_DIMENSIONS }, () => Math.round((next() * 2 - 1) * 1024) / 1024);
+    return { object: 'embedding', index, embedding: base64 ? float32Base64(vector) : vector };
+  });
+  const tokens = Math.max(1, Math.ceil(chars / 4));
+  return {
+    object: 'list',
+    model: typeof body.model === 'string' ? body.model : 'openai/text-embedding-3-small',
+    data,
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  };
+}
+
+function float32Base64(values: readonly number[]): string {
+  const bytes = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => bytes.writeFloatLE(v, i * 4));
+  return bytes.toString('base64');
+}
+
+/** FNV-1a over UTF-16 code units: a cheap, stable seed from a string. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 /** A small seeded PRNG (mulberry32): the same seed gives the same faults in the same order. */
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -441,13 +582,6 @@ function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function stringField(json: unknown, key: string): string | undefined {
-  if (json && typeof json === 'object' && typeof (json as Record<string, unknown>)[key] === 'string') {
-    return (json as Record<string, string>)[key];
-  }
-  return undefined;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -14,6 +14,7 @@ import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
 import { LogCapture, testConfig } from '../support/harness.js';
 import { spawnMain } from '../support/main-process.js';
+import { TEST_MODELS } from '../support/models.js';
 
 /** Every test waits on events; this only turns a lost event into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 20_000 };
@@ -366,7 +367,7 @@ test('a RuleSet taken before a reload keeps deciding with the old rules', EVENT_
 
 test('a stream in flight finishes under the rules it started with; the next request uses the new rules', EVENT_TEST, async (t) => {
   const { store, file, live } = liveOnRulesA(t);
-  const fake = new FakeOpenRouter();
+  const fake = new FakeOpenRouter({ extraModels: TEST_MODELS });
   const baseUrl = await fake.listen();
   const config = testConfig({ OPENROUTER_BASE_URL: baseUrl, OPENROUTER_API_KEY: 'sk-or-test' });
   const { app, lifecycle } = await buildApp({ config, logger: createLogger('debug', new LogCapture()), rules: live.store });
@@ -419,7 +420,7 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
   writeFileSync(rulesFile, rulesText('rule-a', 'model/a'));
   const configFile = join(dir, 'signalbox.yaml');
   writeFileSync(configFile, 'log:\n  level: info\n');
-  const fake = new FakeOpenRouter();
+  const fake = new FakeOpenRouter({ extraModels: TEST_MODELS });
   const baseUrl = await fake.listen();
   t.after(() => fake.close());
 

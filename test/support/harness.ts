@@ -8,6 +8,7 @@ import { compileRules } from '../../src/rules/compile.js';
 import { buildApp } from '../../src/server/app.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
 import { createLogger } from '../../src/server/logger.js';
+import { TEST_MODELS } from './models.js';
 
 export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
 
@@ -115,7 +116,7 @@ export interface HarnessOptions {
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const fake = new FakeOpenRouter(options.fake);
+  const fake = new FakeOpenRouter({ ...options.fake, extraModels: [...TEST_MODELS, ...(options.fake?.extraModels ?? [])] });
   const baseUrl = await fake.listen();
   const config = testConfig({ OPENROUTER_BASE_URL: baseUrl, ...options.env });
   const logs = new LogCapture();
