@@ -563,7 +563,7 @@ test('made-up model names of 120 refused requests take no served-model slot; a r
   const h = await harness(t, { rules: REFUSING_RULES });
   assert.equal(h.config.metrics.max_served_models, 100);
   const messages = CHAT_BODY.messages;
-  // Ten at a time: more concurrent waits on the log capture than its listener limit would warn.
+  // Ten at a time: a bounded number of connections in flight on a small CI machine.
   const BATCH = 10;
   for (let start = 0; start < 120; start += BATCH) {
     const batch = Array.from({ length: BATCH }, (_, i) => {

@@ -11,7 +11,7 @@ export const TEST_MODELS: readonly string[] = [
   'model/a', 'model/b', 'model/c', 'model/fixed', 'my/model', 'openai/other-model',
   'p/one', 'p/two', 'p/three', 'partial/backup', 'partial/full', 'partial/second',
   'raw/my-model', 'raw/x', 'rules/never', 'rules/v1-a', 'rules/v1-b', 'rules/v2-a',
-  's/1', 's/2', 's/3', 's/4', 's/5', 'served/a', 'served/b', 'x/main', 'x/named', 'x/override', 'x/y',
+  'real/served-model', 's/1', 's/2', 's/3', 's/4', 's/5', 'served/a', 'served/b', 'x/main', 'x/named', 'x/override', 'x/y',
   // Client-chosen names: metric label bounds, header encoding.
   'invented/*', 'my model', 'gpté', 'evil\r\nx-injected: 1',
 ];
