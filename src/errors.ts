@@ -40,8 +40,10 @@ export class InvalidRequestError extends SignalboxError {
 }
 
 export class BodyTooLargeError extends SignalboxError {
-  constructor(limitBytes: number) {
-    super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error');
+  /** `limitBytes` unknown: the message cannot name it rather than name a wrong one. */
+  constructor(limitBytes: number | undefined) {
+    const limit = limitBytes === undefined ? 'the limit' : `the limit of ${limitBytes} bytes`;
+    super(`Request body is larger than ${limit}`, 'body_too_large', 413, 'invalid_request_error');
   }
 }
 

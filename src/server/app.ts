@@ -110,7 +110,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   await app.register(exchangePlugin, { recorder });
 
   app.setErrorHandler((err, request, reply) => {
-    const { status, body, error } = toOpenAIError(err, request.headers['content-type']);
+    const { status, body, error } = toOpenAIError(err, request.headers['content-type'], request.routeOptions.bodyLimit);
     request.exchange.error = error;
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);

@@ -13,13 +13,16 @@ export interface OpenAIErrorBody {
  * (Fastify's body parsing, anything unexpected) are first mapped to a Signalbox class; anything
  * unknown is a 500 whose message hides the details (they go to the log, not to the client).
  */
-/** `contentType`: the request's, for a 415 message that says what was sent. */
-export function toSignalboxError(err: unknown, contentType?: string): SignalboxError {
+/**
+ * `contentType`: the request's, for a 415 message that says what was sent; `bodyLimitBytes`: the
+ * route's, for a 413 message that says what is allowed (Fastify's error does not carry it).
+ */
+export function toSignalboxError(err: unknown, contentType?: string, bodyLimitBytes?: number): SignalboxError {
   if (err instanceof SignalboxError) return err;
   const e = err as { code?: string; statusCode?: number; message?: string } | null;
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new BodyTooLargeError(Number(/\d+/.exec(e.message ?? '')?.[0] ?? 0));
+      return new BodyTooLargeError(bodyLimitBytes);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new UnsupportedMediaTypeError(contentType);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -35,7 +38,7 @@ export function toSignalboxError(err: unknown, contentType?: string): SignalboxE
   return new InternalError({ cause: err });
 }
 
-export function toOpenAIError(err: unknown, contentType?: string): { status: number; body: OpenAIErrorBody; error: SignalboxError } {
-  const error = toSignalboxError(err, contentType);
+export function toOpenAIError(err: unknown, contentType?: string, bodyLimitBytes?: number): { status: number; body: OpenAIErrorBody; error: SignalboxError } {
+  const error = toSignalboxError(err, contentType, bodyLimitBytes);
   return { status: error.status, body: { error: { message: error.message, type: error.type, code: error.code } }, error };
 }
