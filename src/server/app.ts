@@ -9,6 +9,7 @@ import { UpstreamClient } from '../upstream/client.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
+import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
 import { ExchangeRecorder } from './recorder.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
@@ -106,12 +107,20 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     return503OnClosing: false,
   });
 
+  inviteBodiesWithinLimit(app.server, config.server.body_limit_bytes);
+  const closeAfterBody = answeredBeforeBody({
+    maxBytes: config.server.lingering_close_max_bytes,
+    maxMs: config.server.lingering_close_max_ms,
+    idleMs: config.server.lingering_close_idle_ms,
+  });
+
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
   await app.register(exchangePlugin, { recorder });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error } = toOpenAIError(err, request.headers['content-type'], request.routeOptions.bodyLimit);
     request.exchange.error = error;
+    closeAfterBody(request, reply);
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
     if (error instanceof ShuttingDownError) reply.header('connection', 'close');
@@ -119,6 +128,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
   app.setNotFoundHandler((request, reply) => {
     const { status, body } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
+    closeAfterBody(request, reply);
     void reply.code(status).send(body);
   });
 
