@@ -120,6 +120,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error } = toOpenAIError(err, request.headers['content-type'], request.routeOptions.bodyLimit);
     request.exchange.error = error;
+    reply.header('x-signalbox-overhead-ms', request.exchange.proxyMsNow().toFixed(3));
     closeAfterBody(request, reply);
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
