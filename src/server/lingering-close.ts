@@ -21,9 +21,9 @@ type LingerOutcome = 'drained' | 'max_bytes' | 'max_time' | 'idle' | 'client_clo
  * closes; past `limits` it is cut.
  *
  * Why: Node closes a `Connection: close` response's socket as soon as the response is written.
- * The client is still uploading, so the kernel answers its next segments with a reset, and a
- * reset makes the client's kernel drop the response it had not read yet: the client sees EPIPE
- * or ECONNRESET instead of the 413. Reading the body to its end first, and only then closing, is
+ * The client is still uploading, and a socket closed with unread bytes (or receiving more after
+ * its close) makes the kernel send a reset, which makes the client's kernel drop the response it
+ * had not read yet: the client sees EPIPE or ECONNRESET instead of the 413. Reading the body to its end first, and only then closing, is
  * the staged close of RFC 9112 §9.6 (https://www.rfc-editor.org/rfc/rfc9112#section-9.6) as nginx
  * does it (https://nginx.org/en/docs/http/ngx_http_core_module.html#lingering_close).
  *
