@@ -62,8 +62,10 @@ export class InvalidMessagesError extends SignalboxError {
 }
 
 export class BodyTooLargeError extends SignalboxError {
-  constructor(limitBytes: number) {
-    super(`Request body is larger than the limit of ${limitBytes} bytes`, 'body_too_large', 413, 'invalid_request_error', false);
+  /** `limitBytes` unknown: the message cannot name it rather than name a wrong one. */
+  constructor(limitBytes: number | undefined) {
+    const limit = limitBytes === undefined ? 'the limit' : `the limit of ${limitBytes} bytes`;
+    super(`Request body is larger than ${limit}`, 'body_too_large', 413, 'invalid_request_error', false);
   }
 }
 

@@ -16,6 +16,9 @@ export interface SignalboxConfig {
     readonly host: string;
     readonly port: number;
     readonly body_limit_bytes: number;
+    readonly lingering_close_max_bytes: number;
+    readonly lingering_close_max_ms: number;
+    readonly lingering_close_idle_ms: number;
     readonly keep_alive_timeout_ms: number;
     readonly shutdown_grace_ms: number;
   };

@@ -42,6 +42,18 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'large enough for several base64 images in one chat request (OpenAI accepts 20 MB images), small enough to bound memory',
   },
   {
+    path: 'server.lingering_close_max_bytes', env: 'LINGERING_CLOSE_MAX_BYTES', type: 'integer', default: 64 * MiB, unit: 'bytes (0: off)', minimum: 0,
+    reason: 'a request refused before its body was read (413 and others) has the rest of its body read and thrown away, so the client can finish sending and read the refusal instead of a reset connection; a body up to about three times the default body limit still gets its answer, a bigger one has its connection cut',
+  },
+  {
+    path: 'server.lingering_close_max_ms', env: 'LINGERING_CLOSE_MAX_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,
+    reason: "nginx's lingering_time: however steadily a refused client keeps sending, its connection closes this long after the refusal",
+  },
+  {
+    path: 'server.lingering_close_idle_ms', env: 'LINGERING_CLOSE_IDLE_MS', type: 'integer', default: 5000, unit: 'milliseconds', minimum: 1,
+    reason: "nginx's lingering_timeout: a refused client that stops sending (one that waited for 100 Continue and got the refusal instead) is closed after this silence",
+  },
+  {
     path: 'server.keep_alive_timeout_ms', env: 'KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 65_000, unit: 'milliseconds', minimum: 1000,
     reason: 'longer than the 60 s idle timeout of common load balancers, so the proxy never closes a connection the balancer still uses',
   },

@@ -10,6 +10,7 @@ import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
+import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
 import { ExchangeRecorder } from './recorder.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
@@ -108,12 +109,25 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     return503OnClosing: false,
   });
 
+  inviteBodiesWithinLimit(app.server, config.server.body_limit_bytes);
+  const closeAfterBody = answeredBeforeBody({
+    maxBytes: config.server.lingering_close_max_bytes,
+    maxMs: config.server.lingering_close_max_ms,
+    idleMs: config.server.lingering_close_idle_ms,
+  });
+
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
   await app.register(exchangePlugin, { recorder });
 
   app.setErrorHandler((err, request, reply) => {
-    const { status, body, error, headers } = toOpenAIError(err, request.headers['content-type'], request.exchange.upstreamAttempts);
+    const { status, body, error, headers } = toOpenAIError(err, {
+      contentType: request.headers['content-type'],
+      bodyLimitBytes: request.routeOptions.bodyLimit,
+      upstreamAttempts: request.exchange.upstreamAttempts,
+    });
     request.exchange.error = error;
+    reply.header('x-signalbox-overhead-ms', request.exchange.proxyMsNow().toFixed(3));
+    closeAfterBody(request, reply);
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
     if (error instanceof ShuttingDownError) reply.header('connection', 'close');
@@ -121,6 +135,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
   app.setNotFoundHandler((request, reply) => {
     const { status, body, headers } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
+    closeAfterBody(request, reply);
     void reply.code(status).headers(headers).send(body);
   });
 

@@ -13,13 +13,16 @@ export interface OpenAIErrorBody {
  * (Fastify's body parsing, anything unexpected) are first mapped to a Signalbox class; anything
  * unknown is a 500 whose message hides the details (they go to the log, not to the client).
  */
-/** `contentType`: the request's, for a 415 message that says what was sent. */
-export function toSignalboxError(err: unknown, contentType?: string): SignalboxError {
+/**
+ * `contentType`: the request's, for a 415 message that says what was sent; `bodyLimitBytes`: the
+ * route's, for a 413 message that says what is allowed (Fastify's error does not carry it).
+ */
+export function toSignalboxError(err: unknown, contentType?: string, bodyLimitBytes?: number): SignalboxError {
   if (err instanceof SignalboxError) return err;
   const e = err as { code?: string; statusCode?: number; message?: string } | null;
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new BodyTooLargeError(Number(/\d+/.exec(e.message ?? '')?.[0] ?? 0));
+      return new BodyTooLargeError(bodyLimitBytes);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new UnsupportedMediaTypeError(contentType);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -35,15 +38,24 @@ export function toSignalboxError(err: unknown, contentType?: string): SignalboxE
   return new InternalError({ cause: err });
 }
 
-/**
- * `upstreamAttempts`: how many upstream calls this request made. After more than one, the proxy
- * has retried already, and `x-should-retry: false` stops the SDK from multiplying them (issue 11).
- */
-export function toOpenAIError(err: unknown, contentType?: string, upstreamAttempts = 0): {
+/** What the request tells the mapping beyond the error itself. */
+export interface ErrorContext {
+  /** The request's content type, for a 415 message that says what was sent. */
+  readonly contentType?: string | undefined;
+  /** The route's body limit, for a 413 message that says what is allowed (Fastify's error does not carry it). */
+  readonly bodyLimitBytes?: number | undefined;
+  /**
+   * How many upstream calls this request made. After more than one, the proxy has retried
+   * already, and `x-should-retry: false` stops the SDK from multiplying them (issue 11).
+   */
+  readonly upstreamAttempts?: number | undefined;
+}
+
+export function toOpenAIError(err: unknown, context: ErrorContext = {}): {
   status: number; body: OpenAIErrorBody; error: SignalboxError; headers: { 'x-should-retry': 'true' | 'false' };
 } {
-  const error = toSignalboxError(err, contentType);
-  const shouldRetry = error.shouldRetry && upstreamAttempts <= 1;
+  const error = toSignalboxError(err, context.contentType, context.bodyLimitBytes);
+  const shouldRetry = error.shouldRetry && (context.upstreamAttempts ?? 0) <= 1;
   return {
     status: error.status,
     body: { error: { message: error.message, type: error.type, code: error.code } },

@@ -133,8 +133,12 @@ export class Exchange {
     this.upstreamHeadersAt = process.hrtime.bigint();
   }
 
-  /** Proxy time so far, counting the work since the upstream's headers arrived. */
+  /**
+   * Proxy time so far, counting the work since the upstream's headers arrived; all of the time
+   * since arrival when no upstream call was made (an answer of the proxy's own, like `overheadSeconds`).
+   */
   proxyMsNow(): number {
+    if (this.upstreamAttempts === 0) return this.elapsedMs();
     const sinceHeaders = this.upstreamHeadersAt === undefined ? 0n : process.hrtime.bigint() - this.upstreamHeadersAt;
     return Number(this.proxyNs + sinceHeaders) / 1e6;
   }
