@@ -78,7 +78,7 @@ grep -q '"usage"' "$work/stream.txt" || fail "streaming: no usage chunk"
 log "ok: streaming completion"
 
 curl -fsS "$base/metrics" >"$work/metrics.txt" || fail "/metrics"
-grep -q '^signalbox_requests_total{rule="e2e-first"' "$work/metrics.txt" || fail "/metrics has no request counted"
+grep -Eq '^signalbox_requests_total\{endpoint="chat",rule="e2e-first"' "$work/metrics.txt" || fail "/metrics has no chat request counted for rule e2e-first"
 log "ok: /metrics"
 
 uid=$(docker exec "$name" sh -c 'id -u')
