@@ -67,9 +67,14 @@ function claimAttemptModels(route: readonly string[], failed: string | undefined
   return models;
 }
 
+/** An unpaired UTF-16 surrogate (with the u flag, a paired one is one code point and does not match). */
+const LONE_SURROGATE = /\p{Surrogate}/gu;
+
 /** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
 export function headerSafe(value: string): string {
-  const safe = /^[\x21-\x7e]{1,200}$/.test(value) ? value : encodeURIComponent(value).slice(0, 200);
+  // encodeURIComponent throws URIError on an unpaired surrogate (a rule's model can hold one), so
+  // those become U+FFFD first.
+  const safe = /^[\x21-\x7e]{1,200}$/.test(value) ? value : encodeURIComponent(value.replace(LONE_SURROGATE, '\ufffd')).slice(0, 200);
   return safe || '-';
 }
 

@@ -7,6 +7,7 @@ import type { RetryOverride } from '../../rules/actions.js';
 import type { RuleSet } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
+import { scanJsonBody } from '../json-body.js';
 import { forward, type AttemptPlan, type ProxyDeps } from '../proxy.js';
 
 /** Where the rules in force are read from, once per request (the hot-reload store, or a fixed set). */
@@ -18,17 +19,22 @@ export interface RulesSource {
 export interface ParsedJsonBody {
   readonly value: unknown;
   readonly raw: Buffer;
+  /** Where the first number JSON.stringify would change is (src/server/json-body.ts), if any. */
+  readonly unsafeNumberPath: string | undefined;
 }
 
 /**
  * Parses JSON once, rejecting `__proto__` and `constructor.prototype` keys (prototype poisoning
- * of whatever later merges the body, https://github.com/fastify/secure-json-parse).
+ * of whatever later merges the body, https://github.com/fastify/secure-json-parse), then scans it
+ * once for what JSON.parse accepts but the proxy refuses (too deep, unpaired surrogates, repeated
+ * keys; scanJsonBody).
  */
 export function parseJsonBody(request: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: ParsedJsonBody) => void): void {
   request.exchange.bytesIn = raw.length;
+  const text = raw.toString('utf8');
   let value: unknown;
   try {
-    value = sjson.parse(raw.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
+    value = sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     if (/prototype/i.test(message)) {
@@ -38,7 +44,27 @@ export function parseJsonBody(request: FastifyRequest, raw: Buffer, done: (err: 
     }
     return;
   }
-  done(null, { value, raw });
+  let unsafeNumberPath: string | undefined;
+  try {
+    ({ unsafeNumberPath } = scanJsonBody(text));
+  } catch (err) {
+    done(err as Error);
+    return;
+  }
+  done(null, { value, raw, unsafeNumberPath });
+}
+
+/**
+ * The refusal of a body a rule rewrote (so it must be re-serialised) while it holds a number
+ * JSON.stringify would change: the upstream would get another `seed` than the client sent, or
+ * `null` for `1e400`. The client's own bytes keep them.
+ */
+function unsafeNumberError(path: string): InvalidRequestError {
+  return new InvalidRequestError(
+    `The number at ${path} cannot be forwarded exactly once the body is rewritten ` +
+    '(it is beyond what a double holds: integers past 2^53, overflow, underflow); send it as a string or a smaller number',
+    'unsafe_number',
+  );
 }
 
 function isJsonObject(value: unknown): value is JsonObject {
@@ -52,13 +78,15 @@ function isJsonObject(value: unknown): value is JsonObject {
  * again, with the next model of the list first and the rest behind it; with a single model, the
  * same model again.
  */
-export function attemptPlan(body: Readonly<JsonObject>, model: string | undefined, firstBody: Buffer | string): AttemptPlan {
+export function attemptPlan(body: Readonly<JsonObject>, model: string | undefined, firstBody: Buffer | string, exactBytesOnly = false): AttemptPlan {
   const models = routeModels(body, model);
   return {
     models,
     bodyFor(attemptModels) {
-      // The routed list as it is (also a retry of a single model): the body already decided.
-      return sameModels(attemptModels, models) ? firstBody : JSON.stringify(withModels(body, attemptModels));
+      // The routed list as it is (also a retry of a single model): the body already decided. A body
+      // whose numbers JSON.stringify would change is resent as it is: OpenRouter still walks its
+      // `models` inside the call, and the client's numbers reach the upstream unchanged.
+      return sameModels(attemptModels, models) || exactBytesOnly ? firstBody : JSON.stringify(withModels(body, attemptModels));
     },
   };
 }
@@ -130,8 +158,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     reply.header('x-signalbox-rule', decision.rule);
     if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
 
-    let upstreamBody: Buffer | string = (request.body as ParsedJsonBody).raw;
+    const parsed = request.body as ParsedJsonBody;
+    let upstreamBody: Buffer | string = parsed.raw;
     let extraHeaders = decision.upstreamHeaders;
+    if (decision.bodyChanged && parsed.unsafeNumberPath !== undefined) throw unsafeNumberError(parsed.unsafeNumberPath);
     if (decision.bodyChanged) {
       upstreamBody = JSON.stringify(decision.body);
       extraHeaders = { ...extraHeaders, 'content-type': 'application/json' };
@@ -140,7 +170,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
       method: 'POST',
       path: `/chat/completions${queryOf(request.url)}`,
       body: upstreamBody,
-      plan: attemptPlan(decision.body, decision.model, upstreamBody),
+      plan: attemptPlan(decision.body, decision.model, upstreamBody, parsed.unsafeNumberPath !== undefined),
       retry: decision.retry ? withOverride(proxy.retry, decision.retry) : proxy.retry,
       firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
       extraHeaders,
@@ -158,8 +188,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
     const body = explanation.body as Readonly<JsonObject>;
     const route = routeModels(body, explanation.model);
+    // As the chat route does: refused when rewritten, never re-serialised for the cooling models.
+    const { unsafeNumberPath } = request.body as ParsedJsonBody;
+    if (unsafeNumberPath !== undefined && explanation.body_changed) throw unsafeNumberError(unsafeNumberPath);
     const first = attemptModels(route, undefined, proxy.cooldowns, now);
-    if (sameModels(first, route)) return { ...explanation, cooling_models: cooling };
+    if (sameModels(first, route) || unsafeNumberPath !== undefined) return { ...explanation, cooling_models: cooling };
     return { ...explanation, body: withModels(body, first), body_changed: true, cooling_models: cooling };
   });
 }
