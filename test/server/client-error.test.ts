@@ -52,15 +52,20 @@ async function requestsCounted(h: Harness, endpoint: string, status: number): Pr
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
+/** The refusal has its request line in the log and is counted as an unrouted response to /v1. */
+async function assertLoggedAndCounted(h: Harness, reqId: string, status: number, code: string): Promise<void> {
+  const line = await h.logs.requestLine(reqId);
+  assert.equal(line.status, status);
+  assert.equal(line.error_code, code);
+  assert.equal(await requestsCounted(h, 'other', status), 1);
+}
+
 test('a malformed request line gets 400 bad_request in the envelope, logged and counted', async (t) => {
   const h = await harness(t);
   const res = await exchangeRaw(h, 'GARBAGE\r\n\r\n');
   assertEnvelope(res, 400, 'bad_request');
   assert.equal(res.headers.connection, 'close');
-  const line = await h.logs.requestLine(String(res.headers['x-request-id']));
-  assert.equal(line.status, 400);
-  assert.equal(line.error_code, 'bad_request');
-  assert.equal(await requestsCounted(h, 'other', 400), 1);
+  await assertLoggedAndCounted(h, String(res.headers['x-request-id']), 400, 'bad_request');
 });
 
 test('headers over MAX_HEADER_BYTES get 431 headers_too_large in the envelope, logged and counted', async (t) => {
@@ -68,10 +73,7 @@ test('headers over MAX_HEADER_BYTES get 431 headers_too_large in the envelope, l
   const res = await exchangeRaw(h, `GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(4096)}\r\n\r\n`);
   assertEnvelope(res, 431, 'headers_too_large');
   assert.match(JSON.parse(res.body.toString()).error.message, /2048 bytes/);
-  const line = await h.logs.requestLine(String(res.headers['x-request-id']));
-  assert.equal(line.status, 431);
-  assert.equal(line.error_code, 'headers_too_large');
-  assert.equal(await requestsCounted(h, 'other', 431), 1);
+  await assertLoggedAndCounted(h, String(res.headers['x-request-id']), 431, 'headers_too_large');
 });
 
 test('headers just under MAX_HEADER_BYTES are served', async (t) => {
@@ -89,8 +91,5 @@ test('a path that is not valid percent-encoding gets 400 invalid_url in the enve
   assert.ok(res.headers['x-signalbox-overhead-ms'] !== undefined);
   const body = JSON.parse(res.body.toString()) as { error: { code: string; type: string } };
   assert.deepEqual([body.error.code, body.error.type], ['invalid_url', 'invalid_request_error']);
-  const line = await h.logs.requestLine('bad-url-1');
-  assert.equal(line.status, 400);
-  assert.equal(line.error_code, 'invalid_url');
-  assert.equal(await requestsCounted(h, 'other', 400), 1);
+  await assertLoggedAndCounted(h, 'bad-url-1', 400, 'invalid_url');
 });
