@@ -28,7 +28,11 @@ if (files.length === 0) {
 // reports a test file's stderr as `# (node:PID) ...Warning: ...` comment lines on its stdout.
 const WARNING = /\(node:\d+\) \w*Warning: /;
 let warnings = 0;
-const child = spawn(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files], {
+// Every test fails after this long unless it sets its own `timeout` (the few slow ones do): a lost
+// event then fails its test with a name instead of hanging CI until the job's limit. Two minutes
+// is far above the slowest test's own run on a loaded 2-core machine.
+const TEST_TIMEOUT_MS = 120_000;
+const child = spawn(process.execPath, ['--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, `--test-timeout=${TEST_TIMEOUT_MS}`, ...files], {
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 for (const [from, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {

@@ -1,8 +1,11 @@
 /**
- * Every error Signalbox raises has a class, a stable `code`, an HTTP status, an OpenAI error
- * `type` and whether a client should try again (`x-should-retry`). `toOpenAIError`
- * (src/server/error-envelope.ts) is the one place they become a response. README.md's "Errors"
- * table lists every code (test/errors.test.ts keeps it true).
+ * Every error Signalbox itself answers with, as data: one row of ERRORS per stable `code`, with
+ * its HTTP status, OpenAI error `type`, whether a client should try again (`x-should-retry`) and
+ * its message. Shaped after fastify's lib/errors.js (createError(code, message, status)): the
+ * classes below are made from the rows, so a code, its status and its retry advice live in one
+ * place. `toOpenAIError` (src/server/error-envelope.ts) is the one place they become a response,
+ * Fastify's and Node's own errors (FST_ERR_*, the HTTP parser's) included. README.md's "Errors"
+ * table lists every row (test/errors.test.ts reads ERRORS and keeps it true).
  */
 
 /** OpenAI's error types, as its SDKs read them from `error.type`. */
@@ -15,117 +18,61 @@ export type OpenAIErrorType =
   | 'server_error'
   | 'timeout_error';
 
-export class SignalboxError extends Error {
-  readonly code: string;
-  readonly status: number;
-  readonly type: OpenAIErrorType;
+export interface ErrorSpec {
+  /** The HTTP status; `rule` for `rejected_by_rule`, whose status is the rule's. */
+  readonly status: number | 'rule';
+  /** `rule` for `rejected_by_rule`, whose type follows the rule's status. */
+  readonly type: OpenAIErrorType | 'rule';
   /**
    * Sent as `x-should-retry`, which the official OpenAI and Anthropic SDKs obey over their own
    * status-based guess: true only when another try (on this or another instance) can succeed.
    * Always false once the proxy itself made more than one upstream attempt (toOpenAIError).
    */
   readonly shouldRetry: boolean;
-
-  constructor(message: string, code: string, status: number, type: OpenAIErrorType, shouldRetry: boolean, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-    this.status = status;
-    this.type = type;
-    this.shouldRetry = shouldRetry;
-  }
-}
-
-export class InvalidJsonError extends SignalboxError {
-  constructor(detail: string) {
-    super(`Request body is not valid JSON: ${detail}`, 'invalid_json', 400, 'invalid_request_error', false);
-  }
-}
-
-/** The codes of InvalidRequestError, as data so that the docs test can check each is documented. */
-export const INVALID_REQUEST_CODES = [
-  'bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'json_too_deep', 'duplicate_key', 'unsafe_number',
-] as const;
-
-export class InvalidRequestError extends SignalboxError {
-  constructor(message: string, code: (typeof INVALID_REQUEST_CODES)[number]) {
-    super(message, code, 400, 'invalid_request_error', false);
-  }
+  /** `%s` is replaced by the detail the error is created with (fastify's createError does the same). */
+  readonly message: string;
 }
 
 /**
- * A chat body whose `messages` is not a non-empty array of message objects: refused before any
- * rule sees it, since an action could otherwise send upstream a request without the user's prompt.
+ * The codes of InvalidRequestError: 400, `invalid_request_error`, not retried, the message given
+ * where it is raised. Adding a code here adds its row to ERRORS (add its README row too).
  */
-export class InvalidMessagesError extends SignalboxError {
-  constructor(detail: string) {
-    super(`Invalid messages: ${detail}`, 'invalid_messages', 400, 'invalid_request_error', false);
-  }
-}
+export const INVALID_REQUEST_CODES = [
+  'bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'invalid_url', 'json_too_deep', 'duplicate_key', 'unsafe_number',
+] as const;
 
-export class BodyTooLargeError extends SignalboxError {
-  /** `limitBytes` unknown: the message cannot name it rather than name a wrong one. */
-  constructor(limitBytes: number | undefined) {
-    const limit = limitBytes === undefined ? 'the limit' : `the limit of ${limitBytes} bytes`;
-    super(`Request body is larger than ${limit}`, 'body_too_large', 413, 'invalid_request_error', false);
-  }
-}
+export type InvalidRequestCode = (typeof INVALID_REQUEST_CODES)[number];
 
-export class UnsupportedMediaTypeError extends SignalboxError {
-  constructor(contentType: string | undefined) {
-    super(
-      `Unsupported content type ${contentType ? JSON.stringify(contentType) : '(none)'}: send application/json`,
-      'unsupported_media_type', 415, 'invalid_request_error', false,
-    );
-  }
-}
+const invalidRequestRows = Object.fromEntries(
+  INVALID_REQUEST_CODES.map((code) => [code, { status: 400, type: 'invalid_request_error', shouldRetry: false, message: '%s' }]),
+) as Record<InvalidRequestCode, ErrorSpec>;
 
-export class UnauthorizedError extends SignalboxError {
-  constructor() {
-    super('Missing or invalid API key for this Signalbox proxy', 'invalid_api_key', 401, 'authentication_error', false);
-  }
-}
+/** Every error the proxy produces. One row per code; the README's Errors table has the same rows. */
+export const ERRORS = {
+  ...invalidRequestRows,
+  invalid_json: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is not valid JSON: %s' },
+  invalid_messages: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'Invalid messages: %s' },
+  // A rule answers the same request the same way every time.
+  rejected_by_rule: { status: 'rule', type: 'rule', shouldRetry: false, message: '%s' },
+  invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
+  not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
+  body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
+  // Node's HTTP parser (HPE_HEADER_OVERFLOW): the request line and headers exceed MAX_HEADER_BYTES.
+  headers_too_large: { status: 431, type: 'invalid_request_error', shouldRetry: false, message: 'Request headers are larger than %s' },
+  // Node's request timeout (the head or body did not arrive in time); a faster link may succeed.
+  request_timeout: { status: 408, type: 'invalid_request_error', shouldRetry: true, message: 'The request did not arrive in time' },
+  client_closed_request: { status: 499, type: 'invalid_request_error', shouldRetry: false, message: 'Client closed the connection' },
+  // False: a bug on this input recurs on the next try, and must not triple a hostile request's cost.
+  internal_error: { status: 500, type: 'server_error', shouldRetry: false, message: 'Internal error in Signalbox' },
+  // True after one attempt: nothing was answered, the next try may reach a healthy upstream.
+  upstream_unreachable: { status: 502, type: 'server_error', shouldRetry: true, message: 'Upstream unreachable: %s' },
+  // True: the request never reached upstream, and another instance (the load balancer's next pick) can serve it.
+  shutting_down: { status: 503, type: 'server_error', shouldRetry: true, message: 'Signalbox is shutting down; retry on another instance' },
+  upstream_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, message: 'Upstream timeout: %s' },
+} as const satisfies Record<string, ErrorSpec>;
 
-export class RouteNotFoundError extends SignalboxError {
-  constructor(method: string, path: string) {
-    super(`No route for ${method} ${path}`, 'not_found', 404, 'not_found_error', false);
-  }
-}
-
-export class ShuttingDownError extends SignalboxError {
-  constructor() {
-    // True: the request never reached upstream, and another instance (the load balancer's next pick) can serve it.
-    super('Signalbox is shutting down; retry on another instance', 'shutting_down', 503, 'server_error', true);
-  }
-}
-
-export class UpstreamUnreachableError extends SignalboxError {
-  constructor(detail: string, options?: ErrorOptions) {
-    // True after one attempt: nothing was answered, the next try may reach a healthy upstream.
-    super(`Upstream unreachable: ${detail}`, 'upstream_unreachable', 502, 'server_error', true, options);
-  }
-}
-
-export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'first_token' | 'idle';
-
-export class UpstreamTimeoutError extends SignalboxError {
-  readonly phase: UpstreamTimeoutPhase;
-  constructor(phase: UpstreamTimeoutPhase, timeoutMs: number, options?: ErrorOptions) {
-    const what = phase === 'connect' ? 'connecting to'
-      : phase === 'headers' ? 'waiting for response headers from'
-      : phase === 'first_token' ? 'waiting for the first token from'
-      : 'waiting for the next body chunk from';
-    super(`Upstream timeout: ${timeoutMs} ms elapsed ${what} the upstream`, 'upstream_timeout', 504, 'timeout_error', true, options);
-    this.phase = phase;
-  }
-}
-
-/** The client went away; nothing is sent, the exchange is logged with status 499. */
-export class ClientClosedError extends SignalboxError {
-  constructor() {
-    super('Client closed the connection', 'client_closed_request', 499, 'invalid_request_error', false);
-  }
-}
+export type ErrorCode = keyof typeof ERRORS;
 
 function typeForStatus(status: number): OpenAIErrorType {
   if (status === 401) return 'authentication_error';
@@ -135,18 +82,116 @@ function typeForStatus(status: number): OpenAIErrorType {
   return status >= 500 ? 'server_error' : 'invalid_request_error';
 }
 
+export class SignalboxError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: OpenAIErrorType;
+  /** ERRORS[code].shouldRetry: see ErrorSpec. */
+  readonly shouldRetry: boolean;
+
+  /**
+   * `detail` fills the row's `%s`; `status` only for a row whose status is `rule` (400 when absent).
+   * Plain string work: errors are made per request, and a template has at most one `%s`.
+   */
+  constructor(code: ErrorCode, detail = '', options?: ErrorOptions & { readonly status?: number }) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(spec.message.replace('%s', () => detail), options);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = spec.status === 'rule' ? (options?.status ?? 400) : spec.status;
+    this.type = spec.type === 'rule' ? typeForStatus(this.status) : spec.type;
+    this.shouldRetry = spec.shouldRetry;
+  }
+}
+
+/**
+ * A class for one row, like fastify's createError: `new C(detail, options)`. The named classes
+ * below exist so that `instanceof` and the names other modules import keep working.
+ */
+function errorClass(code: ErrorCode) {
+  return class extends SignalboxError {
+    constructor(detail?: string, options?: ErrorOptions) {
+      super(code, detail, options);
+    }
+  };
+}
+
+export class InvalidJsonError extends errorClass('invalid_json') {}
+
+export class InvalidRequestError extends SignalboxError {
+  constructor(message: string, code: InvalidRequestCode) {
+    super(code, message);
+  }
+}
+
+/**
+ * A chat body whose `messages` is not a non-empty array of message objects: refused before any
+ * rule sees it, since an action could otherwise send upstream a request without the user's prompt.
+ */
+export class InvalidMessagesError extends errorClass('invalid_messages') {}
+
+export class BodyTooLargeError extends SignalboxError {
+  /** `limitBytes` unknown: the message cannot name it rather than name a wrong one. */
+  constructor(limitBytes?: number) {
+    super('body_too_large', limitBytes === undefined ? 'the limit' : `the limit of ${limitBytes} bytes`);
+  }
+}
+
+/** Node's HTTP parser refused the request head (HPE_HEADER_OVERFLOW); answered from the 'clientError' event. */
+export class HeadersTooLargeError extends SignalboxError {
+  constructor(limitBytes?: number) {
+    super('headers_too_large', limitBytes === undefined ? 'the limit' : `the limit of ${limitBytes} bytes`);
+  }
+}
+
+export class UnsupportedMediaTypeError extends SignalboxError {
+  constructor(contentType?: string) {
+    super('unsupported_media_type', contentType ? JSON.stringify(contentType) : '(none)');
+  }
+}
+
+export class UnauthorizedError extends errorClass('invalid_api_key') {}
+
+export class RouteNotFoundError extends SignalboxError {
+  constructor(method = '', path = '') {
+    super('not_found', `${method} ${path}`);
+  }
+}
+
+export class ShuttingDownError extends errorClass('shutting_down') {}
+
+export class UpstreamUnreachableError extends errorClass('upstream_unreachable') {}
+
+export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'first_token' | 'idle';
+
+export class UpstreamTimeoutError extends SignalboxError {
+  readonly phase: UpstreamTimeoutPhase;
+  constructor(phase: UpstreamTimeoutPhase = 'headers', timeoutMs = 0, options?: ErrorOptions) {
+    const what = phase === 'connect' ? 'connecting to'
+      : phase === 'headers' ? 'waiting for response headers from'
+      : phase === 'first_token' ? 'waiting for the first token from'
+      : 'waiting for the next body chunk from';
+    super('upstream_timeout', `${timeoutMs} ms elapsed ${what} the upstream`, options);
+    this.phase = phase;
+  }
+}
+
+/** Node's HTTP server timed the request out (ERR_HTTP_REQUEST_TIMEOUT); answered from the 'clientError' event. */
+export class RequestTimeoutError extends errorClass('request_timeout') {}
+
+/** The client went away; nothing is sent, the exchange is logged with status 499. */
+export class ClientClosedError extends errorClass('client_closed_request') {}
+
 /** A routing rule answered the request itself (`route.reject`). */
 export class RuleRejectedError extends SignalboxError {
   constructor(status: number, message: string) {
-    // A rule answers the same request the same way every time.
-    super(message, 'rejected_by_rule', status, typeForStatus(status), false);
+    super('rejected_by_rule', message, { status });
   }
 }
 
 export class InternalError extends SignalboxError {
   constructor(options?: ErrorOptions) {
-    // False: a bug on this input recurs on the next try, and must not triple a hostile request's cost.
-    super('Internal error in Signalbox', 'internal_error', 500, 'server_error', false, options);
+    super('internal_error', '', options);
   }
 }
 

@@ -16,6 +16,7 @@ export interface SignalboxConfig {
     readonly host: string;
     readonly port: number;
     readonly body_limit_bytes: number;
+    readonly max_header_bytes: number;
     readonly lingering_close_max_bytes: number;
     readonly lingering_close_max_ms: number;
     readonly lingering_close_idle_ms: number;

@@ -42,6 +42,10 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'large enough for several base64 images in one chat request (OpenAI accepts 20 MB images), small enough to bound memory',
   },
   {
+    path: 'server.max_header_bytes', env: 'MAX_HEADER_BYTES', type: 'integer', default: 16 * 1024, unit: 'bytes', minimum: 1024, maximum: 1024 * 1024,
+    reason: "Node's own default (maxHeaderSize): the request line and every header together; an OpenAI request's headers are well under 4 KiB, and a bigger head is refused with 431 headers_too_large before any of it is buffered further",
+  },
+  {
     path: 'server.lingering_close_max_bytes', env: 'LINGERING_CLOSE_MAX_BYTES', type: 'integer', default: 64 * MiB, unit: 'bytes (0: off)', minimum: 0,
     reason: 'a request refused before its body was read (413 and others) has the rest of its body read and thrown away, so the client can finish sending and read the refusal instead of a reset connection; a body up to about three times the default body limit still gets its answer, a bigger one has its connection cut',
   },

@@ -8,6 +8,7 @@ import { RulesStore, type ReloadEvent } from '../rules/store.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
+import { clientErrorHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
@@ -107,6 +108,10 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // Fastify's plain 503, and probes keep answering.
     forceCloseConnections: 'idle',
     return503OnClosing: false,
+    http: { maxHeaderSize: config.server.max_header_bytes },
+    // Requests Node's parser or Fastify's router refuse get the envelope too, logged and counted.
+    clientErrorHandler: (err, socket) => refuseClient(err, socket),
+    frameworkErrors: frameworkErrorHandler(() => recorder),
   });
 
   inviteBodiesWithinLimit(app.server, config.server.body_limit_bytes);
@@ -118,6 +123,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
 
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
   await app.register(exchangePlugin, { recorder });
+  const refuseClient = clientErrorHandler({ recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error, headers } = toOpenAIError(err, {

@@ -28,6 +28,9 @@ export function toSignalboxError(err: unknown, contentType?: string, bodyLimitBy
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new InvalidJsonError('empty or malformed body');
+    case 'FST_ERR_BAD_URL':
+      // The path is not echoed: it is the client's bytes, and the client has them.
+      return new InvalidRequestError('The request path is not valid percent-encoding', 'invalid_url');
     case 'FST_ERR_NOT_FOUND':
       return new RouteNotFoundError('', '');
   }

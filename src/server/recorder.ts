@@ -38,6 +38,8 @@ interface Finished {
   readonly log: FastifyBaseLogger;
   readonly method: string;
   readonly url: string;
+  /** The endpoint label when the URL cannot say (a request the HTTP parser refused). */
+  readonly endpoint: Endpoint | undefined;
 }
 
 export interface ExchangeRecorderOptions {
@@ -67,8 +69,8 @@ export class ExchangeRecorder {
   }
 
   /** Queues a finished exchange (`exchange.finish` has run). */
-  record(exchange: Exchange, log: FastifyBaseLogger, method: string, url: string): void {
-    this.batch.add({ exchange, log, method, url });
+  record(exchange: Exchange, log: FastifyBaseLogger, method: string, url: string, endpoint?: Endpoint): void {
+    this.batch.add({ exchange, log, method, url, endpoint });
   }
 
   /** Logs and meters everything queued. */
@@ -81,7 +83,7 @@ export class ExchangeRecorder {
       this.log(finished);
       if (this.metrics) {
         // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
-        const endpoint = endpointOf(finished.url);
+        const endpoint = finished.endpoint ?? endpointOf(finished.url);
         if (endpoint !== undefined) this.meter(this.metrics, finished.exchange, endpoint);
       }
     }

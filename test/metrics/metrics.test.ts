@@ -14,6 +14,7 @@ import { RulesStore } from '../../src/rules/store.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
 import { CHAT_BODY, LogCapture, startHarness, testConfig, type Harness, type HarnessOptions } from '../support/harness.js';
+import { withTimeout } from '../support/timeout.js';
 
 /** Every test waits on events; this only turns a lost event into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 30_000 };
@@ -771,12 +772,13 @@ test('promtool check metrics accepts the scrape after mixed traffic', EVENT_TEST
   }
   const s = await mixedTraffic(t);
   const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => child.kill());
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
   child.stdin.end(s.text);
-  const [code] = (await once(child, 'close')) as [number | null];
+  const [code] = (await withTimeout(once(child, 'close'), 'the child to exit')) as [number | null];
   assert.equal(stdout, '');
   assert.equal(stderr, '');
   assert.equal(code, 0);

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/server/logger.js';
 import { LogCapture, testConfig } from '../support/harness.js';
 import { spawnMain } from '../support/main-process.js';
 import { TEST_MODELS } from '../support/models.js';
+import { withTimeout } from '../support/timeout.js';
 
 /** Every test waits on events; this only turns a lost event into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 20_000 };
@@ -48,7 +49,7 @@ function tempDir(t: TestContext): string {
  */
 async function nextReload(store: RulesStore, predicate: (e: ReloadEvent) => boolean = () => true): Promise<ReloadEvent> {
   for (;;) {
-    const [event] = (await once(store, 'reload')) as [ReloadEvent];
+    const [event] = (await withTimeout(once(store, 'reload'), 'a reload event')) as [ReloadEvent];
     if (predicate(event)) return event;
   }
 }

@@ -13,6 +13,7 @@ import { connect } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import OpenAI from 'openai';
 import { CHAT_BODY, startHarness, type Harness, type LogRecord } from '../support/harness.js';
+import { withTimeout } from '../support/timeout.js';
 
 const EVENT_TEST = { timeout: 60_000 };
 const MiB = 1024 * 1024;
@@ -164,13 +165,13 @@ async function lingerUntilClosed(h: Harness, id: string, chunk: Buffer | undefin
   const { hostname, port } = new URL(h.url);
   // Half-open allowed: the client keeps sending after the server's FIN, as an uploader that does not read would.
   const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
-  await once(socket, 'connect');
+  await withTimeout(once(socket, 'connect'), 'the connection');
   let received = '';
   socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
   // The server cuts the connection on purpose; the resets that follow are expected.
   socket.on('error', () => undefined);
   // The server's FIN comes after its response: the client has read the 413 once it sees it.
-  const responded = new Promise((resolve) => socket.once('end', resolve));
+  const responded = withTimeout(new Promise((resolve) => socket.once('end', resolve)), "the server's FIN");
   socket.write(
     `POST /v1/chat/completions HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\n` +
     `content-length: ${1024 ** 3}\r\nx-request-id: ${id}\r\n\r\n`,

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import type { Fault, ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
 import { rawRequest, type RawResponse } from '../support/http.js';
+import { withTimeout } from '../support/timeout.js';
 
 const SERVER_KEY = 'sk-or-v1-server-key-never-shown-0123456789';
 const CHAT_PATH = '/v1/chat/completions';
@@ -77,7 +78,7 @@ function send(origin: string, spec: RequestSpec): ClientCall {
     response,
     received,
     done,
-    waitForBytes: (n) => (count >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve }))),
+    waitForBytes: (n) => (count >= n ? Promise.resolve() : withTimeout(new Promise((resolve) => waiters.push({ n, resolve })), `${n} response bytes`)),
   };
 }
 

@@ -43,6 +43,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { FakeOpenRouter, openRouterErrorBody, type ManualResponse, type ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, startHarness, type Harness, type LogRecord } from '../support/harness.js';
 import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
+import { withTimeout } from '../support/timeout.js';
 
 /** Every test waits on events; this turns a lost event into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 30_000 };
@@ -227,7 +228,7 @@ function leavingClient(h: Harness, id: string, body: unknown): LeavingClient {
     response,
     async waitForBytes(n) {
       const res = await response;
-      while (count < n) await once(res, 'progress');
+      while (count < n) await withTimeout(once(res, 'progress'), `${n} response bytes`);
       return Buffer.concat(chunks);
     },
     leave: () => req.destroy(),
@@ -287,7 +288,7 @@ async function portThatDropsSyns(t: TestContext): Promise<number | undefined> {
   });
   let out = '';
   child.stdout.setEncoding('utf8');
-  while (!out.includes('\n')) out += String((await once(child.stdout, 'data'))[0]);
+  while (!out.includes('\n')) out += String((await withTimeout(once(child.stdout, 'data'), "the child's first line"))[0]);
   const port = Number(out.trim());
   // Linux queues backlog + 1 connections; each is awaited until the kernel counts it.
   while (held.length <= BACKLOG) {
@@ -573,27 +574,43 @@ const RATE_LIMITED = openRouterErrorBody(429);
 
 /**
  * A request answered first by a 429 with `headers`, then (when retried) by the fake's normal
- * answer; `arrivals` holds when each upstream request arrived (performance.now()).
+ * answer; `arrivals` holds when each upstream request arrived (Date.now(): the clock an HTTP-date
+ * Retry-After is read against).
  */
 async function rateLimited(t: TestContext, id: string, headers: Record<string, string>): Promise<{ h: Harness; res: RawResponse; arrivals: number[] }> {
   const h = await harness(t, { RETRY_MAX_ATTEMPTS: '2' });
   const arrivals: number[] = [];
-  h.fake.on('request', () => arrivals.push(performance.now()));
+  h.fake.on('request', () => arrivals.push(Date.now()));
   h.fake.enqueue({ type: 'status', status: 429, body: RATE_LIMITED, headers });
   const res = await chat(h, id);
   return { h, res, arrivals };
 }
 
-const RETRY_AFTER_FORMS: readonly { name: string; headers: () => Record<string, string>; minGapMs: number }[] = [
-  { name: 'retry-after-ms: 20', headers: () => ({ 'retry-after-ms': '20' }), minGapMs: 20 },
-  { name: 'retry-after: 1 (seconds)', headers: () => ({ 'retry-after': '1' }), minGapMs: 1000 },
-  // An HTTP date has whole seconds: one second ahead is 0 to 1000 ms from now.
-  { name: 'retry-after as an HTTP date ~1 s ahead', headers: () => ({ 'retry-after': new Date(Date.now() + 1000).toUTCString() }), minGapMs: 0 },
+/**
+ * `earliestRetry`: the wall-clock time before which the retry must not arrive, given the first
+ * request's arrival and the headers sent. Relative forms count from the first arrival (the proxy
+ * reads the 429 later still); an HTTP date is an absolute time, whatever the first arrival.
+ */
+const RETRY_AFTER_FORMS: readonly {
+  name: string;
+  headers: () => Record<string, string>;
+  earliestRetry: (firstArrival: number, headers: Record<string, string>) => number;
+}[] = [
+  { name: 'retry-after-ms: 20', headers: () => ({ 'retry-after-ms': '20' }), earliestRetry: (first) => first + 20 },
+  { name: 'retry-after: 1 (seconds)', headers: () => ({ 'retry-after': '1' }), earliestRetry: (first) => first + 1000 },
+  // An HTTP date has whole seconds: two seconds ahead is 1 to 2 s from now, so a proxy that did
+  // not wait (or misread the date) sends the retry well before it.
+  {
+    name: 'retry-after as an HTTP date ~2 s ahead',
+    headers: () => ({ 'retry-after': new Date(Date.now() + 2000).toUTCString() }),
+    earliestRetry: (_first, headers) => Date.parse(headers['retry-after']!),
+  },
 ];
 
 for (const form of RETRY_AFTER_FORMS) {
   test(`8. a 429 with ${form.name} is waited for and retried: 200 after two upstream requests`, EVENT_TEST, async (t) => {
-    const { h, res, arrivals } = await rateLimited(t, 'rate-limited', form.headers());
+    const headers = form.headers();
+    const { h, res, arrivals } = await rateLimited(t, 'rate-limited', headers);
 
     assert.equal(res.status, 200);
     assert.equal(res.headers['x-signalbox-attempts'], '2');
@@ -601,8 +618,8 @@ for (const form of RETRY_AFTER_FORMS) {
     assert.equal(h.fake.received.length, 2);
     assert.equal(arrivals.length, 2);
     // Timers never fire early; allow for the millisecond rounding of Node's timers.
-    const gapMs = arrivals[1]! - arrivals[0]!;
-    assert.ok(gapMs >= form.minGapMs - 2, `waited ${gapMs} ms, at least ${form.minGapMs} expected`);
+    const earliest = form.earliestRetry(arrivals[0]!, headers);
+    assert.ok(arrivals[1]! >= earliest - 2, `the retry came ${earliest - arrivals[1]!} ms before Retry-After allowed`);
     assert.deepEqual(h.fake.received[1]!.body, h.fake.received[0]!.body);
     const line = await requestLine(h, 'rate-limited');
     assert.equal(line.upstream_attempts, 2);
@@ -836,7 +853,7 @@ test('13. Expect: 100-continue: the client gets its 100, then a 200; upstream ge
   });
   req.flushHeaders();
   // The body goes only once the server asked for it.
-  await once(req, 'continue');
+  await withTimeout(once(req, 'continue'), '100 Continue');
   assert.equal(h.fake.received.length, 0);
   req.end(body);
 

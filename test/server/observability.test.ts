@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { test, type TestContext } from 'node:test';
 import type { ManualResponse, ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
+import { withTimeout } from '../support/timeout.js';
 
 const SERVER_KEY = 'sk-or-v1-observability-test-server-key';
 const PROVIDER = 'DeepInfra';
@@ -64,7 +65,7 @@ function postChat(h: Harness, reqId: string, body: string): ClientCall {
     received,
     startedAt,
     endedAt: Number.NaN,
-    waitForBytes: (n) => (count >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve }))),
+    waitForBytes: (n) => (count >= n ? Promise.resolve() : withTimeout(new Promise((resolve) => waiters.push({ n, resolve })), `${n} response bytes`)),
     done: response.then((res) => new Promise<Buffer>((resolve, reject) => {
       res.on('data', (chunk: Buffer) => {
         received.push(chunk);

@@ -7,6 +7,7 @@ import { gracefulShutdown } from '../../src/server/shutdown.js';
 import { CHAT_BODY, startHarness } from '../support/harness.js';
 import { startMain } from '../support/main-process.js';
 import { parseResponses, type ClientResponse } from '../support/raw-http.js';
+import { withTimeout } from '../support/timeout.js';
 
 /**
  * Graceful shutdown with STREAMS streams open at once: the half that the upstream finishes during
@@ -68,7 +69,7 @@ function readSocket(socket: Socket): SocketReader {
     bytes,
     waitFor(text) {
       if (seen(text)) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ text, resolve }));
+      return withTimeout(new Promise((resolve) => waiters.push({ text, resolve })), JSON.stringify(text));
     },
   };
 }

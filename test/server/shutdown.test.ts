@@ -7,6 +7,7 @@ import { gracefulShutdown } from '../../src/server/shutdown.js';
 import { CHAT_BODY, startHarness, type Harness, type LogRecord } from '../support/harness.js';
 import { spawnMain, startMain, tempConfigFile } from '../support/main-process.js';
 import { parseResponses, type ClientResponse } from '../support/raw-http.js';
+import { withTimeout } from '../support/timeout.js';
 
 const STREAM_BODY = { ...CHAT_BODY, stream: true };
 
@@ -74,7 +75,7 @@ function postChat(origin: string, body: unknown, agent: Agent | false = false): 
     done,
     waitForBytes(n) {
       if (length >= n) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ n, resolve }));
+      return withTimeout(new Promise((resolve) => waiters.push({ n, resolve })), `${n} response bytes`);
     },
   };
 }
@@ -166,11 +167,11 @@ function readAll(socket: Socket): { bytes: Promise<Buffer>; waitFor(text: string
     bytes,
     waitFor(text) {
       if (seen(text)) return Promise.resolve();
-      return new Promise((resolve) => {
+      return withTimeout(new Promise((resolve) => {
         onData = () => {
           if (seen(text)) resolve();
         };
-      });
+      }), JSON.stringify(text));
     },
   };
 }

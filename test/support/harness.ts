@@ -9,6 +9,7 @@ import { buildApp } from '../../src/server/app.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
 import { createLogger } from '../../src/server/logger.js';
 import { TEST_MODELS } from './models.js';
+import { withTimeout } from './timeout.js';
 
 export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
 
@@ -137,7 +138,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
 
 /** Resolves when `emitter` emits `event` (a typed `once`). */
 export async function next<T>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
-  const [value] = (await once(emitter, event)) as [T];
+  const [value] = (await withTimeout(once(emitter, event), `the '${event}' event`)) as [T];
   return value;
 }
 

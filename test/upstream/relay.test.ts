@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { UpstreamUnreachableError } from '../../src/errors.js';
 import { relayBody, type RelayOutcome } from '../../src/upstream/relay.js';
+import { withTimeout } from '../support/timeout.js';
 
 /**
  * relayBody between a PassThrough (the upstream body) and a real server response: each chunk
@@ -32,16 +33,16 @@ test('relay: chunks pass one for one, and the tap reads each only once the socke
 
   const req = httpRequest({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', path: '/', agent: false });
   req.end();
-  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  const [res] = (await withTimeout(once(req, 'response'), 'the response')) as [IncomingMessage];
   const received: string[] = [];
   const frames = ['data: {"a":1}\n\n', 'data: {"b":2}\n\n', 'data: [DONE]\n\n'];
   for (const frame of frames) {
     upstream.write(frame);
-    const [chunk] = (await once(res, 'data')) as [Buffer];
+    const [chunk] = (await withTimeout(once(res, 'data'), 'a body chunk')) as [Buffer];
     received.push(chunk.toString());
   }
   upstream.end();
-  await once(res, 'end');
+  await withTimeout(once(res, 'end'), 'the end of the body');
 
   assert.deepEqual(received, frames, 'each upstream chunk arrives as its own chunk, unchanged');
   assert.deepEqual(tapped.map((x) => x.chunk), frames, 'the tap sees every chunk, in order');

@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
+import { HeadersTooLargeError, InvalidRequestError, RequestTimeoutError, type SignalboxError } from '../errors.js';
+import { toOpenAIError } from './error-envelope.js';
+import { Exchange } from './exchange.js';
+import type { ExchangeRecorder } from './recorder.js';
+
+/**
+ * How long a connection the HTTP parser refused stays open after its answer, reading and dropping
+ * what the client still sends, so the client reads the answer instead of a reset (closing a socket
+ * with unread bytes sends RST, which can discard the answer in the client's kernel). One timer per
+ * refused connection, cleared when it closes.
+ */
+const REFUSED_LINGER_MS = 1000;
+
+/**
+ * The server's 'clientError' handler (Fastify's `clientErrorHandler` option): Node's HTTP parser
+ * refused a request (a malformed request line or header, HPE_HEADER_OVERFLOW, a request timeout)
+ * before Fastify saw it. Fastify's default answers in its own JSON shape; this answers in the
+ * OpenAI envelope with `x-request-id` and `x-should-retry`, logs the refusal and counts it (there
+ * is no path to trust: endpoint `other`, rule `unrouted`). https://nodejs.org/api/http.html#event-clienterror
+ */
+export function clientErrorHandler(options: {
+  readonly recorder: ExchangeRecorder;
+  readonly log: FastifyBaseLogger;
+  readonly maxHeaderBytes: number;
+}): (err: NodeJS.ErrnoException, socket: Socket) => void {
+  return (err, socket) => {
+    try {
+      // A reset connection, or one already gone: there is no one to answer (Node's own rule).
+      if (err.code === 'ECONNRESET' || socket.destroyed) {
+        socket.destroy();
+        return;
+      }
+      const error: SignalboxError = err.code === 'HPE_HEADER_OVERFLOW' ? new HeadersTooLargeError(options.maxHeaderBytes)
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RequestTimeoutError()
+        : new InvalidRequestError('Malformed HTTP request: the request line or a header cannot be parsed', 'bad_request');
+      const { status, body, headers } = toOpenAIError(error);
+      const id = randomUUID();
+      const payload = JSON.stringify(body);
+      const exchange = new Exchange();
+      exchange.clientAddress = socket.remoteAddress;
+      exchange.error = error;
+      // Only a socket that has sent no response yet can take one (a keep-alive connection's later
+      // request may fail mid-way through an earlier response).
+      if (socket.writable && socket.bytesWritten === 0) {
+        exchange.bytesOut = Buffer.byteLength(payload);
+        socket.end(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+          `content-length: ${exchange.bytesOut}\r\nx-request-id: ${id}\r\nx-should-retry: ${headers['x-should-retry']}\r\n` +
+          `connection: close\r\n\r\n${payload}`,
+        );
+        socket.resume();
+        const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+        timer.unref();
+        socket.once('close', () => clearTimeout(timer));
+      } else {
+        socket.destroy();
+      }
+      exchange.finish(status);
+      options.recorder.record(exchange, options.log.child({ reqId: id }), '-', '-', 'other');
+    } catch (unexpected) {
+      // Nothing thrown in an event listener may escape: it would end the process.
+      socket.destroy();
+      options.log.error({ err: unexpected }, 'answering a refused request failed');
+    }
+  };
+}
+
+/**
+ * Fastify's `frameworkErrors`: requests Fastify refuses before any hook runs (FST_ERR_BAD_URL, a
+ * path that is not valid percent-encoding), answered in the envelope with `x-request-id`, logged
+ * and counted like every other request (the exchange plugin's hooks do not run for them).
+ */
+export function frameworkErrorHandler(recorder: () => ExchangeRecorder) {
+  return (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
+    const exchange = new Exchange();
+    request.exchange = exchange;
+    exchange.clientAddress = request.raw.socket.remoteAddress;
+    exchange.userAgent = request.headers['user-agent'];
+    const { status, body, error, headers } = toOpenAIError(err);
+    exchange.error = error;
+    const payload = JSON.stringify(body);
+    exchange.bytesOut = Buffer.byteLength(payload);
+    reply.raw.once('close', () => {
+      exchange.finish(reply.raw.writableFinished ? status : 499);
+      recorder().record(exchange, request.log, request.method, request.url);
+    });
+    void reply.code(status).headers({ ...headers, 'x-request-id': request.id, 'x-signalbox-overhead-ms': exchange.proxyMsNow().toFixed(3) })
+      .type('application/json; charset=utf-8').send(payload);
+  };
+}
