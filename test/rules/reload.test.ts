@@ -473,3 +473,17 @@ test('startup with an invalid rules file exits 1 with the positioned problem and
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   assert.equal(main.logs.records.find((r) => r.msg === 'signalbox ready'), undefined);
 });
+
+test('startup with a YAML alias bomb in the rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
+  const dir = tempDir(t);
+  const rulesFile = join(dir, 'rules.yaml');
+  writeFileSync(rulesFile, 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n');
+  const configFile = join(dir, 'signalbox.yaml');
+  writeFileSync(configFile, 'log:\n  level: info\n');
+
+  const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
+  assert.deepEqual(await main.exit, { code: 1, signal: null });
+  const stderr = main.stderr();
+  assert.ok(stderr.includes(`${rulesFile}:2:8: Excessive alias count indicates a resource exhaustion attack`), stderr);
+  assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+});
