@@ -282,3 +282,10 @@ test('test: an alias bomb in the cases file or in the rules file exits 1 with a 
   const cases = writeIn(dir, 'cases.yaml', 'cases:\n  - name: one\n    body: { model: a, messages: [{ role: user, content: hi }] }\n    expect: { rule: main }\n');
   assert.deepEqual(cli(['test', cases, '--rules', bombRules]), { code: 1, out: [], err: [`${bombRules}:2:8${ALIAS_BOMB_PROBLEM}`] });
 });
+
+test('check: a regular expression over the instruction budget exits 1 naming the pattern at its line:col', (t) => {
+  const file = writeIn(tempDir(t), 'rules.yaml', "version: 1\nrules:\n  - name: secrets\n    when: { request.text: { matches: '(.|\\s){0,1000}secret' } }\n    route: { reject: { status: 400 } }\n");
+  const run = cli(['check', file]);
+  assert.equal(run.code, 1);
+  assert.deepEqual(run.err, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
+});

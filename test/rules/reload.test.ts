@@ -487,3 +487,14 @@ test('startup with a YAML alias bomb in the rules file exits 1 with the position
   assert.ok(stderr.includes(`${rulesFile}:2:8: Excessive alias count indicates a resource exhaustion attack`), stderr);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
 });
+
+test('a hot reload refuses a regular expression over the instruction budget and keeps serving the old rules', EVENT_TEST, async (t) => {
+  const { store, file } = liveOnRulesA(t);
+  const original = store.current;
+  const refused = nextReload(store, changedOrRefused);
+  writeFileSync(file, "version: 1\nrules:\n  - name: secrets\n    when: { request.text: { matches: '(.|\\s){0,1000}secret' } }\n    route: { model: model/b }\n");
+  const event = await refused;
+  assert.equal(event.result, 'failure');
+  assert.deepEqual(event.problems, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
+  assert.equal(store.current, original);
+});
