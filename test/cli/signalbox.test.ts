@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -288,4 +288,13 @@ test('check: a regular expression over the instruction budget exits 1 naming the
   const run = cli(['check', file]);
   assert.equal(run.code, 1);
   assert.deepEqual(run.err, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
+});
+
+test('check and test refuse a FIFO (rules or cases) at once instead of waiting for a writer', { timeout: 20_000 }, (t) => {
+  const dir = tempDir(t);
+  const fifo = join(dir, 'fifo.yaml');
+  execFileSync('mkfifo', [fifo]);
+  const notRegular = (what: string) => `${fifo}: the ${what} is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`;
+  assert.deepEqual(cli(['check', fifo]), { code: 1, out: [], err: [notRegular('rules file')] });
+  assert.deepEqual(cli(['test', fifo, '--rules', writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'))]), { code: 1, out: [], err: [notRegular('cases file')] });
 });

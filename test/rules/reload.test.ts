@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,8 @@ import { FakeOpenRouter } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import type { RequestContext } from '../../src/rules/decision.js';
 import { startLiveRules, type LiveRules } from '../../src/rules/live.js';
+import { loadRulesFile, MAX_RULES_FILE_BYTES } from '../../src/rules/loader.js';
+import { RulesError } from '../../src/rules/compile.js';
 import type { ReloadEvent, RulesStore } from '../../src/rules/store.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
@@ -343,7 +346,7 @@ test('restoring the rules in force after a refused file is logged at info and cl
 
 test('a reload asked for (SIGHUP) that finds the file unchanged is logged at info', EVENT_TEST, async (t) => {
   const { live, logs } = liveOnRulesA(t);
-  const event = live.reload('sighup');
+  const event = await live.reload('sighup');
   assert.equal(event.result, 'unchanged');
   assert.equal(event.recovered, false);
   const line = await logs.waitFor((r) => r.msg === 'rules file unchanged' && r.trigger === 'sighup');
@@ -497,4 +500,42 @@ test('a hot reload refuses a regular expression over the instruction budget and 
   assert.equal(event.result, 'failure');
   assert.deepEqual(event.problems, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
   assert.equal(store.current, original);
+});
+
+test('a rules file over 1 MiB is refused on reload with a clear message, and the running rules keep serving', EVENT_TEST, async (t) => {
+  const { live, store, file } = liveOnRulesA(t);
+  const original = store.current;
+  // Valid YAML all the way (a comment pads it), so only the size can refuse it.
+  writeFileSync(file, `${rulesText('rule-b', 'model/b')}#${'x'.repeat(MAX_RULES_FILE_BYTES)}\n`);
+  const event = await live.reload('sighup');
+  assert.equal(event.result, 'failure');
+  assert.deepEqual(event.problems, [`${file}: the rules file is larger than 1048576 bytes (1 MiB), the limit`]);
+  assert.equal(store.current, original);
+  assert.throws(() => loadRulesFile(file), (err: unknown) => err instanceof RulesError && err.problems[0] === event.problems[0], 'startup and check refuse it alike');
+});
+
+test('a FIFO at the rules path is refused on reload and at startup without hanging', EVENT_TEST, async (t) => {
+  const { live, store, file } = liveOnRulesA(t);
+  const original = store.current;
+  rmSync(file);
+  // No writer ever opens it: a blocking open would wait forever (the test's timeout would fail it).
+  execFileSync('mkfifo', [file]);
+  const event = await live.reload('sighup');
+  assert.equal(event.result, 'failure');
+  const problem = `${file}: the rules file is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`;
+  assert.deepEqual(event.problems, [problem]);
+  assert.equal(store.current, original);
+  assert.throws(() => loadRulesFile(file), (err: unknown) => err instanceof RulesError && err.problems[0] === problem);
+});
+
+test('a symlink to a regular file is followed on reload', EVENT_TEST, async (t) => {
+  const { live, store, file, dir } = liveOnRulesA(t);
+  const textB = rulesText('rule-b', 'model/b');
+  writeFileSync(join(dir, 'real-rules.yaml'), textB);
+  rmSync(file);
+  symlinkSync('real-rules.yaml', file);
+  const event = await live.reload('sighup');
+  assert.equal(event.result, 'success');
+  assert.equal(store.current.hash, hashOf(textB));
+  assert.equal(loadRulesFile(file).hash, hashOf(textB));
 });
