@@ -462,33 +462,32 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
   assert.deepEqual(await main.exit, { code: 0, signal: null });
 });
 
-test('startup with an invalid rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
+/**
+ * Starts the real process on a rules file holding `text`; asserts it exits 1 with `problem` (its
+ * `{file}` replaced by the file's path) on stderr, no stack trace, and never gets ready.
+ */
+async function assertStartupRefuses(t: TestContext, text: string, problem: string): Promise<void> {
   const dir = tempDir(t);
   const rulesFile = join(dir, 'rules.yaml');
-  writeFileSync(rulesFile, 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n');
+  writeFileSync(rulesFile, text);
   const configFile = join(dir, 'signalbox.yaml');
   writeFileSync(configFile, 'log:\n  level: info\n');
 
   const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
   assert.deepEqual(await main.exit, { code: 1, signal: null });
   const stderr = main.stderr();
-  assert.ok(stderr.includes(`${rulesFile}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)`), stderr);
+  assert.ok(stderr.includes(problem.replace('{file}', rulesFile)), stderr);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   assert.equal(main.logs.records.find((r) => r.msg === 'signalbox ready'), undefined);
+}
+
+test('startup with an invalid rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
+  await assertStartupRefuses(t, 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n', '{file}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)');
 });
 
 test('startup with a YAML alias bomb in the rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
-  const dir = tempDir(t);
-  const rulesFile = join(dir, 'rules.yaml');
-  writeFileSync(rulesFile, 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n');
-  const configFile = join(dir, 'signalbox.yaml');
-  writeFileSync(configFile, 'log:\n  level: info\n');
-
-  const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
-  assert.deepEqual(await main.exit, { code: 1, signal: null });
-  const stderr = main.stderr();
-  assert.ok(stderr.includes(`${rulesFile}:2:8: Excessive alias count indicates a resource exhaustion attack`), stderr);
-  assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  const bomb = 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
+  await assertStartupRefuses(t, bomb, '{file}:2:8: Excessive alias count indicates a resource exhaustion attack');
 });
 
 test('a hot reload refuses a regular expression over the instruction budget and keeps serving the old rules', EVENT_TEST, async (t) => {
