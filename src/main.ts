@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   }
   const { app, lifecycle } = await buildApp({ config, logger, rules: rules.store });
   app.addHook('onClose', async () => rules.close());
-  process.on('SIGHUP', () => rules.reload('sighup'));
+  process.on('SIGHUP', () => void rules.reload('sighup'));
 
   if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {
     logger.warn(

@@ -7,11 +7,10 @@
  * signalbox fake-openrouter [options]      run the fake OpenRouter until SIGTERM or SIGINT
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { parseCases, runCases } from '../rules/cases.js';
-import { loadRulesFile } from '../rules/loader.js';
+import { loadRulesFile, readBoundedTextSync } from '../rules/loader.js';
 
 const USAGE = `usage:
   signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
@@ -103,14 +102,8 @@ function test(args: readonly string[], io: CliIo): number {
     return 2;
   }
   const casesFile = positional[0]!;
-  let text: string;
-  try {
-    text = readFileSync(casesFile, 'utf8');
-  } catch (err) {
-    io.err(`${casesFile}: cannot read the cases file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    return 1;
-  }
-  const cases = parseCases(text, casesFile);
+  // Bounded and regular files only, like the rules file: a FIFO would hang the command.
+  const cases = parseCases(readBoundedTextSync(casesFile, 'cases file'), casesFile);
   // --rules wins; else the file the cases name, relative to the cases file; else the default.
   const rulesFile = rulesArg ?? (cases.rules ? resolve(dirname(casesFile), cases.rules) : io.env.RULES_FILE ?? './rules.yaml');
   const rules = loadRulesFile(rulesFile);

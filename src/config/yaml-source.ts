@@ -1,4 +1,11 @@
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isNode, visit, type Document } from 'yaml';
+
+/**
+ * Most alias expansions a document may make (the yaml library's own default). A few aliases that
+ * each expand an anchor holding aliases grow exponentially ("billion laughs",
+ * https://en.wikipedia.org/wiki/Billion_laughs_attack); the library refuses past this count.
+ */
+export const MAX_ALIAS_COUNT = 100;
 
 /**
  * A parsed YAML file that remembers where every node came from, so that any later error
@@ -7,7 +14,7 @@ import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 export class YamlSource {
   readonly file: string;
   readonly data: unknown;
-  /** YAML syntax errors, already positioned; when non-empty `data` must not be trusted. */
+  /** YAML syntax errors (an alias bomb included), already positioned; when non-empty `data` must not be trusted. */
   readonly syntaxErrors: readonly string[];
   private readonly doc: Document.Parsed;
   private readonly lines: LineCounter;
@@ -21,7 +28,28 @@ export class YamlSource {
       const pos = this.lines.linePos(e.pos[0]);
       return `${file}:${pos.line}:${pos.col}: ${firstLine(e.message)}`;
     });
-    this.data = this.syntaxErrors.length === 0 ? this.doc.toJS({ maxAliasCount: 100 }) : undefined;
+    if (this.syntaxErrors.length > 0) return;
+    try {
+      this.data = this.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (err) {
+      // The library throws (a ReferenceError) rather than reporting: turn it into a problem like
+      // any syntax error, at the first alias, so every entry point prints one positioned line.
+      this.syntaxErrors = [`${this.aliasWhere()}: ${firstLine((err as Error).message)}: the aliases expand to more than ${MAX_ALIAS_COUNT} nodes; write the values out`];
+    }
+  }
+
+  /** `file:line:col` of the first alias (`*name`) in the document, or the file. */
+  private aliasWhere(): string {
+    let offset: number | undefined;
+    visit(this.doc, {
+      Alias: (_key, node) => {
+        offset = node.range?.[0];
+        return visit.BREAK;
+      },
+    });
+    if (offset === undefined) return this.file;
+    const pos = this.lines.linePos(offset);
+    return `${this.file}:${pos.line}:${pos.col}`;
   }
 
   /**

@@ -43,6 +43,21 @@ export type Operator = (typeof OPERATORS)[number];
 export const MAX_PATTERN_LENGTH = 1000;
 /** `matches` reads at most this many characters of a value (the engine is linear; this bounds the constant). */
 export const MAX_MATCH_INPUT_CHARS = 65_536;
+/**
+ * Most instructions one `matches` pattern may compile to (re2js' programSize, like RE2's
+ * ProgramSize). RE2 is linear in the text, but the factor is the program: a bounded repeat
+ * `x{n,m}` copies `x` m times, so the legal `(.|\s){0,1000}secret` compiles to about 4,000
+ * instructions and scanning 64 KiB with it took 0.3 to 3.5 s. Ordinary patterns take 10 to 300,
+ * and the longest literal allowed (MAX_PATTERN_LENGTH characters) about 1,000; at this limit a
+ * pattern set scanned about 64 KiB of hostile text in up to 0.3 s on one core.
+ */
+export const MAX_PATTERN_PROGRAM_SIZE = 2000;
+/**
+ * Most instructions all `matches` patterns of a rules file may compile to together: a request can
+ * run every field's pattern set, so this bounds the regex work of one request (an ordinary file
+ * stays under 1,000).
+ */
+export const MAX_RULES_PROGRAM_SIZE = 5000;
 
 type Scalar = string | number | boolean | null;
 
@@ -77,6 +92,8 @@ export class FieldRegexSet {
   private readonly set = new RE2Set(RE2Set.UNANCHORED);
   private readonly singles: RE2JS[] = [];
   private readonly memoKey: string;
+  /** Instructions of the patterns added, for the MAX_RULES_PROGRAM_SIZE budget. */
+  programSize = 0;
 
   constructor(field: string) {
     this.memoKey = `matches:${field}`;
@@ -84,6 +101,7 @@ export class FieldRegexSet {
 
   add(pattern: string, compiled: RE2JS): number {
     this.singles.push(compiled);
+    this.programSize += compiled.programSize();
     return this.set.add(pattern);
   }
 
@@ -108,7 +126,7 @@ export class FieldRegexSet {
   }
 }
 
-function compileOperator(op: Operator, expected: unknown, regexes: FieldRegexSet, path: (string | number)[], problems: CompileProblem[]): Predicate | undefined {
+function compileOperator(op: Operator, expected: unknown, cc: ConditionCompiler, regexes: FieldRegexSet, path: (string | number)[], problems: CompileProblem[]): Predicate | undefined {
   const bad = (message: string): undefined => {
     problems.push({ path, message });
     return undefined;
@@ -173,6 +191,15 @@ function compileOperator(op: Operator, expected: unknown, regexes: FieldRegexSet
         re = RE2JS.compile(pattern);
       } catch (err) {
         return bad(`invalid regular expression ${JSON.stringify(pattern)}: ${(err as Error).message}`);
+      }
+      const size = re.programSize();
+      if (size > MAX_PATTERN_PROGRAM_SIZE) {
+        return bad(`regular expression ${JSON.stringify(pattern)} compiles to ${size} instructions; the limit is ${MAX_PATTERN_PROGRAM_SIZE} (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`);
+      }
+      let total = size;
+      for (const set of cc.regexSets.values()) total += set.programSize;
+      if (total > MAX_RULES_PROGRAM_SIZE) {
+        return bad(`regular expression ${JSON.stringify(pattern)} takes the file's patterns to ${total} instructions; together they may compile to at most ${MAX_RULES_PROGRAM_SIZE}, since a request may run them all`);
       }
       const index = regexes.add(pattern, re);
       return (a, input) => typeof a === 'string' && regexes.matching(a, input).includes(index);
@@ -285,7 +312,7 @@ export function compileWhen(when: Record<string, unknown>, path: (string | numbe
       let regexes = cc.regexSets.get(key);
       if (!regexes) cc.regexSets.set(key, (regexes = new FieldRegexSet(key)));
       for (const [op, expected] of ops) {
-        const predicate = compileOperator(op, expected, regexes, value !== null && typeof value === 'object' ? [...here, op] : here, problems);
+        const predicate = compileOperator(op, expected, cc, regexes, value !== null && typeof value === 'object' ? [...here, op] : here, problems);
         if (predicate) parts.push(leaf(key, getter, op, expected, predicate));
       }
     }

@@ -1,12 +1,16 @@
 import type { Logger } from 'pino';
-import { loadRulesFile } from './loader.js';
+import { loadRulesFile, loadRulesFileAsync } from './loader.js';
 import { RulesStore, type ReloadEvent } from './store.js';
 import { RulesWatcher, type RulesWatcherOptions } from './watcher.js';
 
 export interface LiveRules {
   readonly store: RulesStore;
-  /** Reloads now (SIGHUP). */
-  reload(trigger: string): ReloadEvent;
+  /**
+   * Reloads now (SIGHUP), reading the file asynchronously. Reloads run one at a time, so an older
+   * read never lands after a newer one; a request made while one waits to start joins it (the
+   * file is read then anyway), so a flood of signals or events queues at most one.
+   */
+  reload(trigger: string): Promise<ReloadEvent>;
   close(): void;
 }
 
@@ -31,10 +35,19 @@ export function startLiveRules(file: string, logger: Logger, options: RulesWatch
     else if (!WATCHER_TRIGGERS.has(e.trigger)) logger.info(fields, 'rules file unchanged');
     else logger.debug(fields, 'rules file unchanged');
   });
-  const watcher = new RulesWatcher(file, (trigger) => store.reload(trigger), options).start();
-  return {
-    store,
-    reload: (trigger) => store.reload(trigger),
-    close: () => watcher.close(),
+  let last: Promise<unknown> = Promise.resolve();
+  let waiting: Promise<ReloadEvent> | undefined;
+  const reload = (trigger: string): Promise<ReloadEvent> => {
+    if (waiting) return waiting;
+    const next = last.then(() => {
+      waiting = undefined;
+      // reloadWith never rejects: a failed read or compile is a 'failure' event.
+      return store.reloadWith(trigger, () => loadRulesFileAsync(file));
+    });
+    waiting = next;
+    last = next;
+    return next;
   };
+  const watcher = new RulesWatcher(file, (trigger) => void reload(trigger), options).start();
+  return { store, reload, close: () => watcher.close() };
 }

@@ -35,15 +35,37 @@ export class RulesStore extends EventEmitter {
   }
 
   reload(trigger: string): ReloadEvent {
+    let next: RuleSet | undefined;
+    let error: unknown;
+    try {
+      next = this.load();
+    } catch (err) {
+      error = err;
+    }
+    return this.settle(trigger, next, error);
+  }
+
+  /** `reload` with an asynchronous loader (a hot reload reads the file without blocking requests). */
+  async reloadWith(trigger: string, load: () => Promise<RuleSet>): Promise<ReloadEvent> {
+    let next: RuleSet | undefined;
+    let error: unknown;
+    try {
+      next = await load();
+    } catch (err) {
+      error = err;
+    }
+    return this.settle(trigger, next, error);
+  }
+
+  private settle(trigger: string, next: RuleSet | undefined, err: unknown): ReloadEvent {
     const previousHash = this.current.hash;
     const wasFailing = this.failing;
     let event: ReloadEvent;
-    try {
-      const next = this.load();
+    if (next) {
       const changed = next.hash !== previousHash;
       if (changed) this.current = next;
       event = { result: changed ? 'success' : 'unchanged', trigger, hash: this.current.hash, previousHash, problems: [], recovered: wasFailing };
-    } catch (err) {
+    } else {
       const problems = err instanceof RulesError ? err.problems : [String((err as Error)?.message ?? err)];
       event = { result: 'failure', trigger, hash: previousHash, previousHash, problems, recovered: false };
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -260,4 +260,41 @@ test('`npm exec --offline -- signalbox check` runs the package bin', { timeout: 
   const run = await runProcess('npm', ['exec', '--offline', '--', 'signalbox', 'check', 'rules.yaml']);
   assert.equal(run.code, 0, run.err.join('\n'));
   assert.deepEqual(run.out, [expectedOkLine('rules.yaml', SHIPPED_RULES)]);
+});
+
+/** A "billion laughs" document: each anchor holds nine aliases of the one before (9^4 nodes). */
+const ALIAS_BOMB = 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
+const ALIAS_BOMB_PROBLEM = ': Excessive alias count indicates a resource exhaustion attack: the aliases expand to more than 100 nodes; write the values out';
+
+test('check: a YAML alias bomb exits 1 with one positioned error, not a stack trace', (t) => {
+  const file = writeIn(tempDir(t), 'rules.yaml', ALIAS_BOMB);
+  // 2:8: the first alias, `*a` on line 2.
+  assert.deepEqual(cli(['check', file]), { code: 1, out: [], err: [`${file}:2:8${ALIAS_BOMB_PROBLEM}`] });
+});
+
+test('test: an alias bomb in the cases file or in the rules file exits 1 with a positioned error', (t) => {
+  const dir = tempDir(t);
+  const rules = writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'));
+  const bombCases = writeIn(dir, 'bomb-cases.yaml', ALIAS_BOMB);
+  assert.deepEqual(cli(['test', bombCases, '--rules', rules]), { code: 1, out: [], err: [`${bombCases}:2:8${ALIAS_BOMB_PROBLEM}`] });
+
+  const bombRules = writeIn(dir, 'bomb-rules.yaml', ALIAS_BOMB);
+  const cases = writeIn(dir, 'cases.yaml', 'cases:\n  - name: one\n    body: { model: a, messages: [{ role: user, content: hi }] }\n    expect: { rule: main }\n');
+  assert.deepEqual(cli(['test', cases, '--rules', bombRules]), { code: 1, out: [], err: [`${bombRules}:2:8${ALIAS_BOMB_PROBLEM}`] });
+});
+
+test('check: a regular expression over the instruction budget exits 1 naming the pattern at its line:col', (t) => {
+  const file = writeIn(tempDir(t), 'rules.yaml', "version: 1\nrules:\n  - name: secrets\n    when: { request.text: { matches: '(.|\\s){0,1000}secret' } }\n    route: { reject: { status: 400 } }\n");
+  const run = cli(['check', file]);
+  assert.equal(run.code, 1);
+  assert.deepEqual(run.err, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
+});
+
+test('check and test refuse a FIFO (rules or cases) at once instead of waiting for a writer', { timeout: 20_000 }, (t) => {
+  const dir = tempDir(t);
+  const fifo = join(dir, 'fifo.yaml');
+  execFileSync('mkfifo', [fifo]);
+  const notRegular = (what: string) => `${fifo}: the ${what} is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`;
+  assert.deepEqual(cli(['check', fifo]), { code: 1, out: [], err: [notRegular('rules file')] });
+  assert.deepEqual(cli(['test', fifo, '--rules', writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'))]), { code: 1, out: [], err: [notRegular('cases file')] });
 });

@@ -233,3 +233,10 @@ test('STRIP_HEADERS entries that are not header names are refused at load, each 
   const yaml = 'upstream:\n  strip_headers: ["x-user tier"]\n';
   problemAt(configError(() => loadFile(yaml)), `${FILE}:${positionOf(yaml, '["x-user tier"]')}:`);
 });
+
+test('a YAML alias bomb in the config file is a positioned ConfigError, not a thrown ReferenceError', () => {
+  const yaml = 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
+  const err = configError(() => loadFile(yaml));
+  assert.equal(err.problems.length, 1, JSON.stringify(err.problems));
+  problemAt(err, `${FILE}:${positionOf(yaml, '*a')}: Excessive alias count`);
+});

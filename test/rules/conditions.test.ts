@@ -314,3 +314,27 @@ test('explain: a not that fails and no match at all', () => {
   assert.equal(explanation.trace[0]!.failed?.field, 'not');
   assert.equal(explanation.body_changed, false);
 });
+
+test('matches: a pattern compiling to more than 2000 instructions is refused at its line:col, naming it', () => {
+  // Legal RE2, linear, yet {0,1000} copies (.|\s) a thousand times: about 4,000 instructions,
+  // seconds per request on 64 KiB of text.
+  const text = 'version: 1\nrules:\n  - name: r\n    when: { request.text: { matches: "(.|\\\\s){0,1000}secret" } }\n    route: { pass: true }\n';
+  assert.deepEqual(problemsOf(text), [
+    `test.yaml:${at(text, '"(.|')}: rules[0] "r": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`,
+  ]);
+  // The same pattern with a small bound, and the unbounded one, are fine.
+  const ok = (pattern: string) => compileRules(`version: 1\nrules:\n  - name: r\n    when: { request.text: { matches: '${pattern}' } }\n    route: { pass: true }\n`, 'test.yaml');
+  assert.equal(ok('(.|\\s){0,100}secret').rules.length, 1);
+  assert.equal(ok('(.|\\s)*secret').rules.length, 1);
+});
+
+test('matches: the patterns of a file together may compile to at most 5000 instructions; the one crossing it is named', () => {
+  // Each (.|\s){0,300}kN compiles to about 1,200 instructions: four fit, the fifth does not.
+  const when = (n: number) => `    when: { body.f${n}: { matches: '(.|\\s){0,300}k${n}' } }`;
+  const rules = [0, 1, 2, 3, 4].map((n) => `  - name: r${n}\n${when(n)}\n    route: { pass: true }`).join('\n');
+  const text = `version: 1\nrules:\n${rules}\n`;
+  const problems = problemsOf(text);
+  assert.equal(problems.length, 1, JSON.stringify(problems));
+  assert.match(problems[0]!, new RegExp(`^test\\.yaml:${at(text, "'(.|\\s){0,300}k4'")}: rules\\[4\\] "r4": regular expression "\\(\\.\\|\\\\\\\\s\\)\\{0,300\\}k4" takes the file's patterns to \\d+ instructions; together they may compile to at most 5000`));
+  assert.equal(compileRules(`version: 1\nrules:\n${rules.split('\n').slice(0, 12).join('\n')}\n`, 'test.yaml').rules.length, 4);
+});

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,8 @@ import { FakeOpenRouter } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import type { RequestContext } from '../../src/rules/decision.js';
 import { startLiveRules, type LiveRules } from '../../src/rules/live.js';
+import { loadRulesFile, MAX_RULES_FILE_BYTES } from '../../src/rules/loader.js';
+import { RulesError } from '../../src/rules/compile.js';
 import type { ReloadEvent, RulesStore } from '../../src/rules/store.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
@@ -344,7 +347,7 @@ test('restoring the rules in force after a refused file is logged at info and cl
 
 test('a reload asked for (SIGHUP) that finds the file unchanged is logged at info', EVENT_TEST, async (t) => {
   const { live, logs } = liveOnRulesA(t);
-  const event = live.reload('sighup');
+  const event = await live.reload('sighup');
   assert.equal(event.result, 'unchanged');
   assert.equal(event.recovered, false);
   const line = await logs.waitFor((r) => r.msg === 'rules file unchanged' && r.trigger === 'sighup');
@@ -460,17 +463,79 @@ test('SIGHUP reloads the rules of the running server', { timeout: 30_000 }, asyn
   assert.deepEqual(await main.exit, { code: 0, signal: null });
 });
 
-test('startup with an invalid rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
+/**
+ * Starts the real process on a rules file holding `text`; asserts it exits 1 with `problem` (its
+ * `{file}` replaced by the file's path) on stderr, no stack trace, and never gets ready.
+ */
+async function assertStartupRefuses(t: TestContext, text: string, problem: string): Promise<void> {
   const dir = tempDir(t);
   const rulesFile = join(dir, 'rules.yaml');
-  writeFileSync(rulesFile, 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n');
+  writeFileSync(rulesFile, text);
   const configFile = join(dir, 'signalbox.yaml');
   writeFileSync(configFile, 'log:\n  level: info\n');
 
   const main = spawnMain(t, { PORT: '0', CONFIG_FILE: configFile, RULES_FILE: rulesFile, OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
   assert.deepEqual(await main.exit, { code: 1, signal: null });
   const stderr = main.stderr();
-  assert.ok(stderr.includes(`${rulesFile}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)`), stderr);
+  assert.ok(stderr.includes(problem.replace('{file}', rulesFile)), stderr);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   assert.equal(main.logs.records.find((r) => r.msg === 'signalbox ready'), undefined);
+}
+
+test('startup with an invalid rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
+  await assertStartupRefuses(t, 'version: 1\nrules:\n  - name: main\n    route: { tier: gold }\n', '{file}:4:20: rules[0] "main": unknown tier "gold" (tiers: none defined)');
+});
+
+test('startup with a YAML alias bomb in the rules file exits 1 with the positioned problem and no stack trace', { timeout: 30_000 }, async (t) => {
+  const bomb = 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
+  await assertStartupRefuses(t, bomb, '{file}:2:8: Excessive alias count indicates a resource exhaustion attack');
+});
+
+test('a hot reload refuses a regular expression over the instruction budget and keeps serving the old rules', EVENT_TEST, async (t) => {
+  const { store, file } = liveOnRulesA(t);
+  const original = store.current;
+  const refused = nextReload(store, changedOrRefused);
+  writeFileSync(file, "version: 1\nrules:\n  - name: secrets\n    when: { request.text: { matches: '(.|\\s){0,1000}secret' } }\n    route: { model: model/b }\n");
+  const event = await refused;
+  assert.equal(event.result, 'failure');
+  assert.deepEqual(event.problems, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
+  assert.equal(store.current, original);
+});
+
+test('a rules file over 1 MiB is refused on reload with a clear message, and the running rules keep serving', EVENT_TEST, async (t) => {
+  const { live, store, file } = liveOnRulesA(t);
+  const original = store.current;
+  // Valid YAML all the way (a comment pads it), so only the size can refuse it.
+  writeFileSync(file, `${rulesText('rule-b', 'model/b')}#${'x'.repeat(MAX_RULES_FILE_BYTES)}\n`);
+  const event = await live.reload('sighup');
+  assert.equal(event.result, 'failure');
+  assert.deepEqual(event.problems, [`${file}: the rules file is larger than 1048576 bytes (1 MiB), the limit`]);
+  assert.equal(store.current, original);
+  assert.throws(() => loadRulesFile(file), (err: unknown) => err instanceof RulesError && err.problems[0] === event.problems[0], 'startup and check refuse it alike');
+});
+
+test('a FIFO at the rules path is refused on reload and at startup without hanging', EVENT_TEST, async (t) => {
+  const { live, store, file } = liveOnRulesA(t);
+  const original = store.current;
+  rmSync(file);
+  // No writer ever opens it: a blocking open would wait forever (the test's timeout would fail it).
+  execFileSync('mkfifo', [file]);
+  const event = await live.reload('sighup');
+  assert.equal(event.result, 'failure');
+  const problem = `${file}: the rules file is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`;
+  assert.deepEqual(event.problems, [problem]);
+  assert.equal(store.current, original);
+  assert.throws(() => loadRulesFile(file), (err: unknown) => err instanceof RulesError && err.problems[0] === problem);
+});
+
+test('a symlink to a regular file is followed on reload', EVENT_TEST, async (t) => {
+  const { live, store, file, dir } = liveOnRulesA(t);
+  const textB = rulesText('rule-b', 'model/b');
+  writeFileSync(join(dir, 'real-rules.yaml'), textB);
+  rmSync(file);
+  symlinkSync('real-rules.yaml', file);
+  const event = await live.reload('sighup');
+  assert.equal(event.result, 'success');
+  assert.equal(store.current.hash, hashOf(textB));
+  assert.equal(loadRulesFile(file).hash, hashOf(textB));
 });
