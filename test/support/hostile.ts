@@ -70,7 +70,12 @@ export async function liveness(main: MainProcess, origin: string, watch: RssWatc
       if (res.status !== 200) problems.push(`/healthz answered ${res.status}`);
       await res.arrayBuffer();
     } catch (err) {
-      problems.push(`/healthz did not answer: ${String(err)}`);
+      // Most often the process is dying: give it a moment to exit, so the report shows why.
+      await Promise.race([main.exit, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+      const died = main.child.exitCode !== null || main.child.signalCode !== null;
+      problems.push(died
+        ? `the proxy died (exit ${main.child.exitCode ?? main.child.signalCode}); stderr tail: ${main.stderr().slice(-1500)}`
+        : `/healthz did not answer: ${String(err)}`);
     }
   }
   if (watch.peak > RSS_CEILING_BYTES) {
