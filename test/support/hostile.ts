@@ -15,7 +15,7 @@ export const HOSTILE_RUNS = Number(process.env.HOSTILE_RUNS ?? 150);
 export const SERVER_KEY = 'sk-or-hostile-secret';
 
 /**
- * The child's resident memory ceiling (issue 12). An idle proxy holds about 70 MiB; every bound a
+ * The child's resident memory ceiling (issue 12). An idle proxy holds about 90 MiB; every bound a
  * request can grow (20 MiB body, first-token hold, cooldown map, label sets) fits many times under
  * it, while the unbounded paths the issue found reached 1 to 2.4 GB.
  */
