@@ -16,8 +16,7 @@ export const SERVER_KEY = 'sk-or-hostile-secret';
 
 /**
  * The child's resident memory ceiling (issue 12). An idle proxy holds about 90 MiB; every bound a
- * request can grow (20 MiB body, first-token hold, cooldown map, label sets) fits many times under
- * it, while the unbounded paths the issue found reached 1 to 2.4 GB.
+ * request can grow (20 MiB body, first-token hold, cooldown map, label sets) fits under it, while the unbounded paths the issue found reached 1 to 2.4 GB.
  */
 export const RSS_CEILING_BYTES = 256 * 1024 * 1024;
 
