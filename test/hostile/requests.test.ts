@@ -156,6 +156,10 @@ const FIXED: Case[] = [
   '{"messages":[null]}', '{"messages":[1]}', '{"messages":[{"role":"user","content":[null]}]}',
   '{"model":"\\ud800","messages":[{"role":"user","content":"hi"}]}',
   `{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"metadata":${'['.repeat(5000)}${']'.repeat(5000)}}`,
+  `{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":${'['.repeat(5000)}${']'.repeat(5000)}}]}`,
+  `{"model":"auto","messages":[{"role":"user","content":"hi"}],"x":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`,
+  // Two 15 MB model names, then the batch's /metrics scrape (issue 12, defect 3).
+  ...[1, 2].map((n) => `{"model":"invented/${String(n).repeat(15_000_000)}","messages":[{"role":"user","content":"hi"}]}`),
 ].map((body) => ({ path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body }));
 
 // ---- running it -------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ test(`a generated corpus of hostile requests (seed ${HOSTILE_SEED}, ${HOSTILE_RU
     });
     const metrics = await fetch(`${proxy.main.origin}/metrics`, { signal: AbortSignal.timeout(10_000) }).then(async (r) => { await r.arrayBuffer(); return r.status; }, (err: unknown) => String(err));
     const problems = await liveness(proxy.main, proxy.main.origin, proxy.watch);
-    if (problems.length === 0 && metrics !== 200) problems.push(`/metrics answered ${metrics}`);
+    if (problems.length === 0 && metrics !== 200) problems.push(`/metrics answered ${metrics} (issue 12, defect 3 when model names were huge)`);
     if (problems.length > 0) {
       failures.push({ case: `batch of cases ${start}..${start + batch.length - 1}: ${batch.map(describeCase).join('\n         ')}`, problem: problems.join('; ') });
       failures.push(...leaks(proxy).map((problem) => ({ case: '-', problem })));
