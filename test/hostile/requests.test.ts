@@ -9,10 +9,11 @@ import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { FakeOpenRouter, type ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import {
-  clip, HOSTILE_RUNS, HOSTILE_SEED, liveness, rawExchange, RssWatch, SERVER_KEY, splitResponses, verdict, type SeenResponse,
+  clip, HOSTILE_RUNS, HOSTILE_SEED, liveness, rawExchange, RssWatch, SERVER_KEY, verdict, type SeenResponse,
 } from '../support/hostile.js';
 import { startMain, type MainProcess } from '../support/main-process.js';
 import { TEST_MODELS } from '../support/models.js';
+import { parseResponses } from '../support/raw-http.js';
 
 /**
  * A generated corpus of malformed and adversarial requests against the real process
@@ -316,7 +317,7 @@ test('raw-socket hostile requests: pipelined, half-closed, garbage, invalid byte
   const failures: Failure[] = [];
   for (const c of RAW_CASES) {
     const exchange = await rawExchange(port, c.chunks, { halfClose: c.halfClose ?? false, waitMs: 10_000 });
-    const responses = splitResponses(exchange.bytes);
+    const responses = parseResponses(exchange.bytes, { dropPartial: true });
     const shown = clip(exchange.bytes.toString('latin1'), 800);
     if (exchange.end === 'timeout') failures.push({ case: c.name, problem: 'the connection was still open 10 s later', response: shown });
     if (responses.length < (c.responses ?? 0)) failures.push({ case: c.name, problem: `${responses.length} complete responses, expected ${c.responses}`, response: shown });

@@ -150,46 +150,6 @@ export function rawExchange(port: number, chunks: readonly (string | Buffer)[], 
   });
 }
 
-/** The complete responses at the start of `raw` (a trailing partial one is dropped). */
-export function splitResponses(raw: Buffer): SeenResponse[] {
-  const responses: SeenResponse[] = [];
-  let pos = 0;
-  while (pos < raw.length) {
-    const headEnd = raw.indexOf('\r\n\r\n', pos);
-    if (headEnd === -1) break;
-    const [statusLine = '', ...lines] = raw.subarray(pos, headEnd).toString('latin1').split('\r\n');
-    const headers: Record<string, string> = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    pos = headEnd + 4;
-    const parts: Buffer[] = [];
-    if (headers['transfer-encoding'] === 'chunked') {
-      for (;;) {
-        const lineEnd = raw.indexOf('\r\n', pos);
-        if (lineEnd === -1) return responses;
-        const size = Number.parseInt(raw.subarray(pos, lineEnd).toString('latin1'), 16);
-        pos = lineEnd + 2;
-        if (size === 0) {
-          pos += 2;
-          break;
-        }
-        if (pos + size > raw.length) return responses;
-        parts.push(raw.subarray(pos, pos + size));
-        pos += size + 2;
-      }
-    } else {
-      const size = Number(headers['content-length'] ?? 0);
-      if (pos + size > raw.length) return responses;
-      parts.push(raw.subarray(pos, pos + size));
-      pos += size;
-    }
-    responses.push({ status: Number(statusLine.split(' ')[1]), headers, body: Buffer.concat(parts) });
-  }
-  return responses;
-}
-
 /** At most `max` characters of `s`, for failure messages that stay readable. */
 export function clip(s: string, max = 600): string {
   return s.length <= max ? s : `${s.slice(0, max)}... (${s.length} chars)`;
