@@ -41,7 +41,7 @@ export interface SignalboxConfig {
     readonly retry_after_cap_ms: number;
     readonly on_network_errors: boolean;
   };
-  readonly cooldown: { readonly failures: number; readonly window_ms: number; readonly duration_ms: number };
+  readonly cooldown: { readonly failures: number; readonly window_ms: number; readonly duration_ms: number; readonly max_entries: number };
   readonly client_auth: { readonly keys: readonly string[] };
   readonly rules_file: string;
   readonly rules_debounce_ms: number;
