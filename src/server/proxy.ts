@@ -245,6 +245,8 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
             ? new UpstreamTimeoutError('first_token', target.firstTokenTimeoutMs)
             : deps.upstream.mapError(first.error, abort);
           exchange.markAttemptOutcome(first.kind === 'timeout' ? 'first_token_timeout' : error.code);
+          // A local error (internal_error) is not the model's failure, and fails again on retry.
+          if (first.kind === 'error' && !isRetryableError(NETWORK_FAILURES, error)) throw error;
           lease?.failure('upstream');
           const next = nextModel();
           const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, next === model);

@@ -301,3 +301,22 @@ test('a probe whose client leaves during the first-token wait is released', EVEN
 test('a probe whose client leaves during the retry wait after it failed is probed again after its cooldown', EVENT_TEST, async (t) => {
   await probeAndLeave(t, { type: 'status', status: 503, body: openRouterErrorBody(503), headers: { 'retry-after': '20' } }, 'retry_wait');
 });
+
+// ---- issue 12, defect 7: a local error is not the model's failure ----
+
+test('a header value undici refuses is one internal_error: no retry, no cooldown, nothing sent upstream', EVENT_TEST, async (t) => {
+  const h = await startHarness({
+    rules: RULES,
+    env: { OPENROUTER_API_KEY: 'sk-or-cooldown', RETRY_MAX_ATTEMPTS: '3', COOLDOWN_FAILURES: '1', COOLDOWN_DURATION_MS: '60000' },
+    // A value the config loader refuses (test/config/load.test.ts), to reach the guard behind it.
+    configure: (config) => ({ ...config, upstream: { ...config.upstream, app_title: 'Signalbox\nx-injected: 1' } }),
+  });
+  t.after(() => h.close());
+  const res = await chat(h);
+  assert.equal(res.status, 500);
+  assert.equal(jsonOf<{ error: { code: string } }>(res).error.code, 'internal_error');
+  assert.equal(res.headers['x-should-retry'], 'false');
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
+  assert.equal(h.fake.received.length, 0);
+  assert.deepEqual(await cooling(h), []);
+});
