@@ -65,19 +65,20 @@ function modelKey(model: string): string {
  * instead of leaving the model "cooling" forever (issue 12, defect 6).
  */
 export class CooldownLease {
-  private probes: BreakerState[] = [];
+  /** Entries whose probe this lease took; allocated only for a probe, which few attempts are. */
+  private probes: BreakerState[] | undefined;
 
   constructor(private readonly breaker: ModelCooldowns, readonly model: string, readonly credential: string) {}
 
   /** Called by the breaker when this lease takes the probe of `state`. */
   hold(state: BreakerState): void {
     state.probe = this;
-    this.probes.push(state);
+    (this.probes ??= []).push(state);
   }
 
   /** Whether this attempt is the probe of its model (for either scope). */
   get probing(): boolean {
-    return this.probes.some((s) => s.probe === this);
+    return this.probes?.some((s) => s.probe === this) ?? false;
   }
 
   /** The model answered: its breaker closes, for every credential and this one. */
@@ -93,8 +94,9 @@ export class CooldownLease {
 
   /** Frees the probes still held, outcome unknown: the next request probes again. Idempotent. */
   release(): void {
+    if (this.probes === undefined) return;
     for (const state of this.probes) if (state.probe === this) state.probe = undefined;
-    this.probes = [];
+    this.probes = undefined;
   }
 }
 
