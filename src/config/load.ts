@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { ConfigError } from '../errors.js';
-import { isHeaderPattern } from '../upstream/headers.js';
+import { FIELD_VALUE_RULE, isFieldValue, isHeaderPattern } from '../upstream/headers.js';
 import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
 import { YamlSource, pointerToPath } from './yaml-source.js';
 
@@ -42,7 +42,7 @@ export interface SignalboxConfig {
     readonly retry_after_cap_ms: number;
     readonly on_network_errors: boolean;
   };
-  readonly cooldown: { readonly failures: number; readonly window_ms: number; readonly duration_ms: number };
+  readonly cooldown: { readonly failures: number; readonly window_ms: number; readonly duration_ms: number; readonly max_entries: number };
   readonly client_auth: { readonly keys: readonly string[] };
   readonly rules_file: string;
   readonly rules_debounce_ms: number;
@@ -292,6 +292,14 @@ function semanticProblems(config: Json, origin: Map<string, string>): string[] {
       `${origin.get('upstream.strip_headers') ?? 'upstream.strip_headers'}: upstream.strip_headers has ${badHeaders.map((h) => JSON.stringify(h)).join(', ')}, ` +
         "which is not a header name (letters, digits and !#$%&'+-.^_`|~), optionally ending in * for a prefix",
     );
+  }
+  // Sent as header values on every upstream request: undici would refuse a bad one each time.
+  for (const name of ['api_key', 'http_referer', 'app_title']) {
+    const value = getPath(config, ['upstream', name]);
+    if (typeof value === 'string' && !isFieldValue(value)) {
+      // Not quoted: the API key is a secret.
+      problems.push(`${origin.get(`upstream.${name}`) ?? `upstream.${name}`}: upstream.${name} must be ${FIELD_VALUE_RULE}`);
+    }
   }
   const clientKeys = getPath(config, ['client_auth', 'keys']) as string[];
   const apiKey = getPath(config, ['upstream', 'api_key']);

@@ -127,8 +127,8 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: 'a refused or reset connection, or a connect or response-headers timeout, got no answer at all: another attempt is safe before any byte reached the client',
   },
   {
-    path: 'cooldown.failures', env: 'COOLDOWN_FAILURES', type: 'integer', default: 5, unit: 'failures (0: off)', minimum: 0,
-    reason: 'five failed attempts (429, 5xx, no answer) within the window mark a model as failing, not a passing blip; it is then skipped while another model of the route can serve',
+    path: 'cooldown.failures', env: 'COOLDOWN_FAILURES', type: 'integer', default: 5, unit: 'failures (0: off)', minimum: 0, maximum: 100,
+    reason: 'five failed attempts within the window mark a model as failing, not a passing blip; it is then skipped while another model of the route can serve: for every client after a 5xx or no answer, for the API key that was sent after a 429. At most 100: each breaker entry keeps that many failure times',
   },
   {
     path: 'cooldown.window_ms', env: 'COOLDOWN_WINDOW_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 1,
@@ -137,6 +137,10 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   {
     path: 'cooldown.duration_ms', env: 'COOLDOWN_DURATION_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,
     reason: 'long enough for a provider to recover from an overload, short enough to notice it did: then one request probes the model before it takes traffic again',
+  },
+  {
+    path: 'cooldown.max_entries', env: 'COOLDOWN_MAX_ENTRIES', type: 'integer', default: 10_000, unit: 'breaker entries', minimum: 1,
+    reason: 'one entry per failing model (and per failing model and API key after a 429), far more than the models times keys of a real deployment; the cap bounds the breaker to a few MB when clients send random failing model names: past it the least recently failed entry is dropped, and entries whose window and cooldown are over are dropped anyway',
   },
   {
     path: 'client_auth.keys', env: 'SIGNALBOX_API_KEYS', type: 'string[]', default: [], unit: 'comma-separated secrets', secret: true,

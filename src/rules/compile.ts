@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ErrorObject } from 'ajv';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
+import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
 import { deepMerge, type CompiledRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
@@ -269,9 +270,11 @@ function checkActions(spec: ActionSpec, path: (string | number)[], problems: Com
     const why = FORBIDDEN_PARAMS[key];
     if (why) problems.push({ path: [...path, 'params', key], key: true, message: `params may not set "${key}": ${why}` });
   }
-  for (const name of Object.keys(spec.headers ?? {})) {
+  for (const [name, value] of Object.entries(spec.headers ?? {})) {
     if (!HEADER_NAME.test(name)) problems.push({ path: [...path, 'headers', name], key: true, message: `"${name}" is not a valid header name` });
     else if (FORBIDDEN_HEADERS.has(name.toLowerCase())) problems.push({ path: [...path, 'headers', name], key: true, message: `header "${name}" is set by the proxy and may not come from a rule` });
+    // The value is not quoted: a rule's header may carry a provider secret.
+    else if (!isFieldValue(value)) problems.push({ path: [...path, 'headers', name], message: `the value of header "${name}" must be ${FIELD_VALUE_RULE}` });
   }
 }
 

@@ -51,10 +51,13 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   // Created before the metrics that count it; the callback reads them when a cooldown starts.
   let metrics: SignalboxMetrics | undefined;
   const cooldowns = new ModelCooldowns(
-    { failures: config.cooldown.failures, windowMs: config.cooldown.window_ms, durationMs: config.cooldown.duration_ms },
-    (model) => {
+    {
+      failures: config.cooldown.failures, windowMs: config.cooldown.window_ms, durationMs: config.cooldown.duration_ms,
+      maxEntries: config.cooldown.max_entries,
+    },
+    (model, scope) => {
       metrics?.cooldownStarted(model);
-      options.logger.warn({ model, cooldown_ms: config.cooldown.duration_ms }, 'model cooling down: skipped while another model of the route can serve');
+      options.logger.warn({ model, scope, cooldown_ms: config.cooldown.duration_ms }, 'model cooling down: skipped while another model of the route can serve');
     },
   );
   if (config.metrics.enabled) {

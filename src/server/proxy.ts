@@ -8,7 +8,7 @@ import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
-import { attemptModels, type ModelCooldowns } from '../upstream/cooldown.js';
+import { attemptModels, type CooldownLease, type ModelCooldowns } from '../upstream/cooldown.js';
 import { isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, sdkRetriesStatus, type RetryPolicy } from '../upstream/retry.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -57,14 +57,17 @@ const NETWORK_FAILURES: RetryPolicy = { ...NO_RETRY, onNetworkErrors: true };
 
 /**
  * The models of an attempt (`attemptModels`), claimed now: when the first is a model whose
- * cooldown has just ended, this request becomes its one probe. Chosen as not cooling at this same
- * `now`, so the claim holds; when every model is cooling it fails, and the list is tried anyway.
+ * cooldown has just ended, this attempt's lease holds its one probe. Chosen as not cooling at this
+ * same `now`, so the claim holds; when every model is cooling it takes no probe, and the list is
+ * tried anyway. The caller releases the lease once the attempt is over, whatever its end.
  */
-function claimAttemptModels(route: readonly string[], failed: string | undefined, cooldowns: ModelCooldowns): readonly string[] {
+function claimAttemptModels(
+  route: readonly string[], failed: string | undefined, cooldowns: ModelCooldowns, credential: string,
+): { models: readonly string[]; lease: CooldownLease | undefined } {
   const now = Date.now();
-  const models = attemptModels(route, failed, cooldowns, now);
-  if (cooldowns.enabled && models[0] !== undefined) cooldowns.tryAcquire(models[0], now);
-  return models;
+  const models = attemptModels(route, failed, cooldowns, credential, now);
+  const lease = cooldowns.enabled && models[0] !== undefined ? cooldowns.lease(models[0], credential, now) : undefined;
+  return { models, lease };
 }
 
 /** An unpaired UTF-16 surrogate (with the u flag, a paired one is one code point and does not match). */
@@ -171,6 +174,8 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
   if (target.extraHeaders) Object.assign(headers, target.extraHeaders);
 
   deps.lifecycle.add(exchange);
+  // The breaker's hold of the current attempt, released in `finally` when the client leaves first.
+  let lease: CooldownLease | undefined;
   try {
     const policy = target.retry ?? NO_RETRY;
     const plan = target.plan;
@@ -180,8 +185,13 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     let held: Buffer[] = [];
     // The model of the attempt that just failed: the next attempt's models follow from it.
     let failed: string | undefined;
+    // Cooldowns are per credential for a 429 (src/upstream/cooldown.ts): the key this request sends.
+    const credential = plan && cooldowns.enabled ? cooldowns.credentialOf(headers.authorization) : '-';
     for (let attempt = 1; upstreamRes === undefined; attempt++) {
-      const models = plan ? claimAttemptModels(plan.models, failed, cooldowns) : undefined;
+      lease?.release();
+      const claim = plan ? claimAttemptModels(plan.models, failed, cooldowns, credential) : undefined;
+      const models = claim?.models;
+      lease = claim?.lease;
       const model = models ? models[0] : exchange.routedModel;
       exchange.routedModel = clipText(model);
       reply.header('x-signalbox-attempts', String(attempt));
@@ -191,7 +201,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
        * recorded (call it after that); it is chosen again when that attempt starts, which only
        * differs if another request changed a cooldown during the wait.
        */
-      const nextModel = (): string | undefined => (plan ? attemptModels(plan.models, model, cooldowns, Date.now())[0] : model);
+      const nextModel = (): string | undefined => (plan ? attemptModels(plan.models, model, cooldowns, credential, Date.now())[0] : model);
       /** Counts a retry to `next` and waits for it; false when the client left meanwhile. */
       const retryNext = (next: string | undefined, reason: string, waitMs: number): Promise<boolean> => {
         deps.metrics?.fallback(model, next, reason);
@@ -214,7 +224,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           reply.hijack();
           return;
         }
-        if (model !== undefined && isRetryableError(NETWORK_FAILURES, error)) cooldowns.failure(model);
+        if (isRetryableError(NETWORK_FAILURES, error)) lease?.failure('upstream');
         const next = nextModel();
         const verdict = isRetryableError(policy, error) ? nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, next === model) : undefined;
         if (!verdict?.retry) throw error;
@@ -240,7 +250,9 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
             ? new UpstreamTimeoutError('first_token', target.firstTokenTimeoutMs)
             : deps.upstream.mapError(first.error, abort);
           exchange.markAttemptOutcome(first.kind === 'timeout' ? 'first_token_timeout' : error.code);
-          if (model !== undefined) cooldowns.failure(model);
+          // A local error (internal_error) is not the model's failure, and fails again on retry.
+          if (first.kind === 'error' && !isRetryableError(NETWORK_FAILURES, error)) throw error;
+          lease?.failure('upstream');
           const next = nextModel();
           const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), undefined, next === model);
           if (!verdict.retry) throw error;
@@ -249,10 +261,10 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
         }
       }
       const retryable = res.statusCode >= 400 && isRetryableStatus(policy, res.statusCode, res.headers);
-      if (model !== undefined) {
-        if (res.statusCode === 429 || res.statusCode >= 500) cooldowns.failure(model);
-        else cooldowns.success(model);
-      }
+      // A 429 is the rate limit of the key sent; a 5xx is the model's, whoever asks.
+      if (res.statusCode === 429) lease?.failure('credential');
+      else if (res.statusCode >= 500) lease?.failure('upstream');
+      else lease?.success();
       if (retryable) {
         const next = nextModel();
         const verdict = nextAttempt(policy, attempt, exchange.elapsedMs(), retryAfterMs(res.headers), next === model);
@@ -325,6 +337,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     exchange.terminateRelay = relay.terminate;
     await relay.done;
   } finally {
+    lease?.release();
     exchange.terminateRelay = undefined;
     deps.lifecycle.delete(exchange);
   }

@@ -1,8 +1,35 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamAbort } from './abort.js';
 import {
-  ClientClosedError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
+  ClientClosedError, InternalError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
+
+/**
+ * undici's codes for a connection that failed or an answer the upstream got wrong: the upstream's
+ * fault, worth another attempt and counted against the model. Every other undici code
+ * (UND_ERR_INVALID_ARG, UND_ERR_NOT_SUPPORTED, UND_ERR_REQ_CONTENT_LENGTH_MISMATCH...) is a request
+ * this process built wrong (issue 12, defect 7).
+ */
+const UPSTREAM_FAULT_CODES: ReadonlySet<string> = new Set([
+  'UND_ERR_SOCKET', 'UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  'UND_ERR_INFO', 'UND_ERR_PRX_TLS',
+]);
+
+/**
+ * TLS failures (Node's ERR_TLS_* and ERR_SSL_*, OpenSSL's certificate verification codes, which
+ * carry no syscall) and llhttp's HPE_* for a response that is not valid HTTP.
+ */
+const UPSTREAM_FAULT_PREFIX = /^(?:ERR_TLS_|ERR_SSL_|HPE_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_|ERR_OSSL_)/;
+
+/**
+ * Whether `err` means the upstream could not be reached or answered wrongly, rather than a local
+ * mistake. A system error (one with a `syscall`: ECONNREFUSED, ECONNRESET, EPIPE, ETIMEDOUT,
+ * ENOTFOUND...) is the network's.
+ */
+function isUpstreamFault(err: object, code: string): boolean {
+  if (typeof (err as { syscall?: unknown }).syscall === 'string') return true;
+  return UPSTREAM_FAULT_CODES.has(code) || UPSTREAM_FAULT_PREFIX.test(code);
+}
 
 export interface UpstreamClientOptions {
   readonly baseUrl: string;
@@ -73,13 +100,19 @@ export class UpstreamClient {
     }
   }
 
-  /** Maps an undici or socket error to the proxy's own error classes. */
+  /**
+   * Maps an undici or socket error to the proxy's own error classes. Only a network or upstream
+   * fault is `upstream_unreachable` (retried, counted against the model); anything else, such as
+   * an invalid header value undici refuses before sending, is an `internal_error`: retrying it
+   * fails the same way, and the model is not to blame.
+   */
   mapError(err: unknown, signal?: UpstreamAbort): SignalboxError {
     if (err instanceof SignalboxError) return err;
     // An abort with a Signalbox error as its reason is the proxy's own (shutdown); any other
     // abort means the client went away.
     if (signal?.aborted) return signal.reason instanceof SignalboxError ? signal.reason : new ClientClosedError();
-    const code = (err as { code?: string } | null)?.code;
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string') return new InternalError({ cause: err });
     switch (code) {
       case 'UND_ERR_CONNECT_TIMEOUT':
         return new UpstreamTimeoutError('connect', this.options.connectTimeoutMs, { cause: err });
@@ -88,8 +121,9 @@ export class UpstreamClient {
       case 'UND_ERR_BODY_TIMEOUT':
         return new UpstreamTimeoutError('idle', this.options.idleTimeoutMs, { cause: err });
       default: {
+        if (!isUpstreamFault(err as object, code)) return new InternalError({ cause: err });
         const message = err instanceof Error ? err.message : String(err);
-        return new UpstreamUnreachableError(code ? `${code} ${message}` : message, { cause: err });
+        return new UpstreamUnreachableError(`${code} ${message}`, { cause: err });
       }
     }
   }

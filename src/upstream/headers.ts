@@ -50,6 +50,22 @@ export function isHeaderPattern(pattern: string): boolean {
 }
 
 /**
+ * A header value from config or rules, as RFC 9110 §5.5 field-value: visible characters, with
+ * spaces and tabs only between them. Checked at load, because undici refuses a value with CR, LF
+ * or NUL on every request (issue 12, defect 7). The obs-text the RFC tolerates (bytes 0x80-0xFF) is
+ * refused too: a YAML string is Unicode, and undici would send "é" as one Latin-1 byte, not the
+ * UTF-8 its author meant.
+ */
+const FIELD_VALUE = /^(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?$/;
+
+export function isFieldValue(value: string): boolean {
+  return FIELD_VALUE.test(value);
+}
+
+/** Why a value is not `isFieldValue`, for load errors that must not print it (it may be a secret). */
+export const FIELD_VALUE_RULE = 'visible ASCII characters, with spaces or tabs only between them (RFC 9110 §5.5): no line break, control character or non-ASCII letter';
+
+/**
  * The client headers that are never forwarded upstream (STRIP_HEADERS), compiled once at
  * startup: exact names in a set, prefixes in a short list. Node gives request header names in
  * lower case, so lower-casing the patterns here makes matching case-insensitive.

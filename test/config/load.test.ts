@@ -240,3 +240,15 @@ test('a YAML alias bomb in the config file is a positioned ConfigError, not a th
   assert.equal(err.problems.length, 1, JSON.stringify(err.problems));
   problemAt(err, `${FILE}:${positionOf(yaml, '*a')}: Excessive alias count`);
 });
+
+test('header values from config with a line break or a control character are refused at load, positioned, the value never printed', () => {
+  const err = configError(() => load({ OPENROUTER_APP_TITLE: 'Signalbox\nx-injected: 1', OPENROUTER_API_KEY: 'sk-or-secret\r\nx-also: 1' }));
+  assert.match(problemAt(err, 'OPENROUTER_APP_TITLE:'), /upstream\.app_title must be visible ASCII/);
+  assert.match(problemAt(err, 'OPENROUTER_API_KEY:'), /upstream\.api_key must be visible ASCII/);
+  assert.equal(err.message.includes('sk-or-secret'), false, err.message);
+  assert.equal(err.message.includes('x-injected'), false, err.message);
+
+  const yaml = 'upstream:\n  http_referer: "https://example.test/\\u0000"\n';
+  problemAt(configError(() => loadFile(yaml)), `${FILE}:${positionOf(yaml, '"https://example.test/')}:`);
+  assert.equal(loadFile('upstream:\n  app_title: "My app\\tv2"\n').upstream.app_title, 'My app\tv2');
+});

@@ -254,6 +254,34 @@ test('headers may not set credentials or what the proxy computes, nor use invali
   ]);
 });
 
+test('a header value with a line break, a control character or a non-ASCII letter is refused at the value, never printed', () => {
+  const text = lines(
+    'version: 1',
+    'tiers:',
+    '  t: { model: m, headers: { x-tier: "secret\\u0000" } }',
+    'rules:',
+    '  - name: r',
+    '    route:',
+    '      model: m',
+    '      headers:',
+    '        x-fine: "a value\\twith a tab"',
+    '        x-empty: ""',
+    '        x-split: "sk-provider-secret\\nx-injected: 1"',
+    '        x-cr: "a\\rb"',
+    '        x-latin: "café"',
+    '        x-padded: " padded"',
+  );
+  const why = 'must be visible ASCII characters, with spaces or tabs only between them (RFC 9110 §5.5): no line break, control character or non-ASCII letter';
+  assertProblems(text, [
+    ['"secret', `the value of header "x-tier" ${why}`],
+    ['"sk-provider-secret', `rules[0] "r": the value of header "x-split" ${why}`],
+    ['"a\\rb"', `rules[0] "r": the value of header "x-cr" ${why}`],
+    ['"café"', `rules[0] "r": the value of header "x-latin" ${why}`],
+    ['" padded"', `rules[0] "r": the value of header "x-padded" ${why}`],
+  ]);
+  assert.equal(problemsOf(text).join('\n').includes('sk-provider-secret'), false);
+});
+
 test('an unknown time zone is an error at the timezone', () => {
   const text = lines('version: 1', 'timezone: Mars/Olympus', 'rules:', '  - name: r', '    route: { model: m }');
   assertProblems(text, [['Mars/Olympus', 'unknown time zone "Mars/Olympus"']]);

@@ -113,13 +113,16 @@ export interface HarnessOptions {
   readonly fake?: FakeOpenRouterOptions;
   /** A rules file's text (YAML); no rules when absent. */
   readonly rules?: string;
+  /** Changes the loaded config: to give the server values its loader refuses (tests of the guards behind it). */
+  readonly configure?: (config: SignalboxConfig) => SignalboxConfig;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const fake = new FakeOpenRouter({ ...options.fake, extraModels: [...TEST_MODELS, ...(options.fake?.extraModels ?? [])] });
   const baseUrl = await fake.listen();
-  const config = testConfig({ OPENROUTER_BASE_URL: baseUrl, ...options.env });
+  const loaded = testConfig({ OPENROUTER_BASE_URL: baseUrl, ...options.env });
+  const config = options.configure ? options.configure(loaded) : loaded;
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRules(options.rules, 'test-rules.yaml') };

@@ -6,6 +6,7 @@ import { invalidMessages, type JsonObject, type RequestContext } from '../../rul
 import type { RetryOverride } from '../../rules/actions.js';
 import type { RuleSet } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
+import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
 import { scanJsonBody } from '../json-body.js';
 import { forward, type AttemptPlan, type ProxyDeps } from '../proxy.js';
@@ -181,8 +182,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
   app.post('/v1/routing/explain', async (request) => {
     const context = chatContext(request);
     const now = Date.now();
+    // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
+    const authorization = buildUpstreamHeaders(request.headers, { ...proxy.headerOptions, requestId: request.id }).authorization;
+    const credential = proxy.cooldowns.credentialOf(authorization);
     // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
-    const cooling = Object.entries(proxy.cooldowns.cooling(now)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
+    const cooling = Object.entries(proxy.cooldowns.cooling(now, credential)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
     const explanation = rules.current.explain(context);
     if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
@@ -191,7 +195,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     // As the chat route does: refused when rewritten, never re-serialised for the cooling models.
     const { unsafeNumberPath } = request.body as ParsedJsonBody;
     if (unsafeNumberPath !== undefined && explanation.body_changed) throw unsafeNumberError(unsafeNumberPath);
-    const first = attemptModels(route, undefined, proxy.cooldowns, now);
+    const first = attemptModels(route, undefined, proxy.cooldowns, credential, now);
     if (sameModels(first, route) || unsafeNumberPath !== undefined) return { ...explanation, cooling_models: cooling };
     return { ...explanation, body: withModels(body, first), body_changed: true, cooling_models: cooling };
   });
