@@ -43,7 +43,7 @@ export class InvalidJsonError extends SignalboxError {
 }
 
 /** The codes of InvalidRequestError, as data so that the docs test can check each is documented. */
-export const INVALID_REQUEST_CODES = ['bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path'] as const;
+export const INVALID_REQUEST_CODES = ['bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'invalid_request_target'] as const;
 
 export class InvalidRequestError extends SignalboxError {
   constructor(message: string, code: (typeof INVALID_REQUEST_CODES)[number]) {

@@ -1,7 +1,8 @@
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { SignalboxConfig } from '../config/load.js';
-import { InternalError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
+import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
 import { SignalboxMetrics } from '../metrics/metrics.js';
 import { emptyRuleSet } from '../rules/loader.js';
 import { RulesStore, type ReloadEvent } from '../rules/store.js';
@@ -34,6 +35,8 @@ export interface SignalboxApp {
   /** Undefined when metrics are disabled. */
   readonly metrics: SignalboxMetrics | undefined;
 }
+
+const ORIGIN_FORM_ONLY = 'Only origin-form request targets (/v1/...) are served';
 
 /** Builds the Fastify application; `listen` is the caller's. */
 export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
@@ -118,6 +121,21 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
 
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
   await app.register(exchangePlugin, { recorder });
+  // Only origin-form targets (`/v1/...`, RFC 9112 §3.2.1) are served. Signalbox is not a forward
+  // proxy: an absolute-form target (`GET http://evil/v1/models`) would otherwise be routed by its
+  // path and forwarded with a mangled path and the server key; a server that is not a proxy may
+  // refuse it (RFC 9112 §3.2.2). Asterisk-form (`OPTIONS *`) has nothing to serve either.
+  app.addHook('onRequest', (request, _reply, done) => {
+    done(request.raw.url?.startsWith('/') ? undefined : new InvalidRequestError(ORIGIN_FORM_ONLY, 'invalid_request_target'));
+  });
+  // Authority-form (CONNECT host:port) never reaches Fastify: Node hands the socket to this
+  // listener (without one it would just close it). Answered in the same envelope, then closed.
+  app.server.on('connect', (_req: unknown, socket: Duplex) => {
+    socket.on('error', () => undefined);
+    const { status, body } = toOpenAIError(new InvalidRequestError(ORIGIN_FORM_ONLY, 'invalid_request_target'));
+    const text = JSON.stringify(body);
+    socket.end(`HTTP/1.1 ${status} Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nx-should-retry: false\r\nconnection: close\r\n\r\n${text}`);
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error, headers } = toOpenAIError(err, {
