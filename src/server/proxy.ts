@@ -1,12 +1,13 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ClientClosedError, ShuttingDownError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import { clipText } from '../bounded-text.js';
 import type { StreamErrorKind, SignalboxMetrics } from '../metrics/metrics.js';
 import { UpstreamAbort } from '../upstream/abort.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
-import { buildDownstreamHeaders, buildUpstreamHeaders, scrubSecret, type UpstreamHeaderOptions } from '../upstream/headers.js';
+import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
+import { SecretScrubber } from '../upstream/scrub.js';
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
 import { attemptModels, type ModelCooldowns } from '../upstream/cooldown.js';
@@ -145,44 +146,16 @@ function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, sign
 }
 
 /**
- * The most of a non-2xx upstream body the proxy holds to scrub the server key from it. OpenRouter's
- * error bodies are a few hundred bytes; an error body larger than this is not relayed at all (the
- * client gets a 502), since relaying it unread could pass the key on.
+ * A non-2xx upstream response whose body has the server key replaced as it streams: an upstream
+ * that echoes the Authorization it received ("invalid key sk-or-...") must not hand the key to
+ * the client. Error bodies only: 2xx bodies and streams are relayed untouched. A body error (a
+ * cut, the idle timeout) reaches the scrubber, and so the relay, as it is; destroying the
+ * scrubber (the client left) destroys the upstream body.
  */
-export const MAX_SCRUBBED_ERROR_BODY_BYTES = 64 * 1024;
-
-/**
- * A non-2xx upstream response with its body read (at most MAX_SCRUBBED_ERROR_BODY_BYTES) and the
- * server key replaced: an upstream that echoes the Authorization it received (an "invalid key
- * sk-or-..." message) must not hand the key to the client. 2xx bodies are relayed untouched.
- */
-async function withScrubbedBody(res: UpstreamResponse, serverKey: string, abort: UpstreamAbort, deps: ProxyDeps): Promise<UpstreamResponse> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_SCRUBBED_ERROR_BODY_BYTES) {
-        res.body.destroy();
-        throw new UpstreamUnreachableError(`upstream error body (status ${res.statusCode}) larger than ${MAX_SCRUBBED_ERROR_BODY_BYTES} bytes`);
-      }
-      chunks.push(chunk);
-    }
-  } catch (err) {
-    throw deps.upstream.mapError(err, abort);
-  }
-  const raw = Buffer.concat(chunks);
-  const text = raw.toString('latin1');
-  // latin1 maps bytes one to one, so an ASCII key is found whatever the body's encoding.
-  const scrubbed = text.includes(serverKey) ? Buffer.from(scrubSecret(text, serverKey), 'latin1') : raw;
-  const headers = { ...res.headers };
-  if (headers['content-length'] !== undefined) headers['content-length'] = String(scrubbed.length);
-  return { statusCode: res.statusCode, headers, body: bodyOf(scrubbed) };
-}
-
-/** A body stream that yields `bytes` once, shaped like undici's for the relay. */
-function bodyOf(bytes: Buffer): UpstreamResponse['body'] {
-  return Readable.from(bytes.length > 0 ? [bytes] : [], { objectMode: false }) as unknown as UpstreamResponse['body'];
+function withScrubbedBody(res: UpstreamResponse, serverKey: string): UpstreamResponse {
+  const scrubber = new SecretScrubber(serverKey);
+  pipeline(res.body, scrubber, () => undefined);
+  return { statusCode: res.statusCode, headers: res.headers, body: scrubber as unknown as UpstreamResponse['body'] };
 }
 
 /** Headers that make every proxy and client treat an SSE response as a live stream. */
@@ -306,17 +279,11 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     exchange.upstreamStatus = upstreamRes.statusCode;
 
     const serverKey = deps.headerOptions.apiKey;
-    if (serverKey !== undefined && (upstreamRes.statusCode < 200 || upstreamRes.statusCode > 299)) {
-      try {
-        upstreamRes = await withScrubbedBody(upstreamRes, serverKey, abort, deps);
-      } catch (err) {
-        if (!(err instanceof ClientClosedError)) throw err;
-        reply.hijack();
-        return;
-      }
-    }
+    const scrubbed = serverKey !== undefined && (upstreamRes.statusCode < 200 || upstreamRes.statusCode > 299);
+    if (scrubbed) upstreamRes = withScrubbedBody(upstreamRes, serverKey);
     const sse = isSse(upstreamRes);
-    const outHeaders: OutgoingHttpHeaders = buildDownstreamHeaders(upstreamRes.headers, { keepContentLength: !sse, secret: serverKey });
+    // A scrubbed body's length may change: it goes out chunked.
+    const outHeaders: OutgoingHttpHeaders = buildDownstreamHeaders(upstreamRes.headers, { keepContentLength: !sse && !scrubbed, secret: serverKey });
     if (sse) Object.assign(outHeaders, SSE_HEADERS);
     // Headers set earlier in the Fastify lifecycle (x-request-id, routing headers) are the proxy's
     // own and win over any upstream header of the same name.

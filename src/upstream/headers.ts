@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { scrubSecret } from './scrub.js';
 
 /**
  * Header hygiene in both directions.
@@ -163,10 +164,3 @@ export function buildDownstreamHeaders(
   return out;
 }
 
-/** What replaces the server key in anything passed back to a client. */
-export const REDACTED = '[redacted]';
-
-/** `text` with every occurrence of `secret` replaced (the common case, no occurrence, allocates nothing). */
-export function scrubSecret(text: string, secret: string): string {
-  return secret.length > 0 && text.includes(secret) ? text.replaceAll(secret, REDACTED) : text;
-}
