@@ -38,7 +38,7 @@ export interface ErrorSpec {
  * where it is raised. Adding a code here adds its row to ERRORS (add its README row too).
  */
 export const INVALID_REQUEST_CODES = [
-  'bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'invalid_url', 'json_too_deep', 'duplicate_key', 'unsafe_number',
+  'bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'invalid_request_target', 'invalid_url', 'json_too_deep', 'duplicate_key', 'unsafe_number',
 ] as const;
 
 export type InvalidRequestCode = (typeof INVALID_REQUEST_CODES)[number];

@@ -12,11 +12,26 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/**
+ * A URL for the log: credentials in it (`https://user:pass@host`) become `[redacted]`, so that a
+ * base URL carrying a proxy or gateway password never reaches the log shipper.
+ */
+function withoutCredentials(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return '(not a URL)';
+  }
+  if (parsed.username === '' && parsed.password === '') return url;
+  return `${parsed.protocol}//[redacted]@${parsed.host}${parsed.pathname}`;
+}
+
 /** What the operator should know about the configuration; never a secret's value. */
 function startupSummary(config: SignalboxConfig): Record<string, unknown> {
   return {
     config_file: config.config_file ?? null,
-    upstream: config.upstream.base_url,
+    upstream: withoutCredentials(config.upstream.base_url),
     auth_mode: config.upstream.api_key ? 'server-key' : 'pass-through',
     client_auth: config.client_auth.keys.length > 0 ? `${config.client_auth.keys.length} key(s)` : 'off',
     // The ids request lines name keys by, in the order configured, so an operator can tell them apart.

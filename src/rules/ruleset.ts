@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { applyRewrite, type CompiledRoute, type RetryOverride } from './actions.js';
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision, type Router } from './decision.js';
@@ -149,6 +150,31 @@ export class RuleSet implements Router {
       upstream_headers: decision.upstreamHeaders ?? {},
     };
   }
+}
+
+/** What replaces a header value in an explanation served over HTTP. */
+const REDACTED_VALUE = '[redacted]';
+
+function namesOnly(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in headers) out[name] = REDACTED_VALUE;
+  return out;
+}
+
+/**
+ * An explanation as any client of POST /v1/routing/explain may see it: a rule's upstream header
+ * values (which may hold a provider secret) become `[redacted]`, and the rules file is named by
+ * its base name, not the absolute path of the server's filesystem. The CLI (`check`, `test`)
+ * runs locally and uses the whole explanation.
+ */
+export function explanationForClient(explanation: Explanation): Explanation {
+  const routeHeaders = explanation.route?.headers as Readonly<Record<string, string>> | undefined;
+  return {
+    ...explanation,
+    rules_file: basename(explanation.rules_file),
+    ...(routeHeaders && { route: { ...explanation.route, headers: namesOnly(routeHeaders) } }),
+    upstream_headers: namesOnly(explanation.upstream_headers),
+  };
 }
 
 function unchanged(context: RequestContext, rule: string): RouteDecision {

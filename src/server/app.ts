@@ -1,14 +1,14 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { SignalboxConfig } from '../config/load.js';
-import { InternalError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
+import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
 import { SignalboxMetrics } from '../metrics/metrics.js';
 import { emptyRuleSet } from '../rules/loader.js';
 import { RulesStore, type ReloadEvent } from '../rules/store.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
-import { clientErrorHandler, frameworkErrorHandler } from './client-error.js';
+import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
@@ -35,6 +35,8 @@ export interface SignalboxApp {
   /** Undefined when metrics are disabled. */
   readonly metrics: SignalboxMetrics | undefined;
 }
+
+const ORIGIN_FORM_ONLY = 'Only origin-form request targets (/v1/...) are served';
 
 /** Builds the Fastify application; `listen` is the caller's. */
 export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
@@ -126,7 +128,16 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
 
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
   await app.register(exchangePlugin, { recorder });
-  const refuseClient = clientErrorHandler({ recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes });
+  const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes };
+  const refuseClient = clientErrorHandler(refusals);
+  // Only origin-form targets (`/v1/...`, RFC 9112 §3.2.1) are served. Signalbox is not a forward
+  // proxy: an absolute-form target (`GET http://evil/v1/models`) would otherwise be routed by its
+  // path and forwarded with a mangled path and the server key; a server that is not a proxy may
+  // refuse it (RFC 9112 §3.2.2). Asterisk-form (`OPTIONS *`) has nothing to serve either.
+  app.addHook('onRequest', (request, _reply, done) => {
+    done(request.raw.url?.startsWith('/') ? undefined : new InvalidRequestError(ORIGIN_FORM_ONLY, 'invalid_request_target'));
+  });
+  app.server.on('connect', connectHandler(refusals, ORIGIN_FORM_ONLY));
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error, headers } = toOpenAIError(err, {

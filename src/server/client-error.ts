@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { HeadersTooLargeError, InvalidRequestError, RequestTimeoutError, type SignalboxError } from '../errors.js';
 import { toOpenAIError } from './error-envelope.js';
@@ -22,11 +23,45 @@ const REFUSED_LINGER_MS = 1000;
  * OpenAI envelope with `x-request-id` and `x-should-retry`, logs the refusal and counts it (there
  * is no path to trust: endpoint `other`, rule `unrouted`). https://nodejs.org/api/http.html#event-clienterror
  */
-export function clientErrorHandler(options: {
+export interface RefusalOptions {
   readonly recorder: ExchangeRecorder;
   readonly log: FastifyBaseLogger;
   readonly maxHeaderBytes: number;
-}): (err: NodeJS.ErrnoException, socket: Socket) => void {
+}
+
+/**
+ * Answers a connection Fastify never sees (the parser refused it, or it asked to CONNECT) with
+ * `error` in the OpenAI envelope, then logs and counts it. The caller guards against throws.
+ */
+function refuseSocket(options: RefusalOptions, socket: Socket | Duplex, error: SignalboxError, remoteAddress: string | undefined): void {
+  const { status, body, headers } = toOpenAIError(error);
+  const id = randomUUID();
+  const payload = JSON.stringify(body);
+  const exchange = new Exchange();
+  exchange.clientAddress = remoteAddress;
+  exchange.error = error;
+  // Only a socket that has sent no response yet can take one (a keep-alive connection's later
+  // request may fail mid-way through an earlier response).
+  const fresh = !('bytesWritten' in socket) || socket.bytesWritten === 0;
+  if (socket.writable && fresh) {
+    exchange.bytesOut = Buffer.byteLength(payload);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${exchange.bytesOut}\r\nx-request-id: ${id}\r\nx-should-retry: ${headers['x-should-retry']}\r\n` +
+      `connection: close\r\n\r\n${payload}`,
+    );
+    socket.resume();
+    const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  } else {
+    socket.destroy();
+  }
+  exchange.finish(status);
+  options.recorder.record(exchange, options.log.child({ reqId: id }), '-', '-', 'other');
+}
+
+export function clientErrorHandler(options: RefusalOptions): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
     try {
       // A reset connection, or one already gone: there is no one to answer (Node's own rule).
@@ -37,34 +72,28 @@ export function clientErrorHandler(options: {
       const error: SignalboxError = err.code === 'HPE_HEADER_OVERFLOW' ? new HeadersTooLargeError(options.maxHeaderBytes)
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RequestTimeoutError()
         : new InvalidRequestError('Malformed HTTP request: the request line or a header cannot be parsed', 'bad_request');
-      const { status, body, headers } = toOpenAIError(error);
-      const id = randomUUID();
-      const payload = JSON.stringify(body);
-      const exchange = new Exchange();
-      exchange.clientAddress = socket.remoteAddress;
-      exchange.error = error;
-      // Only a socket that has sent no response yet can take one (a keep-alive connection's later
-      // request may fail mid-way through an earlier response).
-      if (socket.writable && socket.bytesWritten === 0) {
-        exchange.bytesOut = Buffer.byteLength(payload);
-        socket.end(
-          `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-          `content-length: ${exchange.bytesOut}\r\nx-request-id: ${id}\r\nx-should-retry: ${headers['x-should-retry']}\r\n` +
-          `connection: close\r\n\r\n${payload}`,
-        );
-        socket.resume();
-        const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
-        timer.unref();
-        socket.once('close', () => clearTimeout(timer));
-      } else {
-        socket.destroy();
-      }
-      exchange.finish(status);
-      options.recorder.record(exchange, options.log.child({ reqId: id }), '-', '-', 'other');
+      refuseSocket(options, socket, error, socket.remoteAddress);
     } catch (unexpected) {
       // Nothing thrown in an event listener may escape: it would end the process.
       socket.destroy();
       options.log.error({ err: unexpected }, 'answering a refused request failed');
+    }
+  };
+}
+
+/**
+ * The server's 'connect' listener: an authority-form target (CONNECT host:port) never reaches
+ * Fastify, and without a listener Node just closes the socket. Signalbox is no forward proxy
+ * (RFC 9112 §3.2.3): answered with `invalid_request_target` like absolute-form targets.
+ */
+export function connectHandler(options: RefusalOptions, message: string): (req: IncomingMessage, socket: Duplex) => void {
+  return (req, socket) => {
+    try {
+      socket.on('error', () => undefined);
+      refuseSocket(options, socket, new InvalidRequestError(message, 'invalid_request_target'), req.socket.remoteAddress);
+    } catch (unexpected) {
+      socket.destroy();
+      options.log.error({ err: unexpected }, 'answering a CONNECT request failed');
     }
   };
 }

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { pipeline } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ClientClosedError, ShuttingDownError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import { clipText } from '../bounded-text.js';
@@ -6,6 +7,7 @@ import type { StreamErrorKind, SignalboxMetrics } from '../metrics/metrics.js';
 import { UpstreamAbort } from '../upstream/abort.js';
 import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
 import { buildDownstreamHeaders, buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
+import { SecretScrubber } from '../upstream/scrub.js';
 import { relayBody } from '../upstream/relay.js';
 import { ResponseTap } from '../upstream/response-tap.js';
 import { attemptModels, type CooldownLease, type ModelCooldowns } from '../upstream/cooldown.js';
@@ -151,6 +153,19 @@ function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, sign
   });
 }
 
+/**
+ * A non-2xx upstream response whose body has the server key replaced as it streams: an upstream
+ * that echoes the Authorization it received ("invalid key sk-or-...") must not hand the key to
+ * the client. Error bodies only: 2xx bodies and streams are relayed untouched. A body error (a
+ * cut, the idle timeout) reaches the scrubber, and so the relay, as it is; destroying the
+ * scrubber (the client left) destroys the upstream body.
+ */
+function withScrubbedBody(res: UpstreamResponse, serverKey: string): UpstreamResponse {
+  const scrubber = new SecretScrubber(serverKey);
+  pipeline(res.body, scrubber, () => undefined);
+  return { statusCode: res.statusCode, headers: res.headers, body: scrubber as unknown as UpstreamResponse['body'] };
+}
+
 /** Headers that make every proxy and client treat an SSE response as a live stream. */
 const SSE_HEADERS = { 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const;
 
@@ -280,12 +295,17 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
     exchange.markUpstreamHeaders();
     exchange.upstreamStatus = upstreamRes.statusCode;
 
+    const serverKey = deps.headerOptions.apiKey;
+    const scrubbed = serverKey !== undefined && (upstreamRes.statusCode < 200 || upstreamRes.statusCode > 299);
+    if (scrubbed) upstreamRes = withScrubbedBody(upstreamRes, serverKey);
     const sse = isSse(upstreamRes);
-    const outHeaders: OutgoingHttpHeaders = buildDownstreamHeaders(upstreamRes.headers, { keepContentLength: !sse });
+    // A scrubbed body's length may change: it goes out chunked.
+    const outHeaders: OutgoingHttpHeaders = buildDownstreamHeaders(upstreamRes.headers, { keepContentLength: !sse && !scrubbed, secret: serverKey });
     if (sse) Object.assign(outHeaders, SSE_HEADERS);
-    // Headers set earlier in the Fastify lifecycle (x-request-id, routing headers) go out too.
+    // Headers set earlier in the Fastify lifecycle (x-request-id, routing headers) are the proxy's
+    // own and win over any upstream header of the same name.
     const preset = reply.getHeaders();
-    for (const name in preset) outHeaders[name] ??= preset[name];
+    for (const name in preset) outHeaders[name] = preset[name];
     outHeaders['x-signalbox-overhead-ms'] = exchange.proxyMsNow().toFixed(3);
     // An upstream error the proxy already retried, or that no retry can fix: the SDK must not try
     // again (else 3 proxy attempts times 3 SDK calls reach OpenRouter; issue 11).

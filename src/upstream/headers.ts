@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { scrubSecret } from './scrub.js';
 
 /**
  * Header hygiene in both directions.
@@ -18,13 +19,29 @@ const DROPPED_UPSTREAM = new Set([
   'host', 'content-length', 'cookie', 'authorization', 'accept-encoding',
   // The body has been read already; the upstream must not wait for a 100-continue handshake.
   'expect',
-  // Internal addresses and hops are nobody's business at a third-party API.
-  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip',
+  // Internal addresses and hops are nobody's business at a third-party API (the x-forwarded-*
+  // family is dropped by prefix, FORWARDING_PREFIX). The rest are the client-address headers of
+  // common CDNs and balancers (Akamai, Cloudflare, Fastly, Azure, nginx, HAProxy, Apache).
+  'forwarded', 'via', 'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'cf-connecting-ipv6', 'cf-ipcountry',
+  'cf-ray', 'cf-visitor', 'cf-worker', 'x-client-ip', 'x-cluster-client-ip', 'x-original-forwarded-for',
+  'x-originating-ip', 'x-remote-ip', 'x-remote-addr', 'x-host', 'x-original-host', 'x-original-url',
+  'x-rewrite-url', 'x-proxyuser-ip', 'x-azure-clientip', 'x-azure-socketip', 'fastly-client-ip', 'client-ip',
+  'x-envoy-external-address', 'x-envoy-internal',
   // Set from config when configured; see below.
   'http-referer', 'x-title', 'x-openrouter-title',
 ]);
 
+/** `x-forwarded-for`, `-host`, `-proto`, `-port`, `-server`, `-prefix`, `-uri`, `-ssl`, `-scheme`, ... */
+const FORWARDING_PREFIX = 'x-forwarded-';
+
+/**
+ * Response headers the proxy sets itself: an upstream copy must never replace or precede them
+ * (a client correlates logs by x-request-id and trusts x-signalbox-* to describe the routing).
+ */
+const PROXY_OWNED_PREFIX = 'x-signalbox-';
+
 const DROPPED_DOWNSTREAM = new Set([
+  'x-request-id',
   ...HOP_BY_HOP,
   'set-cookie',
   // Node writes its own Date; Alt-Svc and HSTS describe the upstream's origin, not the proxy's.
@@ -104,7 +121,7 @@ export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: Upstr
   const strip = options.strip;
   const out: Record<string, string> = {};
   for (const name in client) {
-    if (DROPPED_UPSTREAM.has(name) || listed?.has(name) || strip?.matches(name)) continue;
+    if (DROPPED_UPSTREAM.has(name) || name.startsWith(FORWARDING_PREFIX) || listed?.has(name) || strip?.matches(name)) continue;
     const value = client[name];
     if (value === undefined) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -147,15 +164,19 @@ function fromClient(client: IncomingHttpHeaders, name: string, strip: HeaderName
  */
 export function buildDownstreamHeaders(
   upstream: Record<string, string | string[] | undefined>,
-  options: { keepContentLength: boolean },
+  options: { keepContentLength: boolean; secret?: string | undefined },
 ): OutgoingHttpHeaders {
   const listed = connectionListed(upstream.connection);
+  const secret = options.secret;
   const out: OutgoingHttpHeaders = {};
   for (const name in upstream) {
-    if (DROPPED_DOWNSTREAM.has(name) || listed?.has(name)) continue;
+    if (DROPPED_DOWNSTREAM.has(name) || name.startsWith(PROXY_OWNED_PREFIX) || listed?.has(name)) continue;
     if (name === 'content-length' && !options.keepContentLength) continue;
     const value = upstream[name];
-    if (value !== undefined) out[name] = value;
+    if (value === undefined) continue;
+    // An upstream that echoes the server key (www-authenticate, a debug header) must not hand it to clients.
+    out[name] = secret === undefined ? value : Array.isArray(value) ? value.map((v) => scrubSecret(v, secret)) : scrubSecret(value, secret);
   }
   return out;
 }
+

@@ -241,7 +241,8 @@ test('explain shows the decision and its reasons, and calls nothing upstream', a
   assert.deepEqual(e.fields, { 'header.x-block': null, model: 'smart' });
   assert.deepEqual(e.body, SMART_UPSTREAM);
   assert.equal(e.body_changed, true);
-  assert.deepEqual(e.upstream_headers, { 'x-route-tag': 'smart-route' });
+  // Values redacted: a rule's header may carry a provider secret (issue 12, defect 16).
+  assert.deepEqual(e.upstream_headers, { 'x-route-tag': '[redacted]' });
 });
 
 test("explain's body is exactly what the chat endpoint sends upstream", async (t) => {

@@ -163,3 +163,37 @@ test('isHeaderPattern takes header names and prefixes, nothing else', () => {
   for (const ok of ['x-user-tier', 'X-Team', 'x-signalbox-*', "x!#$%&'+.^_`|~9-*"]) assert.equal(isHeaderPattern(ok), true, ok);
   for (const bad of ['', '*', 'x-*-y', 'x-a**', 'x tier', 'x-tier:', 'x-é', 'x-a\n']) assert.equal(isHeaderPattern(bad), false, JSON.stringify(bad));
 });
+
+test('upstream: every forwarding and client-address header is dropped (issue 12, D15)', () => {
+  const forwarding: Record<string, string> = {
+    'x-forwarded-for': '10.0.0.7', 'x-forwarded-host': 'internal.example', 'x-forwarded-proto': 'http',
+    'x-forwarded-port': '8080', 'x-forwarded-server': 'lb-3.internal', 'x-forwarded-prefix': '/team-a',
+    'x-forwarded-uri': '/v1/chat/completions', 'x-forwarded-ssl': 'on', 'x-forwarded-scheme': 'https',
+    'x-forwarded-client-cert': 'Hash=abc', forwarded: 'for=10.0.0.7', via: '1.1 lb-3.internal',
+    'x-real-ip': '10.0.0.7', 'true-client-ip': '10.0.0.7', 'cf-connecting-ip': '10.0.0.7', 'cf-connecting-ipv6': '::1',
+    'x-client-ip': '10.0.0.7', 'x-cluster-client-ip': '10.0.0.7', 'fastly-client-ip': '10.0.0.7',
+    'x-original-forwarded-for': '10.0.0.7', 'x-envoy-external-address': '10.0.0.7', 'x-azure-clientip': '10.0.0.7',
+  };
+  const out = upstream({ ...forwarding, ...ORDINARY });
+  assertAbsent(out, Object.keys(forwarding));
+  assertKept(out, ORDINARY);
+});
+
+test("downstream: the proxy's own headers (x-request-id, x-signalbox-*) never come from upstream (issue 12, D14)", () => {
+  const out = buildDownstreamHeaders({
+    ...ORDINARY, 'x-request-id': 'upstream-id', 'x-signalbox-rule': 'forged', 'x-signalbox-model': 'forged/model',
+    'x-signalbox-attempts': '9', 'x-signalbox-overhead-ms': '0',
+  }, { keepContentLength: true });
+  assertAbsent(out, ['x-request-id', 'x-signalbox-rule', 'x-signalbox-model', 'x-signalbox-attempts', 'x-signalbox-overhead-ms']);
+  assertKept(out, ORDINARY);
+});
+
+test('downstream: the server key is scrubbed from every header value, arrays included (issue 12, D24)', () => {
+  const key = 'sk-or-v1-echoed-key';
+  const out = buildDownstreamHeaders({
+    ...ORDINARY, 'www-authenticate': `Bearer realm="or", error="invalid_token", token="${key}"`, 'x-debug': [`a ${key}`, 'b'],
+  }, { keepContentLength: true, secret: key });
+  assert.equal(out['www-authenticate'], 'Bearer realm="or", error="invalid_token", token="[redacted]"');
+  assert.deepEqual(out['x-debug'], ['a [redacted]', 'b']);
+  assertKept(out as Record<string, string>, ORDINARY);
+});

@@ -4,12 +4,17 @@ import { clipText } from '../../bounded-text.js';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import type { RetryOverride } from '../../rules/actions.js';
-import type { RuleSet } from '../../rules/ruleset.js';
+import { explanationForClient, type RuleSet } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
 import { scanJsonBody } from '../json-body.js';
 import { forward, type AttemptPlan, type ProxyDeps } from '../proxy.js';
+
+const CHAT_PATH = '/v1/chat/completions';
+const EXPLAIN_PATH = '/v1/routing/explain';
+/** The paths whose requests the rules see; the pass-through route refuses every other spelling of them. */
+export const ROUTED_V1_PATHS: readonly string[] = [CHAT_PATH, EXPLAIN_PATH];
 
 /** Where the rules in force are read from, once per request (the hot-reload store, or a fixed set). */
 export interface RulesSource {
@@ -145,7 +150,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
 
-  app.post('/v1/chat/completions', async (request, reply) => {
+  app.post(CHAT_PATH, async (request, reply) => {
     const context = chatContext(request);
     const exchange = request.exchange;
     exchange.chatBody = context.body;
@@ -179,7 +184,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     });
   });
 
-  app.post('/v1/routing/explain', async (request) => {
+  app.post(EXPLAIN_PATH, async (request) => {
     const context = chatContext(request);
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
@@ -187,7 +192,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     const credential = proxy.cooldowns.credentialOf(authorization);
     // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
     const cooling = Object.entries(proxy.cooldowns.cooling(now, credential)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
-    const explanation = rules.current.explain(context);
+    const explanation = explanationForClient(rules.current.explain(context));
     if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
     const body = explanation.body as Readonly<JsonObject>;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { clipText } from '../../bounded-text.js';
 import { InvalidRequestError } from '../../errors.js';
 import { forward, type ProxyDeps } from '../proxy.js';
+import { ROUTED_V1_PATHS } from './chat-completions.js';
 
 const V1_PREFIX = '/v1';
 
@@ -18,6 +19,39 @@ function climbs(path: string): boolean {
   }
   return decoded.split(/[/\\]/).some((segment) => segment === '..' || segment === '.');
 }
+
+/** Percent-decoding rounds: enough for double encoding (`%252F`) by a proxy in front. */
+const MAX_DECODES = 3;
+
+/**
+ * The path as a lenient upstream or intermediary may read it: percent-decoded (repeatedly),
+ * lower case, `\` as `/`, matrix parameters (`;x`) and surrounding blanks cut from each segment,
+ * empty segments (`//`, a trailing `/`) removed. Undefined when it does not decode (nothing
+ * routed can then be meant). Only compared with ROUTED_PATHS, never forwarded.
+ */
+function canonicalPath(path: string): string | undefined {
+  let decoded = path;
+  for (let i = 0; i < MAX_DECODES && decoded.includes('%'); i++) {
+    try {
+      decoded = decodeURIComponent(decoded);
+    } catch {
+      return undefined;
+    }
+  }
+  const segments: string[] = [];
+  for (const segment of decoded.toLowerCase().split(/[/\\]/)) {
+    const semicolon = segment.indexOf(';');
+    const bare = (semicolon === -1 ? segment : segment.slice(0, semicolon)).trim();
+    if (bare.length > 0) segments.push(bare);
+  }
+  return segments.join('/');
+}
+
+/**
+ * The endpoints the rules route (chat-completions.ts), below /v1, as `canonicalPath` gives them.
+ * A request for one of them must never be forwarded unrouted, whatever its spelling.
+ */
+const ROUTED_PATHS: ReadonlySet<string> = new Set(ROUTED_V1_PATHS.map((path) => canonicalPath(path.slice(V1_PREFIX.length)) ?? path));
 
 /** `model` of a JSON body, without failing on anything else. */
 function modelOf(body: Buffer): string | undefined {
@@ -43,6 +77,12 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: Pro
     const q = upstreamPath.indexOf('?');
     if (climbs(q === -1 ? upstreamPath : upstreamPath.slice(0, q))) {
       throw new InvalidRequestError('Path segments "." and ".." are not allowed', 'invalid_path');
+    }
+    // `/v1/chat/completions/`, `//`, `;x`, `%2F`...: refused rather than normalised, so that the
+    // rules (rejects, token caps) cannot be skipped by a spelling the router does not match but
+    // the upstream may accept, and so that the client learns the one spelling that is routed.
+    if (ROUTED_PATHS.has(canonicalPath(q === -1 ? upstreamPath : upstreamPath.slice(0, q)) ?? '')) {
+      throw new InvalidRequestError(`${request.method} ${clipText(request.url.split('?')[0])} is not routed: send POST ${ROUTED_V1_PATHS.join(' or POST ')}, spelled exactly`, 'invalid_path');
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
     const exchange = request.exchange;

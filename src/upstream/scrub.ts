@@ -1,0 +1,50 @@
+import { Transform, type TransformCallback } from 'node:stream';
+
+/** What replaces the server key in anything passed back to a client. */
+export const REDACTED = '[redacted]';
+
+/** `text` with every occurrence of `secret` replaced (the common case, no occurrence, allocates nothing). */
+export function scrubSecret(text: string, secret: string): string {
+  return secret.length > 0 && text.includes(secret) ? text.replaceAll(secret, REDACTED) : text;
+}
+
+/**
+ * Replaces `secret` in a byte stream, occurrences split across chunks included, holding back at
+ * most `secret.length - 1` bytes (the only bytes that can still start an occurrence): memory stays
+ * bounded by the key's length, whatever the size of the body. Bytes are read as latin1, which maps
+ * them one to one, so an ASCII secret is found whatever the body's encoding and every other byte
+ * passes unchanged. The output is shorter or longer than the input: drop any content-length.
+ */
+export class SecretScrubber extends Transform {
+  private readonly secret: string;
+  private carry = '';
+
+  constructor(secret: string) {
+    super();
+    if (secret.length === 0) throw new RangeError('SecretScrubber needs a non-empty secret');
+    this.secret = secret;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const text = this.carry + chunk.toString('latin1');
+    const secret = this.secret;
+    let out = '';
+    let from = 0;
+    for (let at = text.indexOf(secret); at !== -1; at = text.indexOf(secret, from)) {
+      out += text.slice(from, at) + REDACTED;
+      from = at + secret.length;
+    }
+    // The last length-1 bytes after the last occurrence may begin one that the next chunk completes.
+    const safeEnd = Math.max(from, text.length - (secret.length - 1));
+    out += text.slice(from, safeEnd);
+    this.carry = text.slice(safeEnd);
+    if (out.length > 0) this.push(Buffer.from(out, 'latin1'));
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.carry.length > 0) this.push(Buffer.from(this.carry, 'latin1'));
+    this.carry = '';
+    done();
+  }
+}
