@@ -49,12 +49,18 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     reply.header('x-request-id', request.id);
     const res = reply.raw;
     res.once('close', () => {
-      if (!res.writableFinished && !exchange.endedByProxy) {
-        exchange.clientClosed = true;
-        exchange.upstreamAbort?.abort();
+      // Nothing thrown here may escape: an event listener's exception kills the process and every
+      // stream in flight (issue 12, defect 1). A bug in the log line or metrics costs that line only.
+      try {
+        if (!res.writableFinished && !exchange.endedByProxy) {
+          exchange.clientClosed = true;
+          exchange.upstreamAbort?.abort();
+        }
+        exchange.finish(exchange.clientClosed ? 499 : res.statusCode);
+        options.recorder.record(request.exchange, request.log, request.method, request.url);
+      } catch (err) {
+        request.log.error({ err }, 'recording the finished request failed');
       }
-      exchange.finish(exchange.clientClosed ? 499 : res.statusCode);
-      options.recorder.record(request.exchange, request.log, request.method, request.url);
     });
     done();
   });
