@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
@@ -48,6 +50,12 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     if (recordAttempts) exchange.attempts = [];
     reply.header('x-request-id', request.id);
     const res = reply.raw;
+    // A pipelined request waits for the responses ahead of it without a socket of its own, and
+    // Node emits 'close' only on the response that holds the socket when the connection closes
+    // (lib/_http_server.js, onServerResponseClose): a queued one never hears of it, and its
+    // upstream stream would run on, billed, unlogged and unmetered (issue 12, defect 8). Only such
+    // a response listens to the connection, until it gets the socket; then Node's own 'close' covers it.
+    if (res.socket === null) closeWithConnection(res, request.raw.socket);
     res.once('close', () => {
       // Nothing thrown here may escape: an event listener's exception kills the process and every
       // stream in flight (issue 12, defect 1). A bug in the log line or metrics costs that line only.
@@ -71,6 +79,41 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     else if (Buffer.isBuffer(payload)) request.exchange.bytesOut = payload.length;
     done(null, payload);
   });
+}
+
+/**
+ * The responses of each connection still queued behind others (HTTP/1.1 pipelining), with one
+ * 'close' listener per connection rather than one per response: a client pipelining dozens of
+ * requests would otherwise trip Node's MaxListenersExceededWarning. A set holds at most the
+ * requests its connection has in flight, and goes with the connection.
+ */
+const queuedResponses = new WeakMap<Socket, Set<ServerResponse>>();
+
+/**
+ * Closes a queued response when its connection closes, as Node does for the response that holds
+ * the socket: 'close' without `writableFinished` is "the client went away", for the relay and for
+ * the exchange's log line alike. A response that gets the socket leaves the set: Node's own
+ * 'close' covers it from then on.
+ */
+function closeWithConnection(res: ServerResponse, socket: Socket): void {
+  let queued = queuedResponses.get(socket);
+  if (queued === undefined) {
+    const responses = new Set<ServerResponse>();
+    queued = responses;
+    queuedResponses.set(socket, responses);
+    socket.once('close', () => {
+      queuedResponses.delete(socket);
+      for (const r of responses) {
+        if (r.socket !== null || r.closed) continue;
+        r.destroy();
+        r.emit('close');
+      }
+      responses.clear();
+    });
+  }
+  const responses = queued;
+  responses.add(res);
+  res.once('socket', () => responses.delete(res));
 }
 
 export default fp(exchangePlugin, { name: 'signalbox-exchange', fastify: '5.x' });
