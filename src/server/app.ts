@@ -19,6 +19,9 @@ import { chatCompletionsRoutes, type RulesSource } from './routes/chat-completio
 import { healthRoutes } from './routes/health.js';
 import { passthroughRoutes } from './routes/passthrough.js';
 
+/** How long closing waits for the 'close' events of the responses still open once the server closed. */
+const LAST_RESPONSES_CLOSE_MS = 1000;
+
 export interface AppOptions {
   readonly config: SignalboxConfig;
   readonly logger: Logger;
@@ -117,7 +120,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
 
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
-  await app.register(exchangePlugin, { recorder });
+  await app.register(exchangePlugin, { recorder, lifecycle });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, error, headers } = toOpenAIError(err, {
@@ -159,6 +162,11 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
 
   app.addHook('onClose', async () => {
+    // The server has closed, but the 'close' events of the responses its last connections carried
+    // (each records its exchange) can come a tick later: a line recorded after this flush would
+    // be lost on exit (issue 12, defect 13). Every connection is gone, so they come at once; the
+    // bound only guards against a response that never closes.
+    await lifecycle.waitForIdle(LAST_RESPONSES_CLOSE_MS);
     recorder.flush();
     // The store may outlive this app (tests build several apps on one store).
     if (onReload && rules instanceof RulesStore) rules.off('reload', onReload);

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
 import { Exchange } from '../exchange.js';
+import type { Lifecycle } from '../lifecycle.js';
 import type { ExchangeRecorder } from '../recorder.js';
 
 declare module 'fastify' {
@@ -16,6 +17,8 @@ declare module 'fastify' {
 export interface ExchangePluginOptions {
   /** Writes the log line and the metrics of each finished exchange. */
   readonly recorder: ExchangeRecorder;
+  /** Tracks each request from its arrival to its response's close, for graceful shutdown. */
+  readonly lifecycle?: Lifecycle;
 }
 
 /** A client's request id is reused only when it is short and plain: it ends up in logs and headers. */
@@ -49,6 +52,9 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     exchange.userAgent = request.headers['user-agent'];
     if (recordAttempts) exchange.attempts = [];
     reply.header('x-request-id', request.id);
+    // Arrivals while draining are answered 503 at once; those before it are waited for, uploads included.
+    const lifecycle = options.lifecycle;
+    if (lifecycle !== undefined && !lifecycle.draining) lifecycle.track(exchange, reply);
     const res = reply.raw;
     // A pipelined request waits for the responses ahead of it without a socket of its own, and
     // Node emits 'close' only on the response that holds the socket when the connection closes
@@ -57,6 +63,7 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     // a response listens to the connection, until it gets the socket; then Node's own 'close' covers it.
     if (res.socket === null) closeWithConnection(res, request.raw.socket);
     res.once('close', () => {
+      lifecycle?.untrack(exchange);
       // Nothing thrown here may escape: an event listener's exception kills the process and every
       // stream in flight (issue 12, defect 1). A bug in the log line or metrics costs that line only.
       try {
