@@ -29,26 +29,30 @@ async function rawConnection(t: TestContext, origin: string): Promise<{ socket: 
   return { socket, received: () => Buffer.concat(chunks), closed };
 }
 
+const UPLOAD_BODY = JSON.stringify(CHAT_BODY);
+/** What an upload in progress has sent of its body. */
+const UPLOAD_SENT = 10;
+
 /**
- * Sends the head of a chat request and waits for 100 Continue, which the proxy sends once it has
- * the head: from then on, the request is in flight, its body still to come.
+ * The real process with `graceMs`, and a chat request part of whose body it has: the head, then,
+ * once 100 Continue says the proxy has the head, the first bytes of the body.
  */
-async function startUpload(socket: Socket, requestId: string, body: string): Promise<void> {
-  socket.write(
+async function uploadInProgress(t: TestContext, graceMs: number, requestId: string) {
+  const fake = await startFake(t);
+  const main = await startMain(t, fake.baseUrl, { SHUTDOWN_GRACE_MS: String(graceMs) });
+  const client = await rawConnection(t, main.origin);
+  client.socket.write(
     `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n` +
-    `expect: 100-continue\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`,
+    `expect: 100-continue\r\ncontent-length: ${Buffer.byteLength(UPLOAD_BODY)}\r\n\r\n`,
   );
   let seen = '';
-  while (!seen.includes('100 Continue')) seen += ((await once(socket, 'data')) as [Buffer])[0].toString('latin1');
+  while (!seen.includes('100 Continue')) seen += ((await once(client.socket, 'data')) as [Buffer])[0].toString('latin1');
+  client.socket.write(UPLOAD_BODY.slice(0, UPLOAD_SENT));
+  return { fake, main, client };
 }
 
 test('SIGTERM: an upload still in progress when the grace period ends gets 503 shutting_down and a log line (issue 12, defect 13)', TEST_OPTIONS, async (t) => {
-  const fake = await startFake(t);
-  const main = await startMain(t, fake.baseUrl, { SHUTDOWN_GRACE_MS: '300' });
-  const client = await rawConnection(t, main.origin);
-  const body = JSON.stringify(CHAT_BODY);
-  await startUpload(client.socket, 'slow-upload', body);
-  client.socket.write(body.slice(0, 10));
+  const { fake, main, client } = await uploadInProgress(t, 300, 'slow-upload');
 
   main.child.kill('SIGTERM');
   await client.closed;
@@ -67,17 +71,12 @@ test('SIGTERM: an upload still in progress when the grace period ends gets 503 s
 });
 
 test('SIGTERM: an upload in progress has the grace period to finish, and is served (issue 12, defect 13)', TEST_OPTIONS, async (t) => {
-  const fake = await startFake(t);
-  const main = await startMain(t, fake.baseUrl, { SHUTDOWN_GRACE_MS: '20000' });
-  const client = await rawConnection(t, main.origin);
-  const body = JSON.stringify(CHAT_BODY);
-  await startUpload(client.socket, 'upload-in-grace', body);
-  client.socket.write(body.slice(0, 10));
+  const { main, client } = await uploadInProgress(t, 20_000, 'upload-in-grace');
 
   main.child.kill('SIGTERM');
   await main.waitForLog((r) => r.msg === 'shutting down');
   // Not end(): Node's server takes a half-closed connection for a client that left.
-  client.socket.write(body.slice(10));
+  client.socket.write(UPLOAD_BODY.slice(UPLOAD_SENT));
   // Answered, the connection is idle and the draining server closes it.
   await client.closed;
 
