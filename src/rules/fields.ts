@@ -107,8 +107,18 @@ export function compilePath(path: string): ((root: unknown) => unknown) | string
 
 type Message = { role?: unknown; content?: unknown };
 
-function messagesOf(body: Readonly<JsonObject>): Message[] {
-  return Array.isArray(body.messages) ? (body.messages as Message[]) : [];
+/**
+ * The elements of `messages`, as sent: any JSON value. The chat route refuses a body whose
+ * messages are not objects before routing (`invalidMessages`), but these readers also run on the
+ * offline cases and after the response (the log line's prompt hash), so they are total over any
+ * JSON shape: an element that is not an object is no message and is skipped (issue 12, defect 1).
+ */
+function messagesOf(body: Readonly<JsonObject>): readonly unknown[] {
+  return Array.isArray(body.messages) ? body.messages : [];
+}
+
+function asMessage(value: unknown): Message | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Message) : undefined;
 }
 
 /** The text of a message's content: a string, or the `text` parts of a content array. */
@@ -132,15 +142,16 @@ export function contentText(content: unknown): string {
 export function estimatePromptTokens(body: Readonly<JsonObject>): number {
   let chars = 0;
   const messages = messagesOf(body);
-  for (const m of messages) chars += contentText(m.content).length;
+  for (const m of messages) chars += contentText(asMessage(m)?.content).length;
   if (Array.isArray(body.tools)) chars += JSON.stringify(body.tools).length;
   return Math.ceil(chars / 4) + 4 * messages.length;
 }
 
 function hasImages(body: Readonly<JsonObject>): boolean {
   for (const m of messagesOf(body)) {
-    if (!Array.isArray(m.content)) continue;
-    for (const part of m.content) {
+    const content = asMessage(m)?.content;
+    if (!Array.isArray(content)) continue;
+    for (const part of content) {
       const type = part && typeof part === 'object' ? (part as { type?: unknown }).type : undefined;
       if (type === 'image_url' || type === 'input_image' || type === 'image') return true;
     }
@@ -152,7 +163,8 @@ function hasImages(body: Readonly<JsonObject>): boolean {
 export function lastUserText(body: Readonly<JsonObject>): string | undefined {
   const messages = messagesOf(body);
   for (let i = messages.length - 1; i >= 0; i--) {
-    if (messages[i]!.role === 'user') return contentText(messages[i]!.content);
+    const message = asMessage(messages[i]);
+    if (message?.role === 'user') return contentText(message.content);
   }
   return undefined;
 }

@@ -20,6 +20,9 @@ import { chatCompletionsRoutes, type RulesSource } from './routes/chat-completio
 import { healthRoutes } from './routes/health.js';
 import { passthroughRoutes } from './routes/passthrough.js';
 
+/** How long closing waits for the 'close' events of the responses still open once the server closed. */
+const LAST_RESPONSES_CLOSE_MS = 1000;
+
 export interface AppOptions {
   readonly config: SignalboxConfig;
   readonly logger: Logger;
@@ -127,7 +130,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
 
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
-  await app.register(exchangePlugin, { recorder });
+  await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes };
   const refuseClient = clientErrorHandler(refusals);
   // Only origin-form targets (`/v1/...`, RFC 9112 §3.2.1) are served. Signalbox is not a forward
@@ -179,6 +182,11 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
 
   app.addHook('onClose', async () => {
+    // The server has closed, but the 'close' events of the responses its last connections carried
+    // (each records its exchange) can come a tick later: a line recorded after this flush would
+    // be lost on exit (issue 12, defect 13). Every connection is gone, so they come at once; the
+    // bound only guards against a response that never closes.
+    await lifecycle.waitForIdle(LAST_RESPONSES_CLOSE_MS);
     recorder.flush();
     // The store may outlive this app (tests build several apps on one store).
     if (onReload && rules instanceof RulesStore) rules.off('reload', onReload);

@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify';
 import type { SignalboxError } from '../errors.js';
 import type { Exchange } from './exchange.js';
 
@@ -9,7 +10,15 @@ export type LifecycleState = 'starting' | 'ready' | 'draining';
  */
 export class Lifecycle {
   state: LifecycleState = 'starting';
+  /** Exchanges waiting on or streaming from the upstream (the in-flight gauge). */
   private readonly inflight = new Set<Exchange>();
+  /**
+   * Every request received before draining began, from its arrival to its response's close, with
+   * its reply: shutdown also waits for requests still uploading their body or still being written
+   * to a slow client, which are not (or no longer) upstream (issue 12, defect 13). Holds at most
+   * the requests in flight, each removed when its response closes.
+   */
+  private readonly open = new Map<Exchange, FastifyReply>();
   private idleWaiters: (() => void)[] = [];
 
   get ready(): boolean {
@@ -37,16 +46,32 @@ export class Lifecycle {
   }
 
   delete(exchange: Exchange): void {
-    if (this.inflight.delete(exchange) && this.inflight.size === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    }
+    if (this.inflight.delete(exchange)) this.wakeIfIdle();
   }
 
-  /** Resolves when nothing is in flight, or after `timeoutMs`; true when it went idle. */
+  /** A request has arrived (its body may still be on its way); untracked when its response closes. */
+  track(exchange: Exchange, reply: FastifyReply): void {
+    this.open.set(exchange, reply);
+  }
+
+  untrack(exchange: Exchange): void {
+    if (this.open.delete(exchange)) this.wakeIfIdle();
+  }
+
+  private get idle(): boolean {
+    return this.inflight.size === 0 && this.open.size === 0;
+  }
+
+  private wakeIfIdle(): void {
+    if (!this.idle || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves when no request is in flight (nor still uploading or being written), or after `timeoutMs`; true when it went idle. */
   waitForIdle(timeoutMs: number): Promise<boolean> {
-    if (this.inflight.size === 0) return Promise.resolve(true);
+    if (this.idle) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
       timer.unref();
@@ -57,10 +82,19 @@ export class Lifecycle {
     });
   }
 
-  /** Ends every exchange still in flight. */
+  /**
+   * Ends every exchange still in flight: a relay with a final error, an upstream call with `error`
+   * as its answer, a request still uploading its body with `error` at once (the error handler
+   * closes its connection once the rest of the body is discarded). A response the proxy has
+   * finished but the client has not read is left to the final cut.
+   */
   terminateAll(error: SignalboxError): number {
-    const remaining = [...this.inflight];
-    for (const exchange of remaining) exchange.terminate(error);
-    return remaining.length;
+    const remaining = new Set([...this.inflight, ...this.open.keys()]);
+    for (const exchange of remaining) {
+      const reply = this.open.get(exchange);
+      if (exchange.upstreamAbort !== undefined || reply === undefined) exchange.terminate(error);
+      else if (!reply.sent && !reply.request.raw.complete) reply.send(error);
+    }
+    return remaining.size;
   }
 }

@@ -80,11 +80,17 @@ export class ExchangeRecorder {
 
   private process(batch: Finished[]): void {
     for (const finished of batch) {
-      this.log(finished);
-      if (this.metrics) {
-        // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
-        const endpoint = finished.endpoint ?? endpointOf(finished.url);
-        if (endpoint !== undefined) this.meter(this.metrics, finished.exchange, endpoint);
+      // Runs from a timer: an exception would kill the process (issue 12, defect 1). One exchange
+      // that cannot be recorded loses its own line and metrics, not the rest of the batch.
+      try {
+        this.log(finished);
+        if (this.metrics) {
+          // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
+          const endpoint = finished.endpoint ?? endpointOf(finished.url);
+          if (endpoint !== undefined) this.meter(this.metrics, finished.exchange, endpoint);
+        }
+      } catch (err) {
+        finished.log.error({ err }, 'recording the finished request failed');
       }
     }
   }

@@ -50,7 +50,16 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   let tapScheduled = false;
   const tapPending = (): void => {
     tapScheduled = false;
-    for (let i = 0; i < untapped.length; i++) options.onChunk(untapped[i]!);
+    for (let i = 0; i < untapped.length; i++) {
+      // Runs on a tick of its own: an exception would kill the process and every stream in flight
+      // (issue 12, defect 2). The tap only reads copies of bytes the client already has, so a
+      // chunk it cannot read costs a fact of the log line, never the relay.
+      try {
+        options.onChunk(untapped[i]!);
+      } catch {
+        // the facts of this chunk are lost; the tap is total over hostile JSON, so this is a bug
+      }
+    }
     untapped.length = 0;
   };
 

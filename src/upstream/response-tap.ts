@@ -52,37 +52,61 @@ export const MAX_JSON_BODY_BYTES = 16 * 1024 * 1024;
 
 type Json = Record<string, unknown>;
 
+/** An in-band error's message is kept up to this many characters: the upstream chooses it. */
+const MAX_ERROR_MESSAGE_CHARS = 1024;
+
 /** A chunk with a finish reason set (any JSON spacing: not every OpenAI-compatible server writes compact JSON). */
 const FINISH_REASON_SET = /"finish_reason"\s*:\s*"/;
 
+/*
+ * Every reader below is total over hostile JSON (issue 12, defect 2): objects where strings
+ * belong, `toString`/`valueOf` keys, huge or negative numbers. Nothing is converted with
+ * String() or template literals, which call a parsed object's inherited toString and throw when
+ * an own `"toString"` key shadows it; counts and costs must be finite and not negative, because a
+ * Prometheus counter refuses to go down.
+ */
+
 function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
+}
+
+function objectOr(v: unknown): Json {
+  return v !== null && typeof v === 'object' ? (v as Json) : {};
 }
 
 function usageOf(raw: unknown): TokenUsage | undefined {
   if (raw === null || typeof raw !== 'object') return undefined;
   const u = raw as Json;
-  const completionDetails = (u.completion_tokens_details ?? {}) as Json;
-  const promptDetails = (u.prompt_tokens_details ?? {}) as Json;
+  const completionDetails = objectOr(u.completion_tokens_details);
+  const promptDetails = objectOr(u.prompt_tokens_details);
   return {
     prompt: num(u.prompt_tokens),
     completion: num(u.completion_tokens),
     reasoning: num(completionDetails.reasoning_tokens),
     cached: num(promptDetails.cached_tokens),
-    cost: typeof u.cost === 'number' && Number.isFinite(u.cost) ? u.cost : undefined,
+    cost: typeof u.cost === 'number' && Number.isFinite(u.cost) && u.cost >= 0 ? u.cost : undefined,
   };
 }
 
 function errorOf(raw: unknown): InbandError | undefined {
   if (raw === null || typeof raw !== 'object') return undefined;
   const e = raw as Json;
-  return { code: String(e.code ?? 'error'), message: typeof e.message === 'string' ? e.message : 'upstream error' };
+  // OpenRouter's codes are numbers (its HTTP status) or short strings; anything else is no code.
+  const code = typeof e.code === 'string' ? clipText(e.code) : typeof e.code === 'number' && Number.isFinite(e.code) ? e.code.toString() : 'error';
+  return { code, message: typeof e.message === 'string' ? clipText(e.message, MAX_ERROR_MESSAGE_CHARS) : 'upstream error' };
+}
+
+/** The first element of `choices` when it is an object (`choices: [null]` has none). */
+function firstChoice(obj: Json): Json | undefined {
+  const first: unknown = Array.isArray(obj.choices) ? obj.choices[0] : undefined;
+  return first !== null && typeof first === 'object' ? (first as Json) : undefined;
 }
 
 /** Whether a chunk's first choice carries generated content (text, reasoning or a tool call). */
 function carriesToken(choice: Json | undefined): boolean {
-  const delta = choice?.delta as Json | undefined;
-  if (!delta) return false;
+  const raw: unknown = choice?.delta;
+  if (raw === null || typeof raw !== 'object') return false;
+  const delta = raw as Json;
   if (typeof delta.content === 'string' && delta.content.length > 0) return true;
   if (typeof delta.reasoning === 'string' && delta.reasoning.length > 0) return true;
   return Array.isArray(delta.tool_calls) && delta.tool_calls.length > 0;
@@ -150,7 +174,7 @@ export class ResponseTap {
         const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.jsonBytes);
         const body = JSON.parse(bytes.toString('utf8')) as Json;
         this.readObject(body);
-        const choice = Array.isArray(body.choices) ? (body.choices[0] as Json | undefined) : undefined;
+        const choice = firstChoice(body);
         if (typeof choice?.finish_reason === 'string') this.facts.finishReason = choice.finish_reason;
       } catch {
         // not JSON (an upstream error page): nothing to record
@@ -188,7 +212,7 @@ export class ResponseTap {
     }
     if (obj === null || typeof obj !== 'object') return;
     this.readObject(obj);
-    const choice = Array.isArray(obj.choices) ? (obj.choices[0] as Json | undefined) : undefined;
+    const choice = firstChoice(obj);
     if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = process.hrtime.bigint();
     if (typeof choice?.finish_reason === 'string') f.finishReason = choice.finish_reason;
   }

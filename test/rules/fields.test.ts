@@ -308,3 +308,17 @@ test('FieldRegistry.register adds a prefix (key.) that rules can use', () => {
   // the built-in registry alone does not know the field
   assert.match(loadProblems(rules)[0]!, /unknown field "key\.team"/);
 });
+
+test('the message readers are total over any JSON shape of messages (issue 12, defect 1)', async () => {
+  const { lastUserText, estimatePromptTokens } = await import('../../src/rules/fields.js');
+  // Every kind of JSON value where a message object belongs: none is a message, none throws.
+  const hostile = [null, 0, -1e308, true, 'user', [], [null], { role: null }, { role: 'user', content: null }];
+  const body = { messages: hostile } as unknown as JsonObject;
+  assert.equal(lastUserText({ messages: [null] } as unknown as JsonObject), undefined);
+  assert.equal(lastUserText(body), '');
+  assert.equal(lastUserText({ messages: [{ role: 'user', content: 'hi' }, null, 7] } as unknown as JsonObject), 'hi');
+  assert.equal(estimatePromptTokens(body), 4 * hostile.length);
+  for (const field of ['request.text', 'request.tokens', 'request.has_images', 'request.messages']) {
+    assert.doesNotThrow(() => fieldValue(field, body), field);
+  }
+});

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { test, type TestContext } from 'node:test';
+import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
 
 /** A chat request whose body bytes can be watched as they arrive, and which the test can abandon. */
@@ -142,4 +144,41 @@ test('a client that leaves a slow stream after its first bytes aborts the upstre
   assert.equal(line.status, 499);
   assert.equal(line.client_closed, true);
   assert.equal(line.stream, true);
+});
+
+test('pipelined requests whose client leaves are all aborted upstream, logged as 499 and counted (issue 12, defect 8)', { timeout: 30_000 }, async (t) => {
+  const h = await harness(t);
+  // Both streams stay open after their headers, as a long generation does.
+  h.fake.enqueue({ type: 'hang-after-headers' }, { type: 'hang-after-headers' });
+  const upstream: Promise<ReceivedRequest[]> = new Promise((resolve) => {
+    const seen: ReceivedRequest[] = [];
+    const onRequest = (rec: ReceivedRequest): void => {
+      seen.push(rec);
+      if (seen.length < 2) return;
+      h.fake.off('request', onRequest);
+      resolve(seen);
+    };
+    h.fake.on('request', onRequest);
+  });
+  const socket = connect(Number(new URL(h.url).port), '127.0.0.1');
+  t.after(() => socket.destroy());
+  socket.on('error', () => {});
+  const body = JSON.stringify(STREAM_BODY);
+  const head = (id: string): string =>
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  // Both requests in one write: the second waits behind the first's response (HTTP/1.1 pipelining).
+  socket.write(head('pipelined-1') + body + head('pipelined-2') + body);
+  const [first, second] = await upstream;
+
+  socket.destroy();
+
+  assert.equal(await first!.outcome, 'aborted');
+  assert.equal(await second!.outcome, 'aborted', 'the queued request\'s upstream stream is aborted too');
+  for (const id of ['pipelined-1', 'pipelined-2']) {
+    const line = await h.logs.requestLine(id);
+    assert.equal(line.status, 499, id);
+    assert.equal(line.client_closed, true, id);
+  }
+  const metrics = await (await fetch(`${h.url}/metrics`)).text();
+  assert.match(metrics, /^signalbox_client_disconnects_total 2$/m);
 });

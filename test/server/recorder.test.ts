@@ -152,3 +152,33 @@ test('log fields a client or the upstream chooses are cut: a 1 MB model name kee
   assert.equal(line.prompt_hash, createHash('sha256').update(prompt).digest('hex').slice(0, 16));
   assert.equal(pathLine.path, `${longPath.slice(0, 1024)}…[cut, ${longPath.length} chars]`);
 });
+
+test('an exchange that cannot be metered is logged at error and the rest of the batch is recorded (issue 12, defect 1)', EVENT_TEST, async () => {
+  const { ExchangeRecorder } = await import('../../src/server/recorder.js');
+  const { Exchange } = await import('../../src/server/exchange.js');
+  const { createLogger } = await import('../../src/server/logger.js');
+  const { LogCapture } = await import('../support/harness.js');
+  const logs = new LogCapture();
+  const logger = createLogger('info', logs);
+  let metered = 0;
+  const metrics = {
+    exchangeFinished() {
+      if (++metered === 1) throw new RangeError('Invalid string length');
+    },
+  } as unknown as ConstructorParameters<typeof ExchangeRecorder>[0]['metrics'];
+  const recorder = new ExchangeRecorder({ metrics, logPrompts: false });
+  for (const id of ['unmeterable', 'next-in-batch']) {
+    const exchange = new Exchange();
+    exchange.finish(200);
+    recorder.record(exchange, logger.child({ reqId: id }), 'POST', '/v1/chat/completions');
+  }
+
+  // The batch timer would run this; a throw there kills the process.
+  assert.doesNotThrow(() => recorder.flush());
+
+  const failed = await logs.waitFor((r) => r.msg === 'recording the finished request failed');
+  assert.equal(failed.reqId, 'unmeterable');
+  assert.equal(failed.level, 50);
+  assert.equal(metered, 2);
+  await logs.requestLine('next-in-batch');
+});

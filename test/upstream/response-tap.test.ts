@@ -271,3 +271,39 @@ test('an OpenRouter error body gives inbandError', () => {
   tap.push(bytesOf(JSON.stringify({ error: { code: 429, message: 'Rate limit exceeded: free-models-per-min', metadata: { x: 1 } } })));
   assert.deepEqual(tap.end(), { ...NO_FACTS, inbandError: { code: '429', message: 'Rate limit exceeded: free-models-per-min' } });
 });
+
+test('hostile JSON in events and bodies never throws: objects where strings belong, toString keys, huge numbers (issue 12, defect 2)', () => {
+  const hostile: unknown[] = [
+    { error: { code: { toString: 1 }, message: { valueOf: 1 } }, choices: [{ finish_reason: 'error', delta: { content: '' } }] },
+    { error: { code: { toString: 1 } } },
+    { error: { code: 1e400, message: 'x'.repeat(100_000) } },
+    { error: { code: [1, 2] } },
+    { error: 'flat' },
+    { choices: [null], model: { toString: 1 }, provider: ['x'] },
+    { choices: [{ delta: 5, finish_reason: { toString: 1 } }] },
+    { choices: [{ delta: null }], usage: { prompt_tokens: -5, completion_tokens: 1e308, cost: -1, prompt_tokens_details: 7, completion_tokens_details: null } },
+    { usage: { prompt_tokens: { valueOf: 1 }, cost: { toString: 1 } } },
+  ];
+  for (const obj of hostile) {
+    const json = JSON.stringify(obj);
+    const sse = new ResponseTap(true);
+    assert.doesNotThrow(() => sse.push(Buffer.from(`data: ${json}\n\n`)), json.slice(0, 80));
+    const facts = sse.end();
+    const whole = new ResponseTap(false);
+    whole.push(Buffer.from(json));
+    assert.doesNotThrow(() => whole.end(), json.slice(0, 80));
+    // What reaches labels and log lines is a bounded string, a number of tokens that can be counted, or nothing.
+    if (facts.inbandError) {
+      assert.equal(typeof facts.inbandError.code, 'string');
+      assert.ok(facts.inbandError.message.length < 2000);
+    }
+    if (facts.usage) {
+      for (const n of [facts.usage.prompt, facts.usage.completion, facts.usage.reasoning, facts.usage.cached]) assert.ok(Number.isFinite(n) && n >= 0);
+      assert.equal(facts.usage.cost, undefined);
+    }
+    assert.ok(facts.model === undefined && facts.provider === undefined);
+  }
+  const sse = new ResponseTap(true);
+  sse.push(Buffer.from(`data: ${JSON.stringify(hostile[0])}\n\n`));
+  assert.deepEqual(sse.end().inbandError, { code: 'error', message: 'upstream error' });
+});

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Logger } from 'pino';
 import { Exchange } from '../exchange.js';
+import type { Lifecycle } from '../lifecycle.js';
 import type { ExchangeRecorder } from '../recorder.js';
 
 declare module 'fastify' {
@@ -14,6 +17,8 @@ declare module 'fastify' {
 export interface ExchangePluginOptions {
   /** Writes the log line and the metrics of each finished exchange. */
   readonly recorder: ExchangeRecorder;
+  /** Tracks each request from its arrival to its response's close, for graceful shutdown. */
+  readonly lifecycle?: Lifecycle;
 }
 
 /** A client's request id is reused only when it is short and plain: it ends up in logs and headers. */
@@ -47,14 +52,30 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     exchange.userAgent = request.headers['user-agent'];
     if (recordAttempts) exchange.attempts = [];
     reply.header('x-request-id', request.id);
+    // Arrivals while draining are answered 503 at once; those before it are waited for, uploads included.
+    const lifecycle = options.lifecycle;
+    if (lifecycle !== undefined && !lifecycle.draining) lifecycle.track(exchange, reply);
     const res = reply.raw;
+    // A pipelined request waits for the responses ahead of it without a socket of its own, and
+    // Node emits 'close' only on the response that holds the socket when the connection closes
+    // (lib/_http_server.js, onServerResponseClose): a queued one never hears of it, and its
+    // upstream stream would run on, billed, unlogged and unmetered (issue 12, defect 8). Only such
+    // a response listens to the connection, until it gets the socket; then Node's own 'close' covers it.
+    if (res.socket === null) closeWithConnection(res, request.raw.socket);
     res.once('close', () => {
-      if (!res.writableFinished && !exchange.endedByProxy) {
-        exchange.clientClosed = true;
-        exchange.upstreamAbort?.abort();
+      lifecycle?.untrack(exchange);
+      // Nothing thrown here may escape: an event listener's exception kills the process and every
+      // stream in flight (issue 12, defect 1). A bug in the log line or metrics costs that line only.
+      try {
+        if (!res.writableFinished && !exchange.endedByProxy) {
+          exchange.clientClosed = true;
+          exchange.upstreamAbort?.abort();
+        }
+        exchange.finish(exchange.clientClosed ? 499 : res.statusCode);
+        options.recorder.record(request.exchange, request.log, request.method, request.url);
+      } catch (err) {
+        request.log.error({ err }, 'recording the finished request failed');
       }
-      exchange.finish(exchange.clientClosed ? 499 : res.statusCode);
-      options.recorder.record(request.exchange, request.log, request.method, request.url);
     });
     done();
   });
@@ -65,6 +86,41 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     else if (Buffer.isBuffer(payload)) request.exchange.bytesOut = payload.length;
     done(null, payload);
   });
+}
+
+/**
+ * The responses of each connection still queued behind others (HTTP/1.1 pipelining), with one
+ * 'close' listener per connection rather than one per response: a client pipelining dozens of
+ * requests would otherwise trip Node's MaxListenersExceededWarning. A set holds at most the
+ * requests its connection has in flight, and goes with the connection.
+ */
+const queuedResponses = new WeakMap<Socket, Set<ServerResponse>>();
+
+/**
+ * Closes a queued response when its connection closes, as Node does for the response that holds
+ * the socket: 'close' without `writableFinished` is "the client went away", for the relay and for
+ * the exchange's log line alike. A response that gets the socket leaves the set: Node's own
+ * 'close' covers it from then on.
+ */
+function closeWithConnection(res: ServerResponse, socket: Socket): void {
+  let queued = queuedResponses.get(socket);
+  if (queued === undefined) {
+    const responses = new Set<ServerResponse>();
+    queued = responses;
+    queuedResponses.set(socket, responses);
+    socket.once('close', () => {
+      queuedResponses.delete(socket);
+      for (const r of responses) {
+        if (r.socket !== null || r.closed) continue;
+        r.destroy();
+        r.emit('close');
+      }
+      responses.clear();
+    });
+  }
+  const responses = queued;
+  responses.add(res);
+  res.once('socket', () => responses.delete(res));
 }
 
 export default fp(exchangePlugin, { name: 'signalbox-exchange', fastify: '5.x' });
