@@ -92,7 +92,8 @@ export interface SeenResponse {
 /**
  * Why a response is not acceptable, or undefined when it is: a success, the proxy's own error in
  * OpenAI's envelope `{"error":{"message","type","code"}}` (never a 500 internal_error, which means
- * a client's bytes broke the proxy), or an upstream error relayed (OpenRouter's numeric `code`).
+ * a client's bytes broke the proxy), or an upstream error relayed (OpenRouter's numeric `code`, or
+ * a non-JSON body the upstream wrote).
  * Every response carries x-request-id, and none carries the server key.
  */
 export function verdict(res: SeenResponse): string | undefined {
@@ -105,6 +106,9 @@ export function verdict(res: SeenResponse): string | undefined {
   try {
     body = JSON.parse(res.body.toString('utf8'));
   } catch {
+    // The proxy's own errors are always JSON envelopes; an upstream error is relayed as the upstream
+    // wrote it (a text/plain 418 included). `x-signalbox-attempts` says an upstream answered.
+    if (res.headers['x-signalbox-attempts'] !== undefined && !/json/i.test(String(res.headers['content-type'] ?? ''))) return undefined;
     return 'an error whose body is not JSON';
   }
   const error = (body as { error?: Record<string, unknown> } | null)?.error;
