@@ -83,7 +83,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   },
   {
     path: 'upstream.first_token_timeout_ms', env: 'UPSTREAM_FIRST_TOKEN_TIMEOUT_MS', type: 'integer', default: 0, unit: 'milliseconds (0: off)', minimum: 0,
-    reason: 'off by default: to retry a stream that was accepted but yields no token, its first bytes must be held back until a token comes, which only latency-sensitive routes want; when set, such a stream counts as a failed attempt',
+    reason: 'off by default: to retry a stream that was accepted but yields no token, its first bytes must be held back until a token comes, which only latency-sensitive routes want; when set, such a stream counts as a failed attempt. At most 1 MiB is held (MAX_FIRST_TOKEN_HOLD_BYTES): a stream that sends more without a token (a flood of comments) is relayed from then on, without the option to retry',
   },
   {
     path: 'upstream.keep_alive_timeout_ms', env: 'UPSTREAM_KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,
