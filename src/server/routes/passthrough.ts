@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { clipText } from '../../bounded-text.js';
 import { InvalidRequestError } from '../../errors.js';
+import { topLevelMembers } from '../../upstream/json-members.js';
 import { forward, type ProxyDeps } from '../proxy.js';
 
 const V1_PREFIX = '/v1';
@@ -19,14 +20,18 @@ function climbs(path: string): boolean {
   return decoded.split(/[/\\]/).some((segment) => segment === '..' || segment === '.');
 }
 
-/** `model` of a JSON body, without failing on anything else. */
-function modelOf(body: Buffer): string | undefined {
-  try {
-    const value = JSON.parse(body.toString('utf8')) as { model?: unknown } | null;
-    return typeof value?.model === 'string' ? value.model : undefined;
-  } catch {
-    return undefined;
-  }
+const MODEL_MEMBER: ReadonlySet<string> = new Set(['model']);
+/**
+ * How far into a body, from either end, `model` is looked for: clients write it first or last,
+ * and the bulk between (embeddings input, a prompt) is never parsed just to label the metrics
+ * (issue 12, defect 25). A `model` behind 64 KiB from both ends is not found: labelled unknown.
+ */
+const MODEL_SCAN_WINDOW_BYTES = 64 * 1024;
+
+/** `model` of a JSON body, without parsing the rest or failing on anything. */
+export function modelOf(body: Buffer): string | undefined {
+  const model = topLevelMembers(body, MODEL_MEMBER, MODEL_SCAN_WINDOW_BYTES).get('model');
+  return typeof model === 'string' ? model : undefined;
 }
 
 /**
