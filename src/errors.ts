@@ -118,6 +118,14 @@ export class UpstreamTimeoutError extends SignalboxError {
   }
 }
 
+/** The client took longer than REQUEST_TIMEOUT_MS to send its request (head and body). */
+export class RequestTimeoutError extends SignalboxError {
+  constructor(timeoutMs: number) {
+    // False: the same upload over the same link would be as slow again.
+    super(`Request timeout: the request was not received within ${timeoutMs} ms`, 'request_timeout', 408, 'timeout_error', false);
+  }
+}
+
 /** The client went away; nothing is sent, the exchange is logged with status 499. */
 export class ClientClosedError extends SignalboxError {
   constructor() {

@@ -12,6 +12,7 @@ import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
 import { ExchangeRecorder } from './recorder.js';
+import { answerRequestTimeouts, requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ProxyDeps } from './proxy.js';
@@ -98,6 +99,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.body_limit_bytes,
     keepAliveTimeout: config.server.keep_alive_timeout_ms,
+    requestTimeout: config.server.request_timeout_ms,
+    http: requestTimeoutOptions(config.server.request_timeout_ms),
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
     onProtoPoisoning: 'error',
@@ -110,6 +113,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   });
 
   inviteBodiesWithinLimit(app.server, config.server.body_limit_bytes);
+  answerRequestTimeouts(app.server, config.server.request_timeout_ms, app.log);
   const closeAfterBody = answeredBeforeBody({
     maxBytes: config.server.lingering_close_max_bytes,
     maxMs: config.server.lingering_close_max_ms,
