@@ -58,6 +58,10 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: "the whole request, head and body, must arrive within this time, or it gets a 408 (when no answer has started) and its connection is closed: a client trickling its body must not hold a connection, or its 401, for minutes. A minute carries the body limit at about 3 Mbit/s. Checked every quarter of it (at most every 30 s; Node's connectionsCheckingInterval), so a request is cut between 1 and 1.25 times this after it started",
   },
   {
+    path: 'server.client_write_timeout_ms', env: 'CLIENT_WRITE_TIMEOUT_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 1,
+    reason: "a relayed response whose client has read nothing (its socket buffer full) for this long is ended and its upstream call aborted: while the relay waits the upstream is paused, so its idle timeout cannot fire, and a client that stops reading would otherwise pin a billed stream forever. A reading client empties the buffer in milliseconds",
+  },
+  {
     path: 'server.keep_alive_timeout_ms', env: 'KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 65_000, unit: 'milliseconds', minimum: 1000,
     reason: 'longer than the 60 s idle timeout of common load balancers, so the proxy never closes a connection the balancer still uses',
   },

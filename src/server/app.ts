@@ -78,6 +78,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     metrics,
     cooldowns,
     firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
+    clientWriteTimeoutMs: config.server.client_write_timeout_ms,
     retry: {
       maxAttempts: config.retry.max_attempts,
       statuses: new Set(config.retry.statuses),

@@ -22,6 +22,8 @@ export interface ProxyDeps {
   readonly cooldowns: ModelCooldowns;
   /** See ForwardTarget.firstTokenTimeoutMs; for chat requests. */
   readonly firstTokenTimeoutMs: number;
+  /** See RelayOptions.writeTimeoutMs. */
+  readonly clientWriteTimeoutMs: number;
 }
 
 /**
@@ -313,6 +315,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       initial: held,
       eventId: `gen-signalbox-${request.id}`,
       model: exchange.routedModel,
+      writeTimeoutMs: deps.clientWriteTimeoutMs,
       mapError: (err) => deps.upstream.mapError(err, abort),
       onChunk: (chunk) => {
         exchange.bytesOut += chunk.length;
@@ -325,6 +328,9 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           exchange.error = error;
           exchange.endedByProxy = true;
           exchange.streamErrorKind = streamErrorKind(error);
+        } else if (outcome === 'client_stalled') {
+          exchange.endedByProxy = true;
+          exchange.streamErrorKind = 'client_write_timeout';
         } else if (sse && outcome === 'complete' && exchange.facts?.inbandError) {
           exchange.streamErrorKind = 'upstream_inband';
         }
