@@ -61,7 +61,8 @@ export const ERRORS = {
   // Node's HTTP parser (HPE_HEADER_OVERFLOW): the request line and headers exceed MAX_HEADER_BYTES.
   headers_too_large: { status: 431, type: 'invalid_request_error', shouldRetry: false, message: 'Request headers are larger than %s' },
   // Node's request timeout (the head or body did not arrive in time); a faster link may succeed.
-  request_timeout: { status: 408, type: 'invalid_request_error', shouldRetry: true, message: 'The request did not arrive in time' },
+  // False: the same upload over the same link would be as slow again, and a slow client must not be invited back.
+  request_timeout: { status: 408, type: 'timeout_error', shouldRetry: false, message: 'Request timeout: the request was not received within %s' },
   client_closed_request: { status: 499, type: 'invalid_request_error', shouldRetry: false, message: 'Client closed the connection' },
   // False: a bug on this input recurs on the next try, and must not triple a hostile request's cost.
   internal_error: { status: 500, type: 'server_error', shouldRetry: false, message: 'Internal error in Signalbox' },
@@ -177,7 +178,12 @@ export class UpstreamTimeoutError extends SignalboxError {
 }
 
 /** Node's HTTP server timed the request out (ERR_HTTP_REQUEST_TIMEOUT); answered from the 'clientError' event. */
-export class RequestTimeoutError extends errorClass('request_timeout') {}
+/** The client took longer than REQUEST_TIMEOUT_MS to send its request (head and body). */
+export class RequestTimeoutError extends SignalboxError {
+  constructor(timeoutMs?: number) {
+    super('request_timeout', timeoutMs === undefined ? 'the time allowed' : `${timeoutMs} ms`);
+  }
+}
 
 /** The client went away; nothing is sent, the exchange is logged with status 499. */
 export class ClientClosedError extends errorClass('client_closed_request') {}

@@ -20,6 +20,8 @@ export interface SignalboxConfig {
     readonly lingering_close_max_bytes: number;
     readonly lingering_close_max_ms: number;
     readonly lingering_close_idle_ms: number;
+    readonly request_timeout_ms: number;
+    readonly client_write_timeout_ms: number;
     readonly keep_alive_timeout_ms: number;
     readonly shutdown_grace_ms: number;
   };

@@ -58,6 +58,14 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     reason: "nginx's lingering_timeout: a refused client that stops sending (one that waited for 100 Continue and got the refusal instead) is closed after this silence",
   },
   {
+    path: 'server.request_timeout_ms', env: 'REQUEST_TIMEOUT_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 1000,
+    reason: "the whole request, head and body, must arrive within this time, or it gets a 408 (when no answer has started) and its connection is closed: a client trickling its body must not hold a connection, or its 401, for minutes. A minute carries the body limit at about 3 Mbit/s. Checked every quarter of it (at most every 30 s; Node's connectionsCheckingInterval), so a request is cut between 1 and 1.25 times this after it started",
+  },
+  {
+    path: 'server.client_write_timeout_ms', env: 'CLIENT_WRITE_TIMEOUT_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 1,
+    reason: "a relayed response whose client has read nothing (its socket buffer full) for this long is ended and its upstream call aborted: while the relay waits the upstream is paused, so its idle timeout cannot fire, and a client that stops reading would otherwise pin a billed stream forever. A reading client empties the buffer in milliseconds",
+  },
+  {
     path: 'server.keep_alive_timeout_ms', env: 'KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 65_000, unit: 'milliseconds', minimum: 1000,
     reason: 'longer than the 60 s idle timeout of common load balancers, so the proxy never closes a connection the balancer still uses',
   },
@@ -87,7 +95,7 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
   },
   {
     path: 'upstream.first_token_timeout_ms', env: 'UPSTREAM_FIRST_TOKEN_TIMEOUT_MS', type: 'integer', default: 0, unit: 'milliseconds (0: off)', minimum: 0,
-    reason: 'off by default: to retry a stream that was accepted but yields no token, its first bytes must be held back until a token comes, which only latency-sensitive routes want; when set, such a stream counts as a failed attempt',
+    reason: 'off by default: to retry a stream that was accepted but yields no token, its first bytes must be held back until a token comes, which only latency-sensitive routes want; when set, such a stream counts as a failed attempt. At most 1 MiB is held (MAX_FIRST_TOKEN_HOLD_BYTES): a stream that sends more without a token (a flood of comments) is relayed from then on, without the option to retry',
   },
   {
     path: 'upstream.keep_alive_timeout_ms', env: 'UPSTREAM_KEEP_ALIVE_TIMEOUT_MS', type: 'integer', default: 30_000, unit: 'milliseconds', minimum: 1,

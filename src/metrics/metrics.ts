@@ -34,7 +34,7 @@ export interface ExchangeRecord {
   readonly clientClosed: boolean;
 }
 
-export type StreamErrorKind = 'upstream_inband' | 'upstream_cut' | 'idle_timeout' | 'shutdown';
+export type StreamErrorKind = 'upstream_inband' | 'upstream_cut' | 'idle_timeout' | 'client_write_timeout' | 'shutdown';
 
 export class SignalboxMetrics {
   readonly registry = new Registry();

@@ -13,6 +13,7 @@ import { toOpenAIError } from './error-envelope.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
 import { ExchangeRecorder } from './recorder.js';
+import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ProxyDeps } from './proxy.js';
@@ -86,6 +87,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     metrics,
     cooldowns,
     firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
+    clientWriteTimeoutMs: config.server.client_write_timeout_ms,
     retry: {
       maxAttempts: config.retry.max_attempts,
       statuses: new Set(config.retry.statuses),
@@ -107,6 +109,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.body_limit_bytes,
     keepAliveTimeout: config.server.keep_alive_timeout_ms,
+    requestTimeout: config.server.request_timeout_ms,
+    http: { ...requestTimeoutOptions(config.server.request_timeout_ms), maxHeaderSize: config.server.max_header_bytes },
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
     onProtoPoisoning: 'error',
@@ -116,7 +120,6 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // Fastify's plain 503, and probes keep answering.
     forceCloseConnections: 'idle',
     return503OnClosing: false,
-    http: { maxHeaderSize: config.server.max_header_bytes },
     // Requests Node's parser or Fastify's router refuse get the envelope too, logged and counted.
     clientErrorHandler: (err, socket) => refuseClient(err, socket),
     frameworkErrors: frameworkErrorHandler(() => recorder),
@@ -131,7 +134,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
 
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
   await app.register(exchangePlugin, { recorder, lifecycle });
-  const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes };
+  const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
   const refuseClient = clientErrorHandler(refusals);
   // Only origin-form targets (`/v1/...`, RFC 9112 §3.2.1) are served. Signalbox is not a forward
   // proxy: an absolute-form target (`GET http://evil/v1/models`) would otherwise be routed by its

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
@@ -18,7 +18,7 @@ const REFUSED_LINGER_MS = 1000;
 
 /**
  * The server's 'clientError' handler (Fastify's `clientErrorHandler` option): Node's HTTP parser
- * refused a request (a malformed request line or header, HPE_HEADER_OVERFLOW, a request timeout)
+ * refused a request (a malformed request line or header, HPE_HEADER_OVERFLOW, REQUEST_TIMEOUT_MS)
  * before Fastify saw it. Fastify's default answers in its own JSON shape; this answers in the
  * OpenAI envelope with `x-request-id` and `x-should-retry`, logs the refusal and counts it (there
  * is no path to trust: endpoint `other`, rule `unrouted`). https://nodejs.org/api/http.html#event-clienterror
@@ -27,6 +27,16 @@ export interface RefusalOptions {
   readonly recorder: ExchangeRecorder;
   readonly log: FastifyBaseLogger;
   readonly maxHeaderBytes: number;
+  readonly requestTimeoutMs: number;
+}
+
+/**
+ * Whether a response has started on this connection: then nothing more may be written to it (an
+ * answer after a started response would corrupt it, as after a 401 to a client still uploading).
+ * Node's own rule for its default 400/408 (lib/_http_server.js, socketOnError).
+ */
+function responseStarted(socket: Socket | Duplex): boolean {
+  return (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true;
 }
 
 /**
@@ -40,10 +50,7 @@ function refuseSocket(options: RefusalOptions, socket: Socket | Duplex, error: S
   const exchange = new Exchange();
   exchange.clientAddress = remoteAddress;
   exchange.error = error;
-  // Only a socket that has sent no response yet can take one (a keep-alive connection's later
-  // request may fail mid-way through an earlier response).
-  const fresh = !('bytesWritten' in socket) || socket.bytesWritten === 0;
-  if (socket.writable && fresh) {
+  if (socket.writable && !responseStarted(socket)) {
     exchange.bytesOut = Buffer.byteLength(payload);
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
@@ -69,8 +76,15 @@ export function clientErrorHandler(options: RefusalOptions): (err: NodeJS.ErrnoE
         socket.destroy();
         return;
       }
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && (responseStarted(socket) || !socket.writable)) {
+        // Answered already (its request line is written; a lingering close has half-closed the
+        // socket): only the connection of a client still uploading after its answer ends here.
+        options.log.info({ code: 'request_timeout', remote_addr: socket.remoteAddress }, 'request timeout after the answer: connection closed');
+        socket.destroy();
+        return;
+      }
       const error: SignalboxError = err.code === 'HPE_HEADER_OVERFLOW' ? new HeadersTooLargeError(options.maxHeaderBytes)
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RequestTimeoutError()
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RequestTimeoutError(options.requestTimeoutMs)
         : new InvalidRequestError('Malformed HTTP request: the request line or a header cannot be parsed', 'bad_request');
       refuseSocket(options, socket, error, socket.remoteAddress);
     } catch (unexpected) {

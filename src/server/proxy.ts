@@ -24,6 +24,8 @@ export interface ProxyDeps {
   readonly cooldowns: ModelCooldowns;
   /** See ForwardTarget.firstTokenTimeoutMs; for chat requests. */
   readonly firstTokenTimeoutMs: number;
+  /** See RelayOptions.writeTimeoutMs. */
+  readonly clientWriteTimeoutMs: number;
 }
 
 /**
@@ -114,15 +116,27 @@ function isSse(res: UpstreamResponse): boolean {
   return typeof contentType === 'string' && contentType.startsWith('text/event-stream');
 }
 
+/**
+ * At most this many bytes are held back while waiting for a first token (issue 12, defect 11: a
+ * flood of SSE comments grew the hold to 1.6 GB). Real streams send their first token within a few
+ * keep-alive comments and a role chunk, a few hundred bytes; 1 MiB also covers a large first
+ * event. Past it the wait gives up and the stream is relayed as it is, held bytes first, exactly as
+ * with the first-token timeout off: the bytes are an answer, only the option to retry it is lost,
+ * and the relay's own bounds (socket backpressure, idle and client write timeouts) take over.
+ */
+export const MAX_FIRST_TOKEN_HOLD_BYTES = 1024 * 1024;
+
 type FirstToken = { readonly kind: 'held'; readonly chunks: Buffer[] } | { readonly kind: 'timeout' } | { readonly kind: 'error'; readonly error: unknown };
 
 /**
- * Reads a stream until an event carries a token (or an error, or [DONE], or the end), keeping
- * the chunks read; the body is left paused for the relay. Times out after `timeoutMs`.
+ * Reads a stream until an event carries a token (or an error, or [DONE], or the end, or more than
+ * MAX_FIRST_TOKEN_HOLD_BYTES), keeping the chunks read; the body is left paused for the relay.
+ * Times out after `timeoutMs`.
  */
 function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, signal: UpstreamAbort): Promise<FirstToken> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
+    let heldBytes = 0;
     const probe = new ResponseTap(true);
     const finish = (result: FirstToken): void => {
       clearTimeout(timer);
@@ -134,9 +148,10 @@ function awaitFirstToken(body: UpstreamResponse['body'], timeoutMs: number, sign
     };
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
+      heldBytes += chunk.length;
       probe.push(chunk);
       const f = probe.facts;
-      if (f.firstTokenAt !== undefined || f.inbandError !== undefined || f.done) {
+      if (f.firstTokenAt !== undefined || f.inbandError !== undefined || f.done || heldBytes > MAX_FIRST_TOKEN_HOLD_BYTES) {
         body.pause();
         finish({ kind: 'held', chunks });
       }
@@ -337,6 +352,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
       initial: held,
       eventId: `gen-signalbox-${request.id}`,
       model: exchange.routedModel,
+      writeTimeoutMs: deps.clientWriteTimeoutMs,
       mapError: (err) => deps.upstream.mapError(err, abort),
       onChunk: (chunk) => {
         exchange.bytesOut += chunk.length;
@@ -349,6 +365,9 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
           exchange.error = error;
           exchange.endedByProxy = true;
           exchange.streamErrorKind = streamErrorKind(error);
+        } else if (outcome === 'client_stalled') {
+          exchange.endedByProxy = true;
+          exchange.streamErrorKind = 'client_write_timeout';
         } else if (sse && outcome === 'complete' && exchange.facts?.inbandError) {
           exchange.streamErrorKind = 'upstream_inband';
         }

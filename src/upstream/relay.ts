@@ -3,7 +3,8 @@ import type { Readable } from 'node:stream';
 import type { SignalboxError } from '../errors.js';
 import { sseErrorEvent } from './sse.js';
 
-export type RelayOutcome = 'complete' | 'client_closed' | 'upstream_error' | 'terminated';
+/** `client_stalled`: the client read nothing for `writeTimeoutMs`; the relay ended the response. */
+export type RelayOutcome = 'complete' | 'client_closed' | 'client_stalled' | 'upstream_error' | 'terminated';
 
 export interface RelayOptions {
   /** The response is an SSE stream: a failure mid-way ends it with a final error event. */
@@ -13,6 +14,11 @@ export interface RelayOptions {
   /** Completion id and model for a final SSE error event. */
   readonly eventId: string;
   readonly model: string | undefined;
+  /**
+   * How long the relay waits for the client's socket to drain before it ends the response and
+   * destroys the body (aborting the upstream): a paused upstream gets no idle timeout.
+   */
+  readonly writeTimeoutMs: number;
   readonly mapError: (err: unknown) => SignalboxError;
   /** Called for every chunk, in order, after the client socket has been handed it (and before onSettled). */
   readonly onChunk: (chunk: Buffer) => void;
@@ -41,6 +47,21 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   const done = new Promise<RelayOutcome>((resolve) => (settle = resolve));
   let settled = false;
   let tail: Buffer | undefined;
+  /**
+   * One timer for the relay's life, re-armed (refresh) each time the relay starts waiting for
+   * 'drain': it fires writeTimeoutMs after the latest wait began, and does nothing if that wait is over.
+   */
+  let writeTimer: NodeJS.Timeout | undefined;
+  let waitingForDrain = false;
+  const awaitDrain = (): void => {
+    body.pause();
+    waitingForDrain = true;
+    if (writeTimer) writeTimer.refresh();
+    else {
+      writeTimer = setTimeout(onWriteTimeout, options.writeTimeoutMs);
+      writeTimer.unref();
+    }
+  };
 
   // The tap reads each chunk once the socket has it. A response write only corks the socket and
   // flushes it on process.nextTick (Node's connectionCorkNT, lib/_http_outgoing.js); a tick
@@ -66,6 +87,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
   const finish = (outcome: RelayOutcome, error?: SignalboxError): void => {
     if (settled) return;
     settled = true;
+    clearTimeout(writeTimer);
     tapPending();
     body.off('data', onData);
     res.off('drain', onDrain);
@@ -87,7 +109,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
 
   function onData(chunk: Buffer): void {
     tail = chunk;
-    if (!res.write(chunk)) body.pause();
+    if (!res.write(chunk)) awaitDrain();
     untapped.push(chunk);
     if (!tapScheduled) {
       tapScheduled = true;
@@ -95,7 +117,16 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
     }
   }
   function onDrain(): void {
+    waitingForDrain = false;
     body.resume();
+  }
+  function onWriteTimeout(): void {
+    if (settled || !waitingForDrain) return;
+    // The client's buffer is full: an error event could not reach it, and the body is cut anyway.
+    body.off('data', onData);
+    body.destroy();
+    res.destroy();
+    finish('client_stalled');
   }
   function onClientClose(): void {
     if (res.writableFinished) return;
@@ -132,6 +163,7 @@ export function relayBody(res: ServerResponse, body: Readable, options: RelayOpt
     // A body paused by the first-token wait flows again (a no-op for one already flowing),
     // unless the client's socket is already full: then 'drain' resumes it.
     if (!res.writableNeedDrain) body.resume();
+    else awaitDrain();
   }
 
   return {

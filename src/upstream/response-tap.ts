@@ -1,6 +1,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import { clipText } from '../bounded-text.js';
+import { membersFromEnd, membersFromStart } from './json-members.js';
 
 /**
  * Reads the facts Signalbox records (served model, provider, usage and cost, time to first
@@ -47,8 +48,21 @@ export interface ResponseFacts {
 
 /** One SSE event may not buffer more than this many characters: 4 MiB holds any real chunk. */
 export const MAX_SSE_EVENT_CHARS = 4 * 1024 * 1024;
-/** A non-streaming body is parsed for usage only up to this size; past it the facts are unknown. */
-export const MAX_JSON_BODY_BYTES = 16 * 1024 * 1024;
+/**
+ * A non-streaming body up to this size is parsed whole. `JSON.parse` runs on the event loop at
+ * about 6 ms per MiB (a 14.5 MiB embeddings answer stalled every stream for 90 ms; issue 12,
+ * defect 25); 256 KiB costs about 1.5 ms and holds almost every chat answer.
+ */
+export const MAX_PARSED_JSON_BODY_BYTES = 256 * 1024;
+/**
+ * Of a larger body only this much of its start and of its end is kept and scanned for the
+ * top-level members the facts come from (`json-members.ts`): OpenRouter writes `id`, `provider`
+ * and `model` first and `usage` last, around the bulk (`choices`, `data`). Two windows of 64 KiB
+ * bound both the memory a body holds in the tap and the scan, whatever its size.
+ */
+export const JSON_SCAN_WINDOW_BYTES = 64 * 1024;
+/** The top-level members the facts are read from. */
+const FACT_MEMBERS: ReadonlySet<string> = new Set(['model', 'provider', 'usage', 'error', 'choices']);
 
 type Json = Record<string, unknown>;
 
@@ -123,8 +137,13 @@ export class ResponseTap {
   private parserTerminated = false;
   /** The last character fed to the parser was a CR, which may yet be followed by an LF. */
   private pendingCr = false;
+  /** The body's chunks while it is small enough to parse whole; then its last chunks (the tail window). */
   private readonly jsonChunks: Buffer[] = [];
+  /** The bytes in jsonChunks. */
+  private jsonChunkBytes = 0;
   private jsonBytes = 0;
+  /** The body's first JSON_SCAN_WINDOW_BYTES, once it is too large to parse whole. */
+  private jsonHead: Buffer | undefined;
 
   constructor(sse: boolean) {
     this.sse = sse;
@@ -154,9 +173,24 @@ export class ResponseTap {
       const text = this.decoder!.write(chunk);
       if (text.length > 0) this.pendingCr = text.charCodeAt(text.length - 1) === 0x0d;
       this.parser!.feed(text);
-    } else if (this.jsonBytes <= MAX_JSON_BODY_BYTES) {
-      this.jsonBytes += chunk.length;
-      this.jsonChunks.push(chunk);
+    } else {
+      this.pushJson(chunk);
+    }
+  }
+
+  private pushJson(chunk: Buffer): void {
+    const chunks = this.jsonChunks;
+    this.jsonBytes += chunk.length;
+    this.jsonChunkBytes += chunk.length;
+    chunks.push(chunk);
+    if (this.jsonHead === undefined) {
+      if (this.jsonBytes <= MAX_PARSED_JSON_BODY_BYTES) return;
+      // Too large to parse: keep a copy of the start (not a view that pins the chunks).
+      this.jsonHead = Buffer.from(Buffer.concat(chunks, this.jsonChunkBytes).subarray(0, JSON_SCAN_WINDOW_BYTES));
+    }
+    // Only the chunks that still reach into the last window stay.
+    while (chunks.length > 1 && this.jsonChunkBytes - chunks[0]!.length >= JSON_SCAN_WINDOW_BYTES) {
+      this.jsonChunkBytes -= chunks.shift()!.length;
     }
   }
 
@@ -168,18 +202,29 @@ export class ResponseTap {
       this.pendingCr = false;
       this.parser!.feed('\n');
     }
-    if (!this.sse && this.jsonBytes > 0 && this.jsonBytes <= MAX_JSON_BODY_BYTES) {
-      try {
-        const chunks = this.jsonChunks;
-        const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.jsonBytes);
-        const body = JSON.parse(bytes.toString('utf8')) as Json;
+    if (!this.sse && this.jsonBytes > 0) {
+      const chunks = this.jsonChunks;
+      const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.jsonChunkBytes);
+      let body: Json | undefined;
+      if (this.jsonHead === undefined) {
+        try {
+          body = JSON.parse(bytes.toString('utf8')) as Json;
+        } catch {
+          // not JSON (an upstream error page): nothing to record
+        }
+      } else {
+        const found = new Map<string, unknown>();
+        membersFromEnd(bytes, bytes.length - JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
+        membersFromStart(this.jsonHead, JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
+        body = Object.fromEntries(found);
+      }
+      if (body !== null && typeof body === 'object') {
         this.readObject(body);
         const choice = firstChoice(body);
         if (typeof choice?.finish_reason === 'string') this.facts.finishReason = choice.finish_reason;
-      } catch {
-        // not JSON (an upstream error page): nothing to record
       }
       this.jsonChunks.length = 0;
+      this.jsonHead = undefined;
     }
     return this.facts;
   }

@@ -14,7 +14,7 @@
  *  8. 429 with retry-after-ms, Retry-After in seconds, as an HTTP date (retried), and over the cap (not)
  *  9. 500/502/503/504 retried once; 400/401/402/403/404/422 passed through after one attempt
  * 10. an in-band error event relayed as it is
- * 11. a 20 MiB JSON response relayed whole (the tap stops reading past 16 MiB)
+ * 11. a 20 MiB JSON response relayed whole (the tap reads its usage from the tail, unparsed)
  * 12. the client leaves before the head, mid-stream, and during the wait between two attempts:
  *     the upstream is aborted and never tried again
  * 13. `Expect: 100-continue` from the client
@@ -760,6 +760,7 @@ test('11. a 20 MiB JSON response reaches the client whole, byte for byte', EVENT
   const line = await requestLine(h, 'big-json');
   assert.equal(line.status, 200);
   assert.equal(line.bytes_out, body.length);
+  assert.equal(line.prompt_tokens, 11, 'usage read from the end of a body too large to parse');
   await assertProxyStillServes(h);
 });
 

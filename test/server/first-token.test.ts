@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
+import { MAX_FIRST_TOKEN_HOLD_BYTES } from '../../src/server/proxy.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { rawRequest } from '../support/http.js';
 
@@ -94,4 +98,54 @@ test('non-streaming requests are not held: the first-token timeout applies to st
   assert.equal(res.status, 200);
   assert.equal(res.headers['x-signalbox-attempts'], '1');
   assert.equal(h.fake.received.length, 1);
+});
+
+test('a flood of comments before the first token is held up to 1 MiB, then relayed as a plain stream', EVENT_TEST, async (t) => {
+  // A tiny upstream of its own: 2 MiB of SSE comments, then nothing until the client has seen them
+  // (with an unbounded hold the proxy would keep them all back until the first-token timeout).
+  const FLOOD_BYTES = 2 * MAX_FIRST_TOKEN_HOLD_BYTES;
+  const comment = Buffer.from(`: ${'x'.repeat(1021)}\n\n`);
+  let releaseToken!: () => void;
+  const tokenReleased = new Promise<void>((resolve) => (releaseToken = resolve));
+  const upstream = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let sent = 0;
+    const flood = (): void => {
+      while (sent < FLOOD_BYTES) {
+        sent += comment.length;
+        if (!res.write(comment)) {
+          res.once('drain', flood);
+          return;
+        }
+      }
+      void tokenReleased.then(() => {
+        res.end('data: {"id":"gen-1","model":"a/primary","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n');
+      });
+    };
+    flood();
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  t.after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+  const { port } = upstream.address() as AddressInfo;
+  const h = await harness(t, { OPENROUTER_BASE_URL: `http://127.0.0.1:${port}/api/v1`, UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '20000' });
+
+  const req = http.request(`${h.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+  req.end(STREAM_BODY);
+  const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+  assert.equal(res.statusCode, 200, 'the head came before any token: the hold gave up');
+  const chunks: Buffer[] = [];
+  let received = 0;
+  res.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    received += chunk.length;
+    if (received >= FLOOD_BYTES) releaseToken();
+  });
+  await once(res, 'end');
+  const body = Buffer.concat(chunks).toString('utf8');
+  assert.ok(body.length > FLOOD_BYTES);
+  assert.ok(body.startsWith(': xxx'), 'held comments are relayed first');
+  assert.ok(body.endsWith('data: [DONE]\n\n'));
+  assert.equal(res.headers['x-signalbox-attempts'], '1');
 });

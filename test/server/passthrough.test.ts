@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
+import { modelOf } from '../../src/server/routes/passthrough.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { rawRequest, type RawResponse } from '../support/http.js';
 
@@ -98,4 +99,27 @@ test('an unknown path outside /v1 is a 404 in the OpenAI envelope', async (t) =>
       assert.equal(h.fake.received.length, 0);
     });
   }
+});
+
+test('the model of a pass-through body is read without parsing the body whole', () => {
+  const input = 'word '.repeat(400_000);
+  const parse = JSON.parse;
+  let longest = 0;
+  JSON.parse = ((text: string) => {
+    longest = Math.max(longest, text.length);
+    return parse(text);
+  }) as typeof JSON.parse;
+  let first: string | undefined;
+  let last: string | undefined;
+  try {
+    first = modelOf(Buffer.from(JSON.stringify({ model: 'openai/text-embedding-3-small', input })));
+    last = modelOf(Buffer.from(JSON.stringify({ input, model: 'openai/text-embedding-3-small' })));
+  } finally {
+    JSON.parse = parse;
+  }
+  assert.equal(first, 'openai/text-embedding-3-small');
+  assert.equal(last, 'openai/text-embedding-3-small');
+  assert.ok(longest < 1000, `JSON.parse was given ${longest} characters`);
+  assert.equal(modelOf(Buffer.from('{"input":"\\"model\\":\\"x\\"","model":{"id":"y"}}')), undefined, 'a model that is not a string');
+  assert.equal(modelOf(Buffer.from('not json')), undefined);
 });

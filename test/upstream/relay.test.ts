@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { UpstreamUnreachableError } from '../../src/errors.js';
@@ -20,7 +20,7 @@ test('relay: chunks pass one for one, and the tap reads each only once the socke
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.flushHeaders();
     relayBody(res, upstream, {
-      sse: true, eventId: 'gen-1', model: undefined,
+      sse: true, eventId: 'gen-1', model: undefined, writeTimeoutMs: 60_000,
       mapError: (err) => new UpstreamUnreachableError(String(err)),
       // While a write is pending the socket is corked (flushed on the next tick): 0 means flushed.
       onChunk: (chunk) => tapped.push({ chunk: chunk.toString(), corked: res.socket?.writableCorked ?? -1 }),
@@ -48,4 +48,41 @@ test('relay: chunks pass one for one, and the tap reads each only once the socke
   assert.deepEqual(tapped.map((x) => x.chunk), frames, 'the tap sees every chunk, in order');
   assert.deepEqual(tapped.map((x) => x.corked), [0, 0, 0], 'the tap ran after each chunk was flushed to the socket');
   assert.equal(settled, 'complete');
+});
+
+test('relay: a client that reads nothing for writeTimeoutMs has its response ended and the upstream body destroyed', { timeout: 20_000 }, async (t) => {
+  const upstream = new PassThrough();
+  let settledWith!: (outcome: RelayOutcome) => void;
+  const settled = new Promise<RelayOutcome>((resolve) => (settledWith = resolve));
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.flushHeaders();
+    relayBody(res, upstream, {
+      sse: true, eventId: 'gen-1', model: undefined, writeTimeoutMs: 200,
+      mapError: (err) => new UpstreamUnreachableError(String(err)),
+      onChunk: () => undefined,
+      onSettled: (outcome) => settledWith(outcome),
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const { port } = server.address() as AddressInfo;
+  // A client that sends its request and then never reads a byte.
+  const client = net.connect(port, '127.0.0.1');
+  t.after(() => client.destroy());
+  client.on('error', () => undefined);
+  await once(client, 'connect');
+  client.pause();
+  client.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+  // The upstream keeps sending while the relay accepts it (it pauses the body when the client's buffer is full).
+  const comment = Buffer.from(`: ${'x'.repeat(64 * 1024)}\n\n`);
+  const pump = (): void => {
+    while (!upstream.destroyed && upstream.write(comment));
+    if (!upstream.destroyed) upstream.once('drain', pump);
+  };
+  pump();
+
+  assert.equal(await settled, 'client_stalled');
+  assert.ok(upstream.destroyed, 'the upstream body was destroyed (its request aborted)');
 });

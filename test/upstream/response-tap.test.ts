@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_SSE_EVENT_CHARS, ResponseTap, type ResponseFacts, type TokenUsage } from '../../src/upstream/response-tap.js';
+import { JSON_SCAN_WINDOW_BYTES, MAX_PARSED_JSON_BODY_BYTES, MAX_SSE_EVENT_CHARS, ResponseTap, type ResponseFacts, type TokenUsage } from '../../src/upstream/response-tap.js';
 
 const MODEL = 'openai/gpt-4o-mini-2024-07-18';
 const PROVIDER = 'Azure';
@@ -306,4 +306,57 @@ test('hostile JSON in events and bodies never throws: objects where strings belo
   const sse = new ResponseTap(true);
   sse.push(Buffer.from(`data: ${JSON.stringify(hostile[0])}\n\n`));
   assert.deepEqual(sse.end().inbandError, { code: 'error', message: 'upstream error' });
+});
+
+/** Runs `fn`, reporting the length of the longest text given to JSON.parse meanwhile. */
+function longestParse(fn: () => void): number {
+  const parse = JSON.parse;
+  let longest = 0;
+  JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+    longest = Math.max(longest, text.length);
+    return parse(text, reviver);
+  }) as typeof JSON.parse;
+  try {
+    fn();
+  } finally {
+    JSON.parse = parse;
+  }
+  return longest;
+}
+
+/** An embeddings answer shaped like OpenRouter's: id, model and provider first, the vectors, usage last. */
+function embeddingsAnswer(bytes: number): Buffer {
+  const vector = JSON.stringify({ object: 'embedding', index: 0, embedding: Array.from({ length: 256 }, (_, i) => i / 7 - 0.123456789) });
+  const count = Math.ceil(bytes / (vector.length + 1));
+  const head = `{"id":"gen-emb-1","object":"list","provider":${JSON.stringify(PROVIDER)},"model":${JSON.stringify(MODEL)},"data":[`;
+  const tail = `],"usage":${JSON.stringify(USAGE)}}`;
+  return Buffer.from(head + Array.from({ length: count }, () => vector).join(',') + tail);
+}
+
+for (const mib of [14, 20]) {
+  test(`a ${mib} MiB embeddings answer gives model, provider and usage without being parsed whole`, () => {
+    const body = embeddingsAnswer(mib * 1024 * 1024);
+    const tap = new ResponseTap(false);
+    let facts: ResponseFacts | undefined;
+    const longest = longestParse(() => {
+      for (let i = 0; i < body.length; i += 64 * 1024) tap.push(body.subarray(i, i + 64 * 1024));
+      facts = tap.end();
+    });
+    assert.deepEqual(facts, { ...NO_FACTS, model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE });
+    assert.ok(longest <= JSON_SCAN_WINDOW_BYTES, `JSON.parse was given ${longest} characters`);
+  });
+}
+
+test('a body just over the parse limit is scanned: finish reason from a choices member within the window', () => {
+  const filler = 'x'.repeat(MAX_PARSED_JSON_BODY_BYTES);
+  const body = Buffer.from(JSON.stringify({ ...JSON_COMPLETION, choices: [{ index: 0, finish_reason: 'stop', message: { content: 'short' } }], padding: filler, usage: USAGE }));
+  const tap = new ResponseTap(false);
+  tap.push(body);
+  assert.deepEqual(tap.end(), { ...NO_FACTS, model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop' });
+});
+
+test('a large body that is not JSON gives no facts and does not throw', () => {
+  const tap = new ResponseTap(false);
+  tap.push(Buffer.from(`<html>${'"usage":{"prompt_tokens":1}} '.repeat(40_000)}</html>`));
+  assert.deepEqual(tap.end(), NO_FACTS);
 });

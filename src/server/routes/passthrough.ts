@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { clipText } from '../../bounded-text.js';
 import { InvalidRequestError } from '../../errors.js';
+import { topLevelMembers } from '../../upstream/json-members.js';
 import { forward, type ProxyDeps } from '../proxy.js';
 import { ROUTED_V1_PATHS } from './chat-completions.js';
 
@@ -53,14 +54,18 @@ function canonicalPath(path: string): string | undefined {
  */
 const ROUTED_PATHS: ReadonlySet<string> = new Set(ROUTED_V1_PATHS.map((path) => canonicalPath(path.slice(V1_PREFIX.length)) ?? path));
 
-/** `model` of a JSON body, without failing on anything else. */
-function modelOf(body: Buffer): string | undefined {
-  try {
-    const value = JSON.parse(body.toString('utf8')) as { model?: unknown } | null;
-    return typeof value?.model === 'string' ? value.model : undefined;
-  } catch {
-    return undefined;
-  }
+const MODEL_MEMBER: ReadonlySet<string> = new Set(['model']);
+/**
+ * How far into a body, from either end, `model` is looked for: clients write it first or last,
+ * and the bulk between (embeddings input, a prompt) is never parsed just to label the metrics
+ * (issue 12, defect 25). A `model` behind 64 KiB from both ends is not found: labelled unknown.
+ */
+const MODEL_SCAN_WINDOW_BYTES = 64 * 1024;
+
+/** `model` of a JSON body, without parsing the rest or failing on anything. */
+export function modelOf(body: Buffer): string | undefined {
+  const model = topLevelMembers(body, MODEL_MEMBER, MODEL_SCAN_WINDOW_BYTES).get('model');
+  return typeof model === 'string' ? model : undefined;
 }
 
 /**
