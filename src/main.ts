@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from './errors.js';
 import { loadConfig, type SignalboxConfig } from './config/load.js';
-import { startLiveRules, type LiveRules } from './rules/live.js';
+import { startLiveRules, type LiveRules } from './rules-file/reloader.js';
 import { buildApp } from './server/app.js';
 import { clientKeyId } from './server/client-auth.js';
 import { createLogger, flushLogger } from './server/logger.js';

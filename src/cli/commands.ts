@@ -10,7 +10,7 @@
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { parseCases, runCases } from '../rules/cases.js';
-import { loadRulesFile, readBoundedTextSync } from '../rules/loader.js';
+import { loadRulesFile, readBoundedTextSync } from '../rules-file/loader.js';
 
 const USAGE = `usage:
   signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)

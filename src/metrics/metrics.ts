@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SignalboxConfig } from '../config/load.js';
-import type { ReloadEvent } from '../rules/store.js';
+import type { ReloadEvent } from '../rules-file/live-rules.js';
 import type { Endpoint } from './endpoints.js';
 import { ModelLabels } from './labels.js';
 import { FastCounter, FastHistogram } from './series.js';

@@ -31,7 +31,7 @@ test('the server and the CLI never load the fake OpenRouter (src/dev) through a 
     assert.deepEqual(dev, [], `${entry} loads ${dev.join(', ')}`);
   }
   assert.ok(staticGraph('main.js').has('server/app.js'));
-  assert.ok(staticGraph('cli/signalbox.js').has('rules/loader.js'));
+  assert.ok(staticGraph('cli/signalbox.js').has('rules-file/loader.js'));
 });
 
 test('the fake is loaded only by the CLI\'s fake-openrouter command, on demand', () => {

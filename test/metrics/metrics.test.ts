@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Fault, ManualResponse, ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
-import { RulesStore } from '../../src/rules/store.js';
+import { RulesStore } from '../../src/rules-file/live-rules.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
 import { CHAT_BODY, LogCapture, startHarness, testConfig, type Harness, type HarnessOptions } from '../support/harness.js';

@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { compileRules, RulesError, type CompileOptions } from './compile.js';
-import type { RuleSet } from './ruleset.js';
+import { compileRules, RulesError, type CompileOptions } from '../rules/compile.js';
+import type { RuleSet } from '../rules/ruleset.js';
 
 /**
  * Largest rules (or cases) file read: 1 MiB holds thousands of rules, and a 10 MB file froze the

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { loadRulesFile, loadRulesFileAsync } from './loader.js';
-import { RulesStore, type ReloadEvent } from './store.js';
+import { RulesStore, type ReloadEvent } from './live-rules.js';
 import { RulesWatcher, type RulesWatcherOptions } from './watcher.js';
 
 export interface LiveRules {

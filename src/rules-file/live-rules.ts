@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { RulesError } from './compile.js';
-import type { RuleSet } from './ruleset.js';
+import { RulesError } from '../rules/compile.js';
+import type { RuleSet } from '../rules/ruleset.js';
 
 export type ReloadResult = 'success' | 'unchanged' | 'failure';
 
