@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from './errors.js';
 import { loadConfig, type SignalboxConfig } from './config/load.js';
-import { startLiveRules, type LiveRules } from './rules-file/reloader.js';
+import { startRulesReloader, type RulesReloader } from './rules-file/reloader.js';
 import { buildApp } from './server/app.js';
 import { clientKeyId } from './server/client-auth.js';
 import { createLogger, flushLogger } from './server/logger.js';
@@ -55,9 +55,9 @@ async function main(): Promise<void> {
   }
 
   const rulesFile = resolve(config.rules_file);
-  let rules: LiveRules;
+  let reloader: RulesReloader;
   try {
-    rules = startLiveRules(rulesFile, logger, { debounceMs: config.rules_debounce_ms, pollIntervalMs: config.rules_poll_interval_ms });
+    reloader = startRulesReloader(rulesFile, logger, { debounceMs: config.rules_debounce_ms, pollIntervalMs: config.rules_poll_interval_ms });
   } catch (err) {
     // Same positioned messages as a refused reload; nothing starts on a broken rules file.
     if (err instanceof ConfigError) {
@@ -66,9 +66,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const { app, lifecycle } = await buildApp({ config, logger, rules: rules.store });
-  app.addHook('onClose', async () => rules.close());
-  process.on('SIGHUP', () => void rules.reload('sighup'));
+  const { app, lifecycle } = await buildApp({ config, logger, rules: reloader.rules });
+  app.addHook('onClose', async () => reloader.close());
+  process.on('SIGHUP', () => void reloader.reload('sighup'));
 
   if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {
     logger.warn(
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   logger.info(
-    { ...startupSummary(config), rules_hash: rules.store.current.hash, rules: rules.store.current.rules.length, address: `http://${config.server.host}:${port}/v1` },
+    { ...startupSummary(config), rules_hash: reloader.rules.current.hash, rules: reloader.rules.current.rules.length, address: `http://${config.server.host}:${port}/v1` },
     'signalbox ready',
   );
 }

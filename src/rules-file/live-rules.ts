@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { RulesError } from '../rules/compile.js';
-import type { RuleSet } from '../rules/ruleset.js';
+import type { RuleSet, RulesSource } from '../rules/ruleset.js';
 
 export type ReloadResult = 'success' | 'unchanged' | 'failure';
 
@@ -18,11 +18,11 @@ export interface ReloadEvent {
 }
 
 /**
- * The rules in force. A request reads `current` once, at its start, and keeps that RuleSet to the
- * end; a reload swaps the reference and never touches a RuleSet in use. A file that fails to load
- * never replaces the running rules.
+ * The rules in force, reloadable. A request reads `current` once, at its start, and keeps that
+ * RuleSet to the end; a reload swaps the reference and never touches a RuleSet in use. A file that
+ * fails to load never replaces the running rules.
  */
-export class RulesStore extends EventEmitter {
+export class LiveRules extends EventEmitter implements RulesSource {
   current: RuleSet;
   /** The last reload attempt was refused: the file on disk is not the rules in force. */
   failing = false;

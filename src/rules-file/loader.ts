@@ -86,8 +86,3 @@ function cannotRead(file: string, what: string, err: unknown): RulesError {
   const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
   return new RulesError(file, [`${file}: cannot read the ${what} (${code})`]);
 }
-
-/** A rules file with no rules: every request is forwarded unchanged as rule `none`. */
-export function emptyRuleSet(): RuleSet {
-  return compileRules('version: 1\nrules: []\n', '(no rules)');
-}

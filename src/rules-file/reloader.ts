@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import { loadRulesFile, loadRulesFileAsync } from './loader.js';
-import { RulesStore, type ReloadEvent } from './live-rules.js';
+import { LiveRules, type ReloadEvent } from './live-rules.js';
 import { RulesWatcher, type RulesWatcherOptions } from './watcher.js';
 
-export interface LiveRules {
-  readonly store: RulesStore;
+/** Keeps `rules` equal to the rules file: reloads it when it changes or when asked (SIGHUP). */
+export interface RulesReloader {
+  readonly rules: LiveRules;
   /**
    * Reloads now (SIGHUP), reading the file asynchronously. Reloads run one at a time, so an older
    * read never lands after a newer one; a request made while one waits to start joins it (the
@@ -23,11 +24,11 @@ const WATCHER_TRIGGERS: ReadonlySet<string> = new Set(['watch', 'poll']);
  * the rules in force keep serving, and the next valid file is logged at info even when it equals
  * the rules in force.
  */
-export function startLiveRules(file: string, logger: Logger, options: RulesWatcherOptions): LiveRules {
-  const store = new RulesStore(loadRulesFile(file), () => loadRulesFile(file));
-  store.on('reload', (e: ReloadEvent) => {
+export function startRulesReloader(file: string, logger: Logger, options: RulesWatcherOptions): RulesReloader {
+  const rules = new LiveRules(loadRulesFile(file), () => loadRulesFile(file));
+  rules.on('reload', (e: ReloadEvent) => {
     const fields = { rules_file: file, trigger: e.trigger, rules_hash: e.hash };
-    if (e.result === 'success') logger.info({ ...fields, previous_hash: e.previousHash, rules: store.current.rules.length }, 'rules reloaded');
+    if (e.result === 'success') logger.info({ ...fields, previous_hash: e.previousHash, rules: rules.current.rules.length }, 'rules reloaded');
     else if (e.result === 'failure') logger.error({ ...fields, problems: e.problems }, `rules file refused, still serving rules ${e.hash}: ${e.problems.join('; ')}`);
     // After a refusal the last visible line is the error: a fix back to the rules in force must say it took.
     else if (e.recovered) logger.info(fields, 'rules file valid again; rules in force unchanged');
@@ -42,12 +43,12 @@ export function startLiveRules(file: string, logger: Logger, options: RulesWatch
     const next = last.then(() => {
       waiting = undefined;
       // reloadWith never rejects: a failed read or compile is a 'failure' event.
-      return store.reloadWith(trigger, () => loadRulesFileAsync(file));
+      return rules.reloadWith(trigger, () => loadRulesFileAsync(file));
     });
     waiting = next;
     last = next;
     return next;
   };
   const watcher = new RulesWatcher(file, (trigger) => void reload(trigger), options).start();
-  return { store, reload, close: () => watcher.close() };
+  return { rules, reload, close: () => watcher.close() };
 }

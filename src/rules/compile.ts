@@ -164,6 +164,11 @@ export function compileRules(text: string, file: string, options: CompileOptions
   return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), usedFields: cc.usedFields, models: [...models] });
 }
 
+/** A rules file with no rules: every request is forwarded unchanged as rule `none`. */
+export function emptyRuleSet(): RuleSet {
+  return compileRules('version: 1\nrules: []\n', '(no rules)');
+}
+
 type Path = (string | number)[];
 
 /** Keys of a rule whose absence cannot make it match every request. */

@@ -3,15 +3,15 @@ import { InvalidMessagesError } from '../errors.js';
 import type { RetryOverride } from './actions.js';
 
 /**
- * The seam between the request and the upstream call: a router reads the request context and
- * returns a decision that may rewrite the body. The rules engine (`RuleSet`) is the router.
+ * The seam between the request and the upstream call: `RuleSet.decide` reads the request context
+ * and returns a decision that may rewrite the body.
  */
 
 export type JsonObject = Record<string, unknown>;
 
 export interface RequestContext {
   readonly headers: IncomingHttpHeaders;
-  /** The parsed chat-completions body, as the client sent it. Routers must not mutate it. */
+  /** The parsed chat-completions body, as the client sent it. The rules must not mutate it. */
   readonly body: Readonly<JsonObject>;
   /** `body.model` when it is a string. */
   readonly requestedModel: string | undefined;
@@ -39,10 +39,6 @@ export interface RouteDecision {
   readonly retry?: RetryOverride | undefined;
   /** Answer the client with this error instead of calling upstream. */
   readonly reject?: { readonly status: number; readonly message: string };
-}
-
-export interface Router {
-  decide(context: RequestContext): RouteDecision;
 }
 
 export const NO_RULE = 'none';

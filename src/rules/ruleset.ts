@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import { applyRewrite, type CompiledRoute, type RetryOverride } from './actions.js';
 import { shown, type Condition, type Failure } from './conditions.js';
-import { NO_RULE, type RequestContext, type RouteDecision, type Router } from './decision.js';
+import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
 import type { EvalInput, FieldGetter } from './fields.js';
 
 export interface CompiledRule {
@@ -52,10 +52,18 @@ export interface RuleSetInit {
 }
 
 /**
+ * Where the request path reads the rules in force from, once per request: `LiveRules`
+ * (src/rules-file/, reloaded when the file changes) or a fixed `{ current: ruleSet }`.
+ */
+export interface RulesSource {
+  readonly current: RuleSet;
+}
+
+/**
  * A compiled, immutable rules file. Pure: no I/O, no clock unless the context brings none.
  * First match wins; no match forwards the request unchanged as rule `none`.
  */
-export class RuleSet implements Router {
+export class RuleSet {
   readonly file: string;
   readonly hash: string;
   readonly timezone: string;

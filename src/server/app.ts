@@ -3,8 +3,9 @@ import type { Logger } from 'pino';
 import type { SignalboxConfig } from '../config/load.js';
 import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
 import { SignalboxMetrics } from '../metrics/metrics.js';
-import { emptyRuleSet } from '../rules-file/loader.js';
-import { RulesStore, type ReloadEvent } from '../rules-file/live-rules.js';
+import { emptyRuleSet } from '../rules/compile.js';
+import type { RulesSource } from '../rules/ruleset.js';
+import { LiveRules, type ReloadEvent } from '../rules-file/live-rules.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
@@ -17,7 +18,7 @@ import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ProxyDeps } from './proxy.js';
-import { chatCompletionsRoutes, type RulesSource } from './routes/chat-completions.js';
+import { chatCompletionsRoutes } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
 import { passthroughRoutes } from './routes/passthrough.js';
 
@@ -27,7 +28,7 @@ const LAST_RESPONSES_CLOSE_MS = 1000;
 export interface AppOptions {
   readonly config: SignalboxConfig;
   readonly logger: Logger;
-  /** The routing rules in force (the hot-reload store); no rules when absent: all forwarded unchanged. */
+  /** The routing rules in force (a `LiveRules` when the file is reloaded); no rules when absent: all forwarded unchanged. */
   readonly rules?: RulesSource;
   readonly lifecycle?: Lifecycle;
 }
@@ -73,7 +74,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   if (metrics) {
     const m = metrics;
     m.rulesLoaded(rules.current.hash, rules.current.models);
-    if (rules instanceof RulesStore) {
+    if (rules instanceof LiveRules) {
       onReload = (event) => {
         m.reloadAttempted(event);
         if (event.result === 'success') m.rulesLoaded(event.hash, rules.current.models);
@@ -191,8 +192,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // bound only guards against a response that never closes.
     await lifecycle.waitForIdle(LAST_RESPONSES_CLOSE_MS);
     recorder.flush();
-    // The store may outlive this app (tests build several apps on one store).
-    if (onReload && rules instanceof RulesStore) rules.off('reload', onReload);
+    // The live rules may outlive this app (tests build several apps on one LiveRules).
+    if (onReload && rules instanceof LiveRules) rules.off('reload', onReload);
     await upstream.close();
   });
 

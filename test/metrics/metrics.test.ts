@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Fault, ManualResponse, ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
-import { RulesStore } from '../../src/rules-file/live-rules.js';
+import { LiveRules } from '../../src/rules-file/live-rules.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
 import { CHAT_BODY, LogCapture, startHarness, testConfig, type Harness, type HarnessOptions } from '../support/harness.js';
@@ -623,17 +623,17 @@ test('signalbox_rules_info carries the hash of the rules in force', EVENT_TEST, 
 const RULES_V1 = `version: 1\nrules:\n  - name: first\n    route: { model: ${FAST} }\n`;
 const RULES_V2 = `version: 1\nrules:\n  - name: second\n    route: { model: ${SMART} }\n`;
 
-/** An app whose rules come from a RulesStore reading `file.text` on each reload. */
-async function startWithStore(t: TestContext, file: { text: string }): Promise<{ url: string; store: RulesStore }> {
+/** An app whose rules come from a LiveRules reading `file.text` on each reload. */
+async function startWithLiveRules(t: TestContext, file: { text: string }): Promise<{ url: string; rules: LiveRules }> {
   const load = () => compileRules(file.text, 'rules.yaml');
-  const store = new RulesStore(load(), load);
+  const rules = new LiveRules(load(), load);
   // No request goes upstream in these tests; the base URL only has to be valid.
   const config = testConfig({ OPENROUTER_BASE_URL: 'http://127.0.0.1:9/api/v1' });
-  const { app } = await buildApp({ config, logger: createLogger(config.log.level, new LogCapture()), rules: store });
+  const { app } = await buildApp({ config, logger: createLogger(config.log.level, new LogCapture()), rules });
   t.after(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, store };
+  return { url: `http://127.0.0.1:${port}`, rules };
 }
 
 /** Waits until the wall clock (in seconds, like the gauge) has moved past `seconds`. */
@@ -645,7 +645,7 @@ const LAST_RELOAD = 'signalbox_rules_last_reload_timestamp_seconds';
 
 test('a successful reload counts success, moves rules_info to the new hash and advances the reload time', EVENT_TEST, async (t) => {
   const file = { text: RULES_V1 };
-  const { url, store } = await startWithStore(t, file);
+  const { url, rules } = await startWithLiveRules(t, file);
   const before = await scrape(url);
   const oldHash = compileRules(RULES_V1, 'x').hash;
   const newHash = compileRules(RULES_V2, 'x').hash;
@@ -656,7 +656,7 @@ test('a successful reload counts success, moves rules_info to the new hash and a
   await clockPast(startedAt);
 
   file.text = RULES_V2;
-  assert.equal(store.reload('test').result, 'success');
+  assert.equal(rules.reload('test').result, 'success');
 
   const after = await scrape(url);
   assert.deepEqual(after.labelSets('signalbox_rules_reloads_total'), sorted([{ result: 'success' }]));
@@ -668,12 +668,12 @@ test('a successful reload counts success, moves rules_info to the new hash and a
 
 test('a failed reload counts failure and leaves rules_info and the reload time unchanged', EVENT_TEST, async (t) => {
   const file = { text: RULES_V1 };
-  const { url, store } = await startWithStore(t, file);
+  const { url, rules } = await startWithLiveRules(t, file);
   const before = await scrape(url);
   await clockPast(before.value(LAST_RELOAD)!);
 
   file.text = 'version: 2\nrules: []\n';
-  assert.equal(store.reload('test').result, 'failure');
+  assert.equal(rules.reload('test').result, 'failure');
 
   const after = await scrape(url);
   assert.deepEqual(after.labelSets('signalbox_rules_reloads_total'), sorted([{ result: 'failure' }]));
@@ -684,8 +684,8 @@ test('a failed reload counts failure and leaves rules_info and the reload time u
 
 test('a reload of the same content counts unchanged and leaves rules_info as it was', EVENT_TEST, async (t) => {
   const file = { text: RULES_V1 };
-  const { url, store } = await startWithStore(t, file);
-  assert.equal(store.reload('test').result, 'unchanged');
+  const { url, rules } = await startWithLiveRules(t, file);
+  assert.equal(rules.reload('test').result, 'unchanged');
   const s = await scrape(url);
   assert.deepEqual(s.labelSets('signalbox_rules_reloads_total'), sorted([{ result: 'unchanged' }]));
   assert.equal(s.value('signalbox_rules_reloads_total', { result: 'unchanged' }), 1);
@@ -694,16 +694,16 @@ test('a reload of the same content counts unchanged and leaves rules_info as it 
 
 test('signalbox_rules_last_reload_successful drops to 0 on a refused file and is back to 1 once the file equals the rules in force', EVENT_TEST, async (t) => {
   const file = { text: RULES_V1 };
-  const { url, store } = await startWithStore(t, file);
+  const { url, rules } = await startWithLiveRules(t, file);
   const SUCCESSFUL = 'signalbox_rules_last_reload_successful';
   assert.equal((await scrape(url)).value(SUCCESSFUL), 1, 'after the startup load');
 
   file.text = 'version: 2\nrules: []\n';
-  assert.equal(store.reload('test').result, 'failure');
+  assert.equal(rules.reload('test').result, 'failure');
   assert.equal((await scrape(url)).value(SUCCESSFUL), 0);
 
   file.text = RULES_V1;
-  assert.equal(store.reload('test').result, 'unchanged');
+  assert.equal(rules.reload('test').result, 'unchanged');
   assert.equal((await scrape(url)).value(SUCCESSFUL), 1);
 });
 

@@ -9,10 +9,10 @@ import { test, type TestContext } from 'node:test';
 import { FakeOpenRouter } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import type { RequestContext } from '../../src/rules/decision.js';
-import { startLiveRules, type LiveRules } from '../../src/rules-file/reloader.js';
+import { startRulesReloader, type RulesReloader } from '../../src/rules-file/reloader.js';
 import { loadRulesFile, MAX_RULES_FILE_BYTES } from '../../src/rules-file/loader.js';
 import { RulesError } from '../../src/rules/compile.js';
-import type { ReloadEvent, RulesStore } from '../../src/rules-file/live-rules.js';
+import type { LiveRules, ReloadEvent } from '../../src/rules-file/live-rules.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/server/logger.js';
 import { LogCapture, testConfig } from '../support/harness.js';
@@ -35,8 +35,8 @@ function hashOf(text: string): string {
 
 const CONTEXT: RequestContext = { headers: {}, body: { model: 'auto', messages: [{ role: 'user', content: 'hi' }] }, requestedModel: 'auto' };
 
-function routedBy(store: RulesStore): { rule: string; model: string | undefined } {
-  const d = store.current.decide(CONTEXT);
+function routedBy(rules: LiveRules): { rule: string; model: string | undefined } {
+  const d = rules.current.decide(CONTEXT);
   return { rule: d.rule, model: d.model };
 }
 
@@ -50,9 +50,9 @@ function tempDir(t: TestContext): string {
  * The next 'reload' event that satisfies `predicate`. Call it before causing the change: the
  * listener is registered synchronously, so no event can slip between the call and the change.
  */
-async function nextReload(store: RulesStore, predicate: (e: ReloadEvent) => boolean = () => true): Promise<ReloadEvent> {
+async function nextReload(rules: LiveRules, predicate: (e: ReloadEvent) => boolean = () => true): Promise<ReloadEvent> {
   for (;;) {
-    const [event] = (await withTimeout(once(store, 'reload'), 'a reload event')) as [ReloadEvent];
+    const [event] = (await withTimeout(once(rules, 'reload'), 'a reload event')) as [ReloadEvent];
     if (predicate(event)) return event;
   }
 }
@@ -61,8 +61,8 @@ async function nextReload(store: RulesStore, predicate: (e: ReloadEvent) => bool
 const changedOrRefused = (e: ReloadEvent): boolean => e.result !== 'unchanged';
 
 interface Live {
-  readonly live: LiveRules;
-  readonly store: RulesStore;
+  readonly reloader: RulesReloader;
+  readonly rules: LiveRules;
   readonly logs: LogCapture;
   /** Every reload event since start, in order. */
   readonly events: ReloadEvent[];
@@ -70,15 +70,15 @@ interface Live {
 
 function startLive(t: TestContext, file: string, options: { debounceMs?: number; pollIntervalMs?: number } = {}): Live {
   const logs = new LogCapture();
-  const live = startLiveRules(file, createLogger('debug', logs), { debounceMs: options.debounceMs ?? 20, pollIntervalMs: options.pollIntervalMs ?? 0 });
-  t.after(() => live.close());
+  const reloader = startRulesReloader(file, createLogger('debug', logs), { debounceMs: options.debounceMs ?? 20, pollIntervalMs: options.pollIntervalMs ?? 0 });
+  t.after(() => reloader.close());
   // The watcher's handles are unref'd (they must not keep a server process alive on their own);
   // this keeps the test's event loop running while it waits for them.
   const keepAlive = setInterval(() => undefined, 60_000);
   t.after(() => clearInterval(keepAlive));
   const events: ReloadEvent[] = [];
-  live.store.on('reload', (e: ReloadEvent) => events.push(e));
-  return { live, store: live.store, logs, events };
+  reloader.rules.on('reload', (e: ReloadEvent) => events.push(e));
+  return { reloader, rules: reloader.rules, logs, events };
 }
 
 /** A temp dir with `rules.yaml` holding rules A (rule `rule-a` -> model/a). */
@@ -96,11 +96,11 @@ function saveByRename(file: string, text: string): void {
 }
 
 test('an in-place write of the rules file takes effect', EVENT_TEST, async (t) => {
-  const { store, file } = liveOnRulesA(t);
-  const before = store.current.hash;
+  const { rules, file } = liveOnRulesA(t);
+  const before = rules.current.hash;
   const textB = rulesText('rule-b', 'model/b');
 
-  const reloaded = nextReload(store, changedOrRefused);
+  const reloaded = nextReload(rules, changedOrRefused);
   writeFileSync(file, textB);
   const event = await reloaded;
 
@@ -108,20 +108,20 @@ test('an in-place write of the rules file takes effect', EVENT_TEST, async (t) =
   assert.equal(event.trigger, 'watch');
   assert.equal(event.previousHash, before);
   assert.equal(event.hash, hashOf(textB));
-  assert.equal(store.current.hash, hashOf(textB));
-  assert.deepEqual(routedBy(store), { rule: 'rule-b', model: 'model/b' });
+  assert.equal(rules.current.hash, hashOf(textB));
+  assert.deepEqual(routedBy(rules), { rule: 'rule-b', model: 'model/b' });
 });
 
 test('saves by rename are picked up, two in a row (the watch follows the name, not the inode)', EVENT_TEST, async (t) => {
-  const { store, file } = liveOnRulesA(t);
+  const { rules, file } = liveOnRulesA(t);
   for (const [name, model] of [['rule-b', 'model/b'], ['rule-c', 'model/c']] as const) {
     const text = rulesText(name, model);
-    const reloaded = nextReload(store, changedOrRefused);
+    const reloaded = nextReload(rules, changedOrRefused);
     saveByRename(file, text);
     const event = await reloaded;
     assert.equal(event.result, 'success', `save of ${name}`);
     assert.equal(event.hash, hashOf(text));
-    assert.deepEqual(routedBy(store), { rule: name, model });
+    assert.deepEqual(routedBy(rules), { rule: name, model });
   }
 });
 
@@ -133,11 +133,11 @@ test('a Kubernetes ConfigMap update (..data symlink swap) takes effect', EVENT_T
   writeFileSync(join(dir, '..2026_a', 'rules.yaml'), rulesText('rule-a', 'model/a'));
   symlinkSync('..2026_a', join(dir, '..data'));
   symlinkSync('..data/rules.yaml', join(dir, 'rules.yaml'));
-  const { store } = startLive(t, join(dir, 'rules.yaml'));
-  assert.deepEqual(routedBy(store), { rule: 'rule-a', model: 'model/a' });
+  const { rules } = startLive(t, join(dir, 'rules.yaml'));
+  assert.deepEqual(routedBy(rules), { rule: 'rule-a', model: 'model/a' });
 
   const textB = rulesText('rule-b', 'model/b');
-  const reloaded = nextReload(store, changedOrRefused);
+  const reloaded = nextReload(rules, changedOrRefused);
   mkdirSync(join(dir, '..2026_b'));
   writeFileSync(join(dir, '..2026_b', 'rules.yaml'), textB);
   symlinkSync('..2026_b', join(dir, '..data_tmp'));
@@ -146,12 +146,12 @@ test('a Kubernetes ConfigMap update (..data symlink swap) takes effect', EVENT_T
 
   assert.equal(event.result, 'success');
   assert.equal(event.hash, hashOf(textB));
-  assert.deepEqual(routedBy(store), { rule: 'rule-b', model: 'model/b' });
+  assert.deepEqual(routedBy(rules), { rule: 'rule-b', model: 'model/b' });
 });
 
 test('a broken rules file is refused with positioned problems, logged, and the running rules keep serving', EVENT_TEST, async (t) => {
-  const { store, file, logs } = liveOnRulesA(t);
-  const original = store.current;
+  const { rules, file, logs } = liveOnRulesA(t);
+  const original = rules.current;
   const broken = [
     {
       what: 'YAML syntax error',
@@ -183,15 +183,15 @@ test('a broken rules file is refused with positioned problems, logged, and the r
     },
   ];
   for (const b of broken) {
-    const reloaded = nextReload(store, changedOrRefused);
+    const reloaded = nextReload(rules, changedOrRefused);
     writeFileSync(file, b.text);
     const event = await reloaded;
 
     assert.equal(event.result, 'failure', b.what);
     assert.deepEqual(event.problems, b.problems, b.what);
     assert.equal(event.hash, original.hash, b.what);
-    assert.equal(store.current, original, `${b.what}: the same RuleSet keeps serving`);
-    assert.deepEqual(routedBy(store), { rule: 'rule-a', model: 'model/a' }, b.what);
+    assert.equal(rules.current, original, `${b.what}: the same RuleSet keeps serving`);
+    assert.deepEqual(routedBy(rules), { rule: 'rule-a', model: 'model/a' }, b.what);
 
     const line = await logs.waitFor((r) => r.level === 50 && Array.isArray(r.problems) && (r.problems as string[])[0] === b.problems[0]);
     assert.equal(line.rules_file, file);
@@ -201,13 +201,13 @@ test('a broken rules file is refused with positioned problems, logged, and the r
   }
 
   const fixed = rulesText('rule-fixed', 'model/fixed');
-  const reloaded = nextReload(store, changedOrRefused);
+  const reloaded = nextReload(rules, changedOrRefused);
   writeFileSync(file, fixed);
   const event = await reloaded;
   assert.equal(event.result, 'success');
   assert.equal(event.previousHash, original.hash);
   assert.equal(event.hash, hashOf(fixed));
-  assert.deepEqual(routedBy(store), { rule: 'rule-fixed', model: 'model/fixed' });
+  assert.deepEqual(routedBy(rules), { rule: 'rule-fixed', model: 'model/fixed' });
   const ok = await logs.waitFor((r) => r.msg === 'rules reloaded');
   assert.equal(ok.level, 30);
   assert.equal(ok.rules_hash, hashOf(fixed));
@@ -247,30 +247,30 @@ function assertOnlyTheFullFileWentLive(events: readonly ReloadEvent[], originalH
 
 test('a file written in two pieces: the half-written file is refused, the complete one goes live', EVENT_TEST, async (t) => {
   assert.throws(() => compileRules(HALF, 'half.yaml'), /invalid rules file/, 'precondition: the first half does not compile');
-  const { store, file, events } = liveOnRulesA(t);
-  const original = store.current;
+  const { rules, file, events } = liveOnRulesA(t);
+  const original = rules.current;
 
   const fd = openSync(file, 'w');
   t.after(() => closeSync(fd));
-  const refused = nextReload(store, changedOrRefused);
+  const refused = nextReload(rules, changedOrRefused);
   writeSync(fd, HALF);
   // The reload reads the half-written file (nothing else is written until it has).
   const halfEvent = await refused;
   assert.equal(halfEvent.result, 'failure');
-  assert.equal(store.current, original);
+  assert.equal(rules.current, original);
 
-  const completed = nextReload(store, (e) => e.result === 'success');
+  const completed = nextReload(rules, (e) => e.result === 'success');
   writeSync(fd, FULL_FILE.slice(HALF.length));
   const fullEvent = await completed;
   assert.equal(fullEvent.hash, hashOf(FULL_FILE));
-  assert.deepEqual(store.current.rules.map((r) => r.name), ['first', 'second']);
+  assert.deepEqual(rules.current.rules.map((r) => r.name), ['first', 'second']);
   assertOnlyTheFullFileWentLive(events, original.hash);
 });
 
 test('a file written in two quick pieces never serves the half-written file', EVENT_TEST, async (t) => {
-  const { store, file, events } = liveOnRulesA(t);
-  const original = store.current;
-  const completed = nextReload(store, (e) => e.result === 'success');
+  const { rules, file, events } = liveOnRulesA(t);
+  const original = rules.current;
+  const completed = nextReload(rules, (e) => e.result === 'success');
   const fd = openSync(file, 'w');
   try {
     writeSync(fd, HALF);
@@ -295,48 +295,48 @@ test('the stat poll catches a change that the directory watch cannot see', EVENT
   const target = join(dir, 'elsewhere', 'rules.yaml');
   writeFileSync(target, rulesText('rule-a', 'model/a'));
   symlinkSync(target, join(dir, 'watched', 'rules.yaml'));
-  const { store } = startLive(t, join(dir, 'watched', 'rules.yaml'), { debounceMs: 10, pollIntervalMs: 50 });
+  const { rules } = startLive(t, join(dir, 'watched', 'rules.yaml'), { debounceMs: 10, pollIntervalMs: 50 });
 
   const textB = rulesText('rule-b-from-poll', 'model/b');
-  const reloaded = nextReload(store, changedOrRefused);
+  const reloaded = nextReload(rules, changedOrRefused);
   writeFileSync(target, textB);
   const event = await reloaded;
   assert.equal(event.result, 'success');
   assert.equal(event.trigger, 'poll');
   assert.equal(event.hash, hashOf(textB));
-  assert.deepEqual(routedBy(store), { rule: 'rule-b-from-poll', model: 'model/b' });
+  assert.deepEqual(routedBy(rules), { rule: 'rule-b-from-poll', model: 'model/b' });
 });
 
 test('rewriting identical bytes is `unchanged` and keeps the same RuleSet', EVENT_TEST, async (t) => {
-  const { store, file, logs } = liveOnRulesA(t);
-  const original = store.current;
-  const reloaded = nextReload(store);
+  const { rules, file, logs } = liveOnRulesA(t);
+  const original = rules.current;
+  const reloaded = nextReload(rules);
   writeFileSync(file, rulesText('rule-a', 'model/a'));
   const event = await reloaded;
   assert.equal(event.result, 'unchanged');
   assert.equal(event.hash, original.hash);
   assert.equal(event.previousHash, original.hash);
-  assert.equal(store.current, original);
+  assert.equal(rules.current, original);
   const line = await logs.waitFor((r) => r.msg === 'rules file unchanged');
   assert.equal(line.level, 20);
   assert.equal(line.rules_hash, original.hash);
 });
 
 test('restoring the rules in force after a refused file is logged at info and clears the failure', EVENT_TEST, async (t) => {
-  const { store, file, logs } = liveOnRulesA(t);
-  const original = store.current;
-  const refused = nextReload(store, changedOrRefused);
+  const { rules, file, logs } = liveOnRulesA(t);
+  const original = rules.current;
+  const refused = nextReload(rules, changedOrRefused);
   writeFileSync(file, 'version: 1\nrules:\n  - name: rule-a\n    route: { tier: gold }\n');
   assert.equal((await refused).result, 'failure');
-  assert.equal(store.failing, true);
+  assert.equal(rules.failing, true);
 
-  const fixed = nextReload(store, (e) => e.result !== 'failure');
+  const fixed = nextReload(rules, (e) => e.result !== 'failure');
   writeFileSync(file, rulesText('rule-a', 'model/a'));
   const event = await fixed;
   assert.equal(event.result, 'unchanged');
   assert.equal(event.recovered, true);
-  assert.equal(store.failing, false);
-  assert.equal(store.current, original);
+  assert.equal(rules.failing, false);
+  assert.equal(rules.current, original);
   // The first reload line after the refusal lines (the only ones with problems) is the recovery's.
   const line = await logs.waitFor((r) => r.rules_file === file && r.problems === undefined);
   assert.equal(line.msg, 'rules file valid again; rules in force unchanged');
@@ -346,8 +346,8 @@ test('restoring the rules in force after a refused file is logged at info and cl
 });
 
 test('a reload asked for (SIGHUP) that finds the file unchanged is logged at info', EVENT_TEST, async (t) => {
-  const { live, logs } = liveOnRulesA(t);
-  const event = await live.reload('sighup');
+  const { reloader, logs } = liveOnRulesA(t);
+  const event = await reloader.reload('sighup');
   assert.equal(event.result, 'unchanged');
   assert.equal(event.recovered, false);
   const line = await logs.waitFor((r) => r.msg === 'rules file unchanged' && r.trigger === 'sighup');
@@ -356,25 +356,25 @@ test('a reload asked for (SIGHUP) that finds the file unchanged is logged at inf
 });
 
 test('a RuleSet taken before a reload keeps deciding with the old rules', EVENT_TEST, async (t) => {
-  const { store, file } = liveOnRulesA(t);
-  const taken = store.current;
-  const reloaded = nextReload(store, changedOrRefused);
+  const { rules, file } = liveOnRulesA(t);
+  const taken = rules.current;
+  const reloaded = nextReload(rules, changedOrRefused);
   writeFileSync(file, rulesText('rule-b', 'model/b'));
   assert.equal((await reloaded).result, 'success');
 
-  assert.notEqual(store.current, taken);
+  assert.notEqual(rules.current, taken);
   assert.ok(Object.isFrozen(taken));
   const old = taken.decide(CONTEXT);
   assert.deepEqual([old.rule, old.model], ['rule-a', 'model/a']);
-  assert.deepEqual(routedBy(store), { rule: 'rule-b', model: 'model/b' });
+  assert.deepEqual(routedBy(rules), { rule: 'rule-b', model: 'model/b' });
 });
 
 test('a stream in flight finishes under the rules it started with; the next request uses the new rules', EVENT_TEST, async (t) => {
-  const { store, file, live } = liveOnRulesA(t);
+  const { rules, file, reloader } = liveOnRulesA(t);
   const fake = new FakeOpenRouter({ extraModels: TEST_MODELS });
   const baseUrl = await fake.listen();
   const config = testConfig({ OPENROUTER_BASE_URL: baseUrl, OPENROUTER_API_KEY: 'sk-or-test' });
-  const { app, lifecycle } = await buildApp({ config, logger: createLogger('debug', new LogCapture()), rules: live.store });
+  const { app, lifecycle } = await buildApp({ config, logger: createLogger('debug', new LogCapture()), rules: reloader.rules });
   t.after(async () => {
     await Promise.allSettled([app.close(), fake.close()]);
   });
@@ -391,7 +391,7 @@ test('a stream in flight finishes under the rules it started with; the next requ
   assert.equal((upstream.request.json as { model: string }).model, 'model/a');
 
   // The rules change while the upstream has not even answered yet.
-  const reloaded = nextReload(store, changedOrRefused);
+  const reloaded = nextReload(rules, changedOrRefused);
   writeFileSync(file, rulesText('rule-b', 'model/b'));
   assert.equal((await reloaded).result, 'success');
 
@@ -492,50 +492,50 @@ test('startup with a YAML alias bomb in the rules file exits 1 with the position
 });
 
 test('a hot reload refuses a regular expression over the instruction budget and keeps serving the old rules', EVENT_TEST, async (t) => {
-  const { store, file } = liveOnRulesA(t);
-  const original = store.current;
-  const refused = nextReload(store, changedOrRefused);
+  const { rules, file } = liveOnRulesA(t);
+  const original = rules.current;
+  const refused = nextReload(rules, changedOrRefused);
   writeFileSync(file, "version: 1\nrules:\n  - name: secrets\n    when: { request.text: { matches: '(.|\\s){0,1000}secret' } }\n    route: { model: model/b }\n");
   const event = await refused;
   assert.equal(event.result, 'failure');
   assert.deepEqual(event.problems, [`${file}:4:38: rules[0] "secrets": regular expression "(.|\\\\s){0,1000}secret" compiles to 4008 instructions; the limit is 2000 (a repeat {n,m} copies what it repeats m times: lower m, or use * or +)`]);
-  assert.equal(store.current, original);
+  assert.equal(rules.current, original);
 });
 
 test('a rules file over 1 MiB is refused on reload with a clear message, and the running rules keep serving', EVENT_TEST, async (t) => {
-  const { live, store, file } = liveOnRulesA(t);
-  const original = store.current;
+  const { reloader, rules, file } = liveOnRulesA(t);
+  const original = rules.current;
   // Valid YAML all the way (a comment pads it), so only the size can refuse it.
   writeFileSync(file, `${rulesText('rule-b', 'model/b')}#${'x'.repeat(MAX_RULES_FILE_BYTES)}\n`);
-  const event = await live.reload('sighup');
+  const event = await reloader.reload('sighup');
   assert.equal(event.result, 'failure');
   assert.deepEqual(event.problems, [`${file}: the rules file is larger than 1048576 bytes (1 MiB), the limit`]);
-  assert.equal(store.current, original);
+  assert.equal(rules.current, original);
   assert.throws(() => loadRulesFile(file), (err: unknown) => err instanceof RulesError && err.problems[0] === event.problems[0], 'startup and check refuse it alike');
 });
 
 test('a FIFO at the rules path is refused on reload and at startup without hanging', EVENT_TEST, async (t) => {
-  const { live, store, file } = liveOnRulesA(t);
-  const original = store.current;
+  const { reloader, rules, file } = liveOnRulesA(t);
+  const original = rules.current;
   rmSync(file);
   // No writer ever opens it: a blocking open would wait forever (the test's timeout would fail it).
   execFileSync('mkfifo', [file]);
-  const event = await live.reload('sighup');
+  const event = await reloader.reload('sighup');
   assert.equal(event.result, 'failure');
   const problem = `${file}: the rules file is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`;
   assert.deepEqual(event.problems, [problem]);
-  assert.equal(store.current, original);
+  assert.equal(rules.current, original);
   assert.throws(() => loadRulesFile(file), (err: unknown) => err instanceof RulesError && err.problems[0] === problem);
 });
 
 test('a symlink to a regular file is followed on reload', EVENT_TEST, async (t) => {
-  const { live, store, file, dir } = liveOnRulesA(t);
+  const { reloader, rules, file, dir } = liveOnRulesA(t);
   const textB = rulesText('rule-b', 'model/b');
   writeFileSync(join(dir, 'real-rules.yaml'), textB);
   rmSync(file);
   symlinkSync('real-rules.yaml', file);
-  const event = await live.reload('sighup');
+  const event = await reloader.reload('sighup');
   assert.equal(event.result, 'success');
-  assert.equal(store.current.hash, hashOf(textB));
+  assert.equal(rules.current.hash, hashOf(textB));
   assert.equal(loadRulesFile(file).hash, hashOf(textB));
 });

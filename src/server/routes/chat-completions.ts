@@ -4,7 +4,7 @@ import { clipText } from '../../bounded-text.js';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import type { RetryOverride } from '../../rules/actions.js';
-import { explanationForClient, type RuleSet } from '../../rules/ruleset.js';
+import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
@@ -15,11 +15,6 @@ const CHAT_PATH = '/v1/chat/completions';
 const EXPLAIN_PATH = '/v1/routing/explain';
 /** The paths whose requests the rules see; the pass-through route refuses every other spelling of them. */
 export const ROUTED_V1_PATHS: readonly string[] = [CHAT_PATH, EXPLAIN_PATH];
-
-/** Where the rules in force are read from, once per request (the hot-reload store, or a fixed set). */
-export interface RulesSource {
-  readonly current: RuleSet;
-}
 
 /** A chat body as parsed once: the value for the router, the bytes for a body nobody rewrote. */
 export interface ParsedJsonBody {
