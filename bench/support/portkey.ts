@@ -1,10 +1,11 @@
 /**
- * The Portkey gateway (npm @portkey-ai/gateway, a devDependency) as a benchmark target, in front
+ * The Portkey gateway (npm @portkey-ai/gateway, in bench/peers: its own package, which `npm run bench`
+ * installs, so that the root `npm ci` does not) as a benchmark target, in front
  * of the fake OpenRouter: non-streaming chat completions only. Its streaming path fails on Node
  * (`TypeError: immutable` from its response-header handling, Portkey issues #1389 and #1550).
  *
  * Started as its own Node entry, as `npx @portkey-ai/gateway` would:
- *   node --import <loopback preload> node_modules/@portkey-ai/gateway/build/start-server.js --port=N --headless
+ *   node --import <loopback preload> bench/peers/node_modules/@portkey-ai/gateway/build/start-server.js --port=N --headless
  * `--headless` leaves out its web UI and log stream. It makes no network call of its own at start
  * or per request (no telemetry): it only calls the custom host a request names. It takes its port
  * from `--port=` only (PORT in the environment is not what it listens on) and binds every
@@ -12,11 +13,19 @@
  * forwards to any address a caller names. Its output (a start-up banner, errors) goes to a file.
  */
 import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startNode, type Child } from './processes.js';
+import { freePort, ROOT, startNode, type Child } from './processes.js';
 
-const ENTRY = 'node_modules/@portkey-ai/gateway/build/start-server.js';
+/** The gateway's Node entry, resolved from bench/peers (scripts/bench-peers.mjs installs it there). */
+function portkeyEntry(): string {
+  try {
+    return createRequire(join(ROOT, 'bench/peers/package.json')).resolve('@portkey-ai/gateway/build/start-server.js');
+  } catch {
+    throw new Error('portkey gateway: not installed in bench/peers; `npm run bench` installs it, or run `npm ci --prefix bench/peers --ignore-scripts`');
+  }
+}
 
 /** Makes a `listen(port)` with no host (what @hono/node-server's serve() does) bind 127.0.0.1. */
 const LOOPBACK_PRELOAD = `data:text/javascript,${encodeURIComponent(
@@ -36,6 +45,7 @@ const LOOPBACK_PRELOAD = `data:text/javascript,${encodeURIComponent(
  * which Portkey passes on to the upstream as the API key).
  */
 export async function startPortkey(upstreamBaseUrl: string, cpu = 1): Promise<{ child: Child; origin: string; path: string; headers: Record<string, string> }> {
+  const entry = portkeyEntry();
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const path = '/v1/chat/completions';
@@ -44,7 +54,7 @@ export async function startPortkey(upstreamBaseUrl: string, cpu = 1): Promise<{ 
   const headers = { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': upstreamBaseUrl.replace(/\/+$/, '') };
   const logFile = join(tmpdir(), `portkey-bench-${port}.log`);
   // A minimal environment (startNode's): no HTTP(S)_PROXY, REDIS_CONNECTION_STRING or NODE_ENV from the shell.
-  const { child: started } = await startNode(ENTRY, {
+  const { child: started } = await startNode(entry, {
     env: {}, outputFile: logFile, stderrToFile: true, cpu, nodeArgs: ['--import', LOOPBACK_PRELOAD], scriptArgs: [`--port=${port}`, '--headless'],
   });
   const proc = started.process;
