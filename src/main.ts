@@ -5,7 +5,7 @@ import { loadConfig, type SignalboxConfig } from './config/load.js';
 import { startRulesReloader, type RulesReloader } from './rules-file/reloader.js';
 import { buildApp } from './server/app.js';
 import { clientKeyId } from './server/client-auth.js';
-import { createLogger, flushLogger } from './server/logger.js';
+import { createLogger, flushLogOnCrash, flushLogger } from './server/logger.js';
 import { gracefulShutdown } from './server/shutdown.js';
 
 function isLoopback(host: string): boolean {
@@ -46,6 +46,7 @@ async function main(): Promise<void> {
   try {
     config = loadConfig();
     logger = createLogger(config.log.level, undefined, config.log.format);
+    flushLogOnCrash(logger);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`signalbox: ${err.message}\n`);

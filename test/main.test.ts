@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { startMain } from './support/main-process.js';
+import { REPO_ROOT, startMain } from './support/main-process.js';
 
 /** Issue 12, defect 23: credentials in OPENROUTER_BASE_URL are never logged. */
 test('the startup line names the upstream without the credentials of its URL', async (t) => {
@@ -17,3 +18,16 @@ test('the startup line names the upstream without the credentials of its URL', a
     assert.equal(main.stderr().includes(secret), false, `stderr names ${secret}`);
   }
 });
+
+/** Issue 13 item 6: main.ts flushes the buffered log when the process crashes. */
+for (const how of ['exception', 'rejection'] as const) {
+  test(`a running server that crashes (${how}) writes its fatal line and keeps Node's exit code`, async (t) => {
+    const entry = join(REPO_ROOT, 'dist', 'test', 'support', 'main-crash-entry.js');
+    const main = await startMain(t, 'http://127.0.0.1:9/api/v1', {}, [entry, how]);
+    main.child.kill('SIGUSR2');
+    const crashed = await main.waitForLog((r) => r.msg === 'crashed').catch(() => undefined);
+    const exit = await main.exit;
+    assert.equal(exit.code, 1, main.stderr());
+    assert.equal(crashed?.origin, how === 'exception' ? 'uncaughtException' : 'unhandledRejection', main.stderr());
+  });
+}

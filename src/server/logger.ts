@@ -2,7 +2,6 @@ import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { LogFormat, LogLevel } from '../config/load.js';
 import { ConfigError } from '../errors.js';
-import { TimedBatch } from './timed-batch.js';
 
 /**
  * Keys whose values never reach a log line, wherever a logged object carries them. Signalbox never
@@ -37,34 +36,23 @@ const SERIALIZERS = {
   authorization: censor, cookie: censor, api_key: censor, apiKey: censor, keys: censor,
 };
 
-/** Lines wait at most this long before they are written... */
-const LOG_FLUSH_INTERVAL_MS = 50;
-/** ...or until this many characters are waiting. */
-const LOG_FLUSH_CHARS = 64 * 1024;
-
 /**
- * Standard output, batched: lines are joined and handed to one synchronous write at most every
- * 50 ms (or sooner past 64 KiB). A write per line (or per event-loop turn, which under load is
- * still one or two lines) measured at more proxy CPU per request than building the line itself:
- * the syscall, and for asynchronous writes the hand-off to the thread pool. 50 ms is no delay for
- * a log reader; `flushLogger` writes what waits when the process exits.
+ * Standard output through pino's own destination (sonic-boom), buffered: lines are written once
+ * `LOG_MIN_LENGTH_BYTES` wait, and sonic-boom's `periodicFlush` timer (unref'd) writes the rest
+ * every `LOG_FLUSH_INTERVAL_MS`. A write per line (or per event-loop turn, which under load is
+ * still one or two lines) measured at more proxy CPU per request than building the line itself.
+ * Synchronous writes: an asynchronous sonic-boom hands a buffer to the thread pool, and a crash
+ * while that write is in flight can lose it (`flushSync` skips the buffer being written), which
+ * `flushLogOnCrash` must not allow; it also measured no cheaper per line. sonic-boom requires
+ * minLength < maxWrite (16 KiB by default), so 8 KiB is also the bound on bytes waiting.
+ * Options: node_modules/sonic-boom/index.js (`minLength`, `periodicFlush`, `flushSync`).
  */
-class BatchedStdout implements DestinationStream {
-  private readonly sink = pino.destination({ dest: 1, sync: true });
-  private readonly lines = new TimedBatch<string>({
-    intervalMs: LOG_FLUSH_INTERVAL_MS,
-    maxWeight: LOG_FLUSH_CHARS,
-    weigh: (line) => line.length,
-    flush: (lines) => this.sink.write(lines.length === 1 ? lines[0]! : lines.join('')),
-  });
+const LOG_MIN_LENGTH_BYTES = 8 * 1024;
+/** A line waits at most about this long (two periods if a flush leaves less than minLength). */
+const LOG_FLUSH_INTERVAL_MS = 50;
 
-  write(line: string): void {
-    this.lines.add(line);
-  }
-
-  flushSync(): void {
-    this.lines.flush();
-  }
+function bufferedStdout(): DestinationStream {
+  return pino.destination({ dest: 1, sync: true, minLength: LOG_MIN_LENGTH_BYTES, periodicFlush: LOG_FLUSH_INTERVAL_MS });
 }
 
 /** pino-pretty's line formatter: one JSON line in, readable text out. */
@@ -110,12 +98,12 @@ class PrettyLines implements DestinationStream {
 }
 
 /**
- * The process logger. Without a destination it writes to stdout in batches (see above); call
- * `flushLogger` before exiting so that no line is lost. Throws a ConfigError when the pretty
+ * The process logger. Without a destination it writes to stdout, buffered (see above); install
+ * `flushLogOnCrash` (src/main.ts does) so that no line is lost when the process ends. Throws a ConfigError when the pretty
  * format is asked for and pino-pretty is not installed.
  */
 export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
-  const sink = destination ?? new BatchedStdout();
+  const sink = destination ?? bufferedStdout();
   return pino(
     {
       level,
@@ -129,7 +117,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, f
   );
 }
 
-/** Writes out what an asynchronous destination still buffers. */
+/** Writes out what the destination still buffers. */
 export function flushLogger(logger: Logger): void {
   try {
     logger.flush();
@@ -138,6 +126,26 @@ export function flushLogger(logger: Logger): void {
   } catch {
     // nothing left to flush, or stdout is gone
   }
+}
+
+/**
+ * Flushes the log when the process ends, so that a crash loses no line already recorded (pino v10
+ * deprecates `pino.final`; the destination's `flushSync` is what it did). `uncaughtExceptionMonitor`
+ * observes without changing Node's handling: the stack still goes to stderr and the exit code is
+ * still 1. Under Node's default `--unhandled-rejections=throw` an unhandled rejection arrives here
+ * too, with origin `unhandledRejection`. `exit` covers every `process.exit()`. A listener that
+ * threw would replace the original error, so nothing here may throw.
+ */
+export function flushLogOnCrash(logger: Logger): void {
+  process.on('uncaughtExceptionMonitor', (err, origin) => {
+    try {
+      logger.fatal({ err, origin }, 'crashed');
+    } catch {
+      // a logged error that cannot be serialized must not hide the crash
+    }
+    flushLogger(logger);
+  });
+  process.on('exit', () => flushLogger(logger));
 }
 
 type HotLevel = 'debug' | 'info' | 'warn';

@@ -27,9 +27,12 @@ export interface MainProcess {
   waitForLog(predicate: (r: LogRecord) => boolean): Promise<LogRecord>;
 }
 
-/** Spawns main.js with exactly `env` (plus PATH, nothing else inherited); killed after the test if still running. */
-export function spawnMain(t: TestContext, env: Record<string, string>): MainProcess {
-  const child = spawn(process.execPath, [MAIN], {
+/**
+ * Spawns main.js (or another entry script and its arguments, `argv`) with exactly `env` (plus
+ * PATH, nothing else inherited); killed after the test if still running.
+ */
+export function spawnMain(t: TestContext, env: Record<string, string>, argv: readonly string[] = [MAIN]): MainProcess {
+  const child = spawn(process.execPath, argv, {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -71,11 +74,13 @@ export function tempConfigFile(t: TestContext): string {
 }
 
 /** Starts main.js in front of `upstreamBaseUrl` on a free port; resolves with its origin once it is ready. */
-export async function startMain(t: TestContext, upstreamBaseUrl: string, env: Record<string, string>): Promise<MainProcess & { origin: string }> {
+export async function startMain(
+  t: TestContext, upstreamBaseUrl: string, env: Record<string, string>, argv?: readonly string[],
+): Promise<MainProcess & { origin: string }> {
   const main = spawnMain(t, {
     PORT: '0', HOST: '127.0.0.1', CONFIG_FILE: tempConfigFile(t),
     OPENROUTER_BASE_URL: upstreamBaseUrl, OPENROUTER_API_KEY: 'sk-or-test', ...env,
-  });
+  }, argv);
   const ready = await main.waitForLog((r) => r.msg === 'signalbox ready');
   return { ...main, origin: new URL(String(ready.address)).origin };
 }
