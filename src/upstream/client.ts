@@ -1,8 +1,4 @@
-import type { Dispatcher } from 'undici';
-// Pool alone, not undici's index: the index loads about 110 modules (fetch, WebSocket, caches,
-// mocks) that the proxy never uses, a measured 60-70 ms of every cold start (docs/benchmarks.md).
-// The class is the same one the index exports; a test pins that for each undici update.
-import Pool from 'undici/lib/dispatcher/pool.js';
+import { Pool, type Dispatcher } from 'undici';
 import type { UpstreamAbort } from './abort.js';
 import {
   ClientClosedError, InternalError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,

@@ -57,10 +57,3 @@ test('the entry points enable the compile cache before any other module of dist/
     assert.ok(text.indexOf('enableCompileCache()') < text.search(DYNAMIC_IMPORT), `${entry} enables the cache before its first import()`);
   }
 });
-
-test('the upstream client loads undici\'s Pool alone, the same class the package exports', async () => {
-  const { default: Pool } = await import('undici/lib/dispatcher/pool.js');
-  const undici = await import('undici');
-  assert.equal(Pool, undici.Pool);
-  assert.match(readFileSync(join(DIST_SRC, 'upstream/client.js'), 'utf8'), /from 'undici\/lib\/dispatcher\/pool\.js'/);
-});
