@@ -1,12 +1,18 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError } from './errors.js';
-import { loadConfig, type SignalboxConfig } from './config/load.js';
-import { startRulesReloader, type RulesReloader } from './rules-file/reloader.js';
-import { buildApp } from './server/app.js';
-import { clientKeyId } from './server/client-auth.js';
-import { createLogger, flushLogOnCrash, flushLogger } from './server/logger.js';
-import { gracefulShutdown } from './server/shutdown.js';
+import type { SignalboxConfig } from './config/load.js';
+import type { RulesReloader } from './rules-file/reloader.js';
+import { enableCompileCache } from './compile-cache.js';
+
+// First, before the modules below are compiled (see compile-cache.ts): hence the dynamic imports.
+enableCompileCache();
+const { ConfigError } = await import('./errors.js');
+const { loadConfig } = await import('./config/load.js');
+const { startRulesReloader } = await import('./rules-file/reloader.js');
+const { buildApp } = await import('./server/app.js');
+const { clientKeyId } = await import('./server/client-auth.js');
+const { createLogger, flushLogOnCrash, flushLogger } = await import('./server/logger.js');
+const { gracefulShutdown } = await import('./server/shutdown.js');
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT, startMain } from './support/main-process.js';
@@ -31,3 +33,21 @@ for (const how of ['exception', 'rejection'] as const) {
     assert.equal(crashed?.origin, how === 'exception' ? 'uncaughtException' : 'unhandledRejection', main.stderr());
   });
 }
+/** Issue 13, item 8: Node's compile cache, in its default place, on runtimes that have it. */
+test('the server fills Node\'s compile cache in the temporary directory where the runtime has one (Node >= 22.1)', async (t) => {
+  const nodeModule = await import('node:module');
+  if (typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache !== 'function') {
+    t.skip(`${process.version} has no module.enableCompileCache: start-up compiles as before`);
+    return;
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'signalbox-compile-cache-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  // TMPDIR, not NODE_COMPILE_CACHE: that variable alone would turn the cache on without our call.
+  const main = await startMain(t, 'http://127.0.0.1:9/api/v1', { TMPDIR: tmp });
+  main.child.kill('SIGTERM');
+  assert.equal((await main.exit).code, 0);
+  // Node writes the cache at exit: one directory per Node version, holding the compiled modules.
+  const [versionDir, ...others] = readdirSync(join(tmp, 'node-compile-cache'));
+  assert.deepEqual(others, []);
+  assert.ok(readdirSync(join(tmp, 'node-compile-cache', versionDir!)).length > 50, 'the modules of a start are cached');
+});

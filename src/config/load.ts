@@ -3,64 +3,30 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { ConfigError } from '../errors.js';
-import { FIELD_VALUE_RULE, isFieldValue, isHeaderPattern } from '../upstream/headers.js';
-import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, SETTINGS, type SettingSpec } from './settings.js';
+import { FIELD_VALUE_RULE, HeaderNameMatcher, isFieldValue, isHeaderPattern } from '../upstream/headers.js';
+import type { RetryPolicy } from '../upstream/retry.js';
+import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, SETTINGS, type SettingSpec, type Settings } from './settings.js';
 import { YamlSource, pointerToPath } from './yaml-source.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
-/** The validated, frozen server configuration. Keys mirror the config file. */
-export interface SignalboxConfig {
-  readonly server: {
-    readonly host: string;
-    readonly port: number;
-    readonly body_limit_bytes: number;
-    readonly max_header_bytes: number;
-    readonly lingering_close_max_bytes: number;
-    readonly lingering_close_max_ms: number;
-    readonly lingering_close_idle_ms: number;
-    readonly request_timeout_ms: number;
-    readonly client_write_timeout_ms: number;
-    readonly keep_alive_timeout_ms: number;
-    readonly shutdown_grace_ms: number;
-  };
-  readonly upstream: {
-    readonly base_url: string;
-    readonly api_key: string | undefined;
-    readonly connect_timeout_ms: number;
-    readonly headers_timeout_ms: number;
-    readonly idle_timeout_ms: number;
-    readonly first_token_timeout_ms: number;
-    readonly keep_alive_timeout_ms: number;
-    readonly http_referer: string | undefined;
-    readonly app_title: string | undefined;
-    readonly strip_headers: readonly string[];
-  };
-  readonly retry: {
-    readonly max_attempts: number;
-    readonly statuses: readonly number[];
-    readonly budget_ms: number;
-    readonly retry_after_cap_ms: number;
-    readonly on_network_errors: boolean;
-  };
-  readonly cooldown: { readonly failures: number; readonly window_ms: number; readonly duration_ms: number; readonly max_entries: number };
-  readonly client_auth: { readonly keys: readonly string[] };
-  readonly rules_file: string;
-  readonly rules_debounce_ms: number;
-  readonly rules_poll_interval_ms: number;
-  readonly metrics: {
-    readonly enabled: boolean;
-    readonly models: readonly string[];
-    readonly max_served_models: number;
-    readonly duration_buckets_seconds: readonly number[];
-    readonly ttft_buckets_seconds: readonly number[];
-    readonly overhead_buckets_seconds: readonly number[];
-  };
-  readonly log: { readonly level: LogLevel; readonly format: LogFormat; readonly prompts: boolean };
+/** What is built from the settings once, at load, instead of on each request. */
+export interface DerivedPolicies {
+  readonly retry: RetryPolicy;
+  /** upstream.strip_headers, compiled. */
+  readonly stripHeaders: HeaderNameMatcher;
+}
+
+/**
+ * The validated, frozen server configuration. Keys mirror the config file; the type is computed
+ * from SETTINGS (config/settings.ts), so it cannot drift from the schema or the README table.
+ */
+export type SignalboxConfig = Settings & {
   /** The config file that was read, if any. */
   readonly config_file: string | undefined;
-}
+  readonly policies: DerivedPolicies;
+};
 
 type Json = Record<string, unknown>;
 
@@ -102,16 +68,8 @@ export function buildSchema(): Json {
 
 // Compiled once, at module load.
 const ajv = new Ajv({ allErrors: true, strict: true, ...AJV_STARTUP_OPTIONS });
-const validateConfig = ajv.compile(buildSchema());
-
-function getPath(obj: unknown, path: readonly string[]): unknown {
-  let cur = obj;
-  for (const part of path) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Json)[part];
-  }
-  return cur;
-}
+// A type guard: once the schema (which holds every constraint) passes, the merged object is Settings.
+const validateConfig = ajv.compile<Settings>(buildSchema());
 
 function setPath(obj: Json, path: readonly string[], value: unknown): void {
   let cur = obj;
@@ -218,13 +176,27 @@ export function loadConfig(options: LoadConfigOptions = {}): SignalboxConfig {
 
   if (!validateConfig(merged)) {
     for (const error of validateConfig.errors ?? []) problems.push(describeSchemaError(error, source, origin));
+    throw new ConfigError('invalid configuration', problems);
   }
 
   if (problems.length === 0) problems.push(...semanticProblems(merged, origin));
   if (problems.length > 0) throw new ConfigError('invalid configuration', problems);
 
-  merged.config_file = fileRead ? configFile : undefined;
-  return deepFreeze(merged) as unknown as SignalboxConfig;
+  return deepFreeze({ ...merged, config_file: fileRead ? configFile : undefined, policies: derivePolicies(merged) });
+}
+
+/** Built once here, so no request compiles a header matcher or a status set. */
+export function derivePolicies(settings: Settings): DerivedPolicies {
+  return {
+    retry: {
+      maxAttempts: settings.retry.max_attempts,
+      statuses: new Set(settings.retry.statuses),
+      budgetMs: settings.retry.budget_ms,
+      retryAfterCapMs: settings.retry.retry_after_cap_ms,
+      onNetworkErrors: settings.retry.on_network_errors,
+    },
+    stripHeaders: new HeaderNameMatcher(settings.upstream.strip_headers),
+  };
 }
 
 function nonEmpty(v: string | undefined): string | undefined {
@@ -265,30 +237,30 @@ function describeSchemaError(error: ErrorObject, source: YamlSource | undefined,
   return `${where}: ${dotted || '(root)'}${envHint} ${message}`;
 }
 
-function semanticProblems(config: Json, origin: Map<string, string>): string[] {
+function semanticProblems(config: Settings, origin: Map<string, string>): string[] {
   const problems: string[] = [];
-  const baseUrl = getPath(config, ['upstream', 'base_url']) as string;
+  const baseUrl = config.upstream.base_url;
   try {
     const url = new URL(baseUrl);
     if (url.search || url.hash) problems.push(`${origin.get('upstream.base_url') ?? 'upstream.base_url'}: upstream.base_url must not have a query or fragment`);
   } catch {
     problems.push(`${origin.get('upstream.base_url') ?? 'upstream.base_url'}: upstream.base_url is not a valid URL`);
   }
-  const host = getPath(config, ['server', 'host']) as string;
+  const host = config.server.host;
   if (host !== 'localhost' && isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) {
     problems.push(`${origin.get('server.host') ?? 'server.host'}: server.host must be an IP address or a host name`);
   }
-  for (const name of ['duration_buckets_seconds', 'ttft_buckets_seconds', 'overhead_buckets_seconds']) {
-    const buckets = getPath(config, ['metrics', name]) as number[];
+  for (const name of ['duration_buckets_seconds', 'ttft_buckets_seconds', 'overhead_buckets_seconds'] as const) {
+    const buckets = config.metrics[name];
     if (buckets.some((b, i) => i > 0 && b <= buckets[i - 1]!)) {
       problems.push(`${origin.get(`metrics.${name}`) ?? `metrics.${name}`}: metrics.${name} must be in increasing order`);
     }
   }
-  const statuses = getPath(config, ['retry', 'statuses']) as number[];
+  const statuses = config.retry.statuses;
   if (statuses.some((st) => !Number.isInteger(st) || st < 400 || st > 599)) {
     problems.push(`${origin.get('retry.statuses') ?? 'retry.statuses'}: retry.statuses must be HTTP error statuses (400 to 599)`);
   }
-  const badHeaders = (getPath(config, ['upstream', 'strip_headers']) as string[]).filter((h) => !isHeaderPattern(h));
+  const badHeaders = config.upstream.strip_headers.filter((h) => !isHeaderPattern(h));
   if (badHeaders.length > 0) {
     problems.push(
       `${origin.get('upstream.strip_headers') ?? 'upstream.strip_headers'}: upstream.strip_headers has ${badHeaders.map((h) => JSON.stringify(h)).join(', ')}, ` +
@@ -296,15 +268,15 @@ function semanticProblems(config: Json, origin: Map<string, string>): string[] {
     );
   }
   // Sent as header values on every upstream request: undici would refuse a bad one each time.
-  for (const name of ['api_key', 'http_referer', 'app_title']) {
-    const value = getPath(config, ['upstream', name]);
+  for (const name of ['api_key', 'http_referer', 'app_title'] as const) {
+    const value = config.upstream[name];
     if (typeof value === 'string' && !isFieldValue(value)) {
       // Not quoted: the API key is a secret.
       problems.push(`${origin.get(`upstream.${name}`) ?? `upstream.${name}`}: upstream.${name} must be ${FIELD_VALUE_RULE}`);
     }
   }
-  const clientKeys = getPath(config, ['client_auth', 'keys']) as string[];
-  const apiKey = getPath(config, ['upstream', 'api_key']);
+  const clientKeys = config.client_auth.keys;
+  const apiKey = config.upstream.api_key;
   if (clientKeys.length > 0 && apiKey === undefined) {
     problems.push(
       `${origin.get('client_auth.keys') ?? 'client_auth.keys'}: client_auth.keys needs a server-side key (OPENROUTER_API_KEY): ` +

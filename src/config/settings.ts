@@ -28,7 +28,9 @@ const MiB = 1024 * 1024;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const LOG_FORMATS = ['json', 'pretty'] as const;
 
-export const SETTINGS: readonly SettingSpec[] = Object.freeze([
+// `as const` keeps each entry's literal path, type and default: SignalboxConfig (config/load.ts)
+// is computed from them, so a setting added here is typed everywhere without a second list.
+export const SETTINGS = Object.freeze([
   {
     path: 'server.host', env: 'HOST', type: 'string', default: '127.0.0.1', unit: 'address',
     reason: 'loopback unless asked otherwise: a proxy holding an API key must not be reachable by accident (the container sets 0.0.0.0)',
@@ -205,7 +207,39 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     path: 'log.format', env: 'LOG_FORMAT', type: 'log-format', default: 'json', unit: LOG_FORMATS.join(' | '),
     reason: 'one JSON object per line is what log shippers read; pretty is for a person at a terminal in a checkout (it needs the dev dependency pino-pretty, which the container image does not install)',
   },
-] satisfies SettingSpec[]);
+] as const satisfies readonly SettingSpec[]);
+
+/** The TypeScript type a setting's values have once validated. */
+type ValueOfType<T extends SettingType> = T extends 'integer' ? number
+  : T extends 'boolean' ? boolean
+  : T extends 'string[]' ? readonly string[]
+  : T extends 'number[]' ? readonly number[]
+  : T extends 'log-level' ? (typeof LOG_LEVELS)[number]
+  : T extends 'log-format' ? (typeof LOG_FORMATS)[number]
+  : string;
+
+type Spec = (typeof SETTINGS)[number];
+type TopKey<P extends string> = P extends `${infer Head}.${string}` ? Head : never;
+/** The settings under `head`, with `head.` taken off their paths. */
+type Under<S extends { readonly path: string }, Head extends string> =
+  S extends { readonly path: `${Head}.${infer Rest}` } ? Omit<S, 'path'> & { readonly path: Rest } : never;
+type Leaf<S> = S extends { readonly path: `${string}.${string}` } ? never : S;
+type AnySpec = { readonly path: string; readonly type: SettingType; readonly default: unknown };
+
+/**
+ * The nested object the settings describe: path 'server.port' of type 'integer' becomes
+ * `{ server: { port: number } }`; a setting without a default is optional (unset).
+ */
+export type SettingsTree<S extends AnySpec> = {
+  readonly [Head in TopKey<S['path']>]: SettingsTree<Under<S, Head>>;
+} & {
+  readonly [L in Leaf<S> as L['default'] extends undefined ? never : L['path']]: ValueOfType<L['type']>;
+} & {
+  readonly [L in Leaf<S> as L['default'] extends undefined ? L['path'] : never]?: ValueOfType<L['type']> | undefined;
+};
+
+/** Every setting, validated: the shape of the config file with all defaults filled in. */
+export type Settings = SettingsTree<Spec>;
 
 /** The config file is optional; this is where it is looked for when CONFIG_FILE is not set. */
 export const DEFAULT_CONFIG_FILE = './config/signalbox.yaml';

@@ -7,7 +7,6 @@ import { emptyRuleSet } from '../rules/compile.js';
 import type { RulesSource } from '../rules/ruleset.js';
 import { LiveRules, type ReloadEvent } from '../rules-file/live-rules.js';
 import { UpstreamClient } from '../upstream/client.js';
-import { HeaderNameMatcher } from '../upstream/headers.js';
 import { clientAuthHook } from './client-auth.js';
 import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
@@ -89,18 +88,12 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     cooldowns,
     firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
     clientWriteTimeoutMs: config.server.client_write_timeout_ms,
-    retry: {
-      maxAttempts: config.retry.max_attempts,
-      statuses: new Set(config.retry.statuses),
-      budgetMs: config.retry.budget_ms,
-      retryAfterCapMs: config.retry.retry_after_cap_ms,
-      onNetworkErrors: config.retry.on_network_errors,
-    },
+    retry: config.policies.retry,
     headerOptions: {
       apiKey: config.upstream.api_key,
       httpReferer: config.upstream.http_referer,
       appTitle: config.upstream.app_title,
-      strip: new HeaderNameMatcher(config.upstream.strip_headers),
+      strip: config.policies.stripHeaders,
     },
   };
 

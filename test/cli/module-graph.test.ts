@@ -14,15 +14,22 @@ const RULES_SOURCES = fileURLToPath(new URL('../../../src/rules/', import.meta.u
 const STATIC_IMPORT = /^\s*(?:import|export)\s+(?:[^'";]*?\s+from\s+)?['"](\.{1,2}\/[^'"]+)['"]/gm;
 const DYNAMIC_IMPORT = /\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g;
 
-/** Every compiled file of dist/src that `entry` loads through static imports, `entry` included. */
+/**
+ * Every compiled file of dist/src that `entry` loads through static imports, `entry` included.
+ * The entry's own `await import()`s count as static: an entry point enables the compile cache
+ * first and imports everything else dynamically (src/compile-cache.ts).
+ */
 function staticGraph(entry: string): Set<string> {
   const seen = new Set<string>();
   const visit = (file: string): void => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const m of readFileSync(file, 'utf8').matchAll(STATIC_IMPORT)) visit(resolve(dirname(file), m[1]!));
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(STATIC_IMPORT)) visit(resolve(dirname(file), m[1]!));
+    if (file === entryFile) for (const m of text.matchAll(DYNAMIC_IMPORT)) visit(resolve(dirname(file), m[1]!));
   };
-  visit(join(DIST_SRC, entry));
+  const entryFile = join(DIST_SRC, entry);
+  visit(entryFile);
   return new Set([...seen].map((f) => relative(DIST_SRC, f)));
 }
 
@@ -39,7 +46,7 @@ test('the server and the CLI never load the fake OpenRouter (src/dev) through a 
 
 test('the fake is loaded only by the CLI\'s fake-openrouter command, on demand', () => {
   const graph = staticGraph('cli/signalbox.js');
-  const dynamic = [...graph].flatMap((file) =>
+  const dynamic = [...graph].filter((file) => file !== 'cli/signalbox.js').flatMap((file) =>
     [...readFileSync(join(DIST_SRC, file), 'utf8').matchAll(DYNAMIC_IMPORT)].map((m) => `${file} -> ${m[1]}`));
   assert.deepEqual(dynamic, ['cli/commands.js -> ../dev/fake-openrouter-cli.js']);
 });
@@ -53,4 +60,14 @@ test('src/rules/ is the pure engine: nothing it loads reads files, emits events 
   const impure = [...new Set(entries.flatMap((entry) => [...staticGraph(entry)]))]
     .filter((file) => IO_MODULE.test(readFileSync(join(DIST_SRC, file), 'utf8')));
   assert.deepEqual(impure, []);
+});
+
+test('the entry points enable the compile cache before any other module of dist/src is loaded', () => {
+  for (const entry of ['main.js', 'cli/signalbox.js']) {
+    const text = readFileSync(join(DIST_SRC, entry), 'utf8');
+    const ownStatic = [...text.matchAll(STATIC_IMPORT)].map((m) => m[1]!.replace(/^(\.\.\/)+|^\.\//, ''));
+    // Static imports are compiled before the entry's body runs, so only compile-cache.js may be one.
+    assert.deepEqual(ownStatic, ['compile-cache.js'], `${entry} statically imports ${ownStatic.join(', ')}`);
+    assert.ok(text.indexOf('enableCompileCache()') < text.search(DYNAMIC_IMPORT), `${entry} enables the cache before its first import()`);
+  }
 });

@@ -91,6 +91,33 @@ test('the config is deeply frozen', () => {
   }, TypeError);
 });
 
+test('the retry policy and the strip-header matcher are built once at load, from the settings, and frozen', () => {
+  const { config } = load({ RETRY_STATUSES: '429,503', RETRY_MAX_ATTEMPTS: '4', STRIP_HEADERS: 'x-team,x-internal-*' });
+  const { retry, stripHeaders } = config.policies;
+  assert.deepEqual([...retry.statuses], [429, 503]);
+  assert.equal(retry.maxAttempts, 4);
+  assert.equal(retry.budgetMs, config.retry.budget_ms);
+  assert.equal(retry.retryAfterCapMs, config.retry.retry_after_cap_ms);
+  assert.equal(retry.onNetworkErrors, config.retry.on_network_errors);
+  assert.ok(stripHeaders.matches('x-team') && stripHeaders.matches('x-internal-id') && !stripHeaders.matches('x-user-tier'));
+  assert.ok(Object.isFrozen(config.policies) && Object.isFrozen(retry) && Object.isFrozen(stripHeaders));
+  // The same objects for every reader: nothing is rebuilt per request.
+  assert.equal(config.policies.retry, retry);
+});
+
+test('the config type is computed from SETTINGS: paths, value types and unset defaults', () => {
+  const { config } = load();
+  // Compile-time checks (npm run typecheck / the build fail if the derivation drifts).
+  const port: number = config.server.port;
+  const statuses: readonly number[] = config.retry.statuses;
+  const level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' = config.log.level;
+  // @ts-expect-error: no default, so it may be unset
+  const apiKey: string = config.upstream.api_key;
+  // @ts-expect-error: not a setting
+  void config.server.no_such_setting;
+  assert.deepEqual([port, statuses.length, level, apiKey], [8080, 5, 'info', undefined]);
+});
+
 test('each environment variable overrides its default', () => {
   const { config } = load({
     PORT: '9090',
