@@ -7,8 +7,8 @@ import * as nodeModule from 'node:module';
  * https://nodejs.org/api/module.html#moduleenablecompilecachecachedir
  *
  * The directory is Node's choice: NODE_COMPILE_CACHE when set, else `node-compile-cache` in the OS
- * temporary directory (/tmp in the image, writable by its `node` user). A cache that cannot be
- * written is reported in the returned status, never thrown: start-up goes on without it.
+ * temporary directory (/tmp in the image, writable by its `node` user). Node reports a cache it
+ * cannot write in the status it returns (not needed here) and never throws: start-up goes on without it.
  *
  * Only modules loaded after this call are cached, and an ES module's static imports are all
  * compiled before its body runs: so the entry points call this first and import the rest with

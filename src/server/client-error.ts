@@ -16,13 +16,7 @@ import type { ExchangeRecorder } from './recorder.js';
  */
 const REFUSED_LINGER_MS = 1000;
 
-/**
- * The server's 'clientError' handler (Fastify's `clientErrorHandler` option): Node's HTTP parser
- * refused a request (a malformed request line or header, HPE_HEADER_OVERFLOW, REQUEST_TIMEOUT_MS)
- * before Fastify saw it. Fastify's default answers in its own JSON shape; this answers in the
- * OpenAI envelope with `x-request-id` and `x-should-retry`, logs the refusal and counts it (there
- * is no path to trust: endpoint `other`, rule `unrouted`). https://nodejs.org/api/http.html#event-clienterror
- */
+/** What a refusal needs: where it is recorded, and the limits its message names. */
 export interface RefusalOptions {
   readonly recorder: ExchangeRecorder;
   readonly log: FastifyBaseLogger;
@@ -68,6 +62,13 @@ function refuseSocket(options: RefusalOptions, socket: Socket | Duplex, error: S
   options.recorder.record(exchange, options.log.child({ reqId: id }), '-', '-', 'other');
 }
 
+/**
+ * The server's 'clientError' handler (Fastify's `clientErrorHandler` option): Node's HTTP parser
+ * refused a request (a malformed request line or header, HPE_HEADER_OVERFLOW, REQUEST_TIMEOUT_MS)
+ * before Fastify saw it. Fastify's default answers in its own JSON shape; this answers in the
+ * OpenAI envelope with `x-request-id` and `x-should-retry`, logs the refusal and counts it (there
+ * is no path to trust: endpoint `other`, rule `unrouted`). https://nodejs.org/api/http.html#event-clienterror
+ */
 export function clientErrorHandler(options: RefusalOptions): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
     try {

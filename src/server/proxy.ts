@@ -77,12 +77,18 @@ function claimAttemptModels(
 /** An unpaired UTF-16 surrogate (with the u flag, a paired one is one code point and does not match). */
 const LONE_SURROGATE = /\p{Surrogate}/gu;
 
+/** The longest response header value made from a client-chosen string. */
+const MAX_HEADER_VALUE_CHARS = 200;
+const HEADER_SAFE = /^[\x21-\x7e]{1,200}$/;
+
 /** A response header value from a client-chosen string: visible ASCII only, at most 200 characters. */
 export function headerSafe(value: string): string {
-  // encodeURIComponent throws URIError on an unpaired surrogate (a rule's model can hold one), so
-  // those become U+FFFD first.
-  const safe = /^[\x21-\x7e]{1,200}$/.test(value) ? value : encodeURIComponent(value.replace(LONE_SURROGATE, '\ufffd')).slice(0, 200);
-  return safe || '-';
+  if (HEADER_SAFE.test(value)) return value;
+  // Cut first: only the first 200 characters can show, and a 15 MB model is not encoded whole.
+  // encodeURIComponent throws URIError on an unpaired surrogate (a rule's model can hold one, and
+  // the cut can split a pair), so those become U+FFFD first.
+  const head = value.slice(0, MAX_HEADER_VALUE_CHARS).replace(LONE_SURROGATE, '\ufffd');
+  return encodeURIComponent(head).slice(0, MAX_HEADER_VALUE_CHARS) || '-';
 }
 
 /**

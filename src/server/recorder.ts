@@ -24,7 +24,7 @@ const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
  * agents under 300.
  */
 /**
- * finish_reason, upstream_error, user_agent. The model names and provider come cut already
+ * user_agent. The model names, provider, finish reason and in-band error code come cut already
  * (clipText where the Exchange and the response tap take them, for the metric labels too).
  */
 const MAX_NAME_CHARS = MAX_CLIENT_TEXT_CHARS;
@@ -151,7 +151,7 @@ export class ExchangeRecorder {
     if (facts) {
       if (facts.model !== undefined) line.served_model = facts.model;
       if (facts.provider !== undefined) line.provider = facts.provider;
-      if (facts.finishReason !== undefined) line.finish_reason = clipText(facts.finishReason, MAX_NAME_CHARS);
+      if (facts.finishReason !== undefined) line.finish_reason = facts.finishReason;
       if (facts.usage) {
         line.prompt_tokens = facts.usage.prompt;
         line.completion_tokens = facts.usage.completion;
@@ -161,7 +161,7 @@ export class ExchangeRecorder {
       }
       const ttft = x.ttftSeconds();
       if (ttft !== undefined) line.ttft_ms = round3(ttft * 1000);
-      if (facts.inbandError) line.upstream_error = clipText(facts.inbandError.code, MAX_NAME_CHARS);
+      if (facts.inbandError) line.upstream_error = facts.inbandError.code;
     }
     if (x.promptText !== undefined) {
       // A hash groups identical prompts (retries, loops) without writing personal data to logs.

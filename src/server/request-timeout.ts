@@ -12,8 +12,8 @@ const MAX_CHECK_INTERVAL_MS = 30_000;
  * default of 60 s (`headersTimeout`), which may not exceed the whole request's.
  */
 export function requestTimeoutOptions(requestTimeoutMs: number): ServerOptions {
+  // requestTimeout itself is Fastify's option (it sets server.requestTimeout after creating the server).
   return {
-    requestTimeout: requestTimeoutMs,
     headersTimeout: Math.min(60_000, requestTimeoutMs),
     connectionsCheckingInterval: Math.max(1, Math.min(MAX_CHECK_INTERVAL_MS, Math.floor(requestTimeoutMs / 4))),
   };

@@ -186,7 +186,7 @@ export class ResponseTap {
     if (this.jsonHead === undefined) {
       if (this.jsonBytes <= MAX_PARSED_JSON_BODY_BYTES) return;
       // Too large to parse: keep a copy of the start (not a view that pins the chunks).
-      this.jsonHead = Buffer.from(Buffer.concat(chunks, this.jsonChunkBytes).subarray(0, JSON_SCAN_WINDOW_BYTES));
+      this.jsonHead = Buffer.concat(chunks, Math.min(JSON_SCAN_WINDOW_BYTES, this.jsonChunkBytes));
     }
     // Only the chunks that still reach into the last window stay.
     while (chunks.length > 1 && this.jsonChunkBytes - chunks[0]!.length >= JSON_SCAN_WINDOW_BYTES) {
@@ -221,7 +221,7 @@ export class ResponseTap {
       if (body !== null && typeof body === 'object') {
         this.readObject(body);
         const choice = firstChoice(body);
-        if (typeof choice?.finish_reason === 'string') this.facts.finishReason = choice.finish_reason;
+        if (typeof choice?.finish_reason === 'string') this.facts.finishReason = clipText(choice.finish_reason);
       }
       this.jsonChunks.length = 0;
       this.jsonHead = undefined;
@@ -259,6 +259,6 @@ export class ResponseTap {
     this.readObject(obj);
     const choice = firstChoice(obj);
     if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = process.hrtime.bigint();
-    if (typeof choice?.finish_reason === 'string') f.finishReason = choice.finish_reason;
+    if (typeof choice?.finish_reason === 'string') f.finishReason = clipText(choice.finish_reason);
   }
 }
