@@ -1,6 +1,8 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SignalboxConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules-file/live-rules.js';
+import { UNROUTED } from '../rules/decision.js';
+import type { ExchangeRecord } from '../server/record.js';
 import type { Endpoint } from './endpoints.js';
 import { ModelLabels } from './labels.js';
 import { FastCounter, FastHistogram } from './series.js';
@@ -10,29 +12,6 @@ import { FastCounter, FastHistogram } from './series.js';
  * app, so that several apps (tests) never share counters. `model` labels mean the model that
  * served the request when the upstream said so, else the model routed to.
  */
-
-/** What one finished exchange reports; filled by the exchange plugin from its Exchange. */
-export interface ExchangeRecord {
-  readonly endpoint: Endpoint;
-  /** A chat request that went through the rules (counted in signalbox_rule_matches_total). */
-  readonly routed: boolean;
-  /** The deciding rule, `none` when no rule matched, `unrouted` when the rules never saw the request. */
-  readonly rule: string;
-  readonly requestedModel: string | undefined;
-  readonly routedModel: string | undefined;
-  /** The model the upstream response reported. */
-  readonly servedModel: string | undefined;
-  /** The upstream answered 2xx: only then may its served model take a label slot. */
-  readonly upstreamSucceeded: boolean;
-  readonly status: number;
-  readonly stream: boolean;
-  readonly durationSeconds: number;
-  readonly ttftSeconds: number | undefined;
-  readonly overheadSeconds: number;
-  readonly usage: { prompt: number; completion: number; reasoning: number; cached: number; cost: number | undefined } | undefined;
-  readonly streamErrorKind: StreamErrorKind | undefined;
-  readonly clientClosed: boolean;
-}
 
 export type StreamErrorKind = 'upstream_inband' | 'upstream_cut' | 'idle_timeout' | 'client_write_timeout' | 'shutdown';
 
@@ -56,9 +35,8 @@ export class SignalboxMetrics {
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
   private readonly rulesInfo: Gauge<'hash'>;
-  readonly activeStreams: Gauge;
 
-  constructor(config: SignalboxConfig['metrics'], inflight: () => number, coolingModels: () => number = () => 0) {
+  constructor(config: SignalboxConfig['metrics'], gauges: LiveGauges) {
     const registers = [this.registry];
     this.labels = new ModelLabels(config.models, config.max_served_models);
     collectDefaultMetrics({ register: this.registry });
@@ -92,7 +70,7 @@ export class SignalboxMetrics {
     new Gauge({
       name: 'signalbox_models_in_cooldown', help: 'Models being skipped (cooling down, or waiting for the probe that ends it)', registers: [r],
       collect() {
-        this.set(coolingModels());
+        this.set(gauges.coolingModels());
       },
     });
     this.fallbacks = new FastCounter(r, 'signalbox_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
@@ -113,10 +91,15 @@ export class SignalboxMetrics {
     new Gauge({
       name: 'signalbox_inflight_requests', help: 'Requests waiting on or streaming from the upstream', registers,
       collect() {
-        this.set(inflight());
+        this.set(gauges.inflight());
       },
     });
-    this.activeStreams = new Gauge({ name: 'signalbox_active_streams', help: 'SSE responses being relayed', registers });
+    new Gauge({
+      name: 'signalbox_active_streams', help: 'SSE responses being relayed', registers,
+      collect() {
+        this.set(gauges.activeStreams());
+      },
+    });
   }
 
   /** The rules in force changed (startup or a reload). */
@@ -137,28 +120,34 @@ export class SignalboxMetrics {
     this.cooldowns.inc([this.labels.model(model)]);
   }
 
-  /** An attempt to `from` failed for `reason` (status or error code); the next goes to `to`. */
-  fallback(from: string | undefined, to: string | undefined, reason: string): void {
-    this.fallbacks.inc([this.labels.model(from), this.labels.model(to), reason]);
-  }
-
-  upstreamAttempt(model: string | undefined, status: number | string): void {
-    this.upstreamRequests.inc([this.labels.model(model), String(status)]);
-  }
-
-  exchangeFinished(r: ExchangeRecord): void {
+  /**
+   * Meters one finished exchange from its record, the only input: its upstream attempts and the
+   * proxy-side retries between them, then the response. `endpoint` is the record's URL as a label.
+   */
+  exchangeFinished(r: ExchangeRecord, endpoint: Endpoint): void {
     const labels = this.labels;
-    const served = r.servedModel === undefined ? undefined : r.upstreamSucceeded ? labels.served(r.servedModel) : labels.model(r.servedModel);
+    const attempts = r.attempts;
+    for (let i = 0; i < attempts.length; i++) {
+      const attempt = attempts[i]!;
+      const from = labels.model(attempt.model);
+      this.upstreamRequests.inc([from, attempt.outcome === undefined ? 'unknown' : String(attempt.outcome)]);
+      if (attempt.retry !== undefined) this.fallbacks.inc([from, labels.model(attempt.retry.to), attempt.retry.reason]);
+    }
+    const upstreamStatus = r.upstreamStatus;
+    const upstreamSucceeded = upstreamStatus !== undefined && upstreamStatus >= 200 && upstreamStatus < 300;
+    const servedModel = r.facts?.model;
+    // Only a model that served a 2xx may take a label slot of its own.
+    const served = servedModel === undefined ? undefined : upstreamSucceeded ? labels.served(servedModel) : labels.model(servedModel);
     const model = served ?? labels.model(r.routedModel);
     const stream = r.stream ? 'true' : 'false';
-    const rule = r.rule;
-    const endpoint = r.endpoint;
+    // Routed: a chat request that went through the rules; `unrouted` when the rules never saw it.
+    const rule = r.rule ?? UNROUTED;
     this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, String(r.status), stream]);
-    if (r.routed) this.ruleMatches.inc([rule]);
-    this.duration.observe([endpoint, rule, model, stream], r.durationSeconds);
-    this.overhead.observe(NO_LABELS, r.overheadSeconds);
-    if (r.ttftSeconds !== undefined) this.ttft.observe([rule, model], r.ttftSeconds);
-    const u = r.usage;
+    if (r.rule !== undefined) this.ruleMatches.inc([rule]);
+    this.duration.observe([endpoint, rule, model, stream], r.durationMs / 1000);
+    this.overhead.observe(NO_LABELS, r.overheadMs / 1000);
+    if (r.ttftMs !== undefined) this.ttft.observe([rule, model], r.ttftMs / 1000);
+    const u = r.facts?.usage;
     if (u) {
       if (u.prompt > 0) this.tokens.inc([model, 'prompt'], u.prompt);
       if (u.completion > 0) this.tokens.inc([model, 'completion'], u.completion);
@@ -166,12 +155,22 @@ export class SignalboxMetrics {
       if (u.cached > 0) this.tokens.inc([model, 'cached'], u.cached);
       if (u.cost !== undefined) this.cost.inc([rule, model], u.cost);
     }
-    if (r.servedModel !== undefined && r.routedModel !== undefined && r.servedModel !== r.routedModel) {
+    if (servedModel !== undefined && r.routedModel !== undefined && servedModel !== r.routedModel) {
       this.substitutions.inc([labels.model(r.routedModel), model]);
     }
     if (r.streamErrorKind) this.streamErrors.inc([r.streamErrorKind]);
     if (r.clientClosed) this.clientDisconnects.inc(NO_LABELS);
   }
+}
+
+/** Gauges read from live state when Prometheus scrapes. */
+export interface LiveGauges {
+  /** Upstream calls in flight. */
+  readonly inflight: () => number;
+  /** SSE responses being relayed. */
+  readonly activeStreams: () => number;
+  /** Models in cooldown. */
+  readonly coolingModels: () => number;
 }
 
 const NO_LABELS: readonly string[] = [];

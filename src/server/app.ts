@@ -10,13 +10,14 @@ import { UpstreamClient } from '../upstream/client.js';
 import { clientAuthHook } from './client-auth.js';
 import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
+import { proxyHeaders } from './response-head.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
 import { ExchangeRecorder } from './recorder.js';
 import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
-import type { ProxyDeps } from './proxy.js';
+import type { ForwardDeps } from './forward.js';
 import { chatCompletionsRoutes } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
 import { passthroughRoutes } from './routes/passthrough.js';
@@ -67,7 +68,11 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     },
   );
   if (config.metrics.enabled) {
-    metrics = new SignalboxMetrics(config.metrics, () => lifecycle.inflightCount, () => Object.keys(cooldowns.cooling()).length);
+    metrics = new SignalboxMetrics(config.metrics, {
+      inflight: () => lifecycle.inflightCount,
+      activeStreams: () => lifecycle.activeStreams,
+      coolingModels: () => Object.keys(cooldowns.cooling()).length,
+    });
   }
   let onReload: ((event: ReloadEvent) => void) | undefined;
   if (metrics) {
@@ -81,10 +86,9 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       rules.on('reload', onReload);
     }
   }
-  const proxy: ProxyDeps = {
+  const proxy: ForwardDeps = {
     upstream,
     lifecycle,
-    metrics,
     cooldowns,
     firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
     clientWriteTimeoutMs: config.server.client_write_timeout_ms,
@@ -140,13 +144,19 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   app.server.on('connect', connectHandler(refusals, ORIGIN_FORM_ONLY));
 
   app.setErrorHandler((err, request, reply) => {
+    const exchange = request.exchange;
+    const call = exchange.upstream;
+    const attempts = call?.attempts.length ?? 0;
     const { status, body, error, headers } = toOpenAIError(err, {
       contentType: request.headers['content-type'],
       bodyLimitBytes: request.routeOptions.bodyLimit,
-      upstreamAttempts: request.exchange.upstreamAttempts,
+      upstreamAttempts: attempts,
     });
-    request.exchange.error = error;
-    reply.header('x-signalbox-overhead-ms', request.exchange.proxyMsNow().toFixed(3));
+    exchange.error = error;
+    // The routing headers from their values: the rule, and the attempts made before giving up.
+    reply.headers(proxyHeaders({
+      requestId: request.id, rule: exchange.rule, model: call?.routed === true ? call.model : undefined, attempts, overheadMs: exchange.proxyMs(),
+    }));
     closeAfterBody(request, reply);
     // Upstream failures are the request line's business (error_code, error); only a bug gets a stack.
     if (error instanceof InternalError) request.log.error({ err: error.cause ?? error }, error.message);
@@ -174,7 +184,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
     if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
-    await v1.register(chatCompletionsRoutes, { rules, proxy });
+    // The request log line hashes the last user message: the body is kept for it only when such lines are written.
+    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn') });
     await v1.register(passthroughRoutes, { proxy });
   });
 

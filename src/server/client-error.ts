@@ -45,10 +45,10 @@ function refuseSocket(options: RefusalOptions, socket: Socket | Duplex, error: S
   exchange.clientAddress = remoteAddress;
   exchange.error = error;
   if (socket.writable && !responseStarted(socket)) {
-    exchange.bytesOut = Buffer.byteLength(payload);
+    exchange.sentBytes = Buffer.byteLength(payload);
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${exchange.bytesOut}\r\nx-request-id: ${id}\r\nx-should-retry: ${headers['x-should-retry']}\r\n` +
+      `content-length: ${exchange.sentBytes}\r\nx-request-id: ${id}\r\nx-should-retry: ${headers['x-should-retry']}\r\n` +
       `connection: close\r\n\r\n${payload}`,
     );
     socket.resume();
@@ -58,8 +58,7 @@ function refuseSocket(options: RefusalOptions, socket: Socket | Duplex, error: S
   } else {
     socket.destroy();
   }
-  exchange.finish(status);
-  options.recorder.record(exchange, options.log.child({ reqId: id }), '-', '-', 'other');
+  options.recorder.record(exchange.record(status, false, '-', '-'), options.log.child({ reqId: id }), 'other');
 }
 
 /**
@@ -127,12 +126,12 @@ export function frameworkErrorHandler(recorder: () => ExchangeRecorder) {
     const { status, body, error, headers } = toOpenAIError(err);
     exchange.error = error;
     const payload = JSON.stringify(body);
-    exchange.bytesOut = Buffer.byteLength(payload);
+    exchange.sentBytes = Buffer.byteLength(payload);
     reply.raw.once('close', () => {
-      exchange.finish(reply.raw.writableFinished ? status : 499);
-      recorder().record(exchange, request.log, request.method, request.url);
+      const finished = reply.raw.writableFinished;
+      recorder().record(exchange.record(finished ? status : 499, !finished, request.method, request.url), request.log);
     });
-    void reply.code(status).headers({ ...headers, 'x-request-id': request.id, 'x-signalbox-overhead-ms': exchange.proxyMsNow().toFixed(3) })
+    void reply.code(status).headers({ ...headers, 'x-request-id': request.id, 'x-signalbox-overhead-ms': exchange.proxyMs().toFixed(3) })
       .type('application/json; charset=utf-8').send(payload);
   };
 }

@@ -1,95 +1,67 @@
 import type { SignalboxError } from '../errors.js';
-import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { JsonObject } from '../rules/decision.js';
-import type { UpstreamAbort } from '../upstream/abort.js';
 import { lastUserText } from '../rules/fields.js';
-import type { ResponseFacts } from '../upstream/response-tap.js';
-
-/** One upstream attempt, for the debug lines the recorder writes per attempt. */
-export interface UpstreamAttempt {
-  readonly model: string | undefined;
-  readonly sentAt: bigint;
-  /** The upstream's status, or the error code of an attempt that got no usable answer. */
-  outcome: number | string | undefined;
-  /** From sending to the response headers or the failure. */
-  durationMs: number;
-  /** The wait before the next attempt, when there was one. */
-  waitMs: number | undefined;
-}
+import type { ExchangeRecord } from './record.js';
+import type { Forwarding } from './forward.js';
 
 /**
- * The most attempts recorded per exchange: RETRY_MAX_ATTEMPTS' maximum, which the retry loop never
- * exceeds; the cap only guards the list should that ever change.
- */
-const MAX_RECORDED_ATTEMPTS = 10;
-
-/**
- * What happened to one client request, from arrival to the last byte. Written by the stages
- * (route decision, upstream call, relay, response tap) and read once, by the request log line and
- * the metrics, when the client's response closes.
+ * One client request's stage results, from arrival to the response's close. Each slot is written
+ * once, by the one stage that owns it, and read once, when the response closes, to assemble the
+ * record that the log line and the metrics read (`record`):
+ *
+ * | slot                                      | written by                                       |
+ * | ----------------------------------------- | ------------------------------------------------ |
+ * | startedAt, clientAddress, userAgent       | arrival (plugins/exchange.ts)                    |
+ * | clientKeyId                               | authentication (client-auth.ts)                  |
+ * | bytesIn                                   | the body parser (routes/*)                       |
+ * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
+ * | rule, routedModel                         | the decision stage (routes/chat-completions.ts)  |
+ * | upstream (attempts, relay result)         | the upstream call (forward.ts)                   |
+ * | error                                     | the error handler (app.ts)                       |
+ * | sentBytes                                 | a body Fastify sent itself (plugins/exchange.ts) |
  */
 export class Exchange {
-  readonly startedAt: bigint = process.hrtime.bigint();
-  /** The parsed chat body, until no attempt can need it (then only its last user message is kept). */
-  chatBody: Readonly<JsonObject> | undefined = undefined;
-  /** The last user message's text, for the log line's prompt hash; set by `finish`. */
-  promptText: string | undefined = undefined;
-  /** Status the client got (499: it left); set by `finish`. */
-  status = 0;
-  /** Arrival to the response's close, in milliseconds; set by `finish`. */
-  durationMs = 0;
-  /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
-  requestedModel: string | undefined = undefined;
-  /** Routing rule that decided, `none` when no rule matched. */
-  rule: string | undefined = undefined;
-  /** Model sent upstream. */
-  routedModel: string | undefined = undefined;
-  stream = false;
+  /** performance.now() at arrival, in milliseconds: one plain-number clock for every duration. */
+  readonly startedAt: number = performance.now();
   /** The TCP peer's address (no proxy header is trusted), taken when the request arrives. */
   clientAddress: string | undefined = undefined;
   /** The client's User-Agent header, as sent (the log line bounds its length). */
   userAgent: string | undefined = undefined;
   /** Which client key authenticated the request (see clientKeyId), when client keys are configured. */
   clientKeyId: string | undefined = undefined;
-  /**
-   * Each upstream attempt, only when the debug lines that show them are written (otherwise
-   * undefined, and nothing is recorded). At most MAX_RECORDED_ATTEMPTS.
-   */
-  attempts: UpstreamAttempt[] | undefined = undefined;
   bytesIn = 0;
-  bytesOut = 0;
-  upstreamAttempts = 0;
-  upstreamStatus: number | undefined = undefined;
-  /** What the response tap read from the upstream response. */
-  facts: ResponseFacts | undefined = undefined;
-  /** The proxy's own error, when there was one (also mid-stream). */
+  /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
+  requestedModel: string | undefined = undefined;
+  stream = false;
+  /**
+   * The parsed chat body, for the log line's prompt hash, only while the log will want it
+   * (`keepPrompt`) and no longer than until the response head is written (`releaseBody`).
+   */
+  chatBody: Readonly<JsonObject> | undefined = undefined;
+  /** Routing rule that decided, `none` when no rule matched; undefined when the rules never saw the request. */
+  rule: string | undefined = undefined;
+  /** Model the decision routed to (clipped); the attempts may move on to a fallback. */
+  routedModel: string | undefined = undefined;
+  /** The upstream call, once there is one: its attempts and its relay's result. */
+  upstream: Forwarding | undefined = undefined;
+  /** The proxy's own error, answered by Fastify's error handler. */
   error: SignalboxError | undefined = undefined;
-  streamErrorKind: StreamErrorKind | undefined = undefined;
-  /** The client went away before its response was complete. */
-  clientClosed = false;
-  /** The proxy ended the response on purpose (an upstream failure mid-body), not the client. */
-  endedByProxy = false;
-  /** Aborts the upstream call; created only when there is one. */
-  upstreamAbort: UpstreamAbort | undefined = undefined;
-  /** Set while the upstream body is being relayed: ends it with a final error (shutdown). */
-  terminateRelay: ((error: SignalboxError) => void) | undefined = undefined;
-  /** Nanoseconds spent inside the proxy, not waiting on upstream (see markUpstreamSent / markHeadWritten). */
-  private proxyNs = 0n;
-  private upstreamHeadersAt: bigint | undefined = undefined;
+  /** Bytes of a body Fastify sent itself (errors, probes); relayed bodies are counted by the relay. */
+  sentBytes = 0;
+  /** The last user message's text, taken from chatBody before it is let go. */
+  private promptText: string | undefined = undefined;
 
   /** Milliseconds since arrival. */
-  elapsedMs(): number {
-    return Number(process.hrtime.bigint() - this.startedAt) / 1e6;
+  elapsedMs(now = performance.now()): number {
+    return now - this.startedAt;
   }
 
   /**
-   * The response has closed: freezes what the log line and metrics read later, and lets go of the
-   * request body (which may be large) once its last user message has been taken.
+   * Proxy time so far: all of it when no upstream call was made (an answer of the proxy's own),
+   * else the time before the first attempt and the time spent writing the response head.
    */
-  finish(status: number): void {
-    this.status = status;
-    this.durationMs = this.elapsedMs();
-    this.releaseBody();
+  proxyMs(now = performance.now()): number {
+    return this.upstream?.proxyMs(now) ?? now - this.startedAt;
   }
 
   /** Keeps the last user message's text of the chat body and lets go of the body itself. */
@@ -101,71 +73,41 @@ export class Exchange {
   }
 
   /**
-   * An upstream request is about to be sent. Before the first one, the time since arrival was the
-   * proxy's; the time between attempts is waiting on upstream (and Retry-After), not overhead.
+   * The record of this exchange, assembled once from the stages' results when the response has
+   * closed: the one value the log line and the metrics read.
    */
-  markUpstreamSent(model?: string): void {
-    if (this.upstreamAttempts === 0) this.proxyNs = process.hrtime.bigint() - this.startedAt;
-    this.upstreamAttempts++;
-    if (this.attempts !== undefined && this.attempts.length < MAX_RECORDED_ATTEMPTS) {
-      this.attempts.push({ model, sentAt: process.hrtime.bigint(), outcome: undefined, durationMs: 0, waitMs: undefined });
-    }
-  }
-
-  /**
-   * The attempt just sent was answered with this status, or failed with this error code (a later
-   * call for the same attempt, such as a first-token timeout after a 200, replaces it).
-   */
-  markAttemptOutcome(outcome: number | string): void {
-    const attempt = this.attempts?.[this.upstreamAttempts - 1];
-    if (attempt === undefined) return;
-    attempt.outcome = outcome;
-    attempt.durationMs = Number(process.hrtime.bigint() - attempt.sentAt) / 1e6;
-  }
-
-  /** Another attempt follows the one just made, after `waitMs`. */
-  markAttemptRetried(waitMs: number): void {
-    const attempt = this.attempts?.[this.upstreamAttempts - 1];
-    if (attempt !== undefined) attempt.waitMs = waitMs;
-  }
-
-  markUpstreamHeaders(): void {
-    this.upstreamHeadersAt = process.hrtime.bigint();
-  }
-
-  /**
-   * Proxy time so far, counting the work since the upstream's headers arrived; all of the time
-   * since arrival when no upstream call was made (an answer of the proxy's own, like `overheadSeconds`).
-   */
-  proxyMsNow(): number {
-    if (this.upstreamAttempts === 0) return this.elapsedMs();
-    const sinceHeaders = this.upstreamHeadersAt === undefined ? 0n : process.hrtime.bigint() - this.upstreamHeadersAt;
-    return Number(this.proxyNs + sinceHeaders) / 1e6;
-  }
-
-  /** The response head was written: the time since the upstream's headers was the proxy's. */
-  markHeadWritten(): void {
-    if (this.upstreamHeadersAt !== undefined) this.proxyNs += process.hrtime.bigint() - this.upstreamHeadersAt;
-    this.upstreamHeadersAt = undefined;
-  }
-
-  /** Seconds spent inside the proxy; all of it when no upstream call was made (read after `finish`). */
-  overheadSeconds(): number {
-    return this.upstreamAttempts === 0 ? this.durationMs / 1000 : Number(this.proxyNs) / 1e9;
-  }
-
-  /** Seconds from arrival to the first token, for a stream whose first token was seen. */
-  ttftSeconds(): number | undefined {
-    const at = this.facts?.firstTokenAt;
-    return this.stream && at !== undefined ? Number(at - this.startedAt) / 1e9 : undefined;
-  }
-
-  /**
-   * Ends this exchange on the proxy's initiative (shutdown grace elapsed): a relay in progress
-   * gets a final error event, a request still waiting for upstream headers is aborted.
-   */
-  terminate(error: SignalboxError): void {
-    if (this.terminateRelay) this.terminateRelay(error);
-    else this.upstreamAbort?.abort(error);
+  record(status: number, clientClosed: boolean, method: string, url: string): ExchangeRecord {
+    const now = performance.now();
+    this.releaseBody();
+    const call = this.upstream;
+    const relay = call?.relayResult;
+    const facts = relay?.facts;
+    const firstTokenAt = facts?.firstTokenAt;
+    return {
+      method,
+      url,
+      status,
+      durationMs: now - this.startedAt,
+      clientAddress: this.clientAddress,
+      userAgent: this.userAgent,
+      clientKeyId: this.clientKeyId,
+      bytesIn: this.bytesIn,
+      bytesOut: relay?.bytesOut ?? this.sentBytes,
+      requestedModel: this.requestedModel,
+      rule: this.rule,
+      routedModel: call?.model ?? this.routedModel,
+      stream: this.stream,
+      attempts: call?.attempts ?? NO_ATTEMPTS,
+      upstreamStatus: call?.upstreamStatus,
+      overheadMs: call !== undefined && call.attempts.length > 0 ? call.proxyMs(now) : now - this.startedAt,
+      facts,
+      ttftMs: this.stream && firstTokenAt !== undefined ? firstTokenAt - this.startedAt : undefined,
+      promptText: this.promptText,
+      clientClosed,
+      streamErrorKind: relay?.streamErrorKind,
+      error: relay?.error ?? this.error,
+    };
   }
 }
+
+const NO_ATTEMPTS: readonly never[] = Object.freeze([]);

@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import type { SignalboxError } from '../errors.js';
 import type { Exchange } from './exchange.js';
+import type { Forwarding } from './forward.js';
 
 export type LifecycleState = 'starting' | 'ready' | 'draining';
 
@@ -10,8 +11,8 @@ export type LifecycleState = 'starting' | 'ready' | 'draining';
  */
 export class Lifecycle {
   state: LifecycleState = 'starting';
-  /** Exchanges waiting on or streaming from the upstream (the in-flight gauge). */
-  private readonly inflight = new Set<Exchange>();
+  /** Upstream calls waiting on or streaming from the upstream (the in-flight gauge); each removed when it settles. */
+  private readonly inflight = new Set<Forwarding>();
   /**
    * Every request received before draining began, from its arrival to its response's close, with
    * its reply: shutdown also waits for requests still uploading their body or still being written
@@ -41,12 +42,19 @@ export class Lifecycle {
     this.state = 'draining';
   }
 
-  add(exchange: Exchange): void {
-    this.inflight.add(exchange);
+  /** SSE responses being relayed now (the signalbox_active_streams gauge, read at scrape time). */
+  get activeStreams(): number {
+    let n = 0;
+    for (const call of this.inflight) if (call.streaming) n++;
+    return n;
   }
 
-  delete(exchange: Exchange): void {
-    if (this.inflight.delete(exchange)) this.wakeIfIdle();
+  add(call: Forwarding): void {
+    this.inflight.add(call);
+  }
+
+  delete(call: Forwarding): void {
+    if (this.inflight.delete(call)) this.wakeIfIdle();
   }
 
   /** A request has arrived (its body may still be on its way); untracked when its response closes. */
@@ -89,12 +97,13 @@ export class Lifecycle {
    * finished but the client has not read is left to the final cut.
    */
   terminateAll(error: SignalboxError): number {
-    const remaining = new Set([...this.inflight, ...this.open.keys()]);
-    for (const exchange of remaining) {
-      const reply = this.open.get(exchange);
-      if (exchange.upstreamAbort !== undefined || reply === undefined) exchange.terminate(error);
-      else if (!reply.sent && !reply.request.raw.complete) reply.send(error);
+    const calls = [...this.inflight];
+    const remaining = new Set(this.open.keys());
+    for (const call of calls) remaining.add(call.exchange);
+    for (const [exchange, reply] of this.open) {
+      if (exchange.upstream === undefined && !reply.sent && !reply.request.raw.complete) reply.send(error);
     }
+    for (const call of calls) call.terminate(error);
     return remaining.size;
   }
 }

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import { endpointOf, type Endpoint } from '../metrics/endpoints.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
-import { NO_RULE, UNROUTED } from '../rules/decision.js';
-import type { Exchange, UpstreamAttempt } from './exchange.js';
+import type { AttemptRecord } from '../upstream/attempts.js';
+import type { ExchangeRecord } from './record.js';
 import { writeLine } from './logger.js';
 import { TimedBatch } from './timed-batch.js';
 
@@ -34,10 +34,8 @@ const MAX_TEXT_CHARS = 1024;
 const MAX_PROMPT_CHARS = 4096;
 
 interface Finished {
-  readonly exchange: Exchange;
+  readonly record: ExchangeRecord;
   readonly log: FastifyBaseLogger;
-  readonly method: string;
-  readonly url: string;
   /** The endpoint label when the URL cannot say (a request the HTTP parser refused). */
   readonly endpoint: Endpoint | undefined;
 }
@@ -68,9 +66,9 @@ export class ExchangeRecorder {
     this.batch = new TimedBatch<Finished>({ intervalMs: FLUSH_INTERVAL_MS, maxWeight: MAX_PENDING, flush: (batch) => this.process(batch) });
   }
 
-  /** Queues a finished exchange (`exchange.finish` has run). */
-  record(exchange: Exchange, log: FastifyBaseLogger, method: string, url: string, endpoint?: Endpoint): void {
-    this.batch.add({ exchange, log, method, url, endpoint });
+  /** Queues the record of a finished exchange. */
+  record(record: ExchangeRecord, log: FastifyBaseLogger, endpoint?: Endpoint): void {
+    this.batch.add({ record, log, endpoint });
   }
 
   /** Logs and meters everything queued. */
@@ -86,8 +84,8 @@ export class ExchangeRecorder {
         this.log(finished);
         if (this.metrics) {
           // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
-          const endpoint = finished.endpoint ?? endpointOf(finished.url);
-          if (endpoint !== undefined) this.meter(this.metrics, finished.exchange, endpoint);
+          const endpoint = finished.endpoint ?? endpointOf(finished.record.url);
+          if (endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint);
         }
       } catch (err) {
         finished.log.error({ err }, 'recording the finished request failed');
@@ -95,40 +93,19 @@ export class ExchangeRecorder {
     }
   }
 
-  private meter(metrics: SignalboxMetrics, x: Exchange, endpoint: Endpoint): void {
-    const upstreamStatus = x.upstreamStatus;
-    metrics.exchangeFinished({
-      endpoint,
-      routed: x.rule !== undefined,
-      rule: x.rule ?? UNROUTED,
-      requestedModel: x.requestedModel,
-      routedModel: x.routedModel,
-      servedModel: x.facts?.model,
-      upstreamSucceeded: upstreamStatus !== undefined && upstreamStatus >= 200 && upstreamStatus < 300,
-      status: x.status,
-      stream: x.stream,
-      durationSeconds: x.durationMs / 1000,
-      ttftSeconds: x.ttftSeconds(),
-      overheadSeconds: x.overheadSeconds(),
-      usage: x.facts?.usage,
-      streamErrorKind: x.streamErrorKind,
-      clientClosed: x.clientClosed,
-    });
-  }
-
   private log(finished: Finished): void {
-    const x = finished.exchange;
+    const x = finished.record;
     const status = x.status;
-    const q = finished.url.indexOf('?');
-    const path = q === -1 ? finished.url : finished.url.slice(0, q);
+    const q = x.url.indexOf('?');
+    const path = q === -1 ? x.url : x.url.slice(0, q);
     const log = finished.log as unknown as Logger;
     const level = PROBE_PATHS.has(path) ? 'debug' : status >= 500 && status !== 499 ? 'warn' : 'info';
     // Build nothing (and hash no prompt) for a line the level drops.
     if (!log.isLevelEnabled(level)) return;
-    // Recorded only at debug (see the exchange plugin), written before the line that sums them up.
-    if (x.attempts !== undefined) logAttempts(log, x.attempts);
+    // Written before the line that sums them up.
+    if (x.attempts.length > 0) logAttempts(log, x.attempts);
     const line: Record<string, unknown> = {
-      method: finished.method,
+      method: x.method,
       path: clipText(path, MAX_TEXT_CHARS),
       status,
       duration_ms: round3(x.durationMs),
@@ -143,9 +120,9 @@ export class ExchangeRecorder {
     if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
     if (x.stream) line.stream = true;
     if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;
-    if (x.upstreamAttempts > 0) {
-      line.upstream_attempts = x.upstreamAttempts;
-      line.overhead_ms = round3(x.overheadSeconds() * 1000);
+    if (x.attempts.length > 0) {
+      line.upstream_attempts = x.attempts.length;
+      line.overhead_ms = round3(x.overheadMs);
     }
     const facts = x.facts;
     if (facts) {
@@ -159,8 +136,7 @@ export class ExchangeRecorder {
         if (facts.usage.cached > 0) line.cached_tokens = facts.usage.cached;
         if (facts.usage.cost !== undefined) line.cost_usd = facts.usage.cost;
       }
-      const ttft = x.ttftSeconds();
-      if (ttft !== undefined) line.ttft_ms = round3(ttft * 1000);
+      if (x.ttftMs !== undefined) line.ttft_ms = round3(x.ttftMs);
       if (facts.inbandError) line.upstream_error = facts.inbandError.code;
     }
     if (x.promptText !== undefined) {
@@ -179,16 +155,16 @@ export class ExchangeRecorder {
 }
 
 /** One debug line per upstream attempt of the exchange, in order. */
-function logAttempts(log: Logger, attempts: readonly UpstreamAttempt[]): void {
+function logAttempts(log: Logger, attempts: readonly AttemptRecord[]): void {
   if (!log.isLevelEnabled('debug')) return;
   for (let i = 0; i < attempts.length; i++) {
     const attempt = attempts[i]!;
-    const line: Record<string, unknown> = { attempt: i + 1 };
+    const line: Record<string, unknown> = { attempt: attempt.attempt };
     if (attempt.model !== undefined) line.model = attempt.model;
     if (typeof attempt.outcome === 'number') line.status = attempt.outcome;
     else if (attempt.outcome !== undefined) line.error_code = attempt.outcome;
     line.duration_ms = round3(attempt.durationMs);
-    if (attempt.waitMs !== undefined) line.wait_ms = attempt.waitMs;
+    if (attempt.retry !== undefined) line.wait_ms = attempt.retry.waitMs;
     writeLine(log, 'debug', line, 'upstream attempt');
   }
 }

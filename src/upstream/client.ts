@@ -1,7 +1,6 @@
 import { Pool, type Dispatcher } from 'undici';
-import type { UpstreamAbort } from './abort.js';
 import {
-  ClientClosedError, InternalError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
+  InternalError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
 
 /**
@@ -45,15 +44,6 @@ export interface UpstreamRequest {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly body: Buffer | string | undefined;
-  /** Aborts the request, at any stage, when the client has gone. */
-  readonly signal: UpstreamAbort;
-}
-
-export interface UpstreamResponse {
-  readonly statusCode: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  /** The raw body bytes, exactly as upstream sent them (after transfer decoding); `dump()` discards them. */
-  readonly body: Dispatcher.ResponseData['body'];
 }
 
 /**
@@ -85,19 +75,15 @@ export class UpstreamClient {
     });
   }
 
-  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    try {
-      const res = await this.pool.request({
-        method: req.method as 'POST',
-        path: this.basePath + req.path,
-        headers: req.headers,
-        body: req.body ?? null,
-        signal: req.signal,
-      });
-      return { statusCode: res.statusCode, headers: res.headers, body: res.body };
-    } catch (err) {
-      throw this.mapError(err, req.signal);
-    }
+  /**
+   * Sends one request on undici's dispatcher handler API, as undici's own api-stream does: the
+   * handler gets the response head, each body chunk and the end as calls, with a controller to
+   * pause, resume and abort. No body Readable, no listeners, no promise per attempt
+   * (https://github.com/nodejs/undici/blob/main/docs/docs/api/Dispatcher.md#dispatcherdispatchoptions-handler).
+   * Errors, synchronous ones included, reach `handler.onResponseError`.
+   */
+  dispatch(req: UpstreamRequest, handler: Dispatcher.DispatchHandler): void {
+    this.pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: this.basePath + req.path, headers: req.headers, body: req.body ?? null }, handler);
   }
 
   /**
@@ -106,11 +92,10 @@ export class UpstreamClient {
    * an invalid header value undici refuses before sending, is an `internal_error`: retrying it
    * fails the same way, and the model is not to blame.
    */
-  mapError(err: unknown, signal?: UpstreamAbort): SignalboxError {
+  mapError(err: unknown): SignalboxError {
+    // The proxy aborts a call with its own error as the reason (client gone, shutdown), and undici
+    // hands that reason back as the call's error.
     if (err instanceof SignalboxError) return err;
-    // An abort with a Signalbox error as its reason is the proxy's own (shutdown); any other
-    // abort means the client went away.
-    if (signal?.aborted) return signal.reason instanceof SignalboxError ? signal.reason : new ClientClosedError();
     const code = (err as { code?: unknown } | null)?.code;
     if (typeof code !== 'string') return new InternalError({ cause: err });
     switch (code) {

@@ -110,13 +110,12 @@ export interface UpstreamHeaderOptions {
   readonly apiKey: string | undefined;
   readonly httpReferer: string | undefined;
   readonly appTitle: string | undefined;
-  readonly requestId: string;
   /** Client headers removed before forwarding (the rules have read them already). */
   readonly strip?: HeaderNameMatcher | undefined;
 }
 
 /** Headers for the upstream request, from the client's request headers. */
-export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions): Record<string, string> {
+export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions, requestId: string): Record<string, string> {
   const listed = connectionListed(client.connection);
   const strip = options.strip;
   const out: Record<string, string> = {};
@@ -128,7 +127,7 @@ export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: Upstr
   }
   // Identity, so that the response bytes can be relayed as they are and tapped by the proxy.
   out['accept-encoding'] = 'identity';
-  out['x-request-id'] = options.requestId;
+  out['x-request-id'] = requestId;
 
   if (options.apiKey !== undefined) {
     out.authorization = `Bearer ${options.apiKey}`;

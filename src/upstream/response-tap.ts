@@ -38,8 +38,8 @@ export interface ResponseFacts {
   finishReason: string | undefined;
   /** An error the upstream reported inside a 200 stream (`error` + `finish_reason: "error"`). */
   inbandError: InbandError | undefined;
-  /** hrtime (ns) of the first event carrying content or a tool call. */
-  firstTokenAt: bigint | undefined;
+  /** performance.now() (ms) of the first event carrying content or a tool call. */
+  firstTokenAt: number | undefined;
   /** `data: [DONE]` was seen. */
   done: boolean;
   /** An event was larger than the cap and was skipped (the bytes still reached the client). */
@@ -258,7 +258,7 @@ export class ResponseTap {
     if (obj === null || typeof obj !== 'object') return;
     this.readObject(obj);
     const choice = firstChoice(obj);
-    if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = process.hrtime.bigint();
+    if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = performance.now();
     if (typeof choice?.finish_reason === 'string') f.finishReason = clipText(choice.finish_reason);
   }
 }

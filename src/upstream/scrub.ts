@@ -1,5 +1,3 @@
-import { Transform, type TransformCallback } from 'node:stream';
-
 /** What replaces the server key in anything passed back to a client. */
 export const REDACTED = '[redacted]';
 
@@ -14,18 +12,19 @@ export function scrubSecret(text: string, secret: string): string {
  * bounded by the key's length, whatever the size of the body. Bytes are read as latin1, which maps
  * them one to one, so an ASCII secret is found whatever the body's encoding and every other byte
  * passes unchanged. The output is shorter or longer than the input: drop any content-length.
+ * Push-based, like the relay it feeds: `push` each chunk, `flush` at the end.
  */
-export class SecretScrubber extends Transform {
+export class SecretScrubber {
   private readonly secret: string;
   private carry = '';
 
   constructor(secret: string) {
-    super();
     if (secret.length === 0) throw new RangeError('SecretScrubber needs a non-empty secret');
     this.secret = secret;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+  /** The bytes of `chunk` (and of earlier ones held back) that can be passed on now; undefined when none. */
+  push(chunk: Buffer): Buffer | undefined {
     const text = this.carry + chunk.toString('latin1');
     const secret = this.secret;
     let out = '';
@@ -38,13 +37,13 @@ export class SecretScrubber extends Transform {
     const safeEnd = Math.max(from, text.length - (secret.length - 1));
     out += text.slice(from, safeEnd);
     this.carry = text.slice(safeEnd);
-    if (out.length > 0) this.push(Buffer.from(out, 'latin1'));
-    done();
+    return out.length > 0 ? Buffer.from(out, 'latin1') : undefined;
   }
 
-  override _flush(done: TransformCallback): void {
-    if (this.carry.length > 0) this.push(Buffer.from(this.carry, 'latin1'));
+  /** The bytes still held back, at the end of the body. */
+  flush(): Buffer | undefined {
+    const rest = this.carry;
     this.carry = '';
-    done();
+    return rest.length > 0 ? Buffer.from(rest, 'latin1') : undefined;
   }
 }

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { MAX_FIRST_TOKEN_HOLD_BYTES } from '../../src/server/proxy.js';
+import { MAX_FIRST_TOKEN_HOLD_BYTES } from '../../src/server/forward.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { rawRequest } from '../support/http.js';
 

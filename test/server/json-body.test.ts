@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { MAX_JSON_DEPTH, scanJsonBody } from '../../src/server/json-body.js';
-import { headerSafe } from '../../src/server/proxy.js';
+import { headerSafe } from '../../src/server/response-head.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
 

@@ -3,7 +3,6 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Logger } from 'pino';
 import { Exchange } from '../exchange.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { ExchangeRecorder } from '../recorder.js';
@@ -30,9 +29,9 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 }
 
 /**
- * Gives every request an Exchange and an `x-request-id` response header, aborts the upstream call
- * the moment the client goes away, and when the response closes hands the exchange to the
- * recorder (its log line and metrics).
+ * Gives every request an Exchange and an `x-request-id` response header, and when the response
+ * closes hands the exchange's record to the recorder (its log line and metrics). The upstream call
+ * listens to the same 'close' itself, to abort the moment the client goes away.
  *
  * Why not `request.signal`: it listens to the IncomingMessage 'close' event, which Node emits as
  * soon as the request body has been read, long before the client leaves. The ServerResponse 'close'
@@ -40,8 +39,6 @@ export function requestIdFrom(header: string | string[] | undefined): string {
  */
 async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptions): Promise<void> {
   app.decorateRequest('exchange', null as unknown as Exchange);
-  // The per-attempt lines are debug lines: below debug, no attempt is recorded at all.
-  const recordAttempts = (app.log as unknown as Logger).isLevelEnabled('debug');
 
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const exchange = new Exchange();
@@ -50,7 +47,6 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
     // trust-proxy setting, so this is the TCP peer (a load balancer's address behind one).
     exchange.clientAddress = request.raw.socket.remoteAddress;
     exchange.userAgent = request.headers['user-agent'];
-    if (recordAttempts) exchange.attempts = [];
     reply.header('x-request-id', request.id);
     // Arrivals while draining are answered 503 at once; those before it are waited for, uploads included.
     const lifecycle = options.lifecycle;
@@ -67,12 +63,9 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
       // Nothing thrown here may escape: an event listener's exception kills the process and every
       // stream in flight (issue 12, defect 1). A bug in the log line or metrics costs that line only.
       try {
-        if (!res.writableFinished && !exchange.endedByProxy) {
-          exchange.clientClosed = true;
-          exchange.upstreamAbort?.abort();
-        }
-        exchange.finish(exchange.clientClosed ? 499 : res.statusCode);
-        options.recorder.record(request.exchange, request.log, request.method, request.url);
+        // The upstream call has heard of it already (its own 'close' listener runs first).
+        const clientClosed = !res.writableFinished && exchange.upstream?.relayResult?.endedByProxy !== true;
+        options.recorder.record(exchange.record(clientClosed ? 499 : res.statusCode, clientClosed, request.method, request.url), request.log);
       } catch (err) {
         request.log.error({ err }, 'recording the finished request failed');
       }
@@ -82,8 +75,8 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
 
   // Bodies Fastify sends itself (errors, probes); relayed bodies are counted by the relay.
   app.addHook('onSend', (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void) => {
-    if (typeof payload === 'string') request.exchange.bytesOut = Buffer.byteLength(payload);
-    else if (Buffer.isBuffer(payload)) request.exchange.bytesOut = payload.length;
+    if (typeof payload === 'string') request.exchange.sentBytes = Buffer.byteLength(payload);
+    else if (Buffer.isBuffer(payload)) request.exchange.sentBytes = payload.length;
     done(null, payload);
   });
 }

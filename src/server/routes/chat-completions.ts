@@ -6,10 +6,11 @@ import { invalidMessages, type JsonObject, type RequestContext } from '../../rul
 import type { RetryOverride } from '../../rules/actions.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
+import type { AttemptPlan } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import type { RetryPolicy } from '../../upstream/retry.js';
 import { scanJsonBody } from '../json-body.js';
-import { forward, type AttemptPlan, type ProxyDeps } from '../proxy.js';
+import { forward, type ForwardDeps } from '../forward.js';
 
 const CHAT_PATH = '/v1/chat/completions';
 const EXPLAIN_PATH = '/v1/routing/explain';
@@ -139,8 +140,15 @@ function chatContext(request: FastifyRequest): RequestContext {
  * POST /v1/chat/completions: parse once, route, forward, relay.
  * POST /v1/routing/explain: the same input, the routing decision and its reasons, nothing sent upstream.
  */
-export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules: RulesSource; proxy: ProxyDeps }): Promise<void> {
-  const { rules, proxy } = opts;
+export interface ChatRoutesOptions {
+  readonly rules: RulesSource;
+  readonly proxy: ForwardDeps;
+  /** The request log will want the prompt's hash: keep the parsed body until the head is written. */
+  readonly keepPrompt: boolean;
+}
+
+export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
+  const { rules, proxy, keepPrompt } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
@@ -148,7 +156,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
   app.post(CHAT_PATH, async (request, reply) => {
     const context = chatContext(request);
     const exchange = request.exchange;
-    exchange.chatBody = context.body;
+    if (keepPrompt) exchange.chatBody = context.body;
     exchange.requestedModel = clipText(context.requestedModel);
     exchange.stream = context.body.stream === true;
 
@@ -156,7 +164,6 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     const decision = rules.current.decide(context);
     exchange.rule = decision.rule;
     exchange.routedModel = clipText(decision.model);
-    reply.header('x-signalbox-rule', decision.rule);
     if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
 
     const parsed = request.body as ParsedJsonBody;
@@ -167,11 +174,14 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
       upstreamBody = JSON.stringify(decision.body);
       extraHeaders = { ...extraHeaders, 'content-type': 'application/json' };
     }
+    const exactBytesOnly = parsed.unsafeNumberPath !== undefined;
     await forward(request, reply, proxy, {
       method: 'POST',
       path: `/chat/completions${queryOf(request.url)}`,
       body: upstreamBody,
-      plan: attemptPlan(decision.body, decision.model, upstreamBody, parsed.unsafeNumberPath !== undefined),
+      model: decision.model,
+      // Built only when an attempt needs the route's models: a retry, or a breaker holding state.
+      plan: () => attemptPlan(decision.body, decision.model, upstreamBody, exactBytesOnly),
       retry: decision.retry ? withOverride(proxy.retry, decision.retry) : proxy.retry,
       firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
       extraHeaders,
@@ -183,7 +193,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     const context = chatContext(request);
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
-    const authorization = buildUpstreamHeaders(request.headers, { ...proxy.headerOptions, requestId: request.id }).authorization;
+    const authorization = buildUpstreamHeaders(request.headers, proxy.headerOptions, request.id).authorization;
     const credential = proxy.cooldowns.credentialOf(authorization);
     // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
     const cooling = Object.entries(proxy.cooldowns.cooling(now, credential)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));

@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { clipText } from '../../bounded-text.js';
 import { InvalidRequestError } from '../../errors.js';
 import { topLevelMembers } from '../../upstream/json-members.js';
-import { forward, type ProxyDeps } from '../proxy.js';
+import { NO_RETRY } from '../../upstream/attempts.js';
+import { forward, type ForwardDeps } from '../forward.js';
 import { ROUTED_V1_PATHS } from './chat-completions.js';
 
 const V1_PREFIX = '/v1';
@@ -72,7 +73,7 @@ export function modelOf(body: Buffer): string | undefined {
  * Every other `/v1/*` endpoint (models, embeddings, completions, generation stats...) goes
  * upstream unchanged, any method and content type, with the same auth and header handling.
  */
-export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: ProxyDeps }): Promise<void> {
+export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: ForwardDeps }): Promise<void> {
   const { proxy } = opts;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -97,7 +98,10 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: Pro
       exchange.requestedModel = clipText(modelOf(body));
       exchange.routedModel = exchange.requestedModel;
     }
+    // Never retried: a pass-through request may not be idempotent, and has no route to fall back on.
     // POST endpoints (completions, embeddings) report usage; catalogs and GETs are only relayed.
-    await forward(request, reply, proxy, { method: request.method, path: upstreamPath, body, tap: request.method === 'POST' });
+    await forward(request, reply, proxy, {
+      method: request.method, path: upstreamPath, body, model: exchange.routedModel, retry: NO_RETRY, firstTokenTimeoutMs: 0, tap: request.method === 'POST',
+    });
   });
 }

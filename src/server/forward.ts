@@ -1,0 +1,513 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
+import { clipText } from '../bounded-text.js';
+import { ClientClosedError, InternalError, SignalboxError, UpstreamUnreachableError } from '../errors.js';
+import { AttemptMachine, type AttemptPlan, type AttemptRecord, type AttemptStep } from '../upstream/attempts.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import type { ModelCooldowns } from '../upstream/cooldown.js';
+import { buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
+import { ResponseRelay, type RelayResult, type RelaySource } from '../upstream/relay.js';
+import { ResponseTap } from '../upstream/response-tap.js';
+import type { RetryPolicy } from '../upstream/retry.js';
+import { SecretScrubber } from '../upstream/scrub.js';
+import type { Exchange } from './exchange.js';
+import type { Lifecycle } from './lifecycle.js';
+import { relayedHead } from './response-head.js';
+
+/** What the upstream call needs from the app, built once at start. */
+export interface ForwardDeps {
+  readonly upstream: UpstreamClient;
+  readonly lifecycle: Lifecycle;
+  readonly headerOptions: UpstreamHeaderOptions;
+  /** The global retry policy of chat requests. */
+  readonly retry: RetryPolicy;
+  readonly cooldowns: ModelCooldowns;
+  /** See ForwardTarget.firstTokenTimeoutMs; for chat requests. */
+  readonly firstTokenTimeoutMs: number;
+  /** See RelayOptions.writeTimeoutMs. */
+  readonly clientWriteTimeoutMs: number;
+}
+
+/** The decision stage's answer, as the upstream call needs it. */
+export interface ForwardTarget {
+  readonly method: string;
+  /** Path below the upstream base URL, with the client's query string. */
+  readonly path: string;
+  /** The first attempt's body. */
+  readonly body: Buffer | string | undefined;
+  /** The model sent (routed, or the client's for a pass-through request). */
+  readonly model: string | undefined;
+  /** The route's models and their bodies, for a routed request: built only when an attempt needs it (AttemptMachine). */
+  readonly plan?: (() => AttemptPlan) | undefined;
+  /** When to try again before the first byte reached the client. */
+  readonly retry: RetryPolicy;
+  /** A stream that yields no token within this many ms counts as a failed attempt (0: off). */
+  readonly firstTokenTimeoutMs: number;
+  readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
+  /** Read usage, model and errors from the response (completions, embeddings), not just relay it. */
+  readonly tap: boolean;
+}
+
+/**
+ * At most this many bytes are held back while waiting for a first token (issue 12, defect 11: a
+ * flood of SSE comments grew the hold to 1.6 GB). Real streams send their first token within a few
+ * keep-alive comments and a role chunk, a few hundred bytes; 1 MiB also covers a large first
+ * event. Past it the wait gives up and the stream is relayed as it is, held bytes first, exactly as
+ * with the first-token timeout off: the bytes are an answer, only the option to retry it is lost,
+ * and the relay's own bounds (socket backpressure, idle and client write timeouts) take over.
+ */
+export const MAX_FIRST_TOKEN_HOLD_BYTES = 1024 * 1024;
+
+/**
+ * The body of a response that is retried is read off the connection (so it can be reused) up to
+ * this much, as undici's `dump()` does; a larger one is aborted, costing only that connection.
+ */
+const MAX_DISCARDED_BYTES = 128 * 1024;
+
+function isSse(headers: IncomingHttpHeaders): boolean {
+  const contentType = headers['content-type'];
+  return typeof contentType === 'string' && contentType.startsWith('text/event-stream');
+}
+
+/** Wall-clock milliseconds with sub-millisecond resolution: the attempt machine's clock (breaker times, Retry-After dates). */
+function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+type Phase = 'sending' | 'holding' | 'waiting' | 'relaying' | 'done';
+
+/**
+ * One upstream attempt on undici's dispatcher handler API. It only passes undici's calls on to its
+ * Forwarding while it is the current attempt; an attempt left behind (retried, timed out, the
+ * client gone) reads the rest of its body off the connection, bounded, or is aborted.
+ */
+class AttemptHandler implements Dispatcher.DispatchHandler, RelaySource {
+  private controller: Dispatcher.DispatchController | undefined = undefined;
+  /** Why this attempt was dropped while its request was not yet on a socket: aborted when it gets one. */
+  private abandoned: Error | undefined = undefined;
+  private discarded = 0;
+
+  constructor(private readonly call: Forwarding) {}
+
+  get current(): boolean {
+    return this.call.current === this;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abandoned !== undefined) controller.abort(this.abandoned);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.controller = controller;
+    if (this.current) this.call.onHead(statusCode, headers);
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.current) {
+      this.call.onData(chunk);
+      return;
+    }
+    this.discarded += chunk.length;
+    if (this.discarded > MAX_DISCARDED_BYTES) this.abort(new Error('discarded body too large'));
+  }
+
+  onResponseEnd(): void {
+    if (this.current) this.call.onEnd();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.current) this.call.onUpstreamError(error);
+  }
+
+  pause(): void {
+    this.controller?.pause();
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  /** Aborts the call (now, or as soon as it has a socket). Callers drop the attempt first: undici reports the abort back synchronously. */
+  abort(reason: Error): void {
+    this.abandoned = reason;
+    if (this.controller !== undefined && !this.controller.aborted) this.controller.abort(reason);
+  }
+}
+
+/**
+ * The attempts and relay stages of one exchange: it asks the attempt machine what to do
+ * (src/upstream/attempts.ts: send, wait, hold for a first token, relay, give up), does it with
+ * undici's handler API and timers, and relays the chosen response through a ResponseRelay. Its
+ * results (the attempts, the relay's result, the proxy's time) are read once, by the record.
+ *
+ * Errors before the upstream answers reject `run()` (Fastify's error handler answers them); once
+ * a response head is written, the client gets the upstream's status, headers and bytes as they are.
+ */
+export class Forwarding {
+  readonly exchange: Exchange;
+  private readonly request: FastifyRequest;
+  private readonly reply: FastifyReply;
+  private readonly res: ServerResponse;
+  private readonly deps: ForwardDeps;
+  private readonly target: ForwardTarget;
+  private readonly machine: AttemptMachine;
+  private readonly headers: Record<string, string>;
+  /** The attempt in flight; undefined between attempts and once the answer is known. */
+  current: AttemptHandler | undefined = undefined;
+  private phase: Phase = 'sending';
+  /** The retry wait or the first-token timeout: one at a time. */
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private relay: ResponseRelay | undefined = undefined;
+  private scrubber: SecretScrubber | undefined = undefined;
+  /** The head of the current attempt's response. */
+  private headStatus = 0;
+  private headHeaders: IncomingHttpHeaders = {};
+  private headAt = 0;
+  /** First-token hold: the chunks read, their size, the probe reading them, and whether the body ended. */
+  private held: Buffer[] | undefined = undefined;
+  private heldBytes = 0;
+  private probe: ResponseTap | undefined = undefined;
+  private heldEnded = false;
+  /** performance.now() of the first attempt's send; NaN before it. */
+  private firstSentAt = Number.NaN;
+  /** Milliseconds spent writing response heads (from the upstream's head to the client's). */
+  private headMs = 0;
+  private settle: ((error?: SignalboxError) => void) | undefined = undefined;
+  private readonly onClientClose = (): void => this.clientClosed();
+
+  /** The model of the current (or last) attempt, clipped. */
+  model: string | undefined;
+  /** Status of the upstream response relayed. */
+  upstreamStatus: number | undefined = undefined;
+  relayResult: RelayResult | undefined = undefined;
+  /** An SSE response is being relayed (the signalbox_active_streams gauge). */
+  streaming = false;
+
+  constructor(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, target: ForwardTarget) {
+    this.exchange = request.exchange;
+    this.request = request;
+    this.reply = reply;
+    this.res = reply.raw;
+    this.deps = deps;
+    this.target = target;
+    this.model = clipText(target.model);
+    const headers = buildUpstreamHeaders(request.headers, deps.headerOptions, request.id);
+    if (target.extraHeaders !== undefined) Object.assign(headers, target.extraHeaders);
+    this.headers = headers;
+    const cooldowns = deps.cooldowns;
+    this.machine = new AttemptMachine({
+      policy: target.retry,
+      cooldowns,
+      // Cooldowns are per credential for a 429 (src/upstream/cooldown.ts): the key this request sends.
+      credential: target.plan !== undefined && cooldowns.enabled ? cooldowns.credentialOf(headers.authorization) : '-',
+      model: target.model,
+      body: target.body,
+      plan: target.plan,
+      firstTokenTimeoutMs: target.firstTokenTimeoutMs,
+      startedAt: performance.timeOrigin + this.exchange.startedAt,
+    });
+  }
+
+  /** A routed request: its responses name the model of the attempt (x-signalbox-model). */
+  get routed(): boolean {
+    return this.target.plan !== undefined;
+  }
+
+  get attempts(): readonly AttemptRecord[] {
+    return this.machine.attempts;
+  }
+
+  /** Proxy time: before the first attempt, and writing the response head. */
+  proxyMs(now: number): number {
+    const startedAt = this.exchange.startedAt;
+    return Number.isNaN(this.firstSentAt) ? now - startedAt : this.firstSentAt - startedAt + this.headMs;
+  }
+
+  /** Runs the attempts and the relay; settles when the relay is over or the request has been given up. */
+  run(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.settle = (error) => (error === undefined ? resolve() : reject(error));
+      this.deps.lifecycle.add(this);
+      // First in line: a client that leaves settles the relay (and the tap's facts) before the
+      // exchange's own 'close' listener assembles the record.
+      this.res.prependListener('close', this.onClientClose);
+      this.guard(() => this.step(this.machine.start(wallNow())));
+    });
+  }
+
+  /**
+   * Ends this exchange on the proxy's initiative (shutdown grace elapsed): a relay in progress
+   * gets a final error event, a request still waiting for upstream is answered with `error`.
+   */
+  terminate(error: SignalboxError): void {
+    this.guard(() => {
+      if (this.phase === 'relaying') this.relay!.terminate(error);
+      else this.interrupt(error);
+    });
+  }
+
+  /** The current attempt's response head. */
+  onHead(status: number, headers: IncomingHttpHeaders): void {
+    this.guard(() => {
+      this.headAt = performance.now();
+      this.headStatus = status;
+      this.headHeaders = headers;
+      const step = this.machine.next({ kind: 'head', status, headers, sse: isSse(headers) }, wallNow());
+      // Retried: nothing of this answer reaches the client; its handler reads the rest off the connection.
+      if (step.kind === 'wait' || step.kind === 'send') this.current = undefined;
+      this.step(step);
+    });
+  }
+
+  onData(chunk: Buffer): void {
+    this.guard(() => {
+      if (this.phase === 'relaying') this.relayChunk(chunk);
+      else if (this.phase === 'holding') this.hold(chunk);
+    });
+  }
+
+  onEnd(): void {
+    this.guard(() => {
+      if (this.phase === 'relaying') this.endRelay();
+      else if (this.phase === 'holding') {
+        this.heldEnded = true;
+        this.firstTokenSeen();
+      }
+    });
+  }
+
+  onUpstreamError(err: Error): void {
+    this.guard(() => {
+      const error = this.deps.upstream.mapError(err);
+      if (this.phase === 'relaying') {
+        this.relay!.fail(error);
+        return;
+      }
+      if (this.phase === 'done') return;
+      const holding = this.phase === 'holding';
+      this.dropAttempt(undefined);
+      this.step(this.machine.next(holding ? { kind: 'stream_failed', error } : { kind: 'failed', error }, wallNow()));
+    });
+  }
+
+  private step(step: AttemptStep): void {
+    switch (step.kind) {
+      case 'send': {
+        if (Number.isNaN(this.firstSentAt)) this.firstSentAt = performance.now();
+        if (step.model !== undefined) this.model = clipText(step.model);
+        this.phase = 'sending';
+        const handler = new AttemptHandler(this);
+        this.current = handler;
+        const target = this.target;
+        // Errors, synchronous ones included, come back through handler.onResponseError.
+        this.deps.upstream.dispatch({ method: target.method, path: target.path, headers: this.headers, body: step.body }, handler);
+        return;
+      }
+      case 'wait':
+        this.phase = 'waiting';
+        if (step.ms <= 0) {
+          this.step(this.machine.waited(wallNow()));
+          return;
+        }
+        this.timer = setTimeout(() => this.guard(() => this.timerFired()), step.ms);
+        this.timer.unref();
+        return;
+      case 'await_first_token':
+        this.phase = 'holding';
+        this.held = [];
+        this.heldBytes = 0;
+        this.heldEnded = false;
+        this.probe = new ResponseTap(true);
+        this.timer = setTimeout(() => this.guard(() => this.timerFired()), step.timeoutMs);
+        this.timer.unref();
+        return;
+      case 'relay':
+        this.startRelay();
+        return;
+      case 'give_up':
+        this.giveUp(step.error);
+        return;
+    }
+  }
+
+  private timerFired(): void {
+    this.timer = undefined;
+    if (this.phase === 'waiting') {
+      this.step(this.machine.waited(wallNow()));
+    } else if (this.phase === 'holding') {
+      this.held = undefined;
+      this.probe = undefined;
+      this.dropAttempt(new UpstreamUnreachableError('first token timeout'));
+      this.step(this.machine.next({ kind: 'first_token_timeout' }, wallNow()));
+    }
+  }
+
+  /** Opt-in: a stream's first bytes are held until it yields a token, so that a stalled provider can still be retried. */
+  private hold(chunk: Buffer): void {
+    this.held!.push(chunk);
+    this.heldBytes += chunk.length;
+    const probe = this.probe!;
+    probe.push(chunk);
+    const f = probe.facts;
+    if (f.firstTokenAt !== undefined || f.inbandError !== undefined || f.done || this.heldBytes > MAX_FIRST_TOKEN_HOLD_BYTES) this.firstTokenSeen();
+  }
+
+  private firstTokenSeen(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.probe = undefined;
+    this.step(this.machine.next({ kind: 'first_token' }, wallNow()));
+  }
+
+  /** Drops the current attempt, aborting its call when `reason` is given. */
+  private dropAttempt(reason: Error | undefined): void {
+    const handler = this.current;
+    this.current = undefined;
+    if (reason !== undefined) handler?.abort(reason);
+  }
+
+  /** The client left, or the proxy ends the exchange, before any byte was relayed. */
+  private interrupt(error: SignalboxError): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.held = undefined;
+    this.probe = undefined;
+    if (this.phase === 'sending' || this.phase === 'holding') {
+      const holding = this.phase === 'holding';
+      this.dropAttempt(error);
+      this.step(this.machine.next(holding ? { kind: 'stream_failed', error } : { kind: 'failed', error }, wallNow()));
+    } else if (this.phase === 'waiting') {
+      this.giveUp(error);
+    }
+  }
+
+  private clientClosed(): void {
+    if (this.res.writableFinished) return;
+    this.guard(() => {
+      const error = new ClientClosedError();
+      if (this.phase === 'relaying') this.relay!.clientClosed(error);
+      else this.interrupt(error);
+    });
+  }
+
+  private giveUp(error: SignalboxError): void {
+    if (error instanceof ClientClosedError) {
+      // Nobody is left to answer; the log line records 499.
+      this.reply.hijack();
+      this.finish(undefined);
+    } else {
+      this.finish(error);
+    }
+  }
+
+  private startRelay(): void {
+    const handler = this.current!;
+    const status = this.headStatus;
+    const serverKey = this.deps.headerOptions.apiKey;
+    // An upstream that echoes the Authorization it received ("invalid key sk-or-...") must not
+    // hand the key to the client: error bodies have it replaced as they stream. 2xx bodies and
+    // streams are relayed untouched.
+    const scrubbed = serverKey !== undefined && (status < 200 || status > 299);
+    if (scrubbed) this.scrubber = new SecretScrubber(serverKey);
+    const sse = isSse(this.headHeaders);
+    const exchange = this.exchange;
+    const now = performance.now();
+    const head = relayedHead(status, this.headHeaders, { sse, lengthMayChange: scrubbed, secret: serverKey }, {
+      requestId: this.request.id,
+      rule: exchange.rule,
+      model: this.routed ? this.model : undefined,
+      attempts: this.machine.count,
+      overheadMs: this.firstSentAt - exchange.startedAt + this.headMs + (now - this.headAt),
+    });
+    const res = this.res;
+    try {
+      res.writeHead(status, head);
+    } catch (err) {
+      // A header Node refuses to write (invalid characters): still Fastify's to answer, with a 502.
+      this.dropAttempt(new UpstreamUnreachableError('invalid response head'));
+      this.finish(new UpstreamUnreachableError(`invalid response head from upstream (${(err as Error).message})`, { cause: err }));
+      return;
+    }
+    this.reply.hijack();
+    // Send the head now: a stream's client sees its headers before the first token.
+    if (sse) res.flushHeaders();
+    this.headMs += performance.now() - this.headAt;
+    this.upstreamStatus = status;
+    // No attempt will follow: a stream must not hold the client's body and its parsed tree for
+    // its whole life (with long prompts, most of what an open stream costs in memory).
+    exchange.releaseBody();
+    this.request.body = undefined;
+    this.phase = 'relaying';
+    this.streaming = sse;
+    this.relay = new ResponseRelay(res, handler, {
+      sse,
+      eventId: `gen-signalbox-${this.request.id}`,
+      model: this.model,
+      writeTimeoutMs: this.deps.clientWriteTimeoutMs,
+      tap: this.target.tap ? new ResponseTap(sse) : undefined,
+      onSettled: (result) => {
+        this.relayResult = result;
+        this.streaming = false;
+        this.finish(undefined);
+      },
+    });
+    const held = this.held;
+    if (held !== undefined) {
+      this.held = undefined;
+      for (const chunk of held) this.relayChunk(chunk);
+      if (this.heldEnded) this.endRelay();
+    }
+  }
+
+  private relayChunk(chunk: Buffer): void {
+    const out = this.scrubber === undefined ? chunk : this.scrubber.push(chunk);
+    if (out !== undefined) this.relay!.write(out);
+  }
+
+  private endRelay(): void {
+    const rest = this.scrubber?.flush();
+    if (rest !== undefined) this.relay!.write(rest);
+    this.relay!.end();
+  }
+
+  private finish(error: SignalboxError | undefined): void {
+    if (this.phase === 'done' && this.settle === undefined) return;
+    this.phase = 'done';
+    // A call aborted from here on reports back to a handler that is no longer current: ignored.
+    this.current = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.machine.release();
+    this.res.off('close', this.onClientClose);
+    this.deps.lifecycle.delete(this);
+    const settle = this.settle;
+    this.settle = undefined;
+    settle?.(error);
+  }
+
+  /**
+   * Runs a step from an undici callback, a timer or an event listener: nothing thrown there may
+   * escape (issue 12, defect 1). A bug ends this exchange with an internal error, not the process.
+   */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.dropAttempt(new InternalError({ cause: err }));
+      if (this.phase === 'relaying' && this.relay !== undefined && !this.relay.done) {
+        this.relay.fail(new InternalError({ cause: err }));
+      } else {
+        this.finish(err instanceof SignalboxError ? err : new InternalError({ cause: err }));
+      }
+    }
+  }
+}
+
+/** The attempts and relay stages of one exchange (see Forwarding). */
+export function forward(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, target: ForwardTarget): Promise<void> {
+  const call = new Forwarding(request, reply, deps, target);
+  request.exchange.upstream = call;
+  return call.run();
+}
