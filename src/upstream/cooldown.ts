@@ -139,10 +139,22 @@ export class ModelCooldowns {
    * recorded or its lease released.
    */
   lease(model: string, credential: string, now = Date.now()): CooldownLease {
-    const lease = new CooldownLease(this, model, credential);
-    if (this.states.size === 0) return lease;
+    return this.probe(model, credential, now) ?? new CooldownLease(this, model, credential);
+  }
+
+  /**
+   * The lease of the probe of `model` for `credential` when its cooldown has ended and nobody
+   * probes it yet; undefined otherwise (no lease allocated: most attempts, and every attempt while
+   * the breaker holds no state). The caller records outcomes with recordSuccess/recordFailure and
+   * releases the lease once the attempt is over (src/upstream/attempts.ts).
+   */
+  probe(model: string, credential: string, now = Date.now()): CooldownLease | undefined {
+    if (this.states.size === 0) return undefined;
+    let lease: CooldownLease | undefined;
     for (const state of [this.states.get(upstreamKey(model)), this.states.get(credentialKey(model, credential))]) {
-      if (state !== undefined && state.coolingUntil !== 0 && now >= state.coolingUntil && state.probe === undefined) lease.hold(state);
+      if (state !== undefined && state.coolingUntil !== 0 && now >= state.coolingUntil && state.probe === undefined) {
+        (lease ??= new CooldownLease(this, model, credential)).hold(state);
+      }
     }
     return lease;
   }

@@ -40,10 +40,12 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-export function isRetryableStatus(policy: RetryPolicy, status: number, headers: Record<string, string | string[] | undefined>): boolean {
+export function isRetryableStatus(
+  policy: RetryPolicy, status: number, headers: Record<string, string | string[] | undefined>, now = Date.now(),
+): boolean {
   if (policy.statuses.has(status)) return true;
   // "Payment required" is final, unless the upstream says when to come back.
-  return status === 402 && retryAfterMs(headers) !== undefined;
+  return status === 402 && retryAfterMs(headers, now) !== undefined;
 }
 
 /**
@@ -74,6 +76,7 @@ export type RetryVerdict =
 /**
  * Whether attempt `attempt` (1-based, just failed) is followed by another, and after how long.
  * `sameModel`: the next attempt goes to the model that just failed (no fallback left).
+ * `random`: the backoff's jitter source (tests inject one).
  */
 export function nextAttempt(
   policy: RetryPolicy,
@@ -81,10 +84,11 @@ export function nextAttempt(
   elapsedMs: number,
   retryAfter: number | undefined,
   sameModel: boolean,
+  random: () => number = Math.random,
 ): RetryVerdict {
   if (attempt >= policy.maxAttempts) return { retry: false, reason: 'attempts' };
   if (retryAfter !== undefined && retryAfter > policy.retryAfterCapMs) return { retry: false, reason: 'retry_after_over_cap' };
-  const waitMs = Math.max(retryAfter ?? 0, sameModel ? backoffMs(attempt) : 0);
+  const waitMs = Math.max(retryAfter ?? 0, sameModel ? backoffMs(attempt, random) : 0);
   if (elapsedMs + waitMs >= policy.budgetMs) return { retry: false, reason: 'budget' };
   return { retry: true, waitMs };
 }

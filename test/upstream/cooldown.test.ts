@@ -235,3 +235,16 @@ test('a probe lease that recorded its failure starts another cooldown, and its r
   assert.deepEqual(cooldowns.cooling(6002), { a: 11_001 });
   assert.deepEqual(started, ['a', 'a']);
 });
+
+test('probe allocates a lease only for a probe: none while the breaker is empty or the model is not due', () => {
+  const { cooldowns } = breaker();
+  assert.equal(cooldowns.probe('a', K, 0), undefined, 'empty breaker');
+  for (const t of [0, 1, 2]) fail(cooldowns, 'a', t);
+  assert.equal(cooldowns.probe('b', K, 10), undefined, 'another model');
+  assert.equal(cooldowns.probe('a', K, 10), undefined, 'still cooling');
+  const lease = cooldowns.probe('a', K, 5002);
+  assert.ok(lease?.probing);
+  assert.equal(cooldowns.probe('a', K, 5003), undefined, 'the probe is taken');
+  lease.release();
+  assert.ok(cooldowns.probe('a', K, 5004)?.probing, 'released: the next caller probes');
+});
