@@ -294,3 +294,21 @@ test('a driver that reports out of order gets an internal error, not a guess', (
   assert.throws(() => m.next({ kind: 'first_token' }, T0), InternalError);
   assert.throws(() => m.waited(T0), InternalError);
 });
+
+test('the machine reads no clock of its own', (t) => {
+  t.mock.method(Date, 'now', () => {
+    throw new Error('Date.now read');
+  });
+  t.mock.method(performance, 'now', () => {
+    throw new Error('performance.now read');
+  });
+  const cooldowns = cooledA();
+  const { m } = machine({ cooldowns, firstTokenTimeoutMs: 300 });
+  m.start(T0 + 5000);
+  // A 402 is retried only with a Retry-After (here an HTTP date, read against the given now).
+  assert.deepEqual(m.next(head(402, { 'retry-after': new Date(T0 + 6000).toUTCString() }), T0 + 5000), { kind: 'wait', ms: 1000 });
+  m.waited(T0 + 6000);
+  assert.equal(m.next(head(200, {}, true), T0 + 6001).kind, 'await_first_token');
+  assert.equal(m.next({ kind: 'first_token_timeout' }, T0 + 6301).kind, 'wait');
+  m.release();
+});
