@@ -210,6 +210,11 @@ export class Forwarding {
     });
   }
 
+  /** Waiting before the next attempt (a retry's backoff or Retry-After). */
+  get waiting(): boolean {
+    return this.phase === 'waiting';
+  }
+
   /** A routed request: its responses name the model of the attempt (x-signalbox-model). */
   get routed(): boolean {
     return this.target.plan !== undefined;

@@ -42,6 +42,11 @@ export class Lifecycle {
     this.state = 'draining';
   }
 
+  /** The upstream calls in flight, to look at (tests wait on a call's phase with it). */
+  get calls(): ReadonlySet<Forwarding> {
+    return this.inflight;
+  }
+
   /** SSE responses being relayed now (the signalbox_active_streams gauge, read at scrape time). */
   get activeStreams(): number {
     let n = 0;

@@ -30,6 +30,11 @@ function isUpstreamFault(err: object, code: string): boolean {
   return UPSTREAM_FAULT_CODES.has(code) || UPSTREAM_FAULT_PREFIX.test(code);
 }
 
+/** The controller of a request undici never started: nothing to pause or abort. */
+const NO_CONTROLLER: Dispatcher.DispatchController = Object.freeze({
+  aborted: true, paused: false, reason: null, abort: () => undefined, pause: () => undefined, resume: () => undefined,
+});
+
 export interface UpstreamClientOptions {
   readonly baseUrl: string;
   readonly connectTimeoutMs: number;
@@ -83,7 +88,14 @@ export class UpstreamClient {
    * Errors, synchronous ones included, reach `handler.onResponseError`.
    */
   dispatch(req: UpstreamRequest, handler: Dispatcher.DispatchHandler): void {
-    this.pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: this.basePath + req.path, headers: req.headers, body: req.body ?? null }, handler);
+    try {
+      this.pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: this.basePath + req.path, headers: req.headers, body: req.body ?? null }, handler);
+    } catch (err) {
+      // undici 7.30 throws a request it refuses to build (an invalid header value) out of
+      // dispatch() instead of handing it to a new-API handler's onResponseError, as it does for a
+      // legacy handler's onError: one way in for every failure.
+      handler.onResponseError?.(NO_CONTROLLER, err as Error);
+    }
   }
 
   /**

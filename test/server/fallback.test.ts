@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { openRouterErrorBody, type Fault, type ReceivedRequest } from '../../src/dev/fake-openrouter.js';
-import { startHarness, type Harness, type LogRecord } from '../support/harness.js';
+import { retryWaiting, startHarness, type Harness, type LogRecord } from '../support/harness.js';
 
 /** Every test waits on events; this only turns a lost event into a failure instead of a hang. */
 const EVENT_TEST = { timeout: 30_000 };
@@ -389,10 +389,6 @@ test('a stream cut after its head is never retried: the bytes, then the SSE erro
 // A client that leaves
 
 /** Polls the metrics until the proxy has decided on a retry, i.e. it is about to wait or waiting. */
-async function retryDecided(h: Harness, key: string): Promise<void> {
-  while ((await retryMetrics(h)).fallbacks[key] !== 1) await delay(10);
-}
-
 test('a client that leaves during a Retry-After wait ends it: no further upstream request', EVENT_TEST, async (t) => {
   const h = await harness(t);
   h.fake.enqueue(status(429, { headers: { 'retry-after-ms': '5000' } }));
@@ -412,7 +408,7 @@ test('a client that leaves during a Retry-After wait ends it: no further upstrea
 
   const first = await h.fake.nextRequest();
   assert.equal(await first.outcome, 'complete');
-  await retryDecided(h, fallback(A, B, '429'));
+  await retryWaiting(h.lifecycle);
   req.destroy();
 
   const line = await h.logs.requestLine(id);

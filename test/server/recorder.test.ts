@@ -168,9 +168,7 @@ test('an exchange that cannot be metered is logged at error and the rest of the 
   } as unknown as ConstructorParameters<typeof ExchangeRecorder>[0]['metrics'];
   const recorder = new ExchangeRecorder({ metrics, logPrompts: false });
   for (const id of ['unmeterable', 'next-in-batch']) {
-    const exchange = new Exchange();
-    exchange.finish(200);
-    recorder.record(exchange, logger.child({ reqId: id }), 'POST', '/v1/chat/completions');
+    recorder.record(new Exchange().record(200, false, 'POST', '/v1/chat/completions'), logger.child({ reqId: id }));
   }
 
   // The batch timer would run this; a throw there kills the process.

@@ -139,6 +139,17 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   };
 }
 
+/**
+ * Resolves once an upstream call of `lifecycle` waits before its next attempt (a backoff or a
+ * Retry-After). The retry metrics cannot say so: they are recorded when the request is over.
+ */
+export async function retryWaiting(lifecycle: Lifecycle): Promise<void> {
+  const waiting = async (): Promise<void> => {
+    while (![...lifecycle.calls].some((call) => call.waiting)) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  await withTimeout(waiting(), 'an upstream call waiting to retry');
+}
+
 /** Resolves when `emitter` emits `event` (a typed `once`). */
 export async function next<T>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
   const [value] = (await withTimeout(once(emitter, event), `the '${event}' event`)) as [T];

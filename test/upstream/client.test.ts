@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { withTimeout } from '../support/timeout.js';
 import { errors } from 'undici';
 import { FakeOpenRouter } from '../../src/dev/fake-openrouter.js';
-import { UpstreamAbort } from '../../src/upstream/abort.js';
 import { UpstreamClient } from '../../src/upstream/client.js';
 
 function client(baseUrl = 'http://127.0.0.1:9/api/v1'): UpstreamClient {
@@ -48,9 +48,12 @@ test('a header value undici refuses fails as internal_error without reaching the
   const fake = new FakeOpenRouter();
   const c = client(await fake.listen());
   t.after(() => Promise.all([c.close(), fake.close()]));
-  await assert.rejects(
-    c.request({ method: 'POST', path: '/chat/completions', headers: { 'x-title': 'a\nb' }, body: '{}', signal: new UpstreamAbort() }),
-    (err: { code?: string }) => err.code === 'internal_error',
-  );
+  const failed = new Promise<unknown>((resolve, reject) => {
+    c.dispatch({ method: 'POST', path: '/chat/completions', headers: { 'x-title': 'a\nb' }, body: '{}' }, {
+      onResponseStart: () => reject(new Error('the request must not be answered')),
+      onResponseError: (_controller, err) => resolve(err),
+    });
+  });
+  assert.equal(c.mapError(await withTimeout(failed, 'the refusal')).code, 'internal_error');
   assert.equal(fake.received.length, 0);
 });

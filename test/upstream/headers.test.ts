@@ -25,10 +25,10 @@ const ORDINARY: Record<string, string> = {
   'x-foo': 'bar',
 };
 
-function upstream(client: IncomingHttpHeaders, options: Partial<UpstreamHeaderOptions> = {}): Record<string, string> {
+function upstream(client: IncomingHttpHeaders, options: Partial<UpstreamHeaderOptions> = {}, requestId = 'req-1'): Record<string, string> {
   return buildUpstreamHeaders(client, {
-    apiKey: undefined, httpReferer: undefined, appTitle: undefined, requestId: 'req-1', ...options,
-  });
+    apiKey: undefined, httpReferer: undefined, appTitle: undefined, ...options,
+  }, requestId);
 }
 
 function assertAbsent(headers: Record<string, unknown>, names: readonly string[]): void {
@@ -72,7 +72,7 @@ test('upstream: accept-encoding becomes identity', () => {
 });
 
 test('upstream: x-request-id is the request id, replacing the client value', () => {
-  assert.equal(upstream({ 'x-request-id': 'client-id' }, { requestId: 'req-42' })['x-request-id'], 'req-42');
+  assert.equal(upstream({ 'x-request-id': 'client-id' }, {}, 'req-42')['x-request-id'], 'req-42');
 });
 
 test('upstream: the server key replaces the client authorization', () => {
