@@ -3,7 +3,7 @@ import type { SignalboxError } from '../errors.js';
 /**
  * When the proxy tries again: before the first byte reached the client, on a retryable status or
  * a network failure, within a number of attempts and a time budget, honouring Retry-After.
- * Pure functions; the proxy's attempt loop (src/server/proxy.ts) applies them.
+ * Pure functions; the attempt machine (src/upstream/attempts.ts) applies them.
  */
 
 export interface RetryPolicy {
