@@ -207,7 +207,7 @@ function describeRoute(route: Extract<CompiledRoute, { kind: 'rewrite' }>): Reco
 function describeRetry(retry: RetryOverride): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (retry.maxAttempts !== undefined) out.max_attempts = retry.maxAttempts;
-  if (retry.statuses !== undefined) out.statuses = retry.statuses;
+  if (retry.statuses !== undefined) out.statuses = [...retry.statuses];
   if (retry.budgetMs !== undefined) out.budget_ms = retry.budgetMs;
   return out;
 }
