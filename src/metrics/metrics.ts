@@ -143,7 +143,7 @@ export class SignalboxMetrics {
   }
 
   upstreamAttempt(model: string | undefined, status: number | string): void {
-    this.upstreamRequests.inc([this.labels.model(model), String(status)]);
+    this.upstreamRequests.inc([this.labels.model(model), typeof status === 'number' ? statusLabel(status) : status]);
   }
 
   exchangeFinished(r: ExchangeRecord): void {
@@ -153,7 +153,7 @@ export class SignalboxMetrics {
     const stream = r.stream ? 'true' : 'false';
     const rule = r.rule;
     const endpoint = r.endpoint;
-    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, String(r.status), stream]);
+    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, statusLabel(r.status), stream]);
     if (r.routed) this.ruleMatches.inc([rule]);
     this.duration.observe([endpoint, rule, model, stream], r.durationSeconds);
     this.overhead.observe(NO_LABELS, r.overheadSeconds);
@@ -175,3 +175,12 @@ export class SignalboxMetrics {
 }
 
 const NO_LABELS: readonly string[] = [];
+
+/** Statuses whose label string is made once, at load: up to the end of RFC 9110 §15's range. */
+const MAX_CACHED_STATUS = 599;
+const STATUS_LABELS: readonly string[] = Array.from({ length: MAX_CACHED_STATUS + 1 }, (_, status) => String(status));
+
+/** `String(status)`, without building the same string for every response. */
+function statusLabel(status: number): string {
+  return STATUS_LABELS[status] ?? String(status);
+}
