@@ -206,7 +206,7 @@ export async function forward(request: FastifyRequest, reply: FastifyReply, deps
   const exchange = request.exchange;
   const abort = new UpstreamAbort();
   exchange.upstreamAbort = abort;
-  const headers = buildUpstreamHeaders(request.headers, { ...deps.headerOptions, requestId: request.id });
+  const headers = buildUpstreamHeaders(request.headers, deps.headerOptions, request.id);
   if (target.extraHeaders) Object.assign(headers, target.extraHeaders);
 
   deps.lifecycle.add(exchange);

@@ -105,18 +105,24 @@ export class HeaderNameMatcher {
   }
 }
 
+/** What the upstream headers take from config: built once at app start by `upstreamHeaderOptions`. */
 export interface UpstreamHeaderOptions {
-  /** Server-side key: when set, it is sent and the client's Authorization never is. */
+  /** Server-side key: when set, it is sent and the client's Authorization never is (also what the proxy scrubs). */
   readonly apiKey: string | undefined;
+  /** `Bearer <apiKey>`, made once rather than per request; undefined without a server key. */
+  readonly authorization: string | undefined;
   readonly httpReferer: string | undefined;
   readonly appTitle: string | undefined;
-  readonly requestId: string;
   /** Client headers removed before forwarding (the rules have read them already). */
   readonly strip?: HeaderNameMatcher | undefined;
 }
 
+export function upstreamHeaderOptions(config: Omit<UpstreamHeaderOptions, 'authorization'>): UpstreamHeaderOptions {
+  return Object.freeze({ ...config, authorization: config.apiKey === undefined ? undefined : `Bearer ${config.apiKey}` });
+}
+
 /** Headers for the upstream request, from the client's request headers. */
-export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions): Record<string, string> {
+export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions, requestId: string): Record<string, string> {
   const listed = connectionListed(client.connection);
   const strip = options.strip;
   const out: Record<string, string> = {};
@@ -128,10 +134,10 @@ export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: Upstr
   }
   // Identity, so that the response bytes can be relayed as they are and tapped by the proxy.
   out['accept-encoding'] = 'identity';
-  out['x-request-id'] = options.requestId;
+  out['x-request-id'] = requestId;
 
-  if (options.apiKey !== undefined) {
-    out.authorization = `Bearer ${options.apiKey}`;
+  if (options.authorization !== undefined) {
+    out.authorization = options.authorization;
   } else if (typeof client.authorization === 'string' && !strip?.matches('authorization')) {
     out.authorization = client.authorization;
   }

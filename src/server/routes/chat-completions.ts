@@ -183,7 +183,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: { rules:
     const context = chatContext(request);
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
-    const authorization = buildUpstreamHeaders(request.headers, { ...proxy.headerOptions, requestId: request.id }).authorization;
+    const authorization = buildUpstreamHeaders(request.headers, proxy.headerOptions, request.id).authorization;
     const credential = proxy.cooldowns.credentialOf(authorization);
     // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
     const cooling = Object.entries(proxy.cooldowns.cooling(now, credential)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
