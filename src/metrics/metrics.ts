@@ -130,7 +130,8 @@ export class SignalboxMetrics {
     for (let i = 0; i < attempts.length; i++) {
       const attempt = attempts[i]!;
       const from = labels.model(attempt.model);
-      this.upstreamRequests.inc([from, attempt.outcome === undefined ? 'unknown' : String(attempt.outcome)]);
+      const outcome = attempt.outcome;
+      this.upstreamRequests.inc([from, typeof outcome === 'number' ? statusLabel(outcome) : outcome ?? 'unknown']);
       if (attempt.retry !== undefined) this.fallbacks.inc([from, labels.model(attempt.retry.to), attempt.retry.reason]);
     }
     const upstreamStatus = r.upstreamStatus;
@@ -142,7 +143,7 @@ export class SignalboxMetrics {
     const stream = r.stream ? 'true' : 'false';
     // Routed: a chat request that went through the rules; `unrouted` when the rules never saw it.
     const rule = r.rule ?? UNROUTED;
-    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, String(r.status), stream]);
+    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, statusLabel(r.status), stream]);
     if (r.rule !== undefined) this.ruleMatches.inc([rule]);
     this.duration.observe([endpoint, rule, model, stream], r.durationMs / 1000);
     this.overhead.observe(NO_LABELS, r.overheadMs / 1000);
@@ -174,3 +175,12 @@ export interface LiveGauges {
 }
 
 const NO_LABELS: readonly string[] = [];
+
+/** Statuses whose label string is made once, at load: up to the end of RFC 9110 §15's range. */
+const MAX_CACHED_STATUS = 599;
+const STATUS_LABELS: readonly string[] = Array.from({ length: MAX_CACHED_STATUS + 1 }, (_, status) => String(status));
+
+/** `String(status)`, without building the same string for every response. */
+function statusLabel(status: number): string {
+  return STATUS_LABELS[status] ?? String(status);
+}

@@ -7,10 +7,14 @@ import type { JsonObject } from './decision.js';
 
 export type SystemPromptAction = { readonly prepend: string } | { readonly replace: string };
 
-/** A rule's own retry settings; what it leaves out comes from the global settings. */
+/**
+ * A rule's own retry settings; what it leaves out comes from the global settings. Compiled once
+ * with the rule and never changed: `withRetryOverride` (src/upstream/retry.ts) caches the merged
+ * policy by this object's identity.
+ */
 export interface RetryOverride {
   readonly maxAttempts?: number;
-  readonly statuses?: readonly number[];
+  readonly statuses?: ReadonlySet<number>;
   readonly budgetMs?: number;
 }
 

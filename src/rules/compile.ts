@@ -295,7 +295,8 @@ function compileRoute(
   const retry = route.retry
     ? {
         ...(route.retry.max_attempts !== undefined && { maxAttempts: route.retry.max_attempts }),
-        ...(route.retry.statuses !== undefined && { statuses: route.retry.statuses }),
+        // A set now, once per rule: the proxy tests a status against it per failed attempt.
+        ...(route.retry.statuses !== undefined && { statuses: new Set(route.retry.statuses) }),
         ...(route.retry.budget_ms !== undefined && { budgetMs: route.retry.budget_ms }),
       }
     : undefined;

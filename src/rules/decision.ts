@@ -15,8 +15,13 @@ export interface RequestContext {
   readonly body: Readonly<JsonObject>;
   /** `body.model` when it is a string. */
   readonly requestedModel: string | undefined;
-  /** Evaluation time for `time.*` fields; now when absent. */
+  /** Evaluation time for `time.*` fields; `clock()` when absent. */
   readonly now?: Date;
+  /**
+   * Where the time comes from when `now` is absent (default: the system clock). Called at most
+   * once per decision, and only when a rule reads a `time.*` field.
+   */
+  readonly clock?: () => Date;
 }
 
 export interface RouteDecision {

@@ -7,14 +7,39 @@ import type { JsonObject } from './decision.js';
  * their own prefixes (`key.`, `budget.`, `classify.`) with `register` and nothing else changes.
  */
 
-/** What a getter reads from. Built once per request; derived values are cached in `memo`. */
-export interface EvalInput {
+/**
+ * What a getter reads from, one per decision. Most decisions read neither the time nor a derived
+ * field, so neither the Date nor the memo Map exists until a getter asks for it: a decision over
+ * rules on headers and body paths allocates nothing here but this object (issue 13, item 3).
+ */
+export class EvalInput {
   readonly headers: IncomingHttpHeaders;
   readonly body: Readonly<JsonObject>;
-  /** Evaluation time; injectable so that `time.*` rules can be tested. */
-  readonly now: Date;
-  /** Per-request cache of derived fields, filled only when a rule asks for them. */
-  readonly memo: Map<string, unknown>;
+  private readonly fixedNow: Date | undefined;
+  private readonly clock: (() => Date) | undefined;
+  private time: Date | undefined;
+  private cache: Map<string, unknown> | undefined;
+
+  /**
+   * `now` fixes the evaluation time; otherwise `clock` (default: the system clock) is called at
+   * most once, the first time a `time.*` field is read.
+   */
+  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date) {
+    this.headers = headers;
+    this.body = body;
+    this.fixedNow = now;
+    this.clock = clock;
+  }
+
+  /** Evaluation time; injectable so that `time.*` rules can be tested. Fixed for the decision once read. */
+  get now(): Date {
+    return (this.time ??= this.fixedNow ?? (this.clock ? this.clock() : new Date()));
+  }
+
+  /** Per-decision cache of derived fields and `matches` results, filled only when a rule asks for them. */
+  get memo(): Map<string, unknown> {
+    return (this.cache ??= new Map());
+  }
 }
 
 export type FieldGetter = (input: EvalInput) => unknown;

@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { applyRewrite, type CompiledRoute, type RetryOverride } from './actions.js';
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
-import type { EvalInput, FieldGetter } from './fields.js';
+import { EvalInput, type FieldGetter } from './fields.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -60,7 +60,8 @@ export interface RulesSource {
 }
 
 /**
- * A compiled, immutable rules file. Pure: no I/O, no clock unless the context brings none.
+ * A compiled, immutable rules file. Pure: no I/O; the clock is read only when a rule reads `time.*`
+ * and the context brings no `now`.
  * First match wins; no match forwards the request unchanged as rule `none`.
  */
 export class RuleSet {
@@ -85,7 +86,7 @@ export class RuleSet {
   }
 
   private input(context: RequestContext): EvalInput {
-    return { headers: context.headers, body: context.body, now: context.now ?? new Date(), memo: new Map() };
+    return new EvalInput(context.headers, context.body, context.now, context.clock);
   }
 
   /** Index of the first rule whose conditions hold, or -1. */
@@ -206,7 +207,7 @@ function describeRoute(route: Extract<CompiledRoute, { kind: 'rewrite' }>): Reco
 function describeRetry(retry: RetryOverride): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (retry.maxAttempts !== undefined) out.max_attempts = retry.maxAttempts;
-  if (retry.statuses !== undefined) out.statuses = retry.statuses;
+  if (retry.statuses !== undefined) out.statuses = [...retry.statuses];
   if (retry.budgetMs !== undefined) out.budget_ms = retry.budgetMs;
   return out;
 }

@@ -16,6 +16,7 @@ import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.j
 import { ExchangeRecorder } from './recorder.js';
 import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
+import { upstreamHeaderOptions } from '../upstream/headers.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
 import { chatCompletionsRoutes } from './routes/chat-completions.js';
@@ -93,12 +94,12 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
     clientWriteTimeoutMs: config.server.client_write_timeout_ms,
     retry: config.policies.retry,
-    headerOptions: {
+    headerOptions: upstreamHeaderOptions({
       apiKey: config.upstream.api_key,
       httpReferer: config.upstream.http_referer,
       appTitle: config.upstream.app_title,
       strip: config.policies.stripHeaders,
-    },
+    }),
   };
 
   const app: FastifyInstance = Fastify({

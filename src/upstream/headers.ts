@@ -105,13 +105,20 @@ export class HeaderNameMatcher {
   }
 }
 
+/** What the upstream headers take from config: built once at app start by `upstreamHeaderOptions`. */
 export interface UpstreamHeaderOptions {
-  /** Server-side key: when set, it is sent and the client's Authorization never is. */
+  /** Server-side key: when set, it is sent and the client's Authorization never is (also what the proxy scrubs). */
   readonly apiKey: string | undefined;
+  /** `Bearer <apiKey>`, made once rather than per request; undefined without a server key. */
+  readonly authorization: string | undefined;
   readonly httpReferer: string | undefined;
   readonly appTitle: string | undefined;
   /** Client headers removed before forwarding (the rules have read them already). */
   readonly strip?: HeaderNameMatcher | undefined;
+}
+
+export function upstreamHeaderOptions(config: Omit<UpstreamHeaderOptions, 'authorization'>): UpstreamHeaderOptions {
+  return Object.freeze({ ...config, authorization: config.apiKey === undefined ? undefined : `Bearer ${config.apiKey}` });
 }
 
 /** Headers for the upstream request, from the client's request headers. */
@@ -129,8 +136,8 @@ export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: Upstr
   out['accept-encoding'] = 'identity';
   out['x-request-id'] = requestId;
 
-  if (options.apiKey !== undefined) {
-    out.authorization = `Bearer ${options.apiKey}`;
+  if (options.authorization !== undefined) {
+    out.authorization = options.authorization;
   } else if (typeof client.authorization === 'string' && !strip?.matches('authorization')) {
     out.authorization = client.authorization;
   }

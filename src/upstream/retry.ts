@@ -1,4 +1,5 @@
 import type { SignalboxError } from '../errors.js';
+import type { RetryOverride } from '../rules/actions.js';
 
 /**
  * When the proxy tries again: before the first byte reached the client, on a retryable status or
@@ -17,6 +18,38 @@ export interface RetryPolicy {
   readonly retryAfterCapMs: number;
   /** Retry connection failures and connect/header timeouts too. */
   readonly onNetworkErrors: boolean;
+}
+
+/**
+ * Merged policies, by base policy then by override. Both keys are long-lived and immutable: the
+ * base is the app's (one per app, built once from config), an override is compiled with its rule.
+ * Weak on both, so a reload that drops a rule, or an app that closes, takes its entries with it:
+ * the cache never holds more than one entry per rule in force (of each live app).
+ */
+const mergedPolicies = new WeakMap<RetryPolicy, WeakMap<RetryOverride, RetryPolicy>>();
+
+/**
+ * The policy of a request whose rule has its own retry settings: what the override sets, over
+ * `base`. Built once per (base, override) and then returned as is, so the chat route merges
+ * nothing per request.
+ */
+export function withRetryOverride(base: RetryPolicy, override: RetryOverride): RetryPolicy {
+  let byOverride = mergedPolicies.get(base);
+  if (byOverride === undefined) {
+    byOverride = new WeakMap();
+    mergedPolicies.set(base, byOverride);
+  }
+  let merged = byOverride.get(override);
+  if (merged === undefined) {
+    merged = Object.freeze({
+      ...base,
+      ...(override.maxAttempts !== undefined && { maxAttempts: override.maxAttempts }),
+      ...(override.statuses !== undefined && { statuses: override.statuses }),
+      ...(override.budgetMs !== undefined && { budgetMs: override.budgetMs }),
+    });
+    byOverride.set(override, merged);
+  }
+  return merged;
 }
 
 /**

@@ -322,3 +322,63 @@ test('the message readers are total over any JSON shape of messages (issue 12, d
     assert.doesNotThrow(() => fieldValue(field, body), field);
   }
 });
+
+/** Counts the Dates constructed while `run` runs (the global Date replaced by a counting subclass). */
+function datesConstructedBy(run: () => void): number {
+  const RealDate = globalThis.Date;
+  let count = 0;
+  globalThis.Date = class extends RealDate {
+    constructor(...args: ConstructorParameters<typeof Date>) {
+      super(...args);
+      count++;
+    }
+  } as DateConstructor;
+  try {
+    run();
+  } finally {
+    globalThis.Date = RealDate;
+  }
+  return count;
+}
+
+test('a decision over rules that read no time field constructs no Date and never reads the clock', () => {
+  const rs = rulesOf([
+    { name: 'team', when: { 'header.x-team': 'ml', 'request.tokens': { gt: 10 } }, route: { pass: true } },
+    { name: 'text', when: { 'request.text': { matches: 'refactor' } }, route: { pass: true } },
+    { name: 'default', route: { pass: true } },
+  ]);
+  let clockReads = 0;
+  const clock = (): Date => {
+    clockReads++;
+    return NOW;
+  };
+  const context: RequestContext = { headers: { 'x-team': 'ml' }, body: { messages: [{ role: 'user', content: 'hi' }] }, requestedModel: undefined, clock };
+  const decided: string[] = [];
+  assert.equal(datesConstructedBy(() => decided.push(rs.decide(context).rule, rs.explain(context).rule)), 0);
+  assert.deepEqual(decided, ['default', 'default']);
+  assert.equal(clockReads, 0);
+});
+
+test('time rules read the injected clock once per decision, however many time fields they read', () => {
+  const rs = rulesOf([
+    { name: 'weekend-night', when: { 'time.weekday': { in: ['saturday', 'sunday'] }, 'time.hour': { lt: 6 } }, route: { pass: true } },
+    { name: 'office', when: { 'time.weekday': 'wednesday', 'time.hour': { gte: 9, lt: 18 } }, route: { pass: true } },
+    { name: 'default', route: { pass: true } },
+  ], { timezone: 'UTC' });
+  let clockReads = 0;
+  const at = (iso: string): RequestContext => ({
+    headers: {}, body: {}, requestedModel: undefined,
+    clock: () => {
+      clockReads++;
+      return new Date(iso);
+    },
+  });
+  assert.equal(rs.decide(at('2026-03-04T15:00:00Z')).rule, 'office');
+  assert.equal(clockReads, 1);
+  assert.equal(rs.decide(at('2026-03-07T03:00:00Z')).rule, 'weekend-night');
+  assert.equal(rs.decide(at('2026-03-04T20:00:00Z')).rule, 'default');
+  assert.equal(clockReads, 3);
+  // A fixed `now` wins over the clock, as the offline cases use it.
+  assert.equal(rs.decide({ ...at('2026-03-07T03:00:00Z'), now: NOW }).rule, 'office');
+  assert.equal(clockReads, 3);
+});

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { test } from 'node:test';
-import { buildDownstreamHeaders, buildUpstreamHeaders, HeaderNameMatcher, isHeaderPattern, type UpstreamHeaderOptions } from '../../src/upstream/headers.js';
+import {
+  buildDownstreamHeaders, buildUpstreamHeaders, HeaderNameMatcher, isHeaderPattern, upstreamHeaderOptions, type UpstreamHeaderOptions,
+} from '../../src/upstream/headers.js';
 
 const HOP_BY_HOP: Record<string, string> = {
   connection: 'keep-alive',
@@ -25,10 +27,8 @@ const ORDINARY: Record<string, string> = {
   'x-foo': 'bar',
 };
 
-function upstream(client: IncomingHttpHeaders, options: Partial<UpstreamHeaderOptions> = {}, requestId = 'req-1'): Record<string, string> {
-  return buildUpstreamHeaders(client, {
-    apiKey: undefined, httpReferer: undefined, appTitle: undefined, ...options,
-  }, requestId);
+function upstream(client: IncomingHttpHeaders, options: Partial<Omit<UpstreamHeaderOptions, 'authorization'>> = {}): Record<string, string> {
+  return buildUpstreamHeaders(client, upstreamHeaderOptions({ apiKey: undefined, httpReferer: undefined, appTitle: undefined, ...options }), 'req-1');
 }
 
 function assertAbsent(headers: Record<string, unknown>, names: readonly string[]): void {
@@ -72,7 +72,19 @@ test('upstream: accept-encoding becomes identity', () => {
 });
 
 test('upstream: x-request-id is the request id, replacing the client value', () => {
-  assert.equal(upstream({ 'x-request-id': 'client-id' }, {}, 'req-42')['x-request-id'], 'req-42');
+  const options = upstreamHeaderOptions({ apiKey: undefined, httpReferer: undefined, appTitle: undefined });
+  assert.equal(buildUpstreamHeaders({ 'x-request-id': 'client-id' }, options, 'req-42')['x-request-id'], 'req-42');
+});
+
+test('upstream: the options are built once, with the Authorization value made from the server key, and serve every request', () => {
+  const options = upstreamHeaderOptions({ apiKey: 'sk-or-server', httpReferer: 'https://example.com', appTitle: 'App' });
+  assert.equal(options.authorization, 'Bearer sk-or-server');
+  assert.ok(Object.isFrozen(options));
+  assert.equal('requestId' in options, false, 'the request id is an argument, not an option');
+  const first = buildUpstreamHeaders({ authorization: 'Bearer sk-client' }, options, 'req-1');
+  const second = buildUpstreamHeaders({}, options, 'req-2');
+  assert.deepEqual([first.authorization, first['x-request-id'], second.authorization, second['x-request-id']], ['Bearer sk-or-server', 'req-1', 'Bearer sk-or-server', 'req-2']);
+  assert.equal(upstreamHeaderOptions({ apiKey: undefined, httpReferer: undefined, appTitle: undefined }).authorization, undefined);
 });
 
 test('upstream: the server key replaces the client authorization', () => {

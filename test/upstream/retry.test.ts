@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import {
   ClientClosedError, InvalidJsonError, ShuttingDownError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../../src/errors.js';
-import { backoffMs, isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, type RetryPolicy } from '../../src/upstream/retry.js';
+import { compileRules } from '../../src/rules/compile.js';
+import { backoffMs, isRetryableError, isRetryableStatus, nextAttempt, retryAfterMs, withRetryOverride, type RetryPolicy } from '../../src/upstream/retry.js';
 
 /** The global defaults of src/config/settings.ts. */
 const DEFAULTS: RetryPolicy = {
@@ -195,4 +196,37 @@ test('nextAttempt waits only the Retry-After when switching model', () => {
 test('nextAttempt switches model at once without Retry-After', () => {
   assert.deepEqual(nextAttempt(DEFAULTS, 1, 0, undefined, false), { retry: true, waitMs: 0 });
   assert.deepEqual(nextAttempt(DEFAULTS, 2, 10_000, undefined, false), { retry: true, waitMs: 0 });
+});
+
+test('withRetryOverride: a rule\'s retry settings over the global ones, merged once per rule and then returned as is', () => {
+  const rules = compileRules(JSON.stringify({
+    version: 1,
+    rules: [
+      { name: 'statuses', when: { 'header.x-rule': 'statuses' }, route: { model: 'm', retry: { max_attempts: 2, statuses: [502, 503] } } },
+      { name: 'budget', when: { 'header.x-rule': 'budget' }, route: { pass: true, retry: { budget_ms: 5000 } } },
+    ],
+  }), 'test.yaml');
+  const decide = (rule: string) => rules.decide({ headers: { 'x-rule': rule }, body: {}, requestedModel: undefined }).retry!;
+  const first = decide('statuses');
+  assert.ok(first.statuses instanceof Set, 'statuses compiled into a set with the rule');
+  assert.equal(decide('statuses'), first, 'the same override object for every request the rule decides');
+
+  const merged = withRetryOverride(DEFAULTS, first);
+  assert.deepEqual({ ...merged, statuses: [...merged.statuses] }, {
+    maxAttempts: 2, statuses: [502, 503], budgetMs: 30_000, retryAfterCapMs: 60_000, onNetworkErrors: true,
+  });
+  assert.equal(withRetryOverride(DEFAULTS, first), merged, 'the same policy object the second time');
+  assert.ok(Object.isFrozen(merged));
+  assert.equal(isRetryableStatus(merged, 503, {}), true);
+  assert.equal(isRetryableStatus(merged, 500, {}), false);
+
+  const other = policy({ maxAttempts: 5 });
+  assert.equal(withRetryOverride(other, first).budgetMs, 30_000);
+  assert.notEqual(withRetryOverride(other, first), merged, 'keyed on the base too: another app\'s policy is another merge');
+  assert.equal(withRetryOverride(other, first).maxAttempts, 2);
+
+  const budget = withRetryOverride(DEFAULTS, decide('budget'));
+  assert.equal(budget.budgetMs, 5000);
+  assert.equal(budget.statuses, DEFAULTS.statuses, 'what the rule leaves out is the global setting');
+  assert.equal(budget.maxAttempts, 3);
 });

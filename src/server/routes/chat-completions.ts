@@ -3,12 +3,11 @@ import sjson from 'secure-json-parse';
 import { clipText } from '../../bounded-text.js';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
-import type { RetryOverride } from '../../rules/actions.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import type { AttemptPlan } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
-import type { RetryPolicy } from '../../upstream/retry.js';
+import { withRetryOverride } from '../../upstream/retry.js';
 import { scanJsonBody } from '../json-body.js';
 import { forward, type ForwardDeps } from '../forward.js';
 
@@ -111,15 +110,6 @@ function withModels(body: Readonly<JsonObject>, models: readonly string[]): Json
   return next;
 }
 
-function withOverride(policy: RetryPolicy, override: RetryOverride): RetryPolicy {
-  return {
-    ...policy,
-    ...(override.maxAttempts !== undefined && { maxAttempts: override.maxAttempts }),
-    ...(override.statuses !== undefined && { statuses: new Set(override.statuses) }),
-    ...(override.budgetMs !== undefined && { budgetMs: override.budgetMs }),
-  };
-}
-
 function queryOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? '' : url.slice(q);
@@ -182,7 +172,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       model: decision.model,
       // Built only when an attempt needs the route's models: a retry, or a breaker holding state.
       plan: () => attemptPlan(decision.body, decision.model, upstreamBody, exactBytesOnly),
-      retry: decision.retry ? withOverride(proxy.retry, decision.retry) : proxy.retry,
+      retry: decision.retry ? withRetryOverride(proxy.retry, decision.retry) : proxy.retry,
       firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
       extraHeaders,
       tap: true,
