@@ -9,17 +9,21 @@ export interface LoadResult {
 
 /**
  * Closed-loop load: `concurrency` workers on keep-alive connections (no pipelining), each sending
- * the next request as soon as the previous response has been read, for `seconds`.
+ * the next request as soon as the previous response has been read, for `seconds`, or until
+ * `requests` have been sent if that comes first.
  */
-export async function closedLoop(origin: string, options: { concurrency: number; seconds: number; path: string; body: string; headers?: Record<string, string> }): Promise<LoadResult> {
+export async function closedLoop(origin: string, options: { concurrency: number; seconds: number; requests?: number; path: string; body: string; headers?: Record<string, string> }): Promise<LoadResult> {
   const pool = new Pool(origin, { connections: options.concurrency, pipelining: 1 });
   const headers = { 'content-type': 'application/json', authorization: 'Bearer bench', ...options.headers };
   const deadline = process.hrtime.bigint() + BigInt(Math.round(options.seconds * 1e9));
   let requests = 0;
   let errors = 0;
+  let sent = 0;
+  const budget = options.requests ?? Infinity;
   const started = process.hrtime.bigint();
   const worker = async (): Promise<void> => {
-    while (process.hrtime.bigint() < deadline) {
+    while (sent < budget && process.hrtime.bigint() < deadline) {
+      sent++;
       try {
         const res = await pool.request({ method: 'POST', path: options.path, headers, body: options.body });
         await res.body.dump();
