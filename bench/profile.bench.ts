@@ -56,6 +56,8 @@ const PATH = '/v1/chat/completions';
 
 const git = (...args: string[]): string => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
 const commit = `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--', 'src') === '' ? '' : '+dirty'}`;
+/** The last commit that changed src/: what was measured, when only bench/ or docs/ changed since. */
+const srcCommit = git('log', '-1', '--format=%h', '--', 'src');
 
 const profileDir = mkdtempSync(join(tmpdir(), 'signalbox-profile-'));
 const children: Child[] = [];
@@ -97,7 +99,7 @@ try {
   const date = new Date().toISOString();
   const heading = [
     `CPU profile of ${run.requests} requests at concurrency ${CONCURRENCY} (${run.rps.toFixed(0)} req/s), after ${WARMUP_REQUESTS} warm-up requests;`,
-    `${date}, commit ${commit}, ${process.version}, sampling every ${INTERVAL_US} µs, ${summary.samples} samples,`,
+    `${date}, commit ${commit} (src/ of ${srcCommit}), ${process.version}, sampling every ${INTERVAL_US} µs, ${summary.samples} samples,`,
     `${CAN_PIN ? 'proxy pinned to CPU 1, load and upstream to CPU 0' : 'no CPU pinning'}${quick ? ' (quick: numbers not meaningful)' : ''}.`,
     clocksAgree ? 'Samples: the measured requests only.' : 'WARNING: the profile clock did not match process.hrtime; all samples counted (start-up and warm-up included).',
     '',
@@ -110,7 +112,7 @@ try {
   const base = resolve(ROOT, `bench/results/profile-${date.slice(0, 19).replaceAll(':', '-')}-${commit}${quick ? '-quick' : ''}`);
   writeFileSync(`${base}.md`, markdown);
   writeFileSync(`${base}.json`, `${JSON.stringify({
-    date, commit, node: process.version, quick, pinned: CAN_PIN, concurrency: CONCURRENCY, requests: run.requests,
+    date, commit, src_commit: srcCommit, node: process.version, quick, pinned: CAN_PIN, concurrency: CONCURRENCY, requests: run.requests,
     warmup_requests: WARMUP_REQUESTS, rps: run.rps, interval_us: INTERVAL_US, samples: summary.samples, window_only: clocksAgree,
     cpu_us_per_request: cpuPerRequest, proc_cpu_us_per_request: procCpuPerRequest, total_ms: summary.totalUs / 1000, busy_ms: summary.busyUs / 1000,
     areas: summary.areas.map((a) => ({ area: a.area, self_ms: a.selfUs / 1000 })),
