@@ -22,7 +22,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { areaTable, functionTable, summariseProfile, type CpuProfile } from './support/cpu-profile.js';
-import { closedLoop } from './support/load.js';
+import { CHAT_BODY, CHAT_HEADERS, closedLoop } from './support/load.js';
 import { CAN_PIN, ROOT, pinSelf, processCpuMicros, startFakeUpstream, startSignalbox, type Child } from './support/processes.js';
 
 function flag(name: string, fallback: number): number {
@@ -46,12 +46,8 @@ const TOP = 30;
 /** A bound on each load phase: the request count ends it long before on any working machine. */
 const LOAD_SECONDS_LIMIT = 300;
 
-const BODY = JSON.stringify({
-  model: 'auto',
-  messages: [{ role: 'user', content: 'Summarise the incident report in three bullet points.' }],
-  metadata: { customer: { plan: 'enterprise', region: 'eu' } },
-});
-const HEADERS = { 'x-user-tier': 'pro' };
+const BODY = CHAT_BODY;
+const HEADERS = CHAT_HEADERS;
 const PATH = '/v1/chat/completions';
 
 const git = (...args: string[]): string => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout.trim();

@@ -1,5 +1,16 @@
 import { Pool } from 'undici';
 
+/**
+ * The request of `npm run bench`'s non-streaming runs, shared with bench:profile so that both
+ * measure the same work: it matches rule 31 of bench/rules.bench.yaml (metadata and the tier header).
+ */
+export const CHAT_BODY = JSON.stringify({
+  model: 'auto',
+  messages: [{ role: 'user', content: 'Summarise the incident report in three bullet points.' }],
+  metadata: { customer: { plan: 'enterprise', region: 'eu' } },
+});
+export const CHAT_HEADERS: Readonly<Record<string, string>> = { 'x-user-tier': 'pro' };
+
 export interface LoadResult {
   readonly requests: number;
   readonly errors: number;
