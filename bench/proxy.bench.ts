@@ -26,7 +26,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { Pool } from 'undici';
-import { closedLoop, median } from './support/load.js';
+import { CHAT_BODY, CHAT_HEADERS, closedLoop, median } from './support/load.js';
 import { fdLimit, measureStreamMemory, raiseFdLimit } from './support/memory.js';
 import { openLoop } from './support/open-loop.js';
 import { startPortkey } from './support/portkey.js';
@@ -60,12 +60,8 @@ const MAIN: Target[] = ['direct', 'floor', 'signalbox', 'portkey'];
 const REFERENCES: Target[] = ['fastify-floor', 'signalbox-bare'];
 const STREAMING: Target[] = ['direct', 'floor', 'signalbox'];
 
-const BODY = JSON.stringify({
-  model: 'auto',
-  messages: [{ role: 'user', content: 'Summarise the incident report in three bullet points.' }],
-  metadata: { customer: { plan: 'enterprise', region: 'eu' } },
-});
-const HEADERS = { 'x-user-tier': 'pro' };
+const BODY = CHAT_BODY;
+const HEADERS = CHAT_HEADERS;
 
 function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;

@@ -114,16 +114,16 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts Signalbox (dist/src/main.js) with `env`, its logs going to a file in the temp directory;
+ * Starts Signalbox (dist/src/main.js) with `env` (and `nodeArgs` before the script), its logs going to a file in the temp directory;
  * resolves with its origin once /readyz answers 200 (a log line cannot tell: one variant runs
  * with logs off).
  */
-export async function startSignalbox(env: Record<string, string>, cpu = 1): Promise<{ child: Child; origin: string }> {
+export async function startSignalbox(env: Record<string, string>, cpu = 1, nodeArgs: readonly string[] = []): Promise<{ child: Child; origin: string }> {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   // BENCH_LOG_FILE=/dev/null takes the filesystem out of a measurement.
   const logFile = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `signalbox-bench-${port}.log`);
-  const { child: started } = await startNode('dist/src/main.js', { env: { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, outputFile: logFile, cpu });
+  const { child: started } = await startNode('dist/src/main.js', { env: { PORT: String(port), CONFIG_FILE: resolve(ROOT, 'bench/support/empty-config.yaml'), ...env }, outputFile: logFile, cpu, nodeArgs });
   // The log of a benchmark run is large and of no use afterwards.
   const child: Child = {
     process: started.process,
