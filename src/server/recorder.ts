@@ -126,6 +126,7 @@ export class ExchangeRecorder {
     }
     const facts = x.facts;
     if (facts) {
+      if (facts.id !== undefined) line.generation_id = facts.id;
       if (facts.model !== undefined) line.served_model = facts.model;
       if (facts.provider !== undefined) line.provider = facts.provider;
       if (facts.finishReason !== undefined) line.finish_reason = facts.finishReason;

@@ -31,6 +31,8 @@ export interface InbandError {
 }
 
 export interface ResponseFacts {
+  /** The response's `id` (OpenRouter's generation id, for its /generation endpoint). */
+  id: string | undefined;
   /** The model that served the response (`model` of the response or of its first chunk). */
   model: string | undefined;
   provider: string | undefined;
@@ -49,20 +51,23 @@ export interface ResponseFacts {
 /** One SSE event may not buffer more than this many characters: 4 MiB holds any real chunk. */
 export const MAX_SSE_EVENT_CHARS = 4 * 1024 * 1024;
 /**
- * A non-streaming body up to this size is parsed whole. `JSON.parse` runs on the event loop at
- * about 6 ms per MiB (a 14.5 MiB embeddings answer stalled every stream for 90 ms; issue 12,
- * defect 25); 256 KiB costs about 1.5 ms and holds almost every chat answer.
- */
-export const MAX_PARSED_JSON_BODY_BYTES = 256 * 1024;
-/**
- * Of a larger body only this much of its start and of its end is kept and scanned for the
- * top-level members the facts come from (`json-members.ts`): OpenRouter writes `id`, `provider`
- * and `model` first and `usage` last, around the bulk (`choices`, `data`). Two windows of 64 KiB
- * bound both the memory a body holds in the tap and the scan, whatever its size.
+ * A non-streaming body is never parsed whole (`JSON.parse` runs on the event loop at about 6 ms
+ * per MiB, and builds the whole answer as objects for the collector: a 14.5 MiB embeddings answer
+ * stalled every stream for 90 ms; issue 12, defect 25; issue 13). The tap keeps at most this much
+ * of its start and of its end, and walks their top-level members (`json-members.ts`), decoding
+ * only the few it records: OpenRouter writes `id`, `provider` and `model` first and `usage` last,
+ * around the bulk (`choices`, `data`), which is skipped byte by byte. A body within one window is
+ * walked whole, once. Two windows of 64 KiB bound both the memory a body holds in the tap and the
+ * walk, whatever its size.
  */
 export const JSON_SCAN_WINDOW_BYTES = 64 * 1024;
 /** The top-level members the facts are read from. */
-const FACT_MEMBERS: ReadonlySet<string> = new Set(['model', 'provider', 'usage', 'error', 'choices']);
+const FACT_MEMBERS: ReadonlySet<string> = new Set(['id', 'model', 'provider', 'usage', 'error']);
+/**
+ * The first choice's finish reason, found without parsing `choices`: in JSON text a quote inside a
+ * string is always escaped, so `"finish_reason"` followed by a colon is a key, never content.
+ */
+const FINISH_REASON_MEMBER = /"finish_reason"\s*:\s*"([^"\\]{1,200})"/;
 
 type Json = Record<string, unknown>;
 
@@ -110,6 +115,15 @@ function errorOf(raw: unknown): InbandError | undefined {
   return { code, message: typeof e.message === 'string' ? clipText(e.message, MAX_ERROR_MESSAGE_CHARS) : 'upstream error' };
 }
 
+/** The first finish reason written in `bytes`, or undefined. */
+function finishReasonIn(bytes: Buffer): string | undefined {
+  // latin1 maps bytes one to one: the match's offsets are byte offsets, decoded again as UTF-8.
+  const match = FINISH_REASON_MEMBER.exec(bytes.toString('latin1'));
+  if (match === null) return undefined;
+  const start = match.index + match[0].length - 1 - match[1]!.length;
+  return clipText(bytes.toString('utf8', start, start + match[1]!.length));
+}
+
 /** The first element of `choices` when it is an object (`choices: [null]` has none). */
 function firstChoice(obj: Json): Json | undefined {
   const first: unknown = Array.isArray(obj.choices) ? obj.choices[0] : undefined;
@@ -128,7 +142,7 @@ function carriesToken(choice: Json | undefined): boolean {
 
 export class ResponseTap {
   readonly facts: ResponseFacts = {
-    model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
+    id: undefined, model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
     firstTokenAt: undefined, done: false, oversizeEvent: false,
   };
   private readonly sse: boolean;
@@ -137,12 +151,12 @@ export class ResponseTap {
   private parserTerminated = false;
   /** The last character fed to the parser was a CR, which may yet be followed by an LF. */
   private pendingCr = false;
-  /** The body's chunks while it is small enough to parse whole; then its last chunks (the tail window). */
+  /** The body's chunks while it fits one window; then its last chunks (the tail window). */
   private readonly jsonChunks: Buffer[] = [];
   /** The bytes in jsonChunks. */
   private jsonChunkBytes = 0;
   private jsonBytes = 0;
-  /** The body's first JSON_SCAN_WINDOW_BYTES, once it is too large to parse whole. */
+  /** The body's first JSON_SCAN_WINDOW_BYTES, once it is larger than one window. */
   private jsonHead: Buffer | undefined;
 
   constructor(sse: boolean) {
@@ -184,8 +198,8 @@ export class ResponseTap {
     this.jsonChunkBytes += chunk.length;
     chunks.push(chunk);
     if (this.jsonHead === undefined) {
-      if (this.jsonBytes <= MAX_PARSED_JSON_BODY_BYTES) return;
-      // Too large to parse: keep a copy of the start (not a view that pins the chunks).
+      if (this.jsonBytes <= JSON_SCAN_WINDOW_BYTES) return;
+      // Larger than one window: keep a copy of the start (not a view that pins the chunks).
       this.jsonHead = Buffer.concat(chunks, Math.min(JSON_SCAN_WINDOW_BYTES, this.jsonChunkBytes));
     }
     // Only the chunks that still reach into the last window stay.
@@ -204,33 +218,39 @@ export class ResponseTap {
     }
     if (!this.sse && this.jsonBytes > 0) {
       const chunks = this.jsonChunks;
-      const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.jsonChunkBytes);
-      let body: Json | undefined;
-      if (this.jsonHead === undefined) {
-        try {
-          body = JSON.parse(bytes.toString('utf8')) as Json;
-        } catch {
-          // not JSON (an upstream error page): nothing to record
-        }
-      } else {
-        const found = new Map<string, unknown>();
-        membersFromEnd(bytes, bytes.length - JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
-        membersFromStart(this.jsonHead, JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
-        body = Object.fromEntries(found);
-      }
-      if (body !== null && typeof body === 'object') {
-        this.readObject(body);
-        const choice = firstChoice(body);
-        if (typeof choice?.finish_reason === 'string') this.facts.finishReason = clipText(choice.finish_reason);
-      }
+      const tail = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.jsonChunkBytes);
+      const head = this.jsonHead;
+      const found = new Map<string, unknown>();
+      // From the end first, so that the last of duplicate names wins, as with JSON.parse.
+      membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
+      if (head !== undefined) membersFromStart(head, JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
+      this.readMembers(found);
+      const finishReason = finishReasonIn(head ?? tail) ?? (head === undefined ? undefined : finishReasonIn(tail));
+      if (finishReason !== undefined) this.facts.finishReason = finishReason;
       this.jsonChunks.length = 0;
       this.jsonHead = undefined;
     }
     return this.facts;
   }
 
+  private readMembers(members: ReadonlyMap<string, unknown>): void {
+    if (members.size === 0) return;
+    const f = this.facts;
+    const id = members.get('id');
+    if (typeof id === 'string') f.id = clipText(id);
+    const model = members.get('model');
+    if (typeof model === 'string') f.model = clipText(model);
+    const provider = members.get('provider');
+    if (typeof provider === 'string') f.provider = clipText(provider);
+    const usage = members.get('usage');
+    if (usage !== undefined) f.usage = usageOf(usage);
+    const error = members.get('error');
+    if (error !== undefined) f.inbandError = errorOf(error);
+  }
+
   private readObject(obj: Json): void {
     const f = this.facts;
+    if (f.id === undefined && typeof obj.id === 'string') f.id = clipText(obj.id);
     // Names the upstream chooses end up in log lines: bounded like the client's.
     if (f.model === undefined && typeof obj.model === 'string') f.model = clipText(obj.model);
     if (f.provider === undefined && typeof obj.provider === 'string') f.provider = clipText(obj.provider);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { JSON_SCAN_WINDOW_BYTES, MAX_PARSED_JSON_BODY_BYTES, MAX_SSE_EVENT_CHARS, ResponseTap, type ResponseFacts, type TokenUsage } from '../../src/upstream/response-tap.js';
+import { JSON_SCAN_WINDOW_BYTES, MAX_SSE_EVENT_CHARS, ResponseTap, type ResponseFacts, type TokenUsage } from '../../src/upstream/response-tap.js';
 
 const MODEL = 'openai/gpt-4o-mini-2024-07-18';
 const PROVIDER = 'Azure';
@@ -45,11 +45,11 @@ const OPENROUTER_STREAM = OPENROUTER_EVENTS.join('');
 
 /** The facts of OPENROUTER_STREAM, `firstTokenAt` aside. */
 const OPENROUTER_FACTS = {
-  model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false,
+  id: 'gen-1', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false,
 };
 
 const NO_FACTS: ResponseFacts = {
-  model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
+  id: undefined, model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
   firstTokenAt: undefined, done: false, oversizeEvent: false,
 };
 
@@ -121,7 +121,7 @@ test('usage on a chunk with empty choices (OpenAI\'s shape, usage null before) i
   ].join('');
   const facts = tapOf([bytesOf(stream)]);
   assert.deepEqual(comparable(facts), {
-    model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
+    id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
     usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cost: undefined },
   });
 });
@@ -210,7 +210,7 @@ test('an in-band error chunk gives inbandError and finish reason error', () => {
   })}\n\n`;
   const facts = tapOf([bytesOf(ROLE + chunk({ content: 'Hi' }, null) + error)]);
   assert.deepEqual(comparable(facts), {
-    model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false,
+    id: 'gen-1', model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false,
     inbandError: { code: '502', message: 'Provider disconnected unexpectedly' },
   });
 });
@@ -252,7 +252,7 @@ test('a non-streaming JSON body pushed in three pieces gives model, provider, us
   for (const c of splitAt(body, [40, globe + 2])) tap.push(c);
   assert.equal(tap.facts.model, undefined, 'a JSON body is read at end()');
   assert.deepEqual(tap.end(), {
-    ...NO_FACTS, model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'tool_calls',
+    ...NO_FACTS, id: 'gen-2', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'tool_calls',
   });
 });
 
@@ -342,17 +342,35 @@ for (const mib of [14, 20]) {
       for (let i = 0; i < body.length; i += 64 * 1024) tap.push(body.subarray(i, i + 64 * 1024));
       facts = tap.end();
     });
-    assert.deepEqual(facts, { ...NO_FACTS, model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE });
+    assert.deepEqual(facts, { ...NO_FACTS, id: 'gen-emb-1', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE });
     assert.ok(longest <= JSON_SCAN_WINDOW_BYTES, `JSON.parse was given ${longest} characters`);
   });
 }
 
-test('a body just over the parse limit is scanned: finish reason from a choices member within the window', () => {
-  const filler = 'x'.repeat(MAX_PARSED_JSON_BODY_BYTES);
+test('a body larger than the windows: finish reason from the choices within the head window', () => {
+  const filler = 'x'.repeat(4 * JSON_SCAN_WINDOW_BYTES);
   const body = Buffer.from(JSON.stringify({ ...JSON_COMPLETION, choices: [{ index: 0, finish_reason: 'stop', message: { content: 'short' } }], padding: filler, usage: USAGE }));
   const tap = new ResponseTap(false);
   tap.push(body);
-  assert.deepEqual(tap.end(), { ...NO_FACTS, model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop' });
+  assert.deepEqual(tap.end(), { ...NO_FACTS, id: 'gen-2', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop' });
+});
+
+test('a small chat answer is not parsed whole either: only its id, model, provider and usage are decoded (issue 13)', () => {
+  const body = Buffer.from(JSON.stringify({ ...JSON_COMPLETION, choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'y'.repeat(4000) } }], usage: USAGE }));
+  const tap = new ResponseTap(false);
+  let facts: ResponseFacts | undefined;
+  const longest = longestParse(() => {
+    tap.push(body);
+    facts = tap.end();
+  });
+  assert.deepEqual(facts, { ...NO_FACTS, id: 'gen-2', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop' });
+  assert.ok(longest <= JSON.stringify(USAGE).length, `JSON.parse was given ${longest} characters of a ${body.length}-byte body`);
+});
+
+test('a finish reason inside a message is content, not a key: never taken for the answer\'s', () => {
+  const content = 'say "finish_reason": "hacked" twice, "finish_reason":"hacked"';
+  const body = Buffer.from(JSON.stringify({ ...JSON_COMPLETION, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'length' }], usage: USAGE }));
+  assert.equal(tapOf([body], false).finishReason, 'length');
 });
 
 test('a large body that is not JSON gives no facts and does not throw', () => {
