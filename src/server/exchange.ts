@@ -2,7 +2,7 @@ import type { SignalboxError } from '../errors.js';
 import type { JsonObject } from '../rules/decision.js';
 import { lastUserText } from '../rules/fields.js';
 import type { ExchangeRecord } from './record.js';
-import type { Forwarding } from './forward.js';
+import type { ForwardResult } from './forward.js';
 
 /**
  * One client request's stage results, from arrival to the response's close. Each slot is written
@@ -16,7 +16,7 @@ import type { Forwarding } from './forward.js';
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel                         | the decision stage (routes/chat-completions.ts)  |
- * | upstream (attempts, relay result)         | the upstream call (forward.ts)                   |
+ * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
  * | sentBytes                                 | a body Fastify sent itself (plugins/exchange.ts) |
  */
@@ -42,8 +42,8 @@ export class Exchange {
   rule: string | undefined = undefined;
   /** Model the decision routed to (clipped); the attempts may move on to a fallback. */
   routedModel: string | undefined = undefined;
-  /** The upstream call, once there is one: its attempts and its relay's result. */
-  upstream: Forwarding | undefined = undefined;
+  /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
+  upstream: ForwardResult | undefined = undefined;
   /** The proxy's own error, answered by Fastify's error handler. */
   error: SignalboxError | undefined = undefined;
   /** Bytes of a body Fastify sent itself (errors, probes); relayed bodies are counted by the relay. */
@@ -61,7 +61,7 @@ export class Exchange {
    * else the time before the first attempt and the time spent writing the response head.
    */
   proxyMs(now = performance.now()): number {
-    return this.upstream?.proxyMs(now) ?? now - this.startedAt;
+    return this.upstream?.proxyMs ?? now - this.startedAt;
   }
 
   /** Keeps the last user message's text of the chat body and lets go of the body itself. */
@@ -80,7 +80,7 @@ export class Exchange {
     const now = performance.now();
     this.releaseBody();
     const call = this.upstream;
-    const relay = call?.relayResult;
+    const relay = call?.relay;
     const facts = relay?.facts;
     const firstTokenAt = facts?.firstTokenAt;
     return {
@@ -99,7 +99,7 @@ export class Exchange {
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,
       upstreamStatus: call?.upstreamStatus,
-      overheadMs: call !== undefined && call.attempts.length > 0 ? call.proxyMs(now) : now - this.startedAt,
+      overheadMs: call !== undefined && call.attempts.length > 0 ? call.proxyMs : now - this.startedAt,
       facts,
       ttftMs: this.stream && firstTokenAt !== undefined ? firstTokenAt - this.startedAt : undefined,
       promptText: this.promptText,

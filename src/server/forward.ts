@@ -1,10 +1,10 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Dispatcher } from 'undici';
+import { util as undiciUtil } from 'undici';
 import { clipText } from '../bounded-text.js';
 import { ClientClosedError, InternalError, SignalboxError, UpstreamUnreachableError } from '../errors.js';
 import { AttemptMachine, type AttemptPlan, type AttemptRecord, type AttemptStep } from '../upstream/attempts.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamClient, UpstreamHandler } from '../upstream/client.js';
 import type { ModelCooldowns } from '../upstream/cooldown.js';
 import { buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { ResponseRelay, type RelayResult, type RelaySource } from '../upstream/relay.js';
@@ -50,6 +50,25 @@ export interface ForwardTarget {
 }
 
 /**
+ * What the attempts and relay stages return, set on the exchange once the call settles: a value,
+ * not the call itself, so that nothing of the request (its body, the upstream's headers, the
+ * relay) outlives it through the exchange.
+ */
+export interface ForwardResult {
+  readonly attempts: readonly AttemptRecord[];
+  /** The model of the last attempt, clipped. */
+  readonly model: string | undefined;
+  /** A routed request (its responses name the attempt's model in x-signalbox-model). */
+  readonly routed: boolean;
+  /** Status of the upstream response relayed to the client. */
+  readonly upstreamStatus: number | undefined;
+  /** How the relay ended; undefined when no response was relayed. */
+  readonly relay: RelayResult | undefined;
+  /** Time inside the proxy: before the first attempt, and writing the response head. */
+  readonly proxyMs: number;
+}
+
+/**
  * At most this many bytes are held back while waiting for a first token (issue 12, defect 11: a
  * flood of SSE comments grew the hold to 1.6 GB). Real streams send their first token within a few
  * keep-alive comments and a role chunk, a few hundred bytes; 1 MiB also covers a large first
@@ -78,13 +97,15 @@ function wallNow(): number {
 type Phase = 'sending' | 'holding' | 'waiting' | 'relaying' | 'done';
 
 /**
- * One upstream attempt on undici's dispatcher handler API. It only passes undici's calls on to its
- * Forwarding while it is the current attempt; an attempt left behind (retried, timed out, the
- * client gone) reads the rest of its body off the connection, bounded, or is aborted.
+ * One upstream attempt, as undici's dispatcher calls it (UpstreamHandler). It only passes undici's
+ * calls on to its Forwarding while it is the current attempt; an attempt left behind (retried,
+ * timed out, the client gone) reads the rest of its body off the connection, bounded, or is aborted.
  */
-class AttemptHandler implements Dispatcher.DispatchHandler, RelaySource {
-  private controller: Dispatcher.DispatchController | undefined = undefined;
-  /** Why this attempt was dropped while its request was not yet on a socket: aborted when it gets one. */
+class AttemptHandler implements UpstreamHandler, RelaySource {
+  private abortCall: ((reason: Error) => void) | undefined = undefined;
+  private resumeCall: (() => void) | undefined = undefined;
+  private paused = false;
+  private aborted = false;
   private abandoned: Error | undefined = undefined;
   private discarded = 0;
 
@@ -94,45 +115,54 @@ class AttemptHandler implements Dispatcher.DispatchHandler, RelaySource {
     return this.call.current === this;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.abandoned !== undefined) controller.abort(this.abandoned);
+  onConnect(abort: (reason: Error) => void): void {
+    // Called again (with a new abort) when undici retries the request on another socket.
+    this.abortCall = abort;
+    this.aborted = false;
+    if (this.abandoned !== undefined) this.abort(this.abandoned);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    this.controller = controller;
-    if (this.current) this.call.onHead(statusCode, headers);
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.resumeCall = resume;
+    if (this.current) this.call.onHead(statusCode, undiciUtil.parseHeaders(rawHeaders) as IncomingHttpHeaders);
+    return !this.paused;
   }
 
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  /** The body is paused (the client's socket pushed back) by returning false here, resumed by `resume`. */
+  onData(chunk: Buffer): boolean {
     if (this.current) {
       this.call.onData(chunk);
-      return;
+      return !this.paused;
     }
     this.discarded += chunk.length;
     if (this.discarded > MAX_DISCARDED_BYTES) this.abort(new Error('discarded body too large'));
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     if (this.current) this.call.onEnd();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onError(error: Error): void {
     if (this.current) this.call.onUpstreamError(error);
   }
 
   pause(): void {
-    this.controller?.pause();
+    this.paused = true;
   }
 
   resume(): void {
-    this.controller?.resume();
+    if (!this.paused) return;
+    this.paused = false;
+    this.resumeCall?.();
   }
 
-  /** Aborts the call (now, or as soon as it has a socket). Callers drop the attempt first: undici reports the abort back synchronously. */
   abort(reason: Error): void {
     this.abandoned = reason;
-    if (this.controller !== undefined && !this.controller.aborted) this.controller.abort(reason);
+    if (this.abortCall !== undefined && !this.aborted) {
+      this.aborted = true;
+      this.abortCall(reason);
+    }
   }
 }
 
@@ -178,10 +208,10 @@ export class Forwarding {
   private readonly onClientClose = (): void => this.clientClosed();
 
   /** The model of the current (or last) attempt, clipped. */
-  model: string | undefined;
+  private model: string | undefined;
   /** Status of the upstream response relayed. */
-  upstreamStatus: number | undefined = undefined;
-  relayResult: RelayResult | undefined = undefined;
+  private upstreamStatus: number | undefined = undefined;
+  private relayResult: RelayResult | undefined = undefined;
   /** An SSE response is being relayed (the signalbox_active_streams gauge). */
   streaming = false;
 
@@ -216,18 +246,8 @@ export class Forwarding {
   }
 
   /** A routed request: its responses name the model of the attempt (x-signalbox-model). */
-  get routed(): boolean {
+  private get routed(): boolean {
     return this.target.plan !== undefined;
-  }
-
-  get attempts(): readonly AttemptRecord[] {
-    return this.machine.attempts;
-  }
-
-  /** Proxy time: before the first attempt, and writing the response head. */
-  proxyMs(now: number): number {
-    const startedAt = this.exchange.startedAt;
-    return Number.isNaN(this.firstSentAt) ? now - startedAt : this.firstSentAt - startedAt + this.headMs;
   }
 
   /** Runs the attempts and the relay; settles when the relay is over or the request has been given up. */
@@ -480,6 +500,15 @@ export class Forwarding {
   private finish(error: SignalboxError | undefined): void {
     if (this.phase === 'done' && this.settle === undefined) return;
     this.phase = 'done';
+    const exchange = this.exchange;
+    exchange.upstream = {
+      attempts: this.machine.attempts,
+      model: this.model,
+      routed: this.routed,
+      upstreamStatus: this.upstreamStatus,
+      relay: this.relayResult,
+      proxyMs: Number.isNaN(this.firstSentAt) ? performance.now() - exchange.startedAt : this.firstSentAt - exchange.startedAt + this.headMs,
+    };
     // A call aborted from here on reports back to a handler that is no longer current: ignored.
     this.current = undefined;
     clearTimeout(this.timer);
@@ -512,7 +541,5 @@ export class Forwarding {
 
 /** The attempts and relay stages of one exchange (see Forwarding). */
 export function forward(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, target: ForwardTarget): Promise<void> {
-  const call = new Forwarding(request, reply, deps, target);
-  request.exchange.upstream = call;
-  return call.run();
+  return new Forwarding(request, reply, deps, target).run();
 }

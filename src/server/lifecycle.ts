@@ -104,10 +104,12 @@ export class Lifecycle {
   terminateAll(error: SignalboxError): number {
     const calls = [...this.inflight];
     const remaining = new Set(this.open.keys());
-    for (const call of calls) remaining.add(call.exchange);
+    const upstreamBound = new Set<Exchange>();
+    for (const call of calls) upstreamBound.add(call.exchange);
     for (const [exchange, reply] of this.open) {
-      if (exchange.upstream === undefined && !reply.sent && !reply.request.raw.complete) reply.send(error);
+      if (!upstreamBound.has(exchange) && !reply.sent && !reply.request.raw.complete) reply.send(error);
     }
+    for (const exchange of upstreamBound) remaining.add(exchange);
     for (const call of calls) call.terminate(error);
     return remaining.size;
   }

@@ -30,10 +30,23 @@ function isUpstreamFault(err: object, code: string): boolean {
   return UPSTREAM_FAULT_CODES.has(code) || UPSTREAM_FAULT_PREFIX.test(code);
 }
 
-/** The controller of a request undici never started: nothing to pause or abort. */
-const NO_CONTROLLER: Dispatcher.DispatchController = Object.freeze({
-  aborted: true, paused: false, reason: null, abort: () => undefined, pause: () => undefined, resume: () => undefined,
-});
+/**
+ * The calls undici's core makes on a request's handler (lib/core/request.js), the interface its
+ * own `api-stream` implements. Chosen over the onRequestStart/onResponse* interface, which every
+ * dispatcher turns back into these calls through an UnwrapHandler and an UnwrapController per
+ * request (lib/handler/unwrap-handler.js): measured with `npm run bench:profile`, that wrapper
+ * cost about 5-10% of the proxy's CPU per request (docs/benchmarks.md).
+ */
+export interface UpstreamHandler {
+  /** The request is on a socket; `abort` ends it (undici then calls onError with the reason). */
+  onConnect(abort: (reason: Error) => void): void;
+  /** The response head; return false to pause the body until `resume` is called. */
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  /** A body chunk; return false to pause the body until `resume` is called. */
+  onData(chunk: Buffer): boolean;
+  onComplete(trailers: Buffer[] | null): void;
+  onError(error: Error): void;
+}
 
 export interface UpstreamClientOptions {
   readonly baseUrl: string;
@@ -81,21 +94,20 @@ export class UpstreamClient {
   }
 
   /**
-   * Sends one request on undici's dispatcher handler API, as undici's own api-stream does: the
-   * handler gets the response head, each body chunk and the end as calls, with a controller to
-   * pause, resume and abort. No body Readable, no listeners, no promise per attempt
-   * (https://github.com/nodejs/undici/blob/main/docs/docs/api/Dispatcher.md#dispatcherdispatchoptions-handler).
-   * Errors, synchronous ones included, reach `handler.onResponseError`.
+   * Sends one request through undici's dispatcher, as undici's own `api-stream` does
+   * (lib/api/api-stream.js): the handler gets the response head, each body chunk and the end as
+   * calls, pauses the body by returning false and aborts through the function it was given. No body
+   * Readable, no listeners, no promise per attempt. Errors, synchronous ones included, reach
+   * `handler.onError`.
    */
-  dispatch(req: UpstreamRequest, handler: Dispatcher.DispatchHandler): void {
-    try {
-      this.pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: this.basePath + req.path, headers: req.headers, body: req.body ?? null }, handler);
-    } catch (err) {
-      // undici 7.30 throws a request it refuses to build (an invalid header value) out of
-      // dispatch() instead of handing it to a new-API handler's onResponseError, as it does for a
-      // legacy handler's onError: one way in for every failure.
-      handler.onResponseError?.(NO_CONTROLLER, err as Error);
-    }
+  dispatch(req: UpstreamRequest, handler: UpstreamHandler): void {
+    // The methods of UpstreamHandler are the calls undici's core makes (lib/core/request.js);
+    // its types mark them deprecated in favour of onRequestStart/onResponse*, which every
+    // dispatcher wraps back into these with an UnwrapHandler and an UnwrapController per request.
+    this.pool.dispatch(
+      { method: req.method as Dispatcher.HttpMethod, path: this.basePath + req.path, headers: req.headers, body: req.body ?? null },
+      handler as Dispatcher.DispatchHandler,
+    );
   }
 
   /**

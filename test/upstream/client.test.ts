@@ -50,8 +50,14 @@ test('a header value undici refuses fails as internal_error without reaching the
   t.after(() => Promise.all([c.close(), fake.close()]));
   const failed = new Promise<unknown>((resolve, reject) => {
     c.dispatch({ method: 'POST', path: '/chat/completions', headers: { 'x-title': 'a\nb' }, body: '{}' }, {
-      onResponseStart: () => reject(new Error('the request must not be answered')),
-      onResponseError: (_controller, err) => resolve(err),
+      onConnect: () => undefined,
+      onHeaders: () => {
+        reject(new Error('the request must not be answered'));
+        return true;
+      },
+      onData: () => true,
+      onComplete: () => undefined,
+      onError: (err) => resolve(err),
     });
   });
   assert.equal(c.mapError(await withTimeout(failed, 'the refusal')).code, 'internal_error');

@@ -64,7 +64,7 @@ async function exchangePlugin(app: FastifyInstance, options: ExchangePluginOptio
       // stream in flight (issue 12, defect 1). A bug in the log line or metrics costs that line only.
       try {
         // The upstream call has heard of it already (its own 'close' listener runs first).
-        const clientClosed = !res.writableFinished && exchange.upstream?.relayResult?.endedByProxy !== true;
+        const clientClosed = !res.writableFinished && exchange.upstream?.relay?.endedByProxy !== true;
         options.recorder.record(exchange.record(clientClosed ? 499 : res.statusCode, clientClosed, request.method, request.url), request.log);
       } catch (err) {
         request.log.error({ err }, 'recording the finished request failed');

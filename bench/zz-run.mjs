@@ -1,0 +1,21 @@
+import { join, resolve } from 'node:path';
+import { readFileSync, existsSync, rmSync } from 'node:fs';
+const repo = process.argv[2];
+const { startFakeUpstream, startSignalbox, pinSelf, ROOT } = await import(join(repo, 'dist/bench/support/processes.js'));
+const { closedLoop, CHAT_BODY, CHAT_HEADERS } = await import(join(repo, 'dist/bench/support/load.js'));
+pinSelf(0);
+const upstream = await startFakeUpstream();
+const out = '/tmp/hp/out-' + process.pid + '.json';
+const sb = await startSignalbox({ OPENROUTER_BASE_URL: upstream.baseUrl, OPENROUTER_API_KEY: 'sk-bench', RULES_FILE: resolve(ROOT, 'bench/rules.bench.yaml'), METRICS_ENABLED: 'true', LOG_LEVEL: 'info', HP_OUT: out, MINOR: process.env.MINOR ?? '0', START_AFTER_MS: '1' }, 1, ['--import', '/tmp/hp/wrap.mjs']);
+const opts = { concurrency: 64, seconds: 60, path: '/v1/chat/completions', body: CHAT_BODY, headers: CHAT_HEADERS };
+await closedLoop(sb.origin, { ...opts, requests: 5000 });
+const N = 20000;
+// sampling started at 1 ms: includes warm-up; fine for comparison
+await closedLoop(sb.origin, { ...opts, requests: N });
+process.kill(sb.child.process.pid, 'SIGUSR2');
+for (let i = 0; i < 100 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 100));
+const res = JSON.parse(readFileSync(out, 'utf8')); rmSync(out);
+const M = N + 5000;
+console.log('proxy bytes per request', (res.total / M).toFixed(0));
+console.log(res.top.slice(0, 25).map(([k, v]) => `${(v / M).toFixed(0).padStart(7)} B/req ${k}`).join('\n'));
+await sb.child.stop(); await upstream.child.stop();
