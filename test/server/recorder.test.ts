@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
+import type { ExchangeRecord } from '../../src/server/record.js';
 import { CHAT_BODY, startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
 import { rawRequest, type RawResponse } from '../support/http.js';
 import { startMain } from '../support/main-process.js';
@@ -180,3 +181,25 @@ test('an exchange that cannot be metered is logged at error and the rest of the 
   assert.equal(metered, 2);
   await logs.requestLine('next-in-batch');
 });
+
+for (const [level, expected] of [['info', 'Say hello'], ['error', undefined]] as const) {
+  test(`at LOG_LEVEL=${level} the last user message is ${expected === undefined ? 'never taken (no request line will hash it)' : 'taken for the prompt hash'}`, EVENT_TEST, async (t) => {
+    const { withTimeout } = await import('../support/timeout.js');
+    const h = await harness(t, { env: { LOG_LEVEL: level, METRICS_ENABLED: 'true' } });
+    const metrics = h.metrics!;
+    const recorded = new Promise<ExchangeRecord>((resolve) => {
+      const meter = metrics.exchangeFinished.bind(metrics);
+      metrics.exchangeFinished = (record, endpoint) => {
+        meter(record, endpoint);
+        resolve(record);
+      };
+    });
+    const res = await fetch(`${h.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CHAT_BODY) });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    // A scrape flushes the recorder's batch.
+    await (await fetch(`${h.url}/metrics`)).text();
+    const record = await withTimeout(recorded, 'the request\'s record');
+    assert.equal(record.promptText, expected);
+  });
+}

@@ -6,6 +6,7 @@ import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
 import { buildApp } from '../../src/server/app.js';
+import type { SignalboxMetrics } from '../../src/metrics/metrics.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
 import { createLogger } from '../../src/server/logger.js';
 import { TEST_MODELS } from './models.js';
@@ -100,6 +101,8 @@ export interface Harness {
   readonly fake: FakeOpenRouter;
   readonly app: FastifyInstance;
   readonly lifecycle: Lifecycle;
+  /** Undefined when metrics are off. */
+  readonly metrics: SignalboxMetrics | undefined;
   readonly config: SignalboxConfig;
   readonly logs: LogCapture;
   /** Signalbox's origin, e.g. http://127.0.0.1:41234 (append /v1/...). */
@@ -126,12 +129,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRules(options.rules, 'test-rules.yaml') };
-  const { app, lifecycle } = await buildApp({ config, logger, ...(rules && { rules }) });
+  const { app, lifecycle, metrics } = await buildApp({ config, logger, ...(rules && { rules }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;
   return {
-    fake, app, lifecycle, config, logs,
+    fake, app, lifecycle, metrics, config, logs,
     url: `http://127.0.0.1:${port}`,
     async close() {
       await Promise.allSettled([app.close(), fake.close()]);
