@@ -194,7 +194,7 @@ for (const [level, expected] of [['info', 'Say hello'], ['error', undefined]] as
         resolve(record);
       };
     });
-    const res = await fetch(`${h.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CHAT_BODY) });
+    const res = await fetch(`${h.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-or-test' }, body: JSON.stringify(CHAT_BODY) });
     assert.equal(res.status, 200);
     await res.arrayBuffer();
     // A scrape flushes the recorder's batch.
