@@ -43,22 +43,29 @@ function decode(buf: Buffer, start: number, end: number): unknown {
   }
 }
 
+/** Whether bytes start..end (a JSON string's content) are printable ASCII without escapes: the string is then those bytes. */
+function isPlainAscii(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = buf[i]!;
+    if (c === BACKSLASH || c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 /**
- * The member's name, when it is short enough to be wanted and valid. A name of plain ASCII
- * without escapes (every name anyone asks for) is read as it is, without JSON.parse: walking an
- * answer's dozen members that way was a few percent of a request's CPU (bench:profile).
+ * A member's value. A string of plain ASCII without escapes (ids, model and provider names) is
+ * read as it is, without JSON.parse: decoding an answer's few members that way was a few percent
+ * of a request's CPU (bench:profile).
  */
+function valueAt(buf: Buffer, start: number, end: number): unknown {
+  if (buf[start] === QUOTE && end - start >= 2 && isPlainAscii(buf, start + 1, end - 1)) return buf.toString('latin1', start + 1, end - 1);
+  return decode(buf, start, end);
+}
+
+/** The member's name, when it is short enough to be wanted and valid (a plain ASCII name without JSON.parse, as valueAt). */
 function nameAt(buf: Buffer, start: number, end: number): string | undefined {
   if (end - start > MAX_NAME_BYTES) return undefined;
-  let plain = true;
-  for (let i = start + 1; i < end - 1; i++) {
-    const c = buf[i]!;
-    if (c === BACKSLASH || c < 0x20 || c > 0x7e) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return buf.toString('latin1', start + 1, end - 1);
+  if (isPlainAscii(buf, start + 1, end - 1)) return buf.toString('latin1', start + 1, end - 1);
   const name = decode(buf, start, end);
   return typeof name === 'string' ? name : undefined;
 }
@@ -166,7 +173,7 @@ export function membersFromStart(buf: Buffer, limit: number, wanted: ReadonlySet
     const start = skipSpace(buf, i + 1, limit);
     const end = valueEnd(buf, start, limit);
     if (end === -1) return;
-    if (name !== undefined && wanted.has(name) && !found.has(name)) found.set(name, decode(buf, start, end));
+    if (name !== undefined && wanted.has(name) && !found.has(name)) found.set(name, valueAt(buf, start, end));
     i = skipSpace(buf, end, limit);
     if (buf[i] !== COMMA || i >= limit) return;
     i = skipSpace(buf, i + 1, limit);
@@ -194,7 +201,7 @@ export function membersFromEnd(buf: Buffer, floor: number, wanted: ReadonlySet<s
     const nameStart = stringStart(buf, nameLast, floor);
     if (nameStart === -1) return;
     const name = nameAt(buf, nameStart, nameLast + 1);
-    if (name !== undefined && wanted.has(name) && !found.has(name)) found.set(name, decode(buf, start, end));
+    if (name !== undefined && wanted.has(name) && !found.has(name)) found.set(name, valueAt(buf, start, end));
     i = skipSpaceBack(buf, nameStart - 1, floor);
     if (i < floor) return;
     if (buf[i] === COMMA) i = skipSpaceBack(buf, i - 1, floor);

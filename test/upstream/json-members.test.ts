@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { membersFromEnd, membersFromStart, topLevelMembers } from '../../src/upstream/json-members.js';
 
 const WANTED = new Set(['usage', 'model', 'id']);
@@ -69,4 +70,14 @@ test('malformed and hostile text gives no members, never a throw, in bounded tim
     }, text.slice(0, 40));
   }
   assert.deepEqual(fromStart('{"a":1,"usage":{"prompt_tokens":1},'), { usage: { prompt_tokens: 1 } }, 'members before the fault are read');
+});
+
+test('any string value or member name reads as JSON.parse reads it (the plain-ASCII shortcut included)', () => {
+  fc.assert(fc.property(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme-ascii' }), fc.string({ unit: 'binary', maxLength: 8 }), (model, id, name) => {
+    const text = JSON.stringify({ [name]: 1, model, id, usage: { prompt_tokens: 1 } });
+    const parsed = JSON.parse(text) as Record<string, unknown>;
+    const expected = Object.fromEntries([...WANTED].map((k) => [k, parsed[k]]));
+    assert.deepEqual(fromEnd(text), expected);
+    assert.deepEqual(fromStart(text), expected);
+  }), { numRuns: 500, seed: 13 });
 });
