@@ -1,10 +1,9 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { util as undiciUtil } from 'undici';
 import { clipText } from '../bounded-text.js';
 import { ClientClosedError, InternalError, SignalboxError, UpstreamUnreachableError } from '../errors.js';
 import { AttemptMachine, type AttemptPlan, type AttemptRecord, type AttemptStep } from '../upstream/attempts.js';
-import type { UpstreamClient, UpstreamHandler } from '../upstream/client.js';
+import { parseHeaders, type UpstreamClient, type UpstreamHandler } from '../upstream/client.js';
 import type { ModelCooldowns } from '../upstream/cooldown.js';
 import { buildUpstreamHeaders, type UpstreamHeaderOptions } from '../upstream/headers.js';
 import { ResponseRelay, type RelayResult, type RelaySource } from '../upstream/relay.js';
@@ -140,7 +139,7 @@ class AttemptHandler implements UpstreamHandler, RelaySource {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.resumeCall = resume;
-    if (this.current) this.call.onHead(statusCode, undiciUtil.parseHeaders(rawHeaders) as IncomingHttpHeaders);
+    if (this.current) this.call.onHead(statusCode, parseHeaders(rawHeaders));
     return !this.paused;
   }
 

@@ -1,4 +1,11 @@
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+// undici's Pool module, not its index: the index loads about 110 modules (fetch, WebSocket, the
+// cache and mock agents...) and adds request() and the other API methods to Dispatcher, none of
+// which the proxy uses since it calls dispatch() itself; about 45-70 ms of a cold start on Node 20.
+// undici has no "exports" map, and the lockfile pins the version these paths were checked against
+// (test/upstream/client.test.ts).
+import Pool from 'undici/lib/dispatcher/pool.js';
+export { parseHeaders } from 'undici/lib/core/util.js';
 import {
   InternalError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
@@ -75,7 +82,7 @@ export interface UpstreamRequest {
 export class UpstreamClient {
   readonly origin: string;
   readonly basePath: string;
-  private readonly pool: Pool;
+  private readonly pool: InstanceType<typeof Pool>;
   private readonly options: UpstreamClientOptions;
 
   constructor(options: UpstreamClientOptions) {

@@ -63,3 +63,23 @@ test('a header value undici refuses fails as internal_error without reaching the
   assert.equal(c.mapError(await withTimeout(failed, 'the refusal')).code, 'internal_error');
   assert.equal(fake.received.length, 0);
 });
+
+test('the proxy loads undici\'s Pool and parseHeaders modules, which are undici\'s own, and never its index', async () => {
+  const { createRequire } = await import('node:module');
+  const { execFileSync } = await import('node:child_process');
+  const require = createRequire(import.meta.url);
+  const undici = require('undici') as typeof import('undici');
+  const deepPool = (await import('undici/lib/dispatcher/pool.js')).default;
+  const { parseHeaders } = await import('undici/lib/core/util.js');
+  assert.equal(deepPool, undici.Pool, 'the Pool module is the one the index exports');
+  assert.equal(parseHeaders, undici.util.parseHeaders);
+  // A fresh process that builds the app: undici's index (about 110 modules) stays unloaded.
+  const app = new URL('../../src/server/app.js', import.meta.url).href;
+  const loaded = execFileSync(process.execPath, ['--input-type=module', '-e',
+    `await import(${JSON.stringify(app)}); const { createRequire } = await import('node:module'); ` +
+    `const cache = Object.keys(createRequire(import.meta.url).cache); console.log(JSON.stringify(cache.filter((f) => f.includes('/undici/'))));`,
+  ], { encoding: 'utf8' });
+  const files = JSON.parse(loaded) as string[];
+  assert.ok(files.some((f) => f.endsWith('/undici/lib/dispatcher/pool.js')), 'the Pool module is loaded');
+  assert.ok(!files.some((f) => f.endsWith('/undici/index.js')), `undici's index was loaded: ${files.length} undici modules`);
+});
