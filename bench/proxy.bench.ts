@@ -18,7 +18,10 @@
  *   - open-loop latency at a fixed rate, half of Signalbox's own peak (p50, p99, coordinated-omission free);
  *   - streaming at 1 and 256 concurrent streams: added time to first byte and to first token, the
  *     delay added to each frame, frames in = frames out.
- * Then, once: RSS per open stream with 1,000 and 5,000 slow streams; cold start and idle RSS.
+ * Then, once: RSS per open stream with 1,000 and 5,000 slow streams, and V8's live heap per open
+ * stream after a forced GC (bench/support/heap-probe.mjs, loaded into the floor and Signalbox
+ * alike); cold start and idle RSS after the first request of Signalbox and the floor, on the
+ * running Node and on Node 24 (bench/support/node24.ts) when it can be had.
  * Every figure is the median over the rounds with its spread (min-max), and ratios to the floor
  * are taken within a round. Prints tables; writes bench/results/proxy-<date>.json.
  */
@@ -27,11 +30,12 @@ import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { Pool } from 'undici';
 import { CHAT_BODY, CHAT_HEADERS, closedLoop, median } from './support/load.js';
-import { fdLimit, measureStreamMemory, raiseFdLimit } from './support/memory.js';
+import { fdLimit, heapProbe, measureStreamMemory, raiseFdLimit } from './support/memory.js';
+import { node24 } from './support/node24.js';
 import { openLoop } from './support/open-loop.js';
 import { startPortkey } from './support/portkey.js';
 import { CAN_PIN, ROOT, pinSelf, processCpuMicros, startFakeUpstream, startNode, startSignalbox, type Child } from './support/processes.js';
-import { coldStart } from './support/startup.js';
+import { coldStart, type ColdStart } from './support/startup.js';
 import { measureStreams, type StreamStats } from './support/streaming.js';
 
 const quick = process.argv.includes('--quick');
@@ -128,8 +132,9 @@ pinSelf(0);
 try {
   const upstream = await startFakeUpstream();
   children.push(upstream.child);
-  const startFloor = async (script: string): Promise<{ child: Child; origin: string }> => {
-    const started = await startNode(script, { env: { PORT: '0', UPSTREAM: upstream.baseUrl }, ready: (line) => /listening on (\d+)/.exec(line)?.[1], cpu: 1 });
+  const floorEnv = { UPSTREAM: upstream.baseUrl };
+  const startFloor = async (script: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<{ child: Child; origin: string }> => {
+    const started = await startNode(script, { env: { PORT: '0', ...floorEnv, ...env }, ready: (line) => /listening on (\d+)/.exec(line)?.[1], cpu: 1, nodeArgs });
     children.push(started.child);
     return { child: started.child, origin: `http://127.0.0.1:${started.value}` };
   };
@@ -207,13 +212,17 @@ try {
 
   // Memory per open stream, on fresh processes (warmed up a little): in one that has run the
   // rounds, V8's heap has grown and RSS readings swing with GC timing. Then cold start and idle RSS.
-  const memory: Record<string, Record<number, { idleRssBytes: number; loadedRssBytes: number; perStreamBytes: number; marginalPerStreamBytes: number } | string>> = {};
+  type MemoryFigures = { idleRssBytes: number; loadedRssBytes: number; perStreamBytes: number; marginalPerStreamBytes: number; idleHeapBytes?: number; loadedHeapBytes?: number; heapPerStreamBytes?: number };
+  const memory: Record<string, Record<number, MemoryFigures | string>> = {};
   const fds = fdLimit(process.pid).soft;
   for (const t of ['floor', 'signalbox'] as const) {
     process.stderr.write(`memory: ${t}\n`);
     memory[t] = {};
-    const fresh = t === 'floor' ? await startFloor('dist/bench/floor.js') : await startSignalbox(signalboxEnv);
-    if (t === 'signalbox') children.push(fresh.child);
+    // Both with the heap probe (--expose-gc and a SIGUSR2 listener), so that it costs both alike.
+    const probe = heapProbe(t);
+    const fresh = t === 'floor' ? await startFloor('dist/bench/floor.js', probe.nodeArgs, probe.env) : await startSignalbox({ ...signalboxEnv, ...probe.env }, 1, probe.nodeArgs);
+    children.push(fresh.child);
+    const pid = fresh.child.process.pid!;
     await closedLoop(fresh.origin, { concurrency: 16, seconds: quick ? 0.3 : 1, path: '/v1/chat/completions', body: BODY, headers: HEADERS });
     for (const streams of MEMORY_STREAMS) {
       // The proxy holds two descriptors per stream (client and upstream), this process one.
@@ -221,13 +230,29 @@ try {
         memory[t][streams] = `skipped: ${streams} streams need ${streams * 2 + 200} open files, the limit is ${fds}`;
         continue;
       }
-      const m = await measureStreamMemory(fresh.origin, '/v1/chat/completions', fresh.child.process.pid!, { streams, headers: HEADERS });
-      memory[t][streams] = { idleRssBytes: m.idleRssBytes, loadedRssBytes: m.loadedRssBytes, perStreamBytes: m.perStreamBytes, marginalPerStreamBytes: m.marginalPerStreamBytes };
+      const m = await measureStreamMemory(fresh.origin, '/v1/chat/completions', pid, { streams, headers: HEADERS, readHeap: () => probe.read(pid) });
+      memory[t][streams] = {
+        idleRssBytes: m.idleRssBytes, loadedRssBytes: m.loadedRssBytes, perStreamBytes: m.perStreamBytes, marginalPerStreamBytes: m.marginalPerStreamBytes,
+        idleHeapBytes: m.idleHeapBytes, loadedHeapBytes: m.loadedHeapBytes, heapPerStreamBytes: m.heapPerStreamBytes,
+      };
     }
     await fresh.child.stop();
   }
-  const starts = [];
-  for (let i = 0; i < COLD_STARTS; i++) starts.push(await coldStart(signalboxEnv, { path: '/v1/chat/completions', body: BODY, headers: HEADERS }));
+  // Cold starts, alternating Signalbox and the floor (same Node, same machine moment), on the
+  // running Node and on Node 24, the image's runtime, which the cold-start target is for.
+  process.stderr.write('cold starts\n');
+  const node24Binary = node24();
+  const nodes: { name: string; execPath?: string }[] = [{ name: process.version }, ...('execPath' in node24Binary ? [{ name: `v${node24Binary.version}`, execPath: node24Binary.execPath }] : [])];
+  const starts: Record<string, { signalbox: ColdStart[]; floor: ColdStart[] }> = {};
+  const request = { path: '/v1/chat/completions', body: BODY, headers: HEADERS };
+  for (const node of nodes) {
+    const on = node.execPath === undefined ? {} : { execPath: node.execPath };
+    const byTarget = (starts[node.name] = { signalbox: [] as ColdStart[], floor: [] as ColdStart[] });
+    for (let i = 0; i < COLD_STARTS; i++) {
+      byTarget.signalbox.push(await coldStart(signalboxEnv, request, 1, on));
+      byTarget.floor.push(await coldStart(floorEnv, request, 1, { ...on, script: 'dist/bench/floor.js' }));
+    }
+  }
 
   // ---- Summary: medians over the rounds, ratios within a round.
   const ratio = (t: Target, f: (r: RoundResult) => number | undefined, of: Target = 'floor') =>
@@ -276,6 +301,13 @@ try {
     for (const r of rows) console.log(row(r));
     console.log('');
   };
+  const show = (v: number | undefined, unit: string): string => (v === undefined || !Number.isFinite(v) ? '-' : unit === '' ? (v === 1 ? 'yes' : 'no') : `${f(v, unit === '×' ? 2 : unit === 'MiB' || unit === 'KiB' ? 1 : 0)} ${unit}`);
+  const judge = (v: number | undefined, ok: (v: number) => boolean): boolean | undefined => (v === undefined || !Number.isFinite(v) ? undefined : ok(v));
+  const kib = (bytes: number | undefined): number | undefined => (bytes === undefined ? undefined : bytes / 1024);
+  const ratioCheck = (a: number | undefined, b: number | undefined, most: number): { ratio: number | undefined; met: boolean | undefined } => {
+    const r = a === undefined || b === undefined ? undefined : a / b;
+    return { ratio: r, met: judge(r, (v) => v <= most) };
+  };
   const cpuInfo = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`\nproxy benchmark: ${ROUNDS} rotating rounds, ${process.version}, ${cpus().length} × ${cpuInfo}, ${CAN_PIN ? 'proxies on CPU 1, load and upstream on CPU 0' : 'no CPU pinning'}${quick ? ' (quick: numbers not meaningful)' : ''}`);
   console.log('medians over the rounds, (min–max) across them; ratios are taken to the floor of the same round\n');
@@ -296,48 +328,61 @@ try {
       const s = summary[t].streaming[n];
       return [t, String(n), m(s.ttfb_p50_us), m(s.added_ttfb_p50_us), m(s.first_token_p50_us), m(s.added_first_token_p50_us, 1), m(s.gap_jitter_p99_us, 1), m(s.added_gap_p99_us, 1), s.frames.join('/'), s.merged_chunks.join('/')];
     })));
-  console.log('Memory with open slow streams (RSS of the proxy process)');
-  table(['target', 'streams', 'idle RSS MiB', 'loaded RSS MiB', 'KiB per stream', 'marginal KiB per stream'],
+  console.log('Memory with open slow streams (RSS of the proxy process; V8 used heap after a forced full GC, through bench/support/heap-probe.mjs)');
+  table(['target', 'streams', 'idle RSS MiB', 'loaded RSS MiB', 'KiB per stream', 'marginal KiB per stream', 'idle heap MiB', 'live heap KiB per stream'],
     Object.entries(memory).flatMap(([t, byCount]) => Object.entries(byCount).map(([n, v]) => typeof v === 'string'
-      ? [t, n, v, '', '', '']
-      : [t, n, f(v.idleRssBytes / 2 ** 20, 1), f(v.loadedRssBytes / 2 ** 20, 1), f(v.perStreamBytes / 1024, 1), f(v.marginalPerStreamBytes / 1024, 1)])));
-  const cold = stat(starts.map((s) => s.ms));
-  const idleRss = stat(starts.map((s) => s.rssBytes / 2 ** 20));
-  console.log(`Signalbox cold start to its first answered chat completion: ${m(cold)} ms; idle RSS after it: ${m(idleRss, 1)} MiB\n`);
+      ? [t, n, v, '', '', '', '', '']
+      : [t, n, f(v.idleRssBytes / 2 ** 20, 1), f(v.loadedRssBytes / 2 ** 20, 1), f(v.perStreamBytes / 1024, 1), f(v.marginalPerStreamBytes / 1024, 1),
+        f(v.idleHeapBytes === undefined ? undefined : v.idleHeapBytes / 2 ** 20, 1), f(v.heapPerStreamBytes === undefined ? undefined : v.heapPerStreamBytes / 1024, 1)])));
+  const startStats = Object.fromEntries(Object.entries(starts).map(([node, byTarget]) => [node, {
+    signalbox_ms: stat(byTarget.signalbox.map((s) => s.ms)), floor_ms: stat(byTarget.floor.map((s) => s.ms)),
+    signalbox_idle_rss_mib: stat(byTarget.signalbox.map((s) => s.rssBytes / 2 ** 20)), floor_idle_rss_mib: stat(byTarget.floor.map((s) => s.rssBytes / 2 ** 20)),
+    // Start i of Signalbox and of the floor ran one after the other: the ratio is taken per pair.
+    idle_rss_ratio_to_floor: stat(byTarget.signalbox.map((s, i) => s.rssBytes / byTarget.floor[i]!.rssBytes)),
+  }]));
+  console.log(`Cold start to the first answered chat completion (ms), and idle RSS right after it (MiB); ${COLD_STARTS} starts each${'reason' in node24Binary ? `; Node 24: - (${node24Binary.reason})` : ''}`);
+  table(['node', 'signalbox cold start', 'floor cold start', 'signalbox idle RSS', 'floor idle RSS', 'idle RSS × floor'],
+    Object.entries(startStats).map(([node, s]) => [node, m(s.signalbox_ms), m(s.floor_ms), m(s.signalbox_idle_rss_mib, 1), m(s.floor_idle_rss_mib, 1), m(s.idle_rss_ratio_to_floor, 2)]));
 
-  // ---- The issue's targets, with the floor's own figure where it has one: a target the floor
-  // misses too is this machine's, not the proxy's.
+  // ---- Issue 13's targets, each with the floor's own figure where it has one: a target the floor
+  // misses too is this machine's, not the proxy's. `ratio` is what a ratio target judges.
   const sy = summary.signalbox;
   const fl = summary.floor;
-  const mem1000 = memory.signalbox?.[MEMORY_STREAMS[0]!];
-  const memFloor = memory.floor?.[MEMORY_STREAMS[0]!];
+  const heapOf = (t: string): number | undefined => {
+    const v = memory[t]?.[MEMORY_STREAMS[0]!];
+    return typeof v === 'object' ? v.heapPerStreamBytes : undefined;
+  };
   const framesOneToOne = (t: Target, n: number): number => (rounds[t].every((r, i) => r.streams[n]!.frames === rounds.direct[i]!.streams[n]!.frames && r.streams[n]!.coalescedChunks === 0) ? 1 : 0);
-  type Check = { name: string; signalbox: number | undefined; floor?: number | undefined; ok: (v: number) => boolean; unit: string; note?: string };
+  const mostStreams = STREAM_COUNTS.at(-1)!;
+  const here = startStats[process.version]!;
+  const on24 = nodes[1] === undefined ? undefined : startStats[nodes[1].name];
+  const portkeyRatio = stat(rounds.signalbox.map((r, i) => r.rps[PEAK_CONCURRENCY]! / rounds.portkey[i]!.rps[PEAK_CONCURRENCY]!))?.median;
+  /** `ratio`: signalbox's figure over the floor's (medians of per-round ratios where the rounds pair them). */
+  type Check = { figure: string; target: string; unit: string; signalbox: number | undefined; floor?: number | undefined; ratio?: number | undefined; portkeyRatio?: number | undefined; met: boolean | undefined; note?: string };
   const checks: Check[] = [
-    { name: `throughput at c=${PEAK_CONCURRENCY} ≥ 0.85× floor`, signalbox: sy.rps_ratio_to_floor?.median, ok: (v) => v >= 0.85, unit: '×' },
-    { name: `throughput at c=${PEAK_CONCURRENCY} ≥ 6× Portkey`, signalbox: stat(rounds.signalbox.map((r, i) => r.rps[PEAK_CONCURRENCY]! / rounds.portkey[i]!.rps[PEAK_CONCURRENCY]!))?.median, floor: stat(rounds.floor.map((r, i) => r.rps[PEAK_CONCURRENCY]! / rounds.portkey[i]!.rps[PEAK_CONCURRENCY]!))?.median, ok: (v) => v >= 6, unit: '×' },
-    { name: 'added latency c=1 p50 ≤ 1.2× floor’s', signalbox: addedRatio?.median, ok: (v) => v <= 1.2, unit: '×' },
-    { name: 'added latency c=1 p99 < 1 ms', signalbox: sy.added_latency_us.p99?.median, floor: fl.added_latency_us.p99?.median, ok: (v) => v < 1000, unit: 'µs' },
-    { name: 'CPU per request ≤ 1.25× floor', signalbox: sy.cpu_ratio_to_floor?.median, ok: (v) => v <= 1.25, unit: '×' },
-    ...STREAM_COUNTS.flatMap((n): Check[] => {
-      const directJitter = summary.direct.streaming[n].gap_jitter_p99_us?.median as number | undefined;
-      return [
-        { name: `${n} stream(s): added first token p50 < 0.5 ms`, signalbox: sy.streaming[n].added_first_token_p50_us?.median, floor: fl.streaming[n].added_first_token_p50_us?.median, ok: (v) => v < 500, unit: 'µs' },
-        {
-          name: `${n} stream(s): added gap p99 < 0.1 ms`, signalbox: sy.streaming[n].added_gap_p99_us?.median, floor: fl.streaming[n].added_gap_p99_us?.median, ok: (v) => v < 100, unit: 'µs',
-          // The difference of two p99s says nothing when the path without a proxy is itself that jittery.
-          ...(directJitter !== undefined && directJitter > 100 && { note: `not resolvable here: direct's own gap jitter p99 is ${f(directJitter)} µs` }),
-        },
-        { name: `${n} stream(s): frames 1:1 (as many as direct, none merged)`, signalbox: framesOneToOne('signalbox', n), floor: framesOneToOne('floor', n), ok: (v) => v === 1, unit: '' },
-      ];
-    }),
-    { name: `memory at ${MEMORY_STREAMS[0]} streams ≤ 32 KiB per stream`, signalbox: typeof mem1000 === 'object' ? mem1000.perStreamBytes / 1024 : undefined, floor: typeof memFloor === 'object' ? memFloor.perStreamBytes / 1024 : undefined, ok: (v) => v <= 32, unit: 'KiB' },
-    { name: 'idle RSS < 80 MB', signalbox: idleRss === undefined ? undefined : (idleRss.median * 2 ** 20) / 1e6, ok: (v) => v < 80, unit: 'MB' },
-    { name: 'cold start < 500 ms', signalbox: cold?.median, ok: (v) => v < 500, unit: 'ms' },
+    { figure: `CPU per request at c=${PEAK_CONCURRENCY}, non-streaming`, target: '≤ 1.2× the floor’s', unit: 'µs', signalbox: sy.cpu_us_per_request?.median, floor: fl.cpu_us_per_request?.median,
+      ratio: sy.cpu_ratio_to_floor?.median, met: judge(sy.cpu_ratio_to_floor?.median, (v) => v <= 1.2) },
+    { figure: `throughput at c=${PEAK_CONCURRENCY}`, target: '≥ 0.85× the floor’s and ≥ 8× Portkey’s', unit: 'req/s', signalbox: sy.rps[PEAK_CONCURRENCY]?.median, floor: fl.rps[PEAK_CONCURRENCY]?.median,
+      ratio: sy.rps_ratio_to_floor?.median, portkeyRatio,
+      met: sy.rps_ratio_to_floor === undefined || portkeyRatio === undefined ? undefined : sy.rps_ratio_to_floor.median >= 0.85 && portkeyRatio >= 8 },
+    { figure: 'added p50 latency at c=1', target: '≤ 1.15× the floor’s added p50', unit: 'µs', signalbox: sy.added_latency_us.p50?.median, floor: fl.added_latency_us.p50?.median,
+      ratio: addedRatio?.median, met: judge(addedRatio?.median, (v) => v <= 1.15) },
+    { figure: `added first token p50, ${mostStreams} streams`, target: '< 350 µs', unit: 'µs', signalbox: sy.streaming[mostStreams].added_first_token_p50_us?.median, floor: fl.streaming[mostStreams].added_first_token_p50_us?.median,
+      met: judge(sy.streaming[mostStreams].added_first_token_p50_us?.median, (v) => v < 350) },
+    { figure: `live heap per open stream (V8 heap after a forced GC, ${MEMORY_STREAMS[0]} streams)`, target: '≤ 1.5× the floor’s', unit: 'KiB',
+      signalbox: kib(heapOf('signalbox')), floor: kib(heapOf('floor')), ...ratioCheck(heapOf('signalbox'), heapOf('floor'), 1.5) },
+    { figure: `idle RSS after the first request (${process.version})`, target: '≤ 1.15× the floor’s, same Node', unit: 'MiB', signalbox: here.signalbox_idle_rss_mib?.median, floor: here.floor_idle_rss_mib?.median,
+      ratio: here.idle_rss_ratio_to_floor?.median, met: judge(here.idle_rss_ratio_to_floor?.median, (v) => v <= 1.15) },
+    { figure: 'cold start to first answered request, Node 24', target: '< 300 ms', unit: 'ms', signalbox: on24?.signalbox_ms?.median, floor: on24?.floor_ms?.median,
+      met: judge(on24?.signalbox_ms?.median, (v) => v < 300), ...('reason' in node24Binary && { note: `no Node 24: ${node24Binary.reason}` }) },
+    { figure: `cold start to first answered request, ${process.version}`, target: 'reported', unit: 'ms', signalbox: here.signalbox_ms?.median, floor: here.floor_ms?.median, met: undefined },
+    ...STREAM_COUNTS.map((n): Check => ({
+      figure: `frames 1:1 at ${n} stream(s) (as many as direct, none merged)`, target: 'kept', unit: '', signalbox: framesOneToOne('signalbox', n), floor: framesOneToOne('floor', n),
+      met: framesOneToOne('signalbox', n) === 1,
+    })),
   ];
-  const show = (v: number | undefined, unit: string): string => (v === undefined ? '-' : unit === '' ? (v === 1 ? 'yes' : 'no') : `${f(v, unit === '×' ? 2 : unit === 'µs' || unit === 'ms' ? 0 : 1)} ${unit}`);
-  const verdict = (c: Check): string => (c.signalbox === undefined ? '-' : c.note ? c.note : c.ok(c.signalbox) ? 'yes' : 'NO');
-  table(['target of the issue', 'signalbox', 'floor', 'met'], checks.map((c) => [c.name, show(c.signalbox, c.unit), show(c.floor, c.unit), verdict(c)]));
+  table(['figure', 'target', 'signalbox', 'floor', 'ratio', 'met'],
+    checks.map((c) => [c.figure, c.target, show(c.signalbox, c.unit), show(c.floor, c.unit), `${c.ratio === undefined ? '' : show(c.ratio, '×')}${c.portkeyRatio === undefined ? '' : ` floor, ${show(c.portkeyRatio, '×')} Portkey`}`, c.note ?? (c.met === undefined ? '-' : c.met ? 'yes' : 'NO')]));
 
   const date = new Date().toISOString();
   mkdirSync(resolve(ROOT, 'bench/results'), { recursive: true });
@@ -345,8 +390,8 @@ try {
   writeFileSync(file, `${JSON.stringify({
     date, node: process.version, cpu: cpuInfo, cpus: cpus().length, quick, pinned: CAN_PIN, rounds: ROUNDS, seconds: SECONDS,
     concurrencies: CONCURRENCIES, open_loop_rate: openLoopRate, stream_plan: STREAM_PLAN,
-    summary, memory, cold_start_ms: cold, idle_rss_mib: idleRss,
-    targets: checks.map((c) => ({ name: c.name, signalbox: c.signalbox, floor: c.floor, met: c.signalbox === undefined || c.note ? undefined : c.ok(c.signalbox), note: c.note })),
+    summary, memory, cold_start: startStats, node24: node24Binary,
+    targets: checks.map((c) => ({ figure: c.figure, target: c.target, unit: c.unit, signalbox: c.signalbox, floor: c.floor, ratio: c.ratio, portkey_ratio: c.portkeyRatio, met: c.met, note: c.note })),
     raw: rounds, cold_starts: starts,
   }, null, 2)}\n`);
   console.log(`written: ${file}`);

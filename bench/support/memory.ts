@@ -15,8 +15,12 @@
  * steadier per-stream cost; compare targets measured the same way, in the same order.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT } from './processes.js';
 import { Clock, RawSseStream, STREAM_BODY, closeAll, rawRequest, streamHeaders, type RawStreamHooks } from './streaming.js';
 
 export interface StreamMemoryOptions {
@@ -41,6 +45,11 @@ export interface StreamMemoryOptions {
    * `false`: read at once.
    */
   readonly quiet?: { readonly maxSockets?: number; readonly timeoutMs?: number } | false;
+  /**
+   * Reads the proxy's V8 used heap after a forced full GC (see heapProbe), right after the idle
+   * RSS reading and again after the loaded one; the RSS readings come first, so they are as before.
+   */
+  readonly readHeap?: () => Promise<number>;
 }
 
 export interface StreamMemory {
@@ -65,6 +74,10 @@ export interface StreamMemory {
   readonly samples: { readonly streams: number; readonly rssBytes: number }[];
   /** Least-squares slope of `samples` (bytes per stream); NaN with fewer than two batches. */
   readonly marginalPerStreamBytes: number;
+  /** With `readHeap`: used heap after a forced GC, idle and loaded, and (loaded - idle) / opened. */
+  readonly idleHeapBytes?: number;
+  readonly loadedHeapBytes?: number;
+  readonly heapPerStreamBytes?: number;
 }
 
 /** VmRSS of a process, in bytes, from /proc/<pid>/status (Linux). */
@@ -196,6 +209,7 @@ export async function measureStreamMemory(origin: string, path: string, pid: num
     const quiet = opts.quiet === false ? true : await waitForQuiet(pid, opts.quiet ?? {});
     const idleSockets = countSockets(pid);
     const idleRssBytes = readRssBytes(pid);
+    const idleHeapBytes = await opts.readHeap?.();
     deadline = Date.now() + timeoutMs;
     // The deadline is also checked by a timer, for when no event comes at all.
     timer = setTimeout(() => wake(), timeoutMs + 10);
@@ -217,8 +231,10 @@ export async function measureStreamMemory(origin: string, path: string, pid: num
     const openMs = (clock.now() - started) / 1e6;
     const opened = streams.filter((s) => s.firstFrameAt >= 0 && !s.ended && s.error === undefined).length;
     samples.push({ streams: opened, rssBytes: loadedRssBytes });
+    const loadedHeapBytes = idleHeapBytes === undefined ? undefined : await opts.readHeap!();
+    const heap = idleHeapBytes === undefined || loadedHeapBytes === undefined ? {} : { idleHeapBytes, loadedHeapBytes, heapPerStreamBytes: (loadedHeapBytes - idleHeapBytes) / opened };
     return {
-      idleRssBytes, loadedRssBytes, perStreamBytes: (loadedRssBytes - idleRssBytes) / opened, idleSockets, quiet, opened, openMs,
+      ...heap, idleRssBytes, loadedRssBytes, perStreamBytes: (loadedRssBytes - idleRssBytes) / opened, idleSockets, quiet, opened, openMs,
       samples, marginalPerStreamBytes: slope(samples.map((x) => x.streams), samples.map((x) => x.rssBytes)),
     };
   } finally {
@@ -226,6 +242,31 @@ export async function measureStreamMemory(origin: string, path: string, pid: num
     wake = () => {};
     await closeAll(streams);
   }
+}
+
+/** Loads bench/support/heap-probe.mjs (both of these go to a child's `node` command line and environment). */
+export function heapProbe(name: string): { nodeArgs: string[]; env: { BENCH_HEAP_FILE: string }; read: (pid: number) => Promise<number> } {
+  const file = join(tmpdir(), `signalbox-bench-heap-${process.pid}-${name}`);
+  return {
+    nodeArgs: ['--expose-gc', '--import', pathToFileURL(resolve(ROOT, 'bench/support/heap-probe.mjs')).href],
+    env: { BENCH_HEAP_FILE: file },
+    /** Signals the probe and waits (10 s at most) for the number it writes. */
+    async read(pid: number): Promise<number> {
+      rmSync(file, { force: true });
+      process.kill(pid, 'SIGUSR2');
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        if (existsSync(file)) {
+          const bytes = Number(readFileSync(file, 'utf8'));
+          rmSync(file, { force: true });
+          if (!Number.isFinite(bytes)) throw new Error(`heap probe of ${name}: not a number in ${file}`);
+          return bytes;
+        }
+        if (Date.now() > deadline) throw new Error(`heap probe of ${name}: no answer in 10 s (was the process started with its node args?)`);
+        await sleep(10);
+      }
+    },
+  };
 }
 
 /** Least-squares slope of y over x; NaN with fewer than two points. */

@@ -41,6 +41,8 @@ export interface NodeChildOptions<T> {
   /** Pinned to this CPU when pinning works (see pinSelf). */
   readonly cpu?: number;
   readonly nodeArgs?: readonly string[];
+  /** The node binary; the one running the benchmark by default. */
+  readonly execPath?: string;
   readonly scriptArgs?: readonly string[];
 }
 
@@ -51,7 +53,7 @@ export interface NodeChildOptions<T> {
 export async function startNode<T>(script: string, options: NodeChildOptions<T>): Promise<{ child: Child; value: T | undefined }> {
   const { env, ready, timeoutMs = 15_000, outputFile, cpu } = options;
   const out = ready === undefined && outputFile !== undefined ? openSync(outputFile, 'w') : 'pipe';
-  const argv = [process.execPath, ...(options.nodeArgs ?? []), resolve(ROOT, script), ...(options.scriptArgs ?? [])];
+  const argv = [options.execPath ?? process.execPath, ...(options.nodeArgs ?? []), resolve(ROOT, script), ...(options.scriptArgs ?? [])];
   const [command, ...args] = cpu !== undefined && CAN_PIN ? ['taskset', '-c', String(cpu), ...argv] : argv;
   const proc = spawn(command!, args, {
     cwd: ROOT,
