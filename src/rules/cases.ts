@@ -30,6 +30,8 @@ export interface CaseExpectation {
   readonly action?: Explanation['action'];
   readonly model?: string | null;
   readonly tier?: string | null;
+  /** The tier the client's model named and the request was routed as (`aliases: true`); null: none. */
+  readonly alias?: string | null;
   readonly status?: number;
   readonly body_changed?: boolean;
   /** Dot paths into the body sent upstream, with the value expected there (null: absent). */
@@ -79,6 +81,7 @@ export const CASES_SCHEMA = {
               action: { enum: ['route', 'pass', 'reject', 'none'] },
               model: { type: ['string', 'null'] },
               tier: { type: ['string', 'null'] },
+              alias: { type: ['string', 'null'] },
               status: { type: 'integer' },
               body_changed: { type: 'boolean' },
               body: { type: 'object' },
@@ -147,6 +150,7 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string)
   if (e.action !== undefined) check('action', e.action, explanation.action);
   if (e.model !== undefined) check('model', e.model, explanation.model ?? null);
   if (e.tier !== undefined) check('tier', e.tier, explanation.tier ?? null);
+  if (e.alias !== undefined) check('alias', e.alias, explanation.alias ?? null);
   if (e.status !== undefined) check('status', e.status, explanation.reject?.status ?? null);
   if (e.body_changed !== undefined) check('body_changed', e.body_changed, explanation.body_changed);
   for (const [path, expected] of Object.entries(e.body ?? {})) {

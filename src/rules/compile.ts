@@ -3,7 +3,7 @@ import type { ErrorObject } from 'ajv';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
-import { deepMerge, type CompiledRoute, type SystemPromptAction } from './actions.js';
+import { deepMerge, type CompiledRoute, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
 import { builtinFields, type FieldGetter, type FieldRegistry } from './fields.js';
@@ -39,6 +39,8 @@ interface RuleSpec {
 interface RulesDocument {
   version: 1;
   timezone?: string;
+  /** A client may send a tier's name as its model (see RuleSet.decide). */
+  aliases?: boolean;
   tiers?: Record<string, TierSpec>;
   rules: RuleSpec[];
 }
@@ -154,6 +156,15 @@ export function compileRules(text: string, file: string, options: CompileOptions
     if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description });
   });
 
+  // `aliases: true`: a client may send a tier's name as its model; each tier's route is compiled
+  // once here, as a rule's `route: { tier: <name> }` would be.
+  const aliases = new Map<string, RewriteRoute>();
+  if (document.aliases === true) {
+    for (const name of Object.keys(tiers)) {
+      const route = compileRoute({ name, route: { tier: name } }, tiers, tierNames, ['tiers', name], problems, true);
+      if (route?.kind === 'rewrite') aliases.set(name, route);
+    }
+  }
   if (problems.length > 0) throw new RulesError(file, positioned(source, raw, problems));
 
   compileRegexSets(cc);
@@ -161,7 +172,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
   const models = new Set(cc.namedModels);
   for (const tier of Object.values(tiers)) for (const m of [tier.model, ...(tier.fallbacks ?? [])]) models.add(m);
   for (const rule of rules) if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
-  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), usedFields: cc.usedFields, models: [...models] });
+  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, usedFields: cc.usedFields, models: [...models] });
 }
 
 /** A rules file with no rules: every request is forwarded unchanged as rule `none`. */

@@ -40,6 +40,8 @@ export interface RouteDecision {
   readonly upstreamHeaders?: Readonly<Record<string, string>>;
   /** The tier the route came from, when it named one. */
   readonly tier?: string | undefined;
+  /** With `aliases: true`: the tier the client's model named, when the request was routed as it. */
+  readonly alias?: string | undefined;
   /** The rule's own retry settings, over the global ones. */
   readonly retry?: RetryOverride | undefined;
   /** Answer the client with this error instead of calling upstream. */

@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import { applyRewrite, type CompiledRoute, type RetryOverride } from './actions.js';
+import { applyRewrite, type CompiledRoute, type RetryOverride, type RewriteRoute } from './actions.js';
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
 import { EvalInput, type FieldGetter } from './fields.js';
@@ -27,6 +27,8 @@ export interface Explanation {
   readonly rule: string;
   readonly action: 'route' | 'pass' | 'reject' | 'none';
   readonly tier: string | undefined;
+  /** The tier the client's model named (`aliases: true`) and the request was resolved to, when it was. */
+  readonly alias: string | undefined;
   /** The model sent upstream. */
   readonly model: string | undefined;
   readonly route: Record<string, unknown> | undefined;
@@ -47,6 +49,8 @@ export interface RuleSetInit {
   readonly timezone: string;
   readonly rules: readonly CompiledRule[];
   readonly tiers: readonly string[];
+  /** With `aliases: true`: each tier's route by the tier's name; empty otherwise. */
+  readonly aliases: ReadonlyMap<string, RewriteRoute>;
   readonly usedFields: ReadonlyMap<string, FieldGetter>;
   readonly models: readonly string[];
 }
@@ -73,6 +77,7 @@ export class RuleSet {
   /** Every model name the file mentions: in tiers, routes, fallbacks and conditions on `model`. */
   readonly models: readonly string[];
   private readonly usedFields: ReadonlyMap<string, FieldGetter>;
+  private readonly aliases: ReadonlyMap<string, RewriteRoute>;
 
   constructor(init: RuleSetInit) {
     this.file = init.file;
@@ -82,6 +87,7 @@ export class RuleSet {
     this.tiers = Object.freeze([...init.tiers]);
     this.models = Object.freeze([...init.models]);
     this.usedFields = init.usedFields;
+    this.aliases = init.aliases;
     Object.freeze(this);
   }
 
@@ -98,29 +104,31 @@ export class RuleSet {
 
   decide(context: RequestContext): RouteDecision {
     const index = this.firstMatch(this.input(context));
-    return index === -1 ? unchanged(context, NO_RULE) : this.apply(this.rules[index]!, context);
+    return index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context);
   }
 
   private apply(rule: CompiledRule, context: RequestContext): RouteDecision {
     const route = rule.route;
     switch (route.kind) {
       case 'pass':
-        return { ...unchanged(context, rule.name), retry: route.retry };
+        return this.unrewritten(context, rule.name, route.retry);
       case 'reject':
         return { ...unchanged(context, rule.name), reject: { status: route.status, message: route.message } };
-      case 'rewrite': {
-        const applied = applyRewrite(route, context.body);
-        return {
-          rule: rule.name,
-          tier: route.tier,
-          model: route.model,
-          body: applied.body,
-          bodyChanged: applied.changed,
-          retry: route.retry,
-          ...(route.headers && { upstreamHeaders: route.headers }),
-        };
-      }
+      case 'rewrite':
+        return rewritten(rule.name, route, context, route.retry);
     }
+  }
+
+  /**
+   * A request no rule gave a model (none matched, or `pass`): forwarded as the client sent it, or,
+   * with `aliases: true` and a tier's name as its model, routed as that tier. Rules saw the name
+   * the client sent; tier names cannot be model ids (no `/`), so no real model is shadowed.
+   */
+  private unrewritten(context: RequestContext, rule: string, retry: RetryOverride | undefined): RouteDecision {
+    const requested = context.requestedModel;
+    const alias = this.aliases.size === 0 || requested === undefined ? undefined : this.aliases.get(requested);
+    if (alias === undefined) return retry === undefined ? unchanged(context, rule) : { ...unchanged(context, rule), retry };
+    return { ...rewritten(rule, alias, context, retry ?? alias.retry), alias: alias.tier };
   }
 
   /** The decision with its reasons: each rule tried, the first condition that failed, field values. */
@@ -141,16 +149,19 @@ export class RuleSet {
     const fields: Record<string, unknown> = {};
     for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
 
-    const decision = matched ? this.apply(matched, context) : unchanged(context, NO_RULE);
+    const decision = matched ? this.apply(matched, context) : this.unrewritten(context, NO_RULE, undefined);
     const route = matched?.route;
+    const alias = decision.alias === undefined ? undefined : this.aliases.get(decision.alias);
     return {
       rules_file: this.file,
       rules_hash: this.hash,
       rule: decision.rule,
       action: !route ? 'none' : route.kind === 'rewrite' ? 'route' : route.kind,
       tier: decision.tier,
+      alias: decision.alias,
       model: decision.model,
-      route: route?.kind === 'rewrite' ? describeRoute(route) : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
+      route: alias !== undefined ? describeRoute(alias)
+        : route?.kind === 'rewrite' ? describeRoute(route) : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
       reject: decision.reject,
       trace,
       fields,
@@ -183,6 +194,19 @@ export function explanationForClient(explanation: Explanation): Explanation {
     rules_file: basename(explanation.rules_file),
     ...(routeHeaders && { route: { ...explanation.route, headers: namesOnly(routeHeaders) } }),
     upstream_headers: namesOnly(explanation.upstream_headers),
+  };
+}
+
+function rewritten(rule: string, route: RewriteRoute, context: RequestContext, retry: RetryOverride | undefined): RouteDecision {
+  const applied = applyRewrite(route, context.body);
+  return {
+    rule,
+    tier: route.tier,
+    model: route.model,
+    body: applied.body,
+    bodyChanged: applied.changed,
+    retry,
+    ...(route.headers && { upstreamHeaders: route.headers }),
   };
 }
 

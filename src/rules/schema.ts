@@ -50,6 +50,7 @@ export const RULES_SCHEMA = {
   properties: {
     version: { const: 1 },
     timezone: { type: 'string', minLength: 1 },
+    aliases: { type: 'boolean' },
     tiers: {
       type: 'object',
       propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
