@@ -95,6 +95,11 @@ export class RuleSet {
     return new EvalInput(context.headers, context.body, context.now, context.clock);
   }
 
+  /** With `aliases: true`: the tiers a client may name as its model, with their models; empty otherwise. */
+  get aliasTiers(): ReadonlyMap<string, RewriteRoute> {
+    return this.aliases;
+  }
+
   /** Index of the first rule whose conditions hold, or -1. */
   private firstMatch(input: EvalInput): number {
     const rules = this.rules;

@@ -21,6 +21,7 @@ import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
 import { chatCompletionsRoutes } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
+import { modelsRoute } from './routes/models.js';
 import { passthroughRoutes } from './routes/passthrough.js';
 
 /** How long closing waits for the 'close' events of the responses still open once the server closed. */
@@ -187,6 +188,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn') });
+    await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });
 

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 // undici has no "exports" map, and the lockfile pins the version these paths were checked against
 // (test/upstream/client.test.ts).
 import Pool from 'undici/lib/dispatcher/pool.js';
-export { parseHeaders } from 'undici/lib/core/util.js';
+import { parseHeaders } from 'undici/lib/core/util.js';
 import {
   InternalError, SignalboxError, UpstreamTimeoutError, UpstreamUnreachableError,
 } from '../errors.js';
@@ -55,6 +55,55 @@ export interface UpstreamHandler {
   onError(error: Error): void;
 }
 
+/** A whole upstream response, read into memory (small answers only: see `fetchWhole`). */
+export interface WholeResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Buffer;
+}
+
+/** Collects one response whole, up to `maxBytes`; past it the call is aborted and fails. */
+class WholeResponseHandler implements UpstreamHandler {
+  private abortCall: ((reason: Error) => void) | undefined;
+  private status = 0;
+  private headers: Record<string, string | string[]> = {};
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly settle: (error: Error | undefined, response?: WholeResponse) => void,
+  ) {}
+
+  onConnect(abort: (reason: Error) => void): void {
+    this.abortCall = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    this.status = statusCode;
+    this.headers = parseHeaders(rawHeaders) as Record<string, string | string[]>;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      this.abortCall?.(new UpstreamUnreachableError(`response larger than ${this.maxBytes} bytes`));
+      return false;
+    }
+    this.chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    this.settle(undefined, { status: this.status, headers: this.headers, body: Buffer.concat(this.chunks, this.bytes) });
+  }
+
+  onError(error: Error): void {
+    this.settle(error);
+  }
+}
+
 export interface UpstreamClientOptions {
   readonly baseUrl: string;
   readonly connectTimeoutMs: number;
@@ -62,6 +111,8 @@ export interface UpstreamClientOptions {
   readonly idleTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
 }
+
+export { parseHeaders };
 
 export interface UpstreamRequest {
   readonly method: string;
@@ -115,6 +166,16 @@ export class UpstreamClient {
       { method: req.method as Dispatcher.HttpMethod, path: this.basePath + req.path, headers: req.headers, body: req.body ?? null },
       handler as Dispatcher.DispatchHandler,
     );
+  }
+
+  /**
+   * One request whose answer is read whole, for the proxy's own small calls (the model list it
+   * extends with its tiers). Bounded by `maxBytes`; errors are mapped as for a relayed call.
+   */
+  fetchWhole(req: UpstreamRequest, maxBytes: number): Promise<WholeResponse> {
+    return new Promise((resolve, reject) => {
+      this.dispatch(req, new WholeResponseHandler(maxBytes, (error, response) => (error === undefined ? resolve(response!) : reject(this.mapError(error)))));
+    });
   }
 
   /**
