@@ -80,6 +80,7 @@ export class CatalogRefresher {
   private readonly options: CatalogRefresherOptions;
   private readonly clock: RefreshClock;
   private timer: unknown;
+  private running: Promise<void> | undefined;
   private inFlight: { destroy(): void } | undefined;
   private closed = false;
 
@@ -94,9 +95,17 @@ export class CatalogRefresher {
     await this.refresh();
   }
 
-  /** One refresh now (the timer calls this); the next is scheduled when it settles. */
-  async refresh(): Promise<void> {
-    if (this.closed) return;
+  /** One refresh now (the timer calls this); the next is scheduled when it settles. One at a time: a call during a refresh gets that refresh. */
+  refresh(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.running ??= this.refreshOnce().finally(() => {
+      this.running = undefined;
+      this.schedule();
+    });
+    return this.running;
+  }
+
+  private async refreshOnce(): Promise<void> {
     const source = this.options.source;
     try {
       const fetchedAt = this.clock.now();
@@ -111,8 +120,6 @@ export class CatalogRefresher {
       if (source.kind === 'upstream' && this.options.store) await this.save(raw, fetchedAt);
     } catch (err) {
       if (!this.closed) this.failed(source.kind, err);
-    } finally {
-      this.schedule();
     }
   }
 
@@ -130,6 +137,8 @@ export class CatalogRefresher {
    */
   private schedule(): void {
     if (this.closed) return;
+    // A refresh asked for by hand (not by the timer) replaces the pending one: never two timers.
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     const jitter = (this.clock.random() * 2 - 1) * CATALOG_REFRESH_JITTER;
     const timer = this.clock.setTimeout(() => void this.refresh(), Math.round(this.options.refreshMs * (1 + jitter)));
     timer.unref?.();

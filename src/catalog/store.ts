@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * The last good catalog, kept on disk in DATA_DIR so that a restart without network starts with
@@ -63,7 +63,7 @@ export class CatalogStore {
    * the previous catalog, never half a file. `rawResponse` is JSON the caller has parsed already.
    */
   async save(rawResponse: string, fetchedAt: number): Promise<void> {
-    await mkdir(join(this.path, '..'), { recursive: true });
+    await mkdir(dirname(this.path), { recursive: true });
     const temporary = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       await writeFile(temporary, `{"fetched_at":${fetchedAt},"response":${rawResponse}}\n`, { mode: 0o644 });
