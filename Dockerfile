@@ -18,7 +18,8 @@ ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
     CONFIG_FILE=/etc/signalbox/signalbox.yaml \
-    RULES_FILE=/etc/signalbox/rules/rules.yaml
+    RULES_FILE=/etc/signalbox/rules/rules.yaml \
+    DATA_DIR=/var/lib/signalbox
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
@@ -28,6 +29,11 @@ COPY docker-entrypoint.sh ./docker-entrypoint.sh
 # ConfigMap; the directory is watched, so edits and ConfigMap updates reload without a restart).
 COPY config/signalbox.yaml /etc/signalbox/signalbox.yaml
 COPY rules.yaml /etc/signalbox/rules/rules.yaml
+# The last good model catalog (docs/catalog.md), so a restart without network starts with it. Owned
+# by the unprivileged user before the VOLUME line: a named volume is created with this ownership,
+# and changes to the directory after VOLUME would be discarded.
+RUN mkdir -p /var/lib/signalbox && chown node:node /var/lib/signalbox
+VOLUME ["/var/lib/signalbox"]
 USER node
 EXPOSE 8080
 # No curl in the image: Node's own fetch asks /healthz.

@@ -87,6 +87,11 @@ pid1=$(docker exec "$name" sh -c 'cat /proc/1/cmdline | tr "\0" " "')
 [[ $pid1 == node\ dist/src/main.js* ]] || fail "PID 1 is '$pid1', not node"
 log "ok: uid 1000, PID 1 is node"
 
+# The catalog fetched at start is kept in the image's volume, which the node user can write.
+for _ in $(seq 1 20); do docker exec "$name" test -s /var/lib/signalbox/catalog.json && break; sleep 0.5; done
+docker exec "$name" test -s /var/lib/signalbox/catalog.json || { docker logs "$name" | tail -20; fail "no catalog in /var/lib/signalbox (DATA_DIR)"; }
+log "ok: catalog kept in DATA_DIR"
+
 write_rules e2e-second anthropic/claude-3.5-sonnet
 reloaded=false
 for _ in $(seq 1 40); do

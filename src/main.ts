@@ -10,6 +10,8 @@ const { ConfigError } = await import('./errors.js');
 const { loadConfig } = await import('./config/load.js');
 const { startRulesReloader } = await import('./rules-file/reloader.js');
 const { buildApp } = await import('./server/app.js');
+const { CatalogRefresher } = await import('./catalog/refresher.js');
+const { CatalogStore } = await import('./catalog/store.js');
 const { clientKeyId } = await import('./server/client-auth.js');
 const { createLogger, flushLogOnCrash, flushLogger } = await import('./server/logger.js');
 const { gracefulShutdown } = await import('./server/shutdown.js');
@@ -73,8 +75,20 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const { app, lifecycle } = await buildApp({ config, logger, rules: reloader.rules });
+  const catalogFile = config.catalog.file;
+  const catalogRefresher = new CatalogRefresher({
+    source: catalogFile !== undefined
+      ? { kind: 'file', path: resolve(catalogFile) }
+      : { kind: 'upstream', baseUrl: config.upstream.base_url, authorization: config.upstream.api_key === undefined ? undefined : `Bearer ${config.upstream.api_key}` },
+    store: catalogFile !== undefined ? undefined : new CatalogStore(resolve(config.data_dir)),
+    refreshMs: config.catalog.refresh_ms,
+    logger,
+  });
+  const { app, lifecycle } = await buildApp({ config, logger, rules: reloader.rules, catalog: catalogRefresher.catalog });
   app.addHook('onClose', async () => reloader.close());
+  app.addHook('onClose', async () => catalogRefresher.close());
+  // Not awaited: a catalog that cannot be fetched or read never holds up start-up.
+  void catalogRefresher.start();
   process.on('SIGHUP', () => void reloader.reload('sighup'));
 
   if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {

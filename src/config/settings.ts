@@ -169,6 +169,18 @@ export const SETTINGS = Object.freeze([
     reason: 'a stat() of the rules file backs up change events, which some filesystems (network mounts, some container bind mounts) lose; cheap enough to run every 2 s',
   },
   {
+    path: 'catalog.refresh_ms', env: 'CATALOG_REFRESH_MS', type: 'integer', default: 3_600_000, unit: 'milliseconds', minimum: 1000,
+    reason: "OpenRouter's prices and models change a few times a day at most; one fetch of the model list an hour (jittered by ±10%, so the replicas of a deployment do not fetch together) keeps prices current at no cost. A failed refresh keeps the catalog in force until the next one",
+  },
+  {
+    path: 'catalog.file', env: 'CATALOG_FILE', type: 'string', default: undefined, unit: 'path',
+    reason: 'unset means the catalog is fetched from the upstream (`GET {OPENROUTER_BASE_URL}/models`); set, this Models API response file is read instead, at start and at every refresh, and nothing is fetched (air-gapped deployments, tests)',
+  },
+  {
+    path: 'data_dir', env: 'DATA_DIR', type: 'string', default: './data', unit: 'path',
+    reason: 'the last good model catalog is kept here (`catalog.json`), so a restart without network starts with it; relative paths resolve against the working directory (the container uses its volume /var/lib/signalbox)',
+  },
+  {
     path: 'metrics.enabled', env: 'METRICS_ENABLED', type: 'boolean', default: true, unit: 'true | false',
     reason: 'GET /metrics in the Prometheus text format; cost and latency are half of what the proxy is for',
   },

@@ -35,6 +35,7 @@ export class SignalboxMetrics {
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
   private readonly rulesInfo: Gauge<'hash'>;
+  private readonly catalogRefreshFailures: Counter;
 
   constructor(config: SignalboxConfig['metrics'], gauges: LiveGauges) {
     const registers = [this.registry];
@@ -88,6 +89,15 @@ export class SignalboxMetrics {
     this.rulesInfo = new Gauge({
       name: 'signalbox_rules_info', help: 'The rules in force: 1 for the hash of the current rules file', labelNames: ['hash'], registers,
     });
+    this.catalogRefreshFailures = new Counter({
+      name: 'signalbox_catalog_refresh_failures_total', help: 'Model catalog refreshes that failed (the catalog in force was kept)', registers,
+    });
+    new Gauge({
+      name: 'signalbox_catalog_age_seconds', help: 'Seconds since the model catalog in force was fetched; +Inf while there is none', registers,
+      collect() {
+        this.set(gauges.catalogAgeSeconds?.() ?? Number.POSITIVE_INFINITY);
+      },
+    });
     new Gauge({
       name: 'signalbox_inflight_requests', help: 'Requests waiting on or streaming from the upstream', registers,
       collect() {
@@ -114,6 +124,10 @@ export class SignalboxMetrics {
   reloadAttempted(event: ReloadEvent): void {
     this.reloads.inc({ result: event.result });
     this.lastReloadSuccessful.set(event.result === 'failure' ? 0 : 1);
+  }
+
+  catalogRefreshFailed(): void {
+    this.catalogRefreshFailures.inc();
   }
 
   cooldownStarted(model: string): void {
@@ -172,6 +186,8 @@ export interface LiveGauges {
   readonly activeStreams: () => number;
   /** Models in cooldown. */
   readonly coolingModels: () => number;
+  /** Age of the model catalog in force, in seconds (+Inf: none). */
+  readonly catalogAgeSeconds?: () => number;
 }
 
 const NO_LABELS: readonly string[] = [];

@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { LiveCatalog, type CatalogRefreshEvent } from '../catalog/refresher.js';
 import type { SignalboxConfig } from '../config/load.js';
 import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
 import { SignalboxMetrics } from '../metrics/metrics.js';
@@ -32,6 +33,8 @@ export interface AppOptions {
   readonly logger: Logger;
   /** The routing rules in force (a `LiveRules` when the file is reloaded); no rules when absent: all forwarded unchanged. */
   readonly rules?: RulesSource;
+  /** The model catalog in force (kept current by a `CatalogRefresher`); none loaded when absent. */
+  readonly catalog?: LiveCatalog;
   readonly lifecycle?: Lifecycle;
 }
 
@@ -41,6 +44,8 @@ export interface SignalboxApp {
   readonly upstream: UpstreamClient;
   /** Undefined when metrics are disabled. */
   readonly metrics: SignalboxMetrics | undefined;
+  /** The model catalog in force; nothing reads it per request yet. */
+  readonly catalog: LiveCatalog;
 }
 
 const ORIGIN_FORM_ONLY = 'Only origin-form request targets (/v1/...) are served';
@@ -57,6 +62,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
   });
   const rules = options.rules ?? { current: emptyRuleSet() };
+  const catalog = options.catalog ?? new LiveCatalog();
   // Created before the metrics that count it; the callback reads them when a cooldown starts.
   let metrics: SignalboxMetrics | undefined;
   const cooldowns = new ModelCooldowns(
@@ -74,11 +80,17 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       inflight: () => lifecycle.inflightCount,
       activeStreams: () => lifecycle.activeStreams,
       coolingModels: () => Object.keys(cooldowns.cooling()).length,
+      catalogAgeSeconds: () => catalog.ageSeconds(Date.now()),
     });
   }
   let onReload: ((event: ReloadEvent) => void) | undefined;
+  let onCatalogRefresh: ((event: CatalogRefreshEvent) => void) | undefined;
   if (metrics) {
     const m = metrics;
+    onCatalogRefresh = (event) => {
+      if (event.result === 'failure') m.catalogRefreshFailed();
+    };
+    catalog.on('refresh', onCatalogRefresh);
     m.rulesLoaded(rules.current.hash, rules.current.models);
     if (rules instanceof LiveRules) {
       onReload = (event) => {
@@ -201,8 +213,9 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     recorder.flush();
     // The live rules may outlive this app (tests build several apps on one LiveRules).
     if (onReload && rules instanceof LiveRules) rules.off('reload', onReload);
+    if (onCatalogRefresh) catalog.off('refresh', onCatalogRefresh);
     await upstream.close();
   });
 
-  return { app, lifecycle, upstream, metrics };
+  return { app, lifecycle, upstream, metrics, catalog };
 }

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import type { LiveCatalog } from '../../src/catalog/refresher.js';
 import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
 import { compileRules } from '../../src/rules/compile.js';
@@ -118,6 +119,8 @@ export interface HarnessOptions {
   readonly rules?: string;
   /** Changes the loaded config: to give the server values its loader refuses (tests of the guards behind it). */
   readonly configure?: (config: SignalboxConfig) => SignalboxConfig;
+  /** The model catalog the app holds; an empty one when absent. */
+  readonly catalog?: LiveCatalog;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
@@ -129,7 +132,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRules(options.rules, 'test-rules.yaml') };
-  const { app, lifecycle, metrics } = await buildApp({ config, logger, ...(rules && { rules }) });
+  const { app, lifecycle, metrics } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;

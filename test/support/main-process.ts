@@ -32,9 +32,12 @@ export interface MainProcess {
  * PATH, nothing else inherited); killed after the test if still running.
  */
 export function spawnMain(t: TestContext, env: Record<string, string>, argv: readonly string[] = [MAIN]): MainProcess {
+  // The catalog is kept in DATA_DIR: a directory of the test's own, not ./data of the checkout.
+  const dataDir = mkdtempSync(join(tmpdir(), 'signalbox-data-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const child = spawn(process.execPath, argv, {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => {
@@ -61,7 +64,8 @@ export function spawnMain(t: TestContext, env: Record<string, string>, argv: rea
 
 /**
  * A config file of its own, with an empty rules file, so that neither the repository's
- * config/signalbox.yaml nor its example rules.yaml matter. Removed after the test.
+ * config/signalbox.yaml nor its example rules.yaml matter, and a catalog file (CATALOG_FILE), so
+ * that no `GET /models` reaches the test's upstream. Removed after the test.
  */
 export function tempConfigFile(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'signalbox-main-'));
@@ -69,7 +73,9 @@ export function tempConfigFile(t: TestContext): string {
   const rules = join(dir, 'rules.yaml');
   writeFileSync(rules, 'version: 1\nrules: []\n');
   const file = join(dir, 'signalbox.yaml');
-  writeFileSync(file, `rules_file: ${JSON.stringify(rules)}\nlog:\n  level: info\n`);
+  const catalog = join(dir, 'catalog.json');
+  writeFileSync(catalog, JSON.stringify({ data: [{ id: 'openai/gpt-4o-mini' }] }));
+  writeFileSync(file, `rules_file: ${JSON.stringify(rules)}\ncatalog:\n  file: ${JSON.stringify(catalog)}\nlog:\n  level: info\n`);
   return file;
 }
 
