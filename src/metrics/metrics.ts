@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SignalboxConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules-file/live-rules.js';
 import { UNROUTED } from '../rules/decision.js';
+import type { Cost } from '../catalog/cost.js';
 import type { ExchangeRecord } from '../server/record.js';
 import type { Endpoint } from './endpoints.js';
 import { ModelLabels } from './labels.js';
@@ -61,7 +62,7 @@ export class SignalboxMetrics {
       ['model', 'status']);
     this.tokens = new FastCounter(r, 'signalbox_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
       ['model', 'type']);
-    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD reported by the upstream (usage.cost), by rule and model', ['rule', 'model']);
+    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD: the upstream\'s usage.cost, else the catalog\'s price of the reported tokens; by rule, model and where it came from', ['rule', 'model', 'source']);
     this.substitutions = new FastCounter(r, 'signalbox_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
       ['routed_model', 'served_model']);
     this.streamErrors = new FastCounter(r, 'signalbox_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
@@ -138,7 +139,7 @@ export class SignalboxMetrics {
    * Meters one finished exchange from its record, the only input: its upstream attempts and the
    * proxy-side retries between them, then the response. `endpoint` is the record's URL as a label.
    */
-  exchangeFinished(r: ExchangeRecord, endpoint: Endpoint): void {
+  exchangeFinished(r: ExchangeRecord, endpoint: Endpoint, cost?: Cost): void {
     const labels = this.labels;
     const attempts = r.attempts;
     for (let i = 0; i < attempts.length; i++) {
@@ -168,7 +169,7 @@ export class SignalboxMetrics {
       if (u.completion > 0) this.tokens.inc([model, 'completion'], u.completion);
       if (u.reasoning > 0) this.tokens.inc([model, 'reasoning'], u.reasoning);
       if (u.cached > 0) this.tokens.inc([model, 'cached'], u.cached);
-      if (u.cost !== undefined) this.cost.inc([rule, model], u.cost);
+      if (cost !== undefined) this.cost.inc([rule, model, cost.source], cost.usd);
     }
     if (servedModel !== undefined && r.routedModel !== undefined && servedModel !== r.routedModel) {
       this.substitutions.inc([labels.model(r.routedModel), model]);

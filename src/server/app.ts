@@ -144,7 +144,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     idleMs: config.server.lingering_close_idle_ms,
   });
 
-  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts });
+  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
   const refuseClient = clientErrorHandler(refusals);

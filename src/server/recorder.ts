@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import { endpointOf, type Endpoint } from '../metrics/endpoints.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
+import type { Catalog } from '../catalog/catalog.js';
+import { requestCost, type Cost } from '../catalog/cost.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ExchangeRecord } from './record.js';
 import { writeLine } from './logger.js';
@@ -44,6 +46,8 @@ export interface ExchangeRecorderOptions {
   readonly metrics: SignalboxMetrics | undefined;
   /** Put the last user message's text on the log line (otherwise only its hash). */
   readonly logPrompts: boolean;
+  /** The model catalog in force: prices a response whose upstream reported no cost. */
+  readonly catalog?: { readonly current: Catalog | undefined };
 }
 
 /**
@@ -58,11 +62,13 @@ export interface ExchangeRecorderOptions {
 export class ExchangeRecorder {
   private readonly metrics: SignalboxMetrics | undefined;
   private readonly logPrompts: boolean;
+  private readonly catalog: { readonly current: Catalog | undefined } | undefined;
   private readonly batch: TimedBatch<Finished>;
 
   constructor(options: ExchangeRecorderOptions) {
     this.metrics = options.metrics;
     this.logPrompts = options.logPrompts;
+    this.catalog = options.catalog;
     this.batch = new TimedBatch<Finished>({ intervalMs: FLUSH_INTERVAL_MS, maxWeight: MAX_PENDING, flush: (batch) => this.process(batch) });
   }
 
@@ -81,11 +87,12 @@ export class ExchangeRecorder {
       // Runs from a timer: an exception would kill the process (issue 12, defect 1). One exchange
       // that cannot be recorded loses its own line and metrics, not the rest of the batch.
       try {
-        this.log(finished);
+        const cost = this.costOf(finished.record);
+        this.log(finished, cost);
         if (this.metrics) {
           // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
           const endpoint = finished.endpoint ?? endpointOf(finished.record.url);
-          if (endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint);
+          if (endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint, cost);
         }
       } catch (err) {
         finished.log.error({ err }, 'recording the finished request failed');
@@ -93,7 +100,14 @@ export class ExchangeRecorder {
     }
   }
 
-  private log(finished: Finished): void {
+  /** The upstream's `usage.cost`, else the catalog's price of the reported tokens on the model that served them. */
+  private costOf(x: ExchangeRecord): Cost | undefined {
+    const usage = x.facts?.usage;
+    if (usage === undefined) return undefined;
+    return requestCost(usage.cost, this.catalog?.current, x.facts?.model ?? x.routedModel, usage, new Date());
+  }
+
+  private log(finished: Finished, cost: Cost | undefined): void {
     const x = finished.record;
     const status = x.status;
     const q = x.url.indexOf('?');
@@ -135,7 +149,12 @@ export class ExchangeRecorder {
         line.completion_tokens = facts.usage.completion;
         if (facts.usage.reasoning > 0) line.reasoning_tokens = facts.usage.reasoning;
         if (facts.usage.cached > 0) line.cached_tokens = facts.usage.cached;
-        if (facts.usage.cost !== undefined) line.cost_usd = facts.usage.cost;
+        if (facts.usage.cacheWrite > 0) line.cache_write_tokens = facts.usage.cacheWrite;
+        if (cost !== undefined) {
+          line.cost_usd = cost.usd;
+          line.cost_source = cost.source;
+        }
+        if (facts.usage.upstreamInferenceCost !== undefined) line.upstream_inference_cost_usd = facts.usage.upstreamInferenceCost;
       }
       if (x.ttftMs !== undefined) line.ttft_ms = round3(x.ttftMs);
       if (facts.inbandError) line.upstream_error = facts.inbandError.code;

@@ -21,8 +21,15 @@ export interface TokenUsage {
   readonly completion: number;
   readonly reasoning: number;
   readonly cached: number;
+  /** Prompt tokens written to the provider's cache (`prompt_tokens_details.cache_write_tokens`). */
+  readonly cacheWrite: number;
   /** USD, as OpenRouter reports it in `usage.cost`; undefined when the upstream reported none. */
   readonly cost: number | undefined;
+  /**
+   * With a bring-your-own key, what the provider charged the key's owner
+   * (`cost_details.upstream_inference_cost`, USD): the true spend is `cost` plus this.
+   */
+  readonly upstreamInferenceCost: number | undefined;
 }
 
 export interface InbandError {
@@ -93,17 +100,25 @@ function objectOr(v: unknown): Json {
   return v !== null && typeof v === 'object' ? (v as Json) : {};
 }
 
+/** A cost in USD: finite and not negative (a Prometheus counter refuses to go down), else none. */
+function usdOf(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
 function usageOf(raw: unknown): TokenUsage | undefined {
   if (raw === null || typeof raw !== 'object') return undefined;
   const u = raw as Json;
   const completionDetails = objectOr(u.completion_tokens_details);
   const promptDetails = objectOr(u.prompt_tokens_details);
+  const costDetails = objectOr(u.cost_details);
   return {
     prompt: num(u.prompt_tokens),
     completion: num(u.completion_tokens),
     reasoning: num(completionDetails.reasoning_tokens),
     cached: num(promptDetails.cached_tokens),
-    cost: typeof u.cost === 'number' && Number.isFinite(u.cost) && u.cost >= 0 ? u.cost : undefined,
+    cacheWrite: num(promptDetails.cache_write_tokens),
+    cost: usdOf(u.cost),
+    upstreamInferenceCost: usdOf(costDetails.upstream_inference_cost),
   };
 }
 

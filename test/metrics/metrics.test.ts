@@ -290,7 +290,7 @@ test('signalbox_tokens_total and signalbox_cost_usd_total equal the usage the up
     assert.equal(s.value('signalbox_tokens_total', { model, type: 'reasoning' }), undefined);
     assert.equal(s.value('signalbox_tokens_total', { model, type: 'cached' }), undefined);
     const rule = model === SMART ? 'code' : 'default';
-    const cost = s.value('signalbox_cost_usd_total', { rule, model });
+    const cost = s.value('signalbox_cost_usd_total', { rule, model, source: 'upstream' });
     const expected = sum(usages.map((u) => u.cost));
     assert.ok(expected > 0);
     assert.ok(cost !== undefined && Math.abs(cost - expected) < 1e-12, `cost ${cost} for ${rule}/${model}, expected ${expected}`);
@@ -369,7 +369,7 @@ test('a client that leaves a stream after its usage chunk counts a disconnect, a
   assert.equal(s.series('signalbox_requests_total').length, 1);
   assert.equal(s.value('signalbox_tokens_total', { model: FAST, type: 'prompt' }), 37);
   assert.equal(s.value('signalbox_tokens_total', { model: FAST, type: 'completion' }), 11);
-  const cost = s.value('signalbox_cost_usd_total', { rule: 'default', model: FAST });
+  const cost = s.value('signalbox_cost_usd_total', { rule: 'default', model: FAST, source: 'upstream' });
   assert.ok(cost !== undefined && Math.abs(cost - 0.000059) < 1e-12, `cost ${cost}`);
   // A client leaving is not a stream error.
   assert.equal(s.series('signalbox_stream_errors_total').length, 0);

@@ -11,11 +11,12 @@ const USAGE = {
   completion_tokens: 34,
   total_tokens: 46,
   cost: 0.000123,
-  is_byok: false,
-  prompt_tokens_details: { cached_tokens: 5 },
+  is_byok: true,
+  cost_details: { upstream_inference_cost: 0.00041 },
+  prompt_tokens_details: { cached_tokens: 5, cache_write_tokens: 3 },
   completion_tokens_details: { reasoning_tokens: 9 },
 };
-const EXPECTED_USAGE: TokenUsage = { prompt: 12, completion: 34, reasoning: 9, cached: 5, cost: 0.000123 };
+const EXPECTED_USAGE: TokenUsage = { prompt: 12, completion: 34, reasoning: 9, cached: 5, cacheWrite: 3, cost: 0.000123, upstreamInferenceCost: 0.00041 };
 
 const DONE = 'data: [DONE]\n\n';
 const PROCESSING = ': OPENROUTER PROCESSING\n\n';
@@ -122,7 +123,7 @@ test('usage on a chunk with empty choices (OpenAI\'s shape, usage null before) i
   const facts = tapOf([bytesOf(stream)]);
   assert.deepEqual(comparable(facts), {
     id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
-    usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cost: undefined },
+    usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cacheWrite: 0, cost: undefined, upstreamInferenceCost: undefined },
   });
 });
 
