@@ -26,6 +26,7 @@ export class SignalboxMetrics {
   private readonly upstreamRequests: FastCounter;
   private readonly tokens: FastCounter;
   private readonly cost: FastCounter;
+  private readonly baselineCost: FastCounter;
   private readonly substitutions: FastCounter;
   private readonly streamErrors: FastCounter;
   private readonly clientDisconnects: FastCounter;
@@ -62,6 +63,7 @@ export class SignalboxMetrics {
       ['model', 'status']);
     this.tokens = new FastCounter(r, 'signalbox_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
       ['model', 'type']);
+    this.baselineCost = new FastCounter(r, 'signalbox_baseline_cost_usd_total', 'What the same token counts would have cost on the rules\' baseline model (catalog prices), by rule: beside signalbox_cost_usd_total, what routing saved', ['rule']);
     this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD: the upstream\'s usage.cost, else the catalog\'s price of the reported tokens; by rule, model and where it came from', ['rule', 'model', 'source']);
     this.substitutions = new FastCounter(r, 'signalbox_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
       ['routed_model', 'served_model']);
@@ -139,7 +141,7 @@ export class SignalboxMetrics {
    * Meters one finished exchange from its record, the only input: its upstream attempts and the
    * proxy-side retries between them, then the response. `endpoint` is the record's URL as a label.
    */
-  exchangeFinished(r: ExchangeRecord, endpoint: Endpoint, cost?: Cost): void {
+  exchangeFinished(r: ExchangeRecord, endpoint: Endpoint, cost?: Cost, baselineCost?: number): void {
     const labels = this.labels;
     const attempts = r.attempts;
     for (let i = 0; i < attempts.length; i++) {
@@ -170,6 +172,7 @@ export class SignalboxMetrics {
       if (u.reasoning > 0) this.tokens.inc([model, 'reasoning'], u.reasoning);
       if (u.cached > 0) this.tokens.inc([model, 'cached'], u.cached);
       if (cost !== undefined) this.cost.inc([rule, model, cost.source], cost.usd);
+      if (baselineCost !== undefined) this.baselineCost.inc([rule], baselineCost);
     }
     if (servedModel !== undefined && r.routedModel !== undefined && servedModel !== r.routedModel) {
       this.substitutions.inc([labels.model(r.routedModel), model]);

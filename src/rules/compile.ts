@@ -27,6 +27,8 @@ interface RouteSpec extends ActionSpec {
   model?: string;
   tier?: string;
   pass?: true;
+  /** This rule's baseline (a tier or a model), over the file's. */
+  baseline?: string;
   retry?: { max_attempts?: number; statuses?: number[]; budget_ms?: number };
   reject?: { status: number; message?: string };
 }
@@ -41,6 +43,8 @@ interface RulesDocument {
   timezone?: string;
   /** A client may send a tier's name as its model (see RuleSet.decide). */
   aliases?: boolean;
+  /** What the team would use without routing: a tier or a model (see RouteDecision.baseline). */
+  baseline?: string;
   tiers?: Record<string, TierSpec>;
   rules: RuleSpec[];
 }
@@ -153,7 +157,8 @@ export function compileRules(text: string, file: string, options: CompileOptions
     if (isCatchAll) catchAll ??= ruleName(raw, index);
 
     const route = spec.route === undefined ? undefined : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut.has(index));
-    if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description });
+    const baseline = typeof spec.route?.baseline === 'string' ? baselineModel(spec.route.baseline, tiers, tierNames, [...path, 'route', 'baseline'], problems) : undefined;
+    if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description, baseline });
   });
 
   // `aliases: true`: a client may send a tier's name as its model; each tier's route is compiled
@@ -165,6 +170,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
       if (route?.kind === 'rewrite') aliases.set(name, route);
     }
   }
+  const baseline = typeof document.baseline === 'string' ? baselineModel(document.baseline, tiers, tierNames, ['baseline'], problems) : undefined;
   if (problems.length > 0) throw new RulesError(file, positioned(source, raw, problems));
 
   compileRegexSets(cc);
@@ -172,7 +178,20 @@ export function compileRules(text: string, file: string, options: CompileOptions
   const models = new Set(cc.namedModels);
   for (const tier of Object.values(tiers)) for (const m of [tier.model, ...(tier.fallbacks ?? [])]) models.add(m);
   for (const rule of rules) if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
-  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, usedFields: cc.usedFields, models: [...models] });
+  if (baseline !== undefined) models.add(baseline);
+  for (const rule of rules) if (rule.baseline !== undefined) models.add(rule.baseline);
+  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models] });
+}
+
+/**
+ * A baseline names a tier (its model) or a model. Tier names cannot contain `/` and model ids do,
+ * so a name without one that is no tier is a misspelt tier, not a model.
+ */
+function baselineModel(name: string, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[]): string | undefined {
+  if (Object.hasOwn(tiers, name)) return tiers[name]!.model;
+  if (name.includes('/')) return name;
+  if (!tierNames.has(name)) problems.push({ path, message: `unknown tier "${name}" (a baseline is a tier or a model id such as openai/gpt-4o; tiers: ${[...tierNames].join(', ') || 'none defined'})` });
+  return undefined;
 }
 
 /** A rules file with no rules: every request is forwarded unchanged as rule `none`. */
@@ -314,7 +333,7 @@ function compileRoute(
   if (route.pass || route.reject) {
     const which = route.pass ? 'pass' : 'reject';
     // A pass may still say how its requests are retried; a reject calls nothing upstream.
-    const others = actionKeys.filter((k) => k !== which && !(which === 'pass' && k === 'retry'));
+    const others = actionKeys.filter((k) => k !== which && k !== 'baseline' && !(which === 'pass' && k === 'retry'));
     if (others.length > 0) {
       problems.push({ path, message: `route.${which} stands alone; remove ${others.map((k) => `"${k}"`).join(', ')}` });
       return undefined;

@@ -42,6 +42,11 @@ export interface RouteDecision {
   readonly tier?: string | undefined;
   /** With `aliases: true`: the tier the client's model named, when the request was routed as it. */
   readonly alias?: string | undefined;
+  /**
+   * What the same request would have cost without routing is priced on this model (the rule's
+   * `baseline:`, else the file's; a tier resolved to its model).
+   */
+  readonly baseline?: string | undefined;
   /** The rule's own retry settings, over the global ones. */
   readonly retry?: RetryOverride | undefined;
   /** Answer the client with this error instead of calling upstream. */

@@ -11,6 +11,8 @@ export interface CompiledRule {
   readonly condition: Condition;
   readonly route: CompiledRoute;
   readonly description: string | undefined;
+  /** The rule's own baseline model, over the file's. */
+  readonly baseline: string | undefined;
 }
 
 export interface RuleTrace {
@@ -29,6 +31,8 @@ export interface Explanation {
   readonly tier: string | undefined;
   /** The tier the client's model named (`aliases: true`) and the request was resolved to, when it was. */
   readonly alias: string | undefined;
+  /** The model this request's cost is compared with (`baseline:`), when the rules name one. */
+  readonly baseline: string | undefined;
   /** The model sent upstream. */
   readonly model: string | undefined;
   readonly route: Record<string, unknown> | undefined;
@@ -51,6 +55,8 @@ export interface RuleSetInit {
   readonly tiers: readonly string[];
   /** With `aliases: true`: each tier's route by the tier's name; empty otherwise. */
   readonly aliases: ReadonlyMap<string, RewriteRoute>;
+  /** The file's baseline model (`baseline:`, a tier resolved to its model). */
+  readonly baseline?: string | undefined;
   readonly usedFields: ReadonlyMap<string, FieldGetter>;
   readonly models: readonly string[];
 }
@@ -78,6 +84,8 @@ export class RuleSet {
   readonly models: readonly string[];
   private readonly usedFields: ReadonlyMap<string, FieldGetter>;
   private readonly aliases: ReadonlyMap<string, RewriteRoute>;
+  /** What the team would use without routing; each decision names it (RouteDecision.baseline). */
+  readonly baseline: string | undefined;
 
   constructor(init: RuleSetInit) {
     this.file = init.file;
@@ -88,6 +96,7 @@ export class RuleSet {
     this.models = Object.freeze([...init.models]);
     this.usedFields = init.usedFields;
     this.aliases = init.aliases;
+    this.baseline = init.baseline;
     Object.freeze(this);
   }
 
@@ -109,7 +118,13 @@ export class RuleSet {
 
   decide(context: RequestContext): RouteDecision {
     const index = this.firstMatch(this.input(context));
-    return index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context);
+    return this.withBaseline(index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context), index);
+  }
+
+  /** The decision with the baseline it is measured against: its rule's, else the file's. */
+  private withBaseline(decision: RouteDecision, index: number): RouteDecision {
+    const baseline = (index === -1 ? undefined : this.rules[index]!.baseline) ?? this.baseline;
+    return baseline === undefined ? decision : { ...decision, baseline };
   }
 
   private apply(rule: CompiledRule, context: RequestContext): RouteDecision {
@@ -154,7 +169,7 @@ export class RuleSet {
     const fields: Record<string, unknown> = {};
     for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
 
-    const decision = matched ? this.apply(matched, context) : this.unrewritten(context, NO_RULE, undefined);
+    const decision = this.withBaseline(matched ? this.apply(matched, context) : this.unrewritten(context, NO_RULE, undefined), matched?.index ?? -1);
     const route = matched?.route;
     const alias = decision.alias === undefined ? undefined : this.aliases.get(decision.alias);
     return {
@@ -165,6 +180,7 @@ export class RuleSet {
       tier: decision.tier,
       alias: decision.alias,
       model: decision.model,
+      baseline: decision.baseline,
       route: alias !== undefined ? describeRoute(alias)
         : route?.kind === 'rewrite' ? describeRoute(route) : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
       reject: decision.reject,

@@ -51,6 +51,8 @@ export const RULES_SCHEMA = {
     version: { const: 1 },
     timezone: { type: 'string', minLength: 1 },
     aliases: { type: 'boolean' },
+    // What the team would use without routing (a tier or a model): what routing saves is measured against it.
+    baseline: modelName,
     tiers: {
       type: 'object',
       propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
@@ -74,6 +76,7 @@ export const RULES_SCHEMA = {
             model: modelName,
             tier: { type: 'string', minLength: 1 },
             pass: { const: true },
+            baseline: modelName,
             // Proxy-side retries of this rule's requests (the rest from the global settings).
             retry: {
               type: 'object', additionalProperties: false, minProperties: 1,

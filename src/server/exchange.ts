@@ -15,7 +15,7 @@ import type { ForwardResult } from './forward.js';
  * | clientKeyId                               | authentication (client-auth.ts)                  |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
- * | rule, routedModel                         | the decision stage (routes/chat-completions.ts)  |
+ * | rule, routedModel, baselineModel          | the decision stage (routes/chat-completions.ts)  |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
  * | sentBytes                                 | a body Fastify sent itself (plugins/exchange.ts) |
@@ -42,6 +42,8 @@ export class Exchange {
   rule: string | undefined = undefined;
   /** Model the decision routed to (clipped); the attempts may move on to a fallback. */
   routedModel: string | undefined = undefined;
+  /** The model the decision's cost is compared with (`baseline:` in the rules), when there is one. */
+  baselineModel: string | undefined = undefined;
   /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
   upstream: ForwardResult | undefined = undefined;
   /** The proxy's own error, answered by Fastify's error handler. */
@@ -98,6 +100,7 @@ export class Exchange {
       requestedModel: this.requestedModel,
       rule: this.rule,
       routedModel: call?.model ?? this.routedModel,
+      baselineModel: this.baselineModel,
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,
       upstreamStatus: call?.upstreamStatus,

@@ -28,6 +28,8 @@ export interface ExchangeRecord {
   readonly rule: string | undefined;
   /** Model of the last upstream attempt (else the decision's). */
   readonly routedModel: string | undefined;
+  /** The model the rules measure this request's cost against (`baseline:`). */
+  readonly baselineModel: string | undefined;
   readonly stream: boolean;
   /** Every upstream attempt, in order (empty when none was made). */
   readonly attempts: readonly AttemptRecord[];

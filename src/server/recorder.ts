@@ -5,7 +5,7 @@ import { endpointOf, type Endpoint } from '../metrics/endpoints.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
 import type { Catalog } from '../catalog/catalog.js';
-import { requestCost, type Cost } from '../catalog/cost.js';
+import { catalogCost, requestCost, type Cost } from '../catalog/cost.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ExchangeRecord } from './record.js';
 import { writeLine } from './logger.js';
@@ -87,12 +87,14 @@ export class ExchangeRecorder {
       // Runs from a timer: an exception would kill the process (issue 12, defect 1). One exchange
       // that cannot be recorded loses its own line and metrics, not the rest of the batch.
       try {
-        const cost = this.costOf(finished.record);
-        this.log(finished, cost);
+        const now = new Date();
+        const cost = this.costOf(finished.record, now);
+        const baselineCost = this.baselineCostOf(finished.record, now);
+        this.log(finished, cost, baselineCost);
         if (this.metrics) {
           // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
           const endpoint = finished.endpoint ?? endpointOf(finished.record.url);
-          if (endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint, cost);
+          if (endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint, cost, baselineCost);
         }
       } catch (err) {
         finished.log.error({ err }, 'recording the finished request failed');
@@ -101,13 +103,21 @@ export class ExchangeRecorder {
   }
 
   /** The upstream's `usage.cost`, else the catalog's price of the reported tokens on the model that served them. */
-  private costOf(x: ExchangeRecord): Cost | undefined {
+  private costOf(x: ExchangeRecord, now: Date): Cost | undefined {
     const usage = x.facts?.usage;
     if (usage === undefined) return undefined;
-    return requestCost(usage.cost, this.catalog?.current, x.facts?.model ?? x.routedModel, usage, new Date());
+    return requestCost(usage.cost, this.catalog?.current, x.facts?.model ?? x.routedModel, usage, now);
   }
 
-  private log(finished: Finished, cost: Cost | undefined): void {
+  /** What the same token counts would have cost on the rules' baseline model, from the catalog. */
+  private baselineCostOf(x: ExchangeRecord, now: Date): number | undefined {
+    const usage = x.facts?.usage;
+    const catalog = this.catalog?.current;
+    if (usage === undefined || catalog === undefined || x.baselineModel === undefined) return undefined;
+    return catalogCost(catalog, x.baselineModel, usage, now);
+  }
+
+  private log(finished: Finished, cost: Cost | undefined, baselineCost: number | undefined): void {
     const x = finished.record;
     const status = x.status;
     const q = x.url.indexOf('?');
@@ -155,6 +165,7 @@ export class ExchangeRecorder {
           line.cost_source = cost.source;
         }
         if (facts.usage.upstreamInferenceCost !== undefined) line.upstream_inference_cost_usd = facts.usage.upstreamInferenceCost;
+        if (baselineCost !== undefined) line.baseline_cost_usd = baselineCost;
       }
       if (x.ttftMs !== undefined) line.ttft_ms = round3(x.ttftMs);
       if (facts.inbandError) line.upstream_error = facts.inbandError.code;

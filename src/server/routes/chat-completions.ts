@@ -154,6 +154,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     const decision = rules.current.decide(context);
     exchange.rule = decision.rule;
     exchange.routedModel = clipText(decision.model);
+    exchange.baselineModel = decision.baseline;
     if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
 
     const parsed = request.body as ParsedJsonBody;
