@@ -4,17 +4,21 @@
  * signalbox check [rules.yaml]           validate a rules file (exit 1 with positioned errors)
  * signalbox test <cases.yaml> [--rules rules.yaml]
  *                                          run rule unit tests (exit 1 when a case fails)
+ * signalbox report <log | ->               cost, baseline cost and savings per rule and model, from a request log
  * signalbox fake-openrouter [options]      run the fake OpenRouter until SIGTERM or SIGINT
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
  */
 import { dirname, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { ConfigError } from '../errors.js';
 import { parseCases, runCases } from '../rules/cases.js';
 import { loadRulesFile, readBoundedTextSync } from '../rules-file/loader.js';
+import { reportCommand } from './report.js';
 
 const USAGE = `usage:
   signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
   signalbox test <cases.yaml> [--rules rules.yaml]  run rule unit tests against a rules file
+  signalbox report <request.log | ->                cost, baseline cost and what routing saved, per rule and model
   signalbox fake-openrouter [--port 8081] ...       run a fake OpenRouter (docs/fake-openrouter.md)
 `;
 
@@ -22,7 +26,7 @@ const USAGE = `usage:
  * Every subcommand. The container's entrypoint (docker-entrypoint.sh) runs the CLI when its first
  * argument is one of these, and the server otherwise; a test keeps the two lists equal.
  */
-export const CLI_COMMANDS = ['check', 'test', 'fake-openrouter', 'help', '--help', '-h'] as const;
+export const CLI_COMMANDS = ['check', 'test', 'report', 'fake-openrouter', 'help', '--help', '-h'] as const;
 
 export interface CliIo {
   readonly out: (line: string) => void;
@@ -33,6 +37,8 @@ export interface CliIo {
    * and end then. A function, so that commands which end by themselves install no signal handler.
    */
   readonly interrupted?: () => Promise<unknown>;
+  /** Where `report -` reads the log from; process.stdin by default. */
+  readonly stdin?: Readable;
 }
 
 /** Runs the CLI, long-running commands included; resolves to the exit code. */
@@ -42,6 +48,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     const { fakeOpenRouterCommand } = await import('../dev/fake-openrouter-cli.js');
     return fakeOpenRouterCommand(argv.slice(1), io);
   }
+  if (argv[0] === 'report') return reportCommand(argv.slice(1), io, io.stdin ?? process.stdin);
   return runCli(argv, io);
 }
 
