@@ -12,14 +12,21 @@ import { MAX_CLIENT_TEXT_CHARS } from '../bounded-text.js';
 
 export const OTHER = 'other';
 
+/**
+ * Whether the model catalog in force lists a model id; undefined while no catalog is loaded.
+ */
+export type CatalogLookup = (model: string) => boolean | undefined;
+
 export class ModelLabels {
   private readonly known = new Set<string>();
   private readonly servedSlots = new Set<string>();
   private readonly maxServed: number;
+  private readonly inCatalog: CatalogLookup;
 
-  constructor(allowList: readonly string[], maxServed: number) {
+  constructor(allowList: readonly string[], maxServed: number, inCatalog: CatalogLookup = () => undefined) {
     for (const m of allowList) this.known.add(m);
     this.maxServed = maxServed;
+    this.inCatalog = inCatalog;
   }
 
   /**
@@ -49,11 +56,12 @@ export class ModelLabels {
    * The model a successful (2xx) upstream response reported as serving it: known, or one of the
    * first `maxServed` such names (at most MAX_CLIENT_TEXT_CHARS long), or `other`. OpenRouter
    * may serve a fallback or a dated variant the rules never name; only its own answer vouches
-   * for a name.
+   * for a name, and, once a model catalog is loaded, only a name the catalog lists takes a slot
+   * (an upstream that echoes whatever it was sent cannot fill them).
    */
   served(model: string): string {
     if (this.known.has(model) || this.servedSlots.has(model)) return model;
-    if (this.servedSlots.size < this.maxServed && model.length <= MAX_CLIENT_TEXT_CHARS) {
+    if (this.servedSlots.size < this.maxServed && model.length <= MAX_CLIENT_TEXT_CHARS && this.inCatalog(model) !== false) {
       this.servedSlots.add(model);
       return model;
     }

@@ -5,7 +5,7 @@ import { UNROUTED } from '../rules/decision.js';
 import type { Cost } from '../catalog/cost.js';
 import type { ExchangeRecord } from '../server/record.js';
 import type { Endpoint } from './endpoints.js';
-import { ModelLabels } from './labels.js';
+import { ModelLabels, type CatalogLookup } from './labels.js';
 import { FastCounter, FastHistogram } from './series.js';
 
 /**
@@ -41,7 +41,7 @@ export class SignalboxMetrics {
 
   constructor(config: SignalboxConfig['metrics'], gauges: LiveGauges) {
     const registers = [this.registry];
-    this.labels = new ModelLabels(config.models, config.max_served_models);
+    this.labels = new ModelLabels(config.models, config.max_served_models, gauges.inCatalog);
     collectDefaultMetrics({ register: this.registry });
     // prom-client exports these three gauges with a `_total` suffix, which `promtool check
     // metrics` rejects (the suffix is for counters); the same values remain, unsuffixed, as
@@ -182,8 +182,10 @@ export class SignalboxMetrics {
   }
 }
 
-/** Gauges read from live state when Prometheus scrapes. */
+/** Gauges read from live state when Prometheus scrapes, and the catalog the model labels consult. */
 export interface LiveGauges {
+  /** Whether the catalog in force lists a model; undefined while there is none (ModelLabels.served). */
+  readonly inCatalog?: CatalogLookup;
   /** Upstream calls in flight. */
   readonly inflight: () => number;
   /** SSE responses being relayed. */

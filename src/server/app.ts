@@ -81,6 +81,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       activeStreams: () => lifecycle.activeStreams,
       coolingModels: () => Object.keys(cooldowns.cooling()).length,
       catalogAgeSeconds: () => catalog.ageSeconds(Date.now()),
+      inCatalog: (model) => (catalog.current === undefined ? undefined : catalog.current.get(model) !== undefined),
     });
   }
   let onReload: ((event: ReloadEvent) => void) | undefined;

@@ -88,3 +88,13 @@ test('names added by an earlier addKnown stay known after another addKnown', () 
   assert.equal(labels.requested('rules/never'), 'other');
   assert.equal(labels.model('rules/never'), 'other');
 });
+
+test('with a model catalog loaded, only a served model the catalog lists takes a slot; without one, any served model does', () => {
+  let catalog: ReadonlySet<string> | undefined;
+  const labels = new ModelLabels([], 5, (model) => (catalog === undefined ? undefined : catalog.has(model)));
+  assert.equal(labels.served('echoed/junk-1'), 'echoed/junk-1', 'no catalog yet: the upstream\'s answer vouches for the name');
+  catalog = new Set(['openai/gpt-4o']);
+  assert.equal(labels.served('echoed/junk-2'), 'other', 'a name the catalog does not list takes no slot');
+  assert.equal(labels.served('openai/gpt-4o'), 'openai/gpt-4o');
+  assert.equal(labels.model('echoed/junk-1'), 'echoed/junk-1', 'a slot taken earlier stays, so dashboards do not flip');
+});
