@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { contextNeeded, DEFAULT_COMPLETION_TOKENS } from '../catalog/estimate.js';
 import type { JsonObject } from './decision.js';
 
 /**
@@ -162,7 +163,8 @@ export function contentText(content: unknown): string {
 /**
  * Prompt tokens, estimated without a tokenizer: about 4 characters per token for English text
  * and code with GPT-style BPE vocabularies, plus 4 tokens of framing per message, plus tool schemas.
- * Good to route on (short / long / very long), not to bill on.
+ * Good to route on (short / long / very long), not to bill on; context checks use the conservative
+ * estimate of src/catalog/estimate.ts (`request.context_needed`).
  */
 export function estimatePromptTokens(body: Readonly<JsonObject>): number {
   let chars = 0;
@@ -226,6 +228,9 @@ export function builtinFields(): FieldRegistry {
     .register(exact('request.stream', 'true when the client asked for a stream', (input) => input.body.stream === true))
     .register(exact('request.tokens', 'estimated prompt tokens (about 4 characters a token; computed only when a rule uses it)',
       derived('request.tokens', (input) => estimatePromptTokens(input.body))))
+    .register(exact('request.context_needed', 'the context window the request needs: the conservative prompt estimate + max_tokens '
+      + `(or max_completion_tokens, else ${DEFAULT_COMPLETION_TOKENS}); computed only when a rule uses it`,
+    derived('request.context_needed', (input) => contextNeeded(input.body))))
     .register(exact('request.max_tokens', 'the max_tokens (or max_completion_tokens) the client asked for', (input) => {
       const v = input.body.max_tokens ?? input.body.max_completion_tokens;
       return typeof v === 'number' ? v : undefined;

@@ -18,7 +18,8 @@ import { parseResponses } from '../support/raw-http.js';
 /**
  * A generated corpus of malformed and adversarial requests against the real process
  * (dist/src/main.js) in front of the fake OpenRouter, with rules that read headers, body paths,
- * the last user text (a regex) and the token estimate. See docs/hostile.md.
+ * the last user text (a regex), the token estimate and the conservative one (`request.context_needed`).
+ * See docs/hostile.md.
  */
 
 /** A value a rule's upstream header carries: explain must not show it (issue 12, defect 16). */
@@ -36,6 +37,9 @@ rules:
     route: { reject: { status: 400, message: "no secrets" } }
   - name: big
     when: { request.tokens: { gt: 2000 } }
+    route: { model: google/gemini-2.0-flash-001, max_tokens: 64 }
+  - name: wide
+    when: { request.context_needed: { gt: 1000000 } }
     route: { model: google/gemini-2.0-flash-001, max_tokens: 64 }
   - name: budget
     when: { header.x-budget-remaining-usd: { lt: 1 } }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { test } from 'node:test';
+import { contextNeeded, conservativePromptTokens, DEFAULT_COMPLETION_TOKENS } from '../../src/catalog/estimate.js';
 import { compileRules, RulesError } from '../../src/rules/compile.js';
 import type { JsonObject, RequestContext } from '../../src/rules/decision.js';
 import { builtinFields, type FieldRegistry } from '../../src/rules/fields.js';
@@ -192,14 +193,54 @@ test('request.tokens: not computed when an earlier rule already decided', () => 
   assert.ok(reached.reads() > 0);
 });
 
-test('request.tokens: computed once per request however many rules use it', () => {
-  const once = countingBody();
-  rulesOf([TOKENS_RULE]).decide(ctx({}, once.body));
-  const thrice = countingBody();
-  rulesOf([TOKENS_RULE, { ...TOKENS_RULE, name: 'long2' }, { ...TOKENS_RULE, name: 'long3', when: { 'request.tokens': { lt: 5 } } }])
-    .decide(ctx({}, thrice.body));
-  assert.ok(once.reads() > 0);
-  assert.equal(thrice.reads(), once.reads());
+const CONTEXT_RULE = { name: 'wide', when: { 'request.context_needed': { gt: 100_000 } }, route: { pass: true } };
+
+for (const rule of [TOKENS_RULE, CONTEXT_RULE]) {
+  const field = Object.keys(rule.when)[0]!;
+  test(`${field}: computed once per request however many rules use it`, () => {
+    const once = countingBody();
+    rulesOf([rule]).decide(ctx({}, once.body));
+    const thrice = countingBody();
+    rulesOf([rule, { ...rule, name: 'again' }, { ...rule, name: 'third', when: { [field]: { lt: 5 } } }]).decide(ctx({}, thrice.body));
+    assert.ok(once.reads() > 0);
+    assert.equal(thrice.reads(), once.reads());
+  });
+}
+
+// ---- request.context_needed ----
+
+test('request.context_needed: the conservative prompt estimate + max_tokens (or max_completion_tokens)', () => {
+  const messages = [{ role: 'user', content: '请把这段话翻译成英文' }];
+  const prompt = conservativePromptTokens({ messages });
+  assert.ok(prompt > 10 * 1.5); // ten CJK characters: above one token each, unlike request.tokens
+  assert.equal(fieldValue('request.context_needed', { messages, max_tokens: 500 }), prompt + 500);
+  assert.equal(fieldValue('request.context_needed', { messages, max_completion_tokens: 700 }), prompt + 700);
+});
+
+test('request.context_needed: without max_tokens the completion is DEFAULT_COMPLETION_TOKENS (4096)', () => {
+  const messages = [{ role: 'user', content: 'hello' }];
+  assert.equal(DEFAULT_COMPLETION_TOKENS, 4096);
+  assert.equal(fieldValue('request.context_needed', { messages }), conservativePromptTokens({ messages }) + 4096);
+  assert.equal(fieldValue('request.context_needed', { messages, max_tokens: '500' }), conservativePromptTokens({ messages }) + 4096);
+});
+
+test('request.context_needed: a rule on it routes, and explain shows its value', () => {
+  const rs = rulesOf([{ name: 'big', when: { 'request.context_needed': { gt: 100_000 } }, route: { model: 'openai/gpt-4o' } }]);
+  const long: JsonObject = { messages: [{ role: 'user', content: '长文'.repeat(35_000) }], max_tokens: 1000 };
+  const decision = rs.decide(ctx({}, long));
+  assert.equal(decision.rule, 'big');
+  assert.equal(rs.decide(ctx({}, { messages: [{ role: 'user', content: 'short' }] })).rule, 'none');
+  assert.equal(rs.explain(ctx({}, long)).fields['request.context_needed'], contextNeeded(long));
+});
+
+test('request.context_needed: not computed when no rule uses it or an earlier rule decided', () => {
+  const team = { name: 'team', when: { 'header.x-team': 'core' }, route: { pass: true } };
+  const unused = countingBody();
+  rulesOf([team]).decide(ctx({}, unused.body));
+  assert.equal(unused.reads(), 0);
+  const decided = countingBody();
+  rulesOf([team, CONTEXT_RULE]).decide(ctx({ 'x-team': 'core' }, decided.body));
+  assert.equal(decided.reads(), 0);
 });
 
 test('fields are read only when a rule reaches them (registry spy)', () => {
@@ -318,7 +359,7 @@ test('the message readers are total over any JSON shape of messages (issue 12, d
   assert.equal(lastUserText(body), '');
   assert.equal(lastUserText({ messages: [{ role: 'user', content: 'hi' }, null, 7] } as unknown as JsonObject), 'hi');
   assert.equal(estimatePromptTokens(body), 4 * hostile.length);
-  for (const field of ['request.text', 'request.tokens', 'request.has_images', 'request.messages']) {
+  for (const field of ['request.text', 'request.tokens', 'request.context_needed', 'request.has_images', 'request.messages']) {
     assert.doesNotThrow(() => fieldValue(field, body), field);
   }
 });
