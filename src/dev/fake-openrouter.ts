@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { buildCatalog, type Catalog, DEFAULT_MODEL, filterByOutput, isServed } from './fake-models.js';
+import { buildCatalog, type Catalog, DEFAULT_MODEL, filterByOutput, isServed, priceUsage } from './fake-models.js';
 
 /**
  * A fake OpenRouter for tests, benchmarks and trying Signalbox by hand. It answers like the real
@@ -9,6 +9,9 @@ import { buildCatalog, type Catalog, DEFAULT_MODEL, filterByOutput, isServed } f
  * `: OPENROUTER PROCESSING` comments, a final chunk that carries `usage` with `cost` next to a
  * non-empty `choices`, `[DONE]`; OpenRouter's error bodies; mid-stream errors; and injectable
  * faults. It records every request it received and every byte it sent.
+ *
+ * Usage is priced from the catalog (src/dev/fake-models.ts); an `x-fake-usage` header asks for
+ * cached, cache-write and reasoning tokens, a prompt size, or no `cost` at all.
  *
  * Faults are taken, in this order, from the `x-fake-fault` request header (JSON, handy by hand
  * and through a container), then from the queue filled by `enqueue()`. Users' documentation, with
@@ -46,10 +49,48 @@ export interface FakeUsage {
   readonly prompt_tokens: number;
   readonly completion_tokens: number;
   readonly total_tokens: number;
-  readonly cost: number;
+  /** Absent when the request's `x-fake-usage` said `"cost": false` (BYOK, other upstreams). */
+  readonly cost?: number;
   readonly is_byok: boolean;
-  readonly prompt_tokens_details: { readonly cached_tokens: number };
+  readonly prompt_tokens_details: { readonly cached_tokens: number; readonly cache_write_tokens: number };
   readonly completion_tokens_details: { readonly reasoning_tokens: number };
+}
+
+/**
+ * What a request's `x-fake-usage` header (JSON) asks the usage to report: `cost: false` omits
+ * `usage.cost`, so that a client's own pricing can be tested; the token counts replace the fake's
+ * own (`prompt_tokens`) or add to them (`reasoning_tokens`, part of `completion_tokens` as on
+ * OpenRouter); `cached_tokens` and `cache_write_tokens` are parts of the prompt, capped at it.
+ */
+export interface UsageRequest {
+  readonly cost?: boolean;
+  readonly prompt_tokens?: number;
+  readonly cached_tokens?: number;
+  readonly cache_write_tokens?: number;
+  readonly reasoning_tokens?: number;
+}
+
+/** Largest token count `x-fake-usage` may ask for: above every context window, and small enough for exact sums. */
+const MAX_USAGE_TOKENS = 100_000_000;
+const USAGE_COUNTS = ['prompt_tokens', 'cached_tokens', 'cache_write_tokens', 'reasoning_tokens'] as const;
+
+/** The `x-fake-usage` header's request; anything that is not a valid one is ignored, like a bad `x-fake-fault`. */
+function parseUsageRequest(header: string | string[] | undefined): UsageRequest {
+  if (typeof header !== 'string') return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(header);
+  } catch {
+    return {};
+  }
+  if (!isRecord(json)) return {};
+  const request: { -readonly [K in keyof UsageRequest]: UsageRequest[K] } = {};
+  if (json.cost === false) request.cost = false;
+  for (const key of USAGE_COUNTS) {
+    const n = json[key];
+    if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= MAX_USAGE_TOKENS) request[key] = n;
+  }
+  return request;
 }
 
 export interface ReceivedRequest {
@@ -95,6 +136,8 @@ export interface FakeOpenRouterOptions {
    * OpenRouter's 400, as OpenRouter does.
    */
   readonly extraModels?: readonly string[];
+  /** The clock for the catalog's price windows (`pricing.overrides` `utc_start`/`utc_end`), ms since the epoch. */
+  readonly now?: () => number;
 }
 
 export interface ManualResponse {
@@ -126,20 +169,15 @@ export function openRouterErrorBody(status: number, message?: string): { error: 
   return { error: { code: status, message: message ?? OPENROUTER_ERROR_MESSAGES[status] ?? `HTTP ${status}` } };
 }
 
-/** The deterministic usage the fake reports: tokens from sizes, cost from fixed prices. */
-export function fakeUsage(promptChars: number, completionTokens: number): FakeUsage {
-  const prompt = Math.max(1, Math.ceil(promptChars / 4));
-  // $1 per million prompt tokens, $2 per million completion tokens; rounded like OpenRouter's decimals.
-  const cost = Math.round((prompt * 1e-6 + completionTokens * 2e-6) * 1e12) / 1e12;
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completionTokens,
-    total_tokens: prompt + completionTokens,
-    cost,
-    is_byok: false,
-    prompt_tokens_details: { cached_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0 },
-  };
+/** Image parts (`image_url`) in the messages: each is priced at the model's `image` price. */
+function countImages(messages: readonly unknown[]): number {
+  let images = 0;
+  for (const message of messages) {
+    const content = isRecord(message) ? message.content : undefined;
+    if (!Array.isArray(content)) continue;
+    for (const part of content) if (isRecord(part) && part.type === 'image_url') images++;
+  }
+  return images;
 }
 
 const DONE_EVENT = 'data: [DONE]\n\n';
@@ -169,6 +207,7 @@ export class FakeOpenRouter extends EventEmitter {
       record: options.record ?? true,
       randomFaults: options.randomFaults ?? { rate: 0, faults: [] },
       extraModels: options.extraModels ?? [],
+      now: options.now ?? Date.now,
     };
     this.catalog = buildCatalog(this.options.extraModels);
     this.random = mulberry32(this.options.randomFaults.seed ?? 1);
@@ -383,7 +422,7 @@ export class FakeOpenRouter extends EventEmitter {
     const words = this.options.content.split(/(?<= )/);
     // A tool call's arguments stream in pieces of a few characters, as a model emits them.
     const argumentPieces = call ? call.arguments.match(ARGUMENT_PIECE) ?? [''] : [];
-    const usage = fakeUsage(JSON.stringify(body.messages).length, call ? argumentPieces.length + 1 : words.length);
+    const usage = this.usage(model, body.messages, call ? argumentPieces.length + 1 : words.length, parseUsageRequest(record.headers['x-fake-usage']));
     record.usage = usage;
     const provider = this.options.provider;
     const headers = {
@@ -461,6 +500,29 @@ export class FakeOpenRouter extends EventEmitter {
       if (gapMs > 0) await delay(gapMs);
     }
     res.end();
+  }
+
+  /**
+   * The deterministic usage the fake reports: prompt tokens are the characters of `messages` / 4
+   * (rounded up), completion tokens `completionTokens`, both as `x-fake-usage` adjusts them; the
+   * cost is priced from the model's catalog entry at this instant (docs/fake-openrouter.md).
+   */
+  private usage(model: string, messages: readonly unknown[], completionTokens: number, asked: UsageRequest): FakeUsage {
+    const prompt = asked.prompt_tokens ?? Math.max(1, Math.ceil(JSON.stringify(messages).length / 4));
+    const cachedRead = Math.min(asked.cached_tokens ?? 0, prompt);
+    const cacheWrite = Math.min(asked.cache_write_tokens ?? 0, prompt - cachedRead);
+    const reasoning = asked.reasoning_tokens ?? 0;
+    const completion = completionTokens + reasoning;
+    const used = { prompt, completion, cachedRead, cacheWrite, reasoning, images: countImages(messages) };
+    return {
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      total_tokens: prompt + completion,
+      ...(asked.cost === false ? {} : { cost: priceUsage(this.catalog, model, used, this.options.now()) }),
+      is_byok: false,
+      prompt_tokens_details: { cached_tokens: cachedRead, cache_write_tokens: cacheWrite },
+      completion_tokens_details: { reasoning_tokens: reasoning },
+    };
   }
 }
 

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import OpenAI from 'openai';
 import { parse } from 'yaml';
-import { FakeOpenRouter, fakeUsage, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
+import { FakeOpenRouter, type FakeOpenRouterOptions, type FakeUsage } from '../../src/dev/fake-openrouter.js';
+import { startHarness } from '../support/harness.js';
 
 const MESSAGES: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Say hello' }];
 const AUTH = { authorization: 'Bearer sk-or-test' };
@@ -24,6 +25,24 @@ function chat(fake: FakeOpenRouter, body: unknown, headers: Record<string, strin
 interface Chunk {
   choices: { index: number; delta: { role?: string; content?: string }; finish_reason: string | null }[];
   usage?: unknown;
+}
+
+/** The usage the fake reports without `x-fake-usage`: characters of `messages` / 4, the given completion tokens, the model's prices. */
+function plainUsage(promptChars: number, completion: number, promptPrice: string, completionPrice: string): FakeUsage {
+  const prompt = Math.ceil(promptChars / 4);
+  return {
+    prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion,
+    cost: prompt * Number(promptPrice) + completion * Number(completionPrice),
+    is_byok: false, prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 },
+  };
+}
+
+/** Usage equal to `expected`, its cost to within float rounding (the fake sums exactly, the test in doubles). */
+function assertUsage(actual: unknown, expected: FakeUsage): void {
+  const { cost, ...rest } = actual as FakeUsage;
+  const { cost: expectedCost, ...expectedRest } = expected;
+  assert.deepEqual(rest, expectedRest);
+  assert.ok(cost !== undefined && expectedCost !== undefined && Math.abs(cost - expectedCost) < 1e-15, `cost ${cost}, expected ${expectedCost}`);
 }
 
 test('a stream sends processing comments, a role chunk, content chunks, a stop chunk, a usage chunk, then [DONE]', async (t) => {
@@ -56,7 +75,8 @@ test('a stream sends processing comments, a role chunk, content chunks, a stop c
   assert.equal(stop?.usage, undefined);
   assert.equal(usage?.choices.length, 1);
   assert.equal(usage?.choices[0]?.finish_reason, null);
-  assert.deepEqual(usage?.usage, fakeUsage(JSON.stringify(MESSAGES).length, words.length));
+  // openai/gpt-4o-mini: $0.15 and $0.60 per million prompt and completion tokens.
+  assertUsage(usage?.usage, plainUsage(JSON.stringify(MESSAGES).length, words.length, '0.00000015', '0.0000006'));
   assert.equal(Buffer.concat(fake.received[0]!.sent).toString('utf8'), text);
 });
 
@@ -69,7 +89,7 @@ test('a non-streaming completion carries the content and the usage with cost', a
   assert.equal(body.model, 'openai/gpt-4o');
   assert.equal(body.choices[0]?.message.content, fake.options.content);
   const words = fake.options.content.split(/(?<= )/).length;
-  assert.deepEqual(body.usage, fakeUsage(JSON.stringify(MESSAGES).length, words));
+  assertUsage(body.usage, plainUsage(JSON.stringify(MESSAGES).length, words, '0.0000025', '0.00001'));
   assert.deepEqual(fake.received[0]?.usage, body.usage);
 });
 
@@ -178,9 +198,21 @@ interface CatalogEntry {
   created: number;
   context_length: number;
   architecture: { modality: string; input_modalities: string[]; output_modalities: string[]; tokenizer: string };
-  pricing: Record<string, string>;
+  /** Decimal strings, and `overrides`: read them with `price()` and `overrides()`. */
+  pricing: Record<string, unknown>;
   top_provider: { context_length: number; max_completion_tokens: number | null; is_moderated: boolean };
+  per_request_limits: { prompt_tokens: string; completion_tokens: string } | null;
   supported_parameters: string[];
+}
+
+/** A price of an entry: OpenRouter's decimal string, '' when the entry lists none. */
+function price(m: CatalogEntry, key: string): string {
+  const value = m.pricing[key];
+  return typeof value === 'string' ? value : '';
+}
+
+function overrides(m: CatalogEntry): Record<string, unknown>[] {
+  return (m.pricing.overrides as Record<string, unknown>[] | undefined) ?? [];
 }
 
 async function listModels(fake: FakeOpenRouter, query = ''): Promise<CatalogEntry[]> {
@@ -218,18 +250,19 @@ test('GET /models serves real-shaped entries, every model of the shipped rules.y
   assert.ok(named.size >= 8, 'the walk found the rules file\'s models');
   for (const id of named) assert.ok(ids.has(id), `${id} is in the catalog`);
   for (const m of models) {
-    assert.equal(m.canonical_slug, m.id);
+    // The canonical slug names the same author, at times a dated version (deepseek/deepseek-chat-v3).
+    assert.equal(m.canonical_slug.split('/')[0], m.id.split('/')[0]);
     assert.match(m.id, /^[a-z0-9-]+\/[a-z0-9.:-]+$/);
     assert.equal(typeof m.name, 'string');
     assert.ok(Number.isInteger(m.created) && m.created > 1_600_000_000);
     assert.ok(Number.isInteger(m.context_length) && m.context_length > 0);
     // OpenRouter writes prices as decimal strings, USD per token (-1: variable, the auto router).
-    for (const key of ['prompt', 'completion', 'request', 'image']) assert.match(m.pricing[key] ?? '', /^(-1|\d+(\.\d+)?)$/, `${m.id} pricing.${key}`);
+    for (const key of ['prompt', 'completion', 'request', 'image']) assert.match(price(m, key), /^(-1|\d+(\.\d+)?)$/, `${m.id} pricing.${key}`);
     assert.equal(m.architecture.modality, `${m.architecture.input_modalities.join('+')}->${m.architecture.output_modalities.join('+')}`);
     assert.equal(typeof m.architecture.tokenizer, 'string');
     assert.equal(typeof m.top_provider.is_moderated, 'boolean');
     assert.ok(Array.isArray(m.supported_parameters));
-    assert.deepEqual(m.architecture.output_modalities, ['text'], 'text models unless asked otherwise');
+    assert.ok(m.architecture.output_modalities.includes('text'), 'text models unless asked otherwise');
   }
   assert.ok(models.find((m) => m.id === 'openai/gpt-4o')?.supported_parameters.includes('tools'));
 });
@@ -381,4 +414,172 @@ test('an x-fake-fault header cannot ask for a manual response (only enqueue() ca
   const res = await chat(fake, { model: 'openai/gpt-4o-mini', messages: MESSAGES }, { ...AUTH, 'x-fake-fault': '{"type":"manual"}' });
   assert.equal(res.status, 200);
   assert.equal(fake.received[0]?.fault, undefined);
+});
+
+// --- the catalog's variety and the cost priced from it ------------------------------------------
+
+const PRICE = /^\d+(\.\d{1,12})?$/;
+
+test('the catalog has a few dozen real-shaped entries: overrides, image and text-only input, with and without tools, JSON mode, reasoning, free models', async (t) => {
+  const fake = await startFake(t);
+  const models = await listModels(fake, '?output_modalities=all');
+  assert.ok(models.length >= 30 && models.length <= 40, `${models.length} models`);
+  assert.equal(new Set(models.map((m) => m.id)).size, models.length, 'ids are unique');
+  for (const m of models.filter((e) => e.id !== 'openrouter/auto')) {
+    for (const key of ['prompt', 'completion', 'request', 'image', 'web_search', 'internal_reasoning']) assert.match(price(m, key), PRICE, `${m.id} pricing.${key}`);
+    for (const key of ['input_cache_read', 'input_cache_write']) if (key in m.pricing) assert.match(price(m, key), PRICE, `${m.id} pricing.${key}`);
+    assert.equal(m.top_provider.context_length, m.context_length);
+    assert.ok(m.top_provider.max_completion_tokens === null || Number.isInteger(m.top_provider.max_completion_tokens));
+    for (const o of overrides(m)) {
+      const conditions = ['min_prompt_tokens', 'utc_start', 'utc_end'].filter((k) => k in o);
+      assert.ok(conditions.length > 0, `${m.id}: an override has a condition`);
+      if ('min_prompt_tokens' in o) assert.ok(Number.isInteger(o.min_prompt_tokens));
+      for (const k of ['utc_start', 'utc_end']) if (k in o) assert.match(String(o[k]), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      const prices = Object.keys(o).filter((k) => !conditions.includes(k));
+      assert.ok(prices.length > 0 && prices.every((k) => PRICE.test(String(o[k])) && k in m.pricing), `${m.id}: an override sets listed prices`);
+    }
+  }
+  const some = (what: string, pick: (m: CatalogEntry) => boolean, at = 2): void => {
+    const n = models.filter(pick).length;
+    assert.ok(n >= at, `${n} models ${what}`);
+  };
+  const params = (m: CatalogEntry, p: string): boolean => m.supported_parameters.includes(p);
+  some('with long-context overrides', (m) => overrides(m).some((o) => 'min_prompt_tokens' in o));
+  some('with a time-window override', (m) => overrides(m).some((o) => 'utc_start' in o && 'utc_end' in o), 1);
+  some('taking images', (m) => m.architecture.input_modalities.includes('image'), 10);
+  some('text-only', (m) => m.architecture.input_modalities.join() === 'text', 10);
+  some('with tools', (m) => params(m, 'tools'), 10);
+  some('without tools', (m) => !params(m, 'tools'), 5);
+  some('with tools but no response_format', (m) => params(m, 'tools') && !params(m, 'response_format'));
+  some('with response_format', (m) => params(m, 'response_format'), 10);
+  some('with reasoning', (m) => params(m, 'reasoning'), 5);
+  some('caching (input_cache_read)', (m) => 'input_cache_read' in m.pricing, 10);
+  some('priced per request', (m) => price(m, 'request') !== '0', 1);
+  some('pricing reasoning on its own', (m) => price(m, 'internal_reasoning') !== '0', 1);
+  some('with per-request limits', (m) => m.per_request_limits !== null, 1);
+  const free = models.filter((m) => m.id.endsWith(':free'));
+  assert.ok(free.length >= 4, `${free.length} free models`);
+  for (const m of free) assert.ok(price(m, 'prompt') === '0' && price(m, 'completion') === '0', `${m.id} is free`);
+});
+
+const SONNET = 'anthropic/claude-3.5-sonnet';
+
+async function usageOf(fake: FakeOpenRouter, body: Record<string, unknown>, asked?: unknown): Promise<FakeUsage> {
+  const res = await chat(fake, { messages: MESSAGES, ...body }, { ...AUTH, ...(asked === undefined ? {} : { 'x-fake-usage': JSON.stringify(asked) }) });
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { usage: FakeUsage }).usage;
+}
+
+async function entryOf(fake: FakeOpenRouter, id: string): Promise<CatalogEntry> {
+  const m = (await listModels(fake, '?output_modalities=all')).find((e) => e.id === id);
+  assert.ok(m, `${id} is listed`);
+  return m;
+}
+
+test('usage.cost is the catalog price of the tokens: uncached prompt, cache reads and writes, completion with reasoning', async (t) => {
+  const fake = await startFake(t);
+  const m = await entryOf(fake, SONNET);
+  const usage = await usageOf(fake, { model: SONNET }, { prompt_tokens: 1000, cached_tokens: 200, cache_write_tokens: 100, reasoning_tokens: 50 });
+  const words = fake.options.content.split(/(?<= )/).length;
+  assert.equal(usage.prompt_tokens, 1000);
+  assert.equal(usage.completion_tokens, words + 50, 'reasoning tokens are part of the completion');
+  assert.deepEqual(usage.prompt_tokens_details, { cached_tokens: 200, cache_write_tokens: 100 });
+  assert.deepEqual(usage.completion_tokens_details, { reasoning_tokens: 50 });
+  const expected = 700 * Number(price(m, 'prompt')) + 200 * Number(price(m, 'input_cache_read')) + 100 * Number(price(m, 'input_cache_write'))
+    + (words + 50) * Number(price(m, 'completion'));
+  assert.ok(Math.abs(usage.cost! - expected) < 1e-15, `${usage.cost} vs ${expected}`);
+  // The same by hand, $3/M prompt, $0.30/M read, $3.75/M write, $15/M completion: exact, as OpenRouter's decimals are.
+  assert.equal(usage.cost, Number((0.0021 + 0.00006 + 0.000375 + (words + 50) * 0.000015).toFixed(12)));
+});
+
+test('usage.cost adds the request price, image prices, and reasoning at internal_reasoning when a model lists one; free models cost 0', async (t) => {
+  const fake = await startFake(t);
+  const ask = { prompt_tokens: 100, reasoning_tokens: 40 };
+  const words = fake.options.content.split(/(?<= )/).length;
+
+  const sonar = await entryOf(fake, 'perplexity/sonar');
+  const sonarUsage = await usageOf(fake, { model: sonar.id }, ask);
+  assert.ok(Math.abs(sonarUsage.cost! - (100 * Number(price(sonar, 'prompt')) + (words + 40) * Number(price(sonar, 'completion')) + Number(price(sonar, 'request')))) < 1e-15);
+
+  const gpt4o = await entryOf(fake, 'openai/gpt-4o');
+  const image = { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } };
+  const withImages = await usageOf(fake, { model: gpt4o.id, messages: [{ role: 'user', content: [{ type: 'text', text: 'two pictures' }, image, image] }] }, { prompt_tokens: 100 });
+  assert.ok(Math.abs(withImages.cost! - (100 * Number(price(gpt4o, 'prompt')) + words * Number(price(gpt4o, 'completion')) + 2 * Number(price(gpt4o, 'image')))) < 1e-15);
+
+  const thinking = await entryOf(fake, 'google/gemini-2.5-flash-preview:thinking');
+  assert.notEqual(price(thinking, 'internal_reasoning'), '0');
+  const thought = await usageOf(fake, { model: thinking.id }, ask);
+  assert.ok(Math.abs(thought.cost! - (100 * Number(price(thinking, 'prompt')) + words * Number(price(thinking, 'completion')) + 40 * Number(price(thinking, 'internal_reasoning')))) < 1e-15);
+
+  assert.equal((await usageOf(fake, { model: 'deepseek/deepseek-r1:free' }, ask)).cost, 0);
+  // The auto router's price is variable (-1): the fake prices it as the default model.
+  assert.equal((await usageOf(fake, { model: 'openrouter/auto' }, ask)).cost, (await usageOf(fake, { model: 'openai/gpt-4o-mini' }, ask)).cost);
+});
+
+test('long-context overrides apply from min_prompt_tokens on; time-window overrides from `utc_start` (inclusive) to `utc_end` (exclusive) on the injected clock', async (t) => {
+  let now = Date.parse('2025-12-31T23:59:59.999Z');
+  const fake = await startFake(t, { now: () => now });
+  const ask = (prompt: number): { prompt_tokens: number } => ({ prompt_tokens: prompt });
+  const words = fake.options.content.split(/(?<= )/).length;
+  const cost = (prompt: number, promptPrice: unknown, completionPrice: unknown): number => prompt * Number(promptPrice) + words * Number(completionPrice);
+  const near = (actual: number | undefined, expected: number): void => assert.ok(actual !== undefined && Math.abs(actual - expected) < 1e-15, `${actual} vs ${expected}`);
+
+  const pro = await entryOf(fake, 'google/gemini-2.5-pro');
+  const long = overrides(pro).find((o) => 'min_prompt_tokens' in o)!;
+  const threshold = long.min_prompt_tokens as number;
+  near((await usageOf(fake, { model: pro.id }, ask(threshold - 1))).cost, cost(threshold - 1, price(pro, 'prompt'), price(pro, 'completion')));
+  near((await usageOf(fake, { model: pro.id }, ask(threshold))).cost, cost(threshold, long.prompt, long.completion));
+
+  const r1 = await entryOf(fake, 'deepseek/deepseek-r1');
+  const promo = overrides(r1).find((o) => 'utc_start' in o)!;
+  assert.equal(now, Date.parse(promo.utc_start as string) - 1, 'the test starts just before the window');
+  const base = cost(1000, price(r1, 'prompt'), price(r1, 'completion'));
+  const discounted = cost(1000, promo.prompt, promo.completion);
+  assert.ok(discounted < base);
+  near((await usageOf(fake, { model: r1.id }, ask(1000))).cost, base);
+  now = Date.parse(promo.utc_start as string);
+  near((await usageOf(fake, { model: r1.id }, ask(1000))).cost, discounted);
+  now = Date.parse(promo.utc_end as string) - 1;
+  near((await usageOf(fake, { model: r1.id }, ask(1000))).cost, discounted);
+  now = Date.parse(promo.utc_end as string);
+  near((await usageOf(fake, { model: r1.id }, ask(1000))).cost, base);
+});
+
+test('x-fake-usage {"cost":false} omits usage.cost, in JSON and in the stream, keeping the tokens; a malformed header is ignored', async (t) => {
+  const fake = await startFake(t);
+  const plain = await usageOf(fake, { model: SONNET });
+  assert.equal(typeof plain.cost, 'number');
+  const noCost = await usageOf(fake, { model: SONNET }, { cost: false });
+  assert.equal('cost' in noCost, false);
+  const { cost: _, ...tokens } = plain;
+  assert.deepEqual(noCost, tokens);
+
+  const res = await chat(fake, { model: SONNET, messages: MESSAGES, stream: true }, { ...AUTH, 'x-fake-usage': '{"cost":false}' });
+  const usageEvents = (await res.text()).split('\n\n').filter((e) => e.includes('"usage"'));
+  assert.equal(usageEvents.length, 1);
+  const streamed = (JSON.parse(usageEvents[0]!.slice('data: '.length)) as { usage: FakeUsage }).usage;
+  assert.deepEqual(streamed, tokens);
+  assert.deepEqual(fake.received[2]?.usage, tokens, 'the record has what was sent');
+
+  for (const bad of ['not json', '[1]', '{"cost":"no","prompt_tokens":-5,"cached_tokens":1.5,"reasoning_tokens":1e12}']) {
+    const r = await chat(fake, { model: SONNET, messages: MESSAGES }, { ...AUTH, 'x-fake-usage': bad });
+    assert.deepEqual(((await r.json()) as { usage: FakeUsage }).usage, plain, bad);
+  }
+  // Cached tokens cannot exceed the prompt.
+  const capped = await usageOf(fake, { model: SONNET }, { prompt_tokens: 10, cached_tokens: 50, cache_write_tokens: 5 });
+  assert.deepEqual(capped.prompt_tokens_details, { cached_tokens: 10, cache_write_tokens: 0 });
+});
+
+test('through Signalbox, x-fake-usage reaches the fake: the client gets a usage without cost, as from an upstream that reports none', async (t) => {
+  const h = await startHarness();
+  t.after(() => h.close());
+  const res = await fetch(`${h.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client', 'x-fake-usage': '{"cost":false}' },
+    body: JSON.stringify({ model: SONNET, messages: MESSAGES }),
+  });
+  assert.equal(res.status, 200);
+  const usage = ((await res.json()) as { usage: Record<string, unknown> }).usage;
+  assert.equal('cost' in usage, false);
+  assert.equal(usage.prompt_tokens, h.fake.received[0]?.usage?.prompt_tokens);
 });

@@ -291,7 +291,7 @@ test('signalbox_tokens_total and signalbox_cost_usd_total equal the usage the up
     assert.equal(s.value('signalbox_tokens_total', { model, type: 'cached' }), undefined);
     const rule = model === SMART ? 'code' : 'default';
     const cost = s.value('signalbox_cost_usd_total', { rule, model, source: 'upstream' });
-    const expected = sum(usages.map((u) => u.cost));
+    const expected = sum(usages.map((u) => u.cost ?? 0));
     assert.ok(expected > 0);
     assert.ok(cost !== undefined && Math.abs(cost - expected) < 1e-12, `cost ${cost} for ${rule}/${model}, expected ${expected}`);
   }
