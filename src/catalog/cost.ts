@@ -1,4 +1,5 @@
-import { ZERO, plus, priceAt, times, usd, type Catalog, type Decimal, type Pricing } from './catalog.js';
+import { ZERO, plus, priceAt, times, usd, type Catalog, type CatalogModel, type Decimal, type Pricing } from './catalog.js';
+import { completionAllowance, conservativePromptTokens } from './estimate.js';
 
 /** The token counts a response reported, as the response tap reads them (`usage`). */
 export interface ReportedUsage {
@@ -65,4 +66,36 @@ export function requestCost(
   if (catalog === undefined || modelId === undefined || usage === undefined) return undefined;
   const priced = catalogCost(catalog, modelId, usage, at);
   return priced === undefined ? undefined : { usd: priced, source: 'catalog' };
+}
+
+/** Image parts of a chat body's messages (`image_url`), counted for the per-image price. */
+function imageParts(body: unknown): number {
+  const messages = body !== null && typeof body === 'object' ? (body as { messages?: unknown }).messages : undefined;
+  if (!Array.isArray(messages)) return 0;
+  let images = 0;
+  for (const message of messages) {
+    const content: unknown = message !== null && typeof message === 'object' ? (message as { content?: unknown }).content : undefined;
+    if (!Array.isArray(content)) continue;
+    for (const part of content) if (part !== null && typeof part === 'object' && (part as { type?: unknown }).type === 'image_url') images++;
+  }
+  return images;
+}
+
+/**
+ * What a request would cost on `model` before it is sent (`request.cost_estimate_usd`, and
+ * `choose` later): the conservative prompt estimate at the prompt price (overrides for that prompt
+ * size and `at` applied), the expected completion (`max_tokens`, else the default of
+ * estimate.ts) at the completion price, the per-request price, and each image part at the image
+ * price. Undefined without a prompt or completion price.
+ */
+export function requestEstimateUsd(model: CatalogModel, body: unknown, at: Date): number | undefined {
+  const promptTokens = conservativePromptTokens(body);
+  const pricing = priceAt(model, { promptTokens, at });
+  if (pricing.prompt === undefined || pricing.completion === undefined) return undefined;
+  let total = times(pricing.prompt, promptTokens);
+  // A cap past 2^53 tokens is no cap anyone meant; priced as that many, not as none.
+  total = plus(total, times(pricing.completion, Math.min(completionAllowance(body), Number.MAX_SAFE_INTEGER)));
+  total = plus(total, pricing.request ?? ZERO);
+  if (pricing.image !== undefined) total = plus(total, times(pricing.image, imageParts(body)));
+  return usd(total);
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Catalog } from '../catalog/catalog.js';
 import { InvalidMessagesError } from '../errors.js';
 import type { RetryOverride } from './actions.js';
 
@@ -22,6 +23,11 @@ export interface RequestContext {
    * once per decision, and only when a rule reads a `time.*` field.
    */
   readonly clock?: () => Date;
+  /**
+   * The model catalog in force (a value, read by `model.*` and `request.cost_estimate_usd`);
+   * absent: those fields are unknown (null), and rules on them do not match.
+   */
+  readonly catalog?: Catalog | undefined;
 }
 
 export interface RouteDecision {

@@ -1,4 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Catalog, CatalogModel } from '../catalog/catalog.js';
+import { CAPABILITIES, perMillion, supports } from '../catalog/capabilities.js';
+import { requestEstimateUsd } from '../catalog/cost.js';
 import { contextNeeded, DEFAULT_COMPLETION_TOKENS } from '../catalog/estimate.js';
 import type { JsonObject } from './decision.js';
 
@@ -18,6 +21,8 @@ export class EvalInput {
   readonly body: Readonly<JsonObject>;
   private readonly fixedNow: Date | undefined;
   private readonly clock: (() => Date) | undefined;
+  /** The model catalog in force, for `model.*` and the cost estimate; undefined without one. */
+  readonly catalog: Catalog | undefined;
   private time: Date | undefined;
   private cache: Map<string, unknown> | undefined;
 
@@ -25,9 +30,10 @@ export class EvalInput {
    * `now` fixes the evaluation time; otherwise `clock` (default: the system clock) is called at
    * most once, the first time a `time.*` field is read.
    */
-  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date) {
+  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog) {
     this.headers = headers;
     this.body = body;
+    this.catalog = catalog;
     this.fixedNow = now;
     this.clock = clock;
   }
@@ -85,6 +91,12 @@ export class FieldRegistry {
   names(): string[] {
     return [...this.exact.keys(), ...this.prefixes.map((d) => `${d.name}<...>`)];
   }
+}
+
+/** The catalog's entry for the model the client asked for; undefined without a catalog or for an unknown model. */
+function requestedModel(input: EvalInput): CatalogModel | undefined {
+  const model = input.body.model;
+  return typeof model === 'string' && input.catalog !== undefined ? input.catalog.get(model) : undefined;
 }
 
 /** Memoises a derived field per request: computed the first time a rule reads it, never otherwise. */
@@ -245,6 +257,32 @@ export function builtinFields(): FieldRegistry {
       return type === 'json_object' || type === 'json_schema';
     }))
     .register(exact('request.text', 'the text of the last user message', derived('request.text', (input) => lastUserText(input.body))))
+    .register(exact('request.cost_estimate_usd', 'what the request would cost on the requested model, from the catalog: conservative prompt estimate, '
+      + `max_tokens (else ${DEFAULT_COMPLETION_TOKENS}) of completion, the request and image prices; null without a catalog or for an unknown model`,
+    derived('request.cost_estimate_usd', (input) => {
+      const model = requestedModel(input);
+      return model === undefined ? undefined : requestEstimateUsd(model, input.body, input.now);
+    })))
+    .register(exact('model.known', 'true when the catalog lists the requested model (by id or canonical slug); null without a catalog', (input) => {
+      if (input.catalog === undefined) return undefined;
+      return requestedModel(input) !== undefined;
+    }))
+    .register(exact('model.context_length', 'the requested model\'s context window in tokens, from the catalog', (input) => requestedModel(input)?.contextLength))
+    .register(exact('model.price.prompt', 'the requested model\'s prompt price, USD per million tokens, from the catalog', (input) => {
+      const model = requestedModel(input);
+      return model === undefined ? undefined : perMillion(model, 'prompt');
+    }))
+    .register(exact('model.price.completion', 'the requested model\'s completion price, USD per million tokens, from the catalog', (input) => {
+      const model = requestedModel(input);
+      return model === undefined ? undefined : perMillion(model, 'completion');
+    }));
+  for (const capability of CAPABILITIES) {
+    registry.register(exact(`model.supports.${capability}`, `true when the catalog says the requested model supports ${capability}`, (input) => {
+      const model = requestedModel(input);
+      return model === undefined ? undefined : supports(model, capability);
+    }));
+  }
+  registry
     .register({
       match: 'exact', name: 'time.hour', description: 'hour of the day, 0-23, in the rules timezone',
       compile(_rest, options) {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
 import { clipText } from '../../bounded-text.js';
+import type { Catalog } from '../../catalog/catalog.js';
 import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
@@ -115,7 +116,7 @@ function queryOf(url: string): string {
   return q === -1 ? '' : url.slice(q);
 }
 
-function chatContext(request: FastifyRequest): RequestContext {
+function chatContext(request: FastifyRequest, catalog: Catalog | undefined): RequestContext {
   const parsed = request.body as ParsedJsonBody | undefined;
   if (parsed === undefined || !isJsonObject(parsed.value)) {
     throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
@@ -123,7 +124,7 @@ function chatContext(request: FastifyRequest): RequestContext {
   const body = parsed.value;
   const refused = invalidMessages(body);
   if (refused) throw refused;
-  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined };
+  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog };
 }
 
 /**
@@ -135,16 +136,18 @@ export interface ChatRoutesOptions {
   readonly proxy: ForwardDeps;
   /** The request log will want the prompt's hash: keep the parsed body until the head is written. */
   readonly keepPrompt: boolean;
+  /** The model catalog in force, read once per request by the rules' `model.*` fields. */
+  readonly catalog: { readonly current: Catalog | undefined };
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt } = opts;
+  const { rules, proxy, keepPrompt, catalog } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
 
   app.post(CHAT_PATH, async (request, reply) => {
-    const context = chatContext(request);
+    const context = chatContext(request, catalog.current);
     const exchange = request.exchange;
     if (keepPrompt) exchange.chatBody = context.body;
     exchange.requestedModel = clipText(context.requestedModel);
@@ -181,7 +184,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
   });
 
   app.post(EXPLAIN_PATH, async (request) => {
-    const context = chatContext(request);
+    const context = chatContext(request, catalog.current);
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
     const authorization = buildUpstreamHeaders(request.headers, proxy.headerOptions, request.id).authorization;
