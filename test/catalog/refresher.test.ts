@@ -93,11 +93,10 @@ test('fetches GET {upstream}/models at start with the server key, parses it, and
   const catalog = r.catalog.current;
   assert.ok(catalog && catalog.size > 0);
   // Only the shape: the fake's entries change (issue 14, item 9).
-  for (const id of catalog.ids()) {
-    const model: CatalogModel = catalog.get(id)!;
-    assert.equal(typeof model.id, 'string');
-    assert.ok(model.pricing.prompt !== undefined, `${id} has a prompt price`);
-  }
+  const models: CatalogModel[] = [...catalog.ids()].map((id) => catalog.get(id)!);
+  for (const model of models) assert.ok(model.contextLength === undefined || Number.isSafeInteger(model.contextLength), model.id);
+  // Most have prices; a router priced "-1" (not known in advance) has none.
+  assert.ok(models.filter((m) => m.pricing.prompt !== undefined).length > models.length / 2);
   assert.equal(r.catalog.fetchedAt, clock.time);
   assert.deepEqual(events, [{ result: 'success', source: 'upstream' }]);
   assert.equal(clock.timers.length, 1);
@@ -114,7 +113,7 @@ test('fetches GET {upstream}/models at start with the server key, parses it, and
   clock.jitter = 0.999_999;
   await r.refresh();
   assert.equal(clock.timers[1]!.cleared, true, 'a refresh by hand replaces the pending timer: never two');
-  assert.equal(Math.round(clock.timers[2]!.ms / 1000), HOUR_MS * 1.1 / 1000, '+10% at the high end');
+  assert.ok(clock.timers[2]!.ms > HOUR_MS * 1.0999 && clock.timers[2]!.ms <= HOUR_MS * 1.1, '+10% at the high end');
   r.close();
   assert.equal(clock.timers.at(-1)!.cleared, true, 'close() clears the timer');
 });
