@@ -54,6 +54,8 @@ export const ERRORS = {
   invalid_messages: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'Invalid messages: %s' },
   // A rule answers the same request the same way every time.
   rejected_by_rule: { status: 'rule', type: 'rule', shouldRetry: false, message: '%s' },
+  // A `choose` rule found no candidate that can serve this request (its size, tools, images...).
+  no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
@@ -187,6 +189,9 @@ export class RequestTimeoutError extends SignalboxError {
 
 /** The client went away; nothing is sent, the exchange is logged with status 499. */
 export class ClientClosedError extends errorClass('client_closed_request') {}
+
+/** A `choose` rule had no candidate that can serve the request; the detail gives each one's reason. */
+export class NoModelFitsError extends errorClass('no_model_fits') {}
 
 /** A routing rule answered the request itself (`route.reject`). */
 export class RuleRejectedError extends SignalboxError {

@@ -8,16 +8,37 @@
  * signalbox fake-openrouter [options]      run the fake OpenRouter until SIGTERM or SIGINT
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
  */
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConfigError } from '../errors.js';
 import { parseCases, runCases } from '../rules/cases.js';
 import { loadRulesFile, readBoundedTextSync } from '../rules-file/loader.js';
+import { parseCatalog, type Catalog } from '../catalog/catalog.js';
+import { MAX_CATALOG_BYTES } from '../catalog/store.js';
 import { reportCommand } from './report.js';
+
+/** A pinned catalog file (OpenRouter's /models JSON); a file that is not one is a usage error with its reason. */
+function loadCatalogFile(file: string): Catalog {
+  let json: unknown;
+  try {
+    // A regular file within the catalog's own bound (a FIFO would hang the command).
+    const stat = statSync(file);
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.size > MAX_CATALOG_BYTES) throw new Error(`larger than ${MAX_CATALOG_BYTES} bytes`);
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`invalid catalog file ${file}`, [`${file}: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  const catalog = parseCatalog(json);
+  if (catalog.size === 0) throw new ConfigError(`invalid catalog file ${file}`, [`${file}: no usable model (expected OpenRouter's GET /models answer: { "data": [...] })`]);
+  return catalog;
+}
 
 const USAGE = `usage:
   signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
-  signalbox test <cases.yaml> [--rules rules.yaml]  run rule unit tests against a rules file
+  signalbox test <cases.yaml> [--rules rules.yaml] [--catalog models.json]
+                                                    run rule unit tests against a rules file (and a pinned model catalog)
   signalbox report <request.log | ->                cost, baseline cost and what routing saved, per rule and model
   signalbox fake-openrouter [--port 8081] ...       run a fake OpenRouter (docs/fake-openrouter.md)
 `;
@@ -93,13 +114,17 @@ function check(args: readonly string[], io: CliIo): number {
 function test(args: readonly string[], io: CliIo): number {
   const positional: string[] = [];
   let rulesArg: string | undefined;
+  let catalogArg: string | undefined;
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--rules') {
-      rulesArg = args[++i];
-      if (rulesArg === undefined) {
+    if (args[i] === '--rules' || args[i] === '--catalog') {
+      const value = args[i + 1];
+      if (value === undefined) {
         io.err(USAGE);
         return 2;
       }
+      if (args[i] === '--rules') rulesArg = value;
+      else catalogArg = value;
+      i++;
     } else {
       positional.push(args[i]!);
     }
@@ -114,7 +139,10 @@ function test(args: readonly string[], io: CliIo): number {
   // --rules wins; else the file the cases name, relative to the cases file; else the default.
   const rulesFile = rulesArg ?? (cases.rules ? resolve(dirname(casesFile), cases.rules) : io.env.RULES_FILE ?? './rules.yaml');
   const rules = loadRulesFile(rulesFile);
-  const results = runCases(rules, cases);
+  // Only a pinned catalog, never a live fetch: a test must give the same answer tomorrow.
+  const catalogFile = catalogArg ?? (cases.catalog ? resolve(dirname(casesFile), cases.catalog) : undefined);
+  const catalog = catalogFile === undefined ? undefined : loadCatalogFile(catalogFile);
+  const results = runCases(rules, cases, catalog);
   let failed = 0;
   results.forEach((r, i) => {
     if (r.passed) {
@@ -126,6 +154,8 @@ function test(args: readonly string[], io: CliIo): number {
     }
   });
   io.out(`rules: ${rulesFile} (hash ${rules.hash})`);
+  if (catalogFile !== undefined) io.out(`catalog: ${catalogFile} (${catalog!.size} models)`);
+  else if (results.some((r) => r.warning !== undefined)) io.out('no catalog pinned (--catalog, or catalog: in the cases file): choose took its candidates in the listed order');
   io.out(`${results.length - failed} passed, ${failed} failed`);
   return failed === 0 ? 0 : 1;
 }

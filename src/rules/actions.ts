@@ -1,3 +1,4 @@
+import type { ChooseRoute } from './choose.js';
 import type { JsonObject } from './decision.js';
 
 /**
@@ -42,7 +43,7 @@ export interface RejectRoute {
   readonly message: string;
 }
 
-export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute;
+export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute | ChooseRoute;
 
 export interface AppliedRoute {
   readonly body: Readonly<JsonObject>;

@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { Catalog } from '../catalog/catalog.js';
 import { Ajv } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
@@ -43,6 +44,8 @@ export interface CaseExpectation {
 export interface CasesFile {
   /** Rules file named by the cases file, relative to it. */
   readonly rules?: string;
+  /** A pinned model catalog (OpenRouter's /models JSON) for `model.*`, cost and `choose`, relative to the cases file. */
+  readonly catalog?: string;
   readonly now?: string;
   readonly cases: readonly RuleCase[];
 }
@@ -52,6 +55,8 @@ export interface CaseResult {
   readonly passed: boolean;
   /** One line per expectation that did not hold. */
   readonly mismatches: readonly string[];
+  /** What the decision warned about (choose without a catalog). */
+  readonly warning?: string;
 }
 
 /** Codes of the errors a request can get before routing, which a case can expect. */
@@ -63,6 +68,7 @@ export const CASES_SCHEMA = {
   type: 'object', additionalProperties: false, required: ['cases'],
   properties: {
     rules: { type: 'string', minLength: 1 },
+    catalog: { type: 'string', minLength: 1 },
     now: dateTime,
     cases: {
       type: 'array', minItems: 1,
@@ -125,7 +131,7 @@ function lowerCaseHeaders(headers: Record<string, unknown> | undefined): Record<
 }
 
 /** Runs one case against a RuleSet. */
-export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string): CaseResult {
+export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string, catalog?: Catalog): CaseResult {
   const now = testCase.now ?? defaultNow;
   const body = testCase.body;
   const e = testCase.expect;
@@ -141,6 +147,7 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string)
     body,
     requestedModel: typeof body.model === 'string' ? body.model : undefined,
     ...(now !== undefined && { now: new Date(now) }),
+    catalog,
   });
   const mismatches: string[] = [];
   const check = (what: string, expected: unknown, actual: unknown): void => {
@@ -161,9 +168,10 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string)
   for (const [name, expected] of Object.entries(e.headers ?? {})) {
     check(`headers.${name}`, expected, explanation.upstream_headers[name.toLowerCase()] ?? null);
   }
-  return { name: testCase.name, passed: mismatches.length === 0, mismatches };
+  return { name: testCase.name, passed: mismatches.length === 0, mismatches, ...(explanation.warning !== undefined && { warning: explanation.warning }) };
 }
 
-export function runCases(rules: RuleSet, cases: CasesFile): CaseResult[] {
-  return cases.cases.map((c) => runCase(rules, c, cases.now));
+/** Runs every case; `catalog` is the pinned one (`--catalog`, or the cases file's `catalog:`), never a live fetch. */
+export function runCases(rules: RuleSet, cases: CasesFile, catalog?: Catalog): CaseResult[] {
+  return cases.cases.map((c) => runCase(rules, c, cases.now, catalog));
 }

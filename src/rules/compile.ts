@@ -3,6 +3,7 @@ import type { ErrorObject } from 'ajv';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
+import type { Capability } from '../catalog/capabilities.js';
 import { deepMerge, type CompiledRoute, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
@@ -27,6 +28,7 @@ interface RouteSpec extends ActionSpec {
   model?: string;
   tier?: string;
   pass?: true;
+  choose?: { from: string[]; by?: 'cost'; require?: Capability[]; otherwise?: 'reject' | 'next_rule' };
   /** This rule's baseline (a tier or a model), over the file's. */
   baseline?: string;
   retry?: { max_attempts?: number; statuses?: number[]; budget_ms?: number };
@@ -177,7 +179,10 @@ export function compileRules(text: string, file: string, options: CompileOptions
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
   const models = new Set(cc.namedModels);
   for (const tier of Object.values(tiers)) for (const m of [tier.model, ...(tier.fallbacks ?? [])]) models.add(m);
-  for (const rule of rules) if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
+  for (const rule of rules) {
+    if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
+    if (rule.route.kind === 'choose') for (const c of rule.route.candidates) for (const m of [c.route.model, ...c.route.fallbacks]) models.add(m);
+  }
   if (baseline !== undefined) models.add(baseline);
   for (const rule of rules) if (rule.baseline !== undefined) models.add(rule.baseline);
   return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models] });
@@ -330,6 +335,27 @@ function compileRoute(
         ...(route.retry.budget_ms !== undefined && { budgetMs: route.retry.budget_ms }),
       }
     : undefined;
+  if (route.choose) {
+    // Stands alone but for retry and baseline: each candidate brings its own actions (a tier's).
+    const others = actionKeys.filter((k) => k !== 'choose' && k !== 'retry' && k !== 'baseline');
+    if (others.length > 0) {
+      problems.push({ path, message: `route.choose stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in the tiers it chooses from)` });
+      return undefined;
+    }
+    const candidates: { name: string; route: RewriteRoute }[] = [];
+    route.choose.from.forEach((name, i) => {
+      if (Object.hasOwn(tiers, name)) {
+        const tierRoute = compileRoute({ name: spec.name, route: { tier: name } }, tiers, tierNames, [...path, 'choose', 'from', i], problems, true);
+        if (tierRoute?.kind === 'rewrite') candidates.push({ name, route: tierRoute });
+      } else if (name.includes('/')) {
+        candidates.push({ name, route: { kind: 'rewrite', tier: undefined, model: name, fallbacks: [], provider: undefined, maxTokens: undefined, params: undefined, systemPrompt: undefined, headers: undefined, retry: undefined } });
+      } else if (!tierNames.has(name)) {
+        problems.push({ path: [...path, 'choose', 'from', i], message: `unknown tier "${name}" (choose takes tiers and model ids such as openai/gpt-4o; tiers: ${[...tierNames].join(', ') || 'none defined'})` });
+      }
+    });
+    if (candidates.length === 0) return undefined;
+    return { kind: 'choose', candidates, require: route.choose.require ?? [], otherwise: route.choose.otherwise ?? 'reject', retry };
+  }
   if (route.pass || route.reject) {
     const which = route.pass ? 'pass' : 'reject';
     // A pass may still say how its requests are retried; a reject calls nothing upstream.

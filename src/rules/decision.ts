@@ -55,8 +55,10 @@ export interface RouteDecision {
   readonly baseline?: string | undefined;
   /** The rule's own retry settings, over the global ones. */
   readonly retry?: RetryOverride | undefined;
-  /** Answer the client with this error instead of calling upstream. */
-  readonly reject?: { readonly status: number; readonly message: string };
+  /** Answer the client with this error instead of calling upstream (`no_model_fits`: a `choose` none of whose candidates fits). */
+  readonly reject?: { readonly status: number; readonly message: string; readonly code?: 'no_model_fits' };
+  /** Something the operator should know about this decision (choose without a catalog). */
+  readonly warning?: string;
 }
 
 export const NO_RULE = 'none';

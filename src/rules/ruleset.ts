@@ -1,5 +1,6 @@
 import { basename } from 'node:path';
 import { applyRewrite, type CompiledRoute, type RetryOverride, type RewriteRoute } from './actions.js';
+import { choose, noModelFits, type CandidateVerdict, type Choice } from './choose.js';
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
 import { EvalInput, type FieldGetter } from './fields.js';
@@ -20,6 +21,8 @@ export interface RuleTrace {
   readonly matched: boolean;
   /** For a rule that did not match: the first condition that failed. */
   readonly failed?: Failure;
+  /** A `choose` rule that matched but let evaluation go on (`otherwise: next_rule`): why. */
+  readonly skipped?: string;
 }
 
 export interface Explanation {
@@ -33,6 +36,10 @@ export interface Explanation {
   readonly alias: string | undefined;
   /** The model this request's cost is compared with (`baseline:`), when the rules name one. */
   readonly baseline: string | undefined;
+  /** For a `choose` rule: every candidate, its estimated cost, and why it was kept or dropped. */
+  readonly choice?: readonly CandidateVerdict[];
+  /** Something the operator should know (choose without a catalog). */
+  readonly warning?: string;
   /** The model sent upstream. */
   readonly model: string | undefined;
   readonly route: Record<string, unknown> | undefined;
@@ -109,16 +116,38 @@ export class RuleSet {
     return this.aliases;
   }
 
-  /** Index of the first rule whose conditions hold, or -1. */
-  private firstMatch(input: EvalInput): number {
+  /**
+   * The first rule whose conditions hold and that decides: a `choose` with `otherwise: next_rule`
+   * whose candidates all fail to fit lets evaluation go on. Index -1: none.
+   */
+  private firstMatch(input: EvalInput, context: RequestContext, trace?: RuleTrace[]): { index: number; choice: Choice | undefined } {
     const rules = this.rules;
-    for (let i = 0; i < rules.length; i++) if (rules[i]!.condition.test(input)) return i;
-    return -1;
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
+      if (trace === undefined) {
+        if (!rule.condition.test(input)) continue;
+      } else {
+        const failed = rule.condition.explain(input);
+        if (failed) {
+          trace.push({ rule: rule.name, matched: false, failed });
+          continue;
+        }
+      }
+      const route = rule.route;
+      const choice = route.kind === 'choose' ? choose(route, context.body, context.catalog, input.now) : undefined;
+      if (choice !== undefined && choice.route === undefined && route.kind === 'choose' && route.otherwise === 'next_rule') {
+        trace?.push({ rule: rule.name, matched: true, skipped: `no candidate fits: ${noModelFits(choice.verdicts)}` });
+        continue;
+      }
+      trace?.push({ rule: rule.name, matched: true });
+      return { index: i, choice };
+    }
+    return { index: -1, choice: undefined };
   }
 
   decide(context: RequestContext): RouteDecision {
-    const index = this.firstMatch(this.input(context));
-    return this.withBaseline(index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context), index);
+    const { index, choice } = this.firstMatch(this.input(context), context);
+    return this.withBaseline(index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context, choice), index);
   }
 
   /** The decision with the baseline it is measured against: its rule's, else the file's. */
@@ -127,9 +156,16 @@ export class RuleSet {
     return baseline === undefined ? decision : { ...decision, baseline };
   }
 
-  private apply(rule: CompiledRule, context: RequestContext): RouteDecision {
+  private apply(rule: CompiledRule, context: RequestContext, choice: Choice | undefined): RouteDecision {
     const route = rule.route;
     switch (route.kind) {
+      case 'choose': {
+        const picked = choice?.route;
+        if (picked === undefined) {
+          return { ...unchanged(context, rule.name), reject: { status: 400, message: noModelFits(choice?.verdicts ?? []), code: 'no_model_fits' } };
+        }
+        return { ...rewritten(rule.name, picked, context, picked.retry), ...(choice?.warning !== undefined && { warning: choice.warning }) };
+      }
       case 'pass':
         return this.unrewritten(context, rule.name, route.retry);
       case 'reject':
@@ -155,34 +191,29 @@ export class RuleSet {
   explain(context: RequestContext): Explanation {
     const input = this.input(context);
     const trace: RuleTrace[] = [];
-    let matched: CompiledRule | undefined;
-    for (const rule of this.rules) {
-      const failed = rule.condition.explain(input);
-      if (failed) {
-        trace.push({ rule: rule.name, matched: false, failed });
-      } else {
-        trace.push({ rule: rule.name, matched: true });
-        matched = rule;
-        break;
-      }
-    }
+    const { index, choice } = this.firstMatch(input, context, trace);
+    const matched = index === -1 ? undefined : this.rules[index];
     const fields: Record<string, unknown> = {};
     for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
 
-    const decision = this.withBaseline(matched ? this.apply(matched, context) : this.unrewritten(context, NO_RULE, undefined), matched?.index ?? -1);
+    const decision = this.withBaseline(matched ? this.apply(matched, context, choice) : this.unrewritten(context, NO_RULE, undefined), index);
     const route = matched?.route;
     const alias = decision.alias === undefined ? undefined : this.aliases.get(decision.alias);
     return {
       rules_file: this.file,
       rules_hash: this.hash,
       rule: decision.rule,
-      action: !route ? 'none' : route.kind === 'rewrite' ? 'route' : route.kind,
+      action: !route ? 'none' : decision.reject ? 'reject' : route.kind === 'rewrite' || route.kind === 'choose' ? 'route' : route.kind,
       tier: decision.tier,
       alias: decision.alias,
       model: decision.model,
       baseline: decision.baseline,
       route: alias !== undefined ? describeRoute(alias)
-        : route?.kind === 'rewrite' ? describeRoute(route) : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
+        : route?.kind === 'rewrite' ? describeRoute(route)
+        : route?.kind === 'choose' && choice?.route !== undefined ? describeRoute(choice.route)
+        : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
+      ...(choice !== undefined && { choice: choice.verdicts }),
+      ...(choice?.warning !== undefined && { warning: choice.warning }),
       reject: decision.reject,
       trace,
       fields,

@@ -77,6 +77,16 @@ export const RULES_SCHEMA = {
             tier: { type: 'string', minLength: 1 },
             pass: { const: true },
             baseline: modelName,
+            // The cheapest candidate that fits the request, from the model catalog (src/rules/choose.ts).
+            choose: {
+              type: 'object', additionalProperties: false, required: ['from'],
+              properties: {
+                from: { type: 'array', minItems: 1, maxItems: 64, items: modelName },
+                by: { const: 'cost' },
+                require: { type: 'array', items: { enum: ['tools', 'vision', 'json_mode', 'reasoning'] } },
+                otherwise: { enum: ['reject', 'next_rule'] },
+              },
+            },
             // Proxy-side retries of this rule's requests (the rest from the global settings).
             retry: {
               type: 'object', additionalProperties: false, minProperties: 1,

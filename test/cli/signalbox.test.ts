@@ -155,8 +155,9 @@ test('test on the shipped rules.test.yaml (real bin) passes every case', async (
   assert.deepEqual(run.err, []);
   assert.deepEqual(run.out.slice(0, cases.length), cases.map((c, i) => `ok   ${i + 1} - ${c.name}`));
   assert.match(run.out[cases.length]!, /^rules: .*rules\.yaml \(hash [0-9a-f]{12}\)$/);
+  assert.match(run.out[cases.length + 1]!, /^catalog: .*catalog\.example\.json \(\d+ models\)$/, 'the cases file pins a catalog');
   assert.equal(run.out.at(-1), `${cases.length} passed, 0 failed`);
-  assert.equal(run.out.length, cases.length + 2);
+  assert.equal(run.out.length, cases.length + 3);
 });
 
 test('a failing case exits 1 and names the case and the mismatch', (t) => {

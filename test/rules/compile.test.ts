@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { test } from 'node:test';
+import { parseCatalog } from '../../src/catalog/catalog.js';
 import { parseCases, runCases } from '../../src/rules/cases.js';
 import { compileRules, RulesError } from '../../src/rules/compile.js';
 
@@ -451,8 +452,10 @@ test('rules.test.yaml passes and exercises every rule of rules.yaml', () => {
   assert.equal(cases.rules, './rules.yaml');
   const rulesFile = resolve(dirname('rules.test.yaml'), cases.rules);
   const rs = compileRules(readFileSync(rulesFile, 'utf8'), rulesFile);
+  assert.ok(cases.catalog, 'the example cases pin a catalog');
+  const catalog = parseCatalog(JSON.parse(readFileSync(resolve(dirname('rules.test.yaml'), cases.catalog), 'utf8')));
 
-  const failed = runCases(rs, cases).filter((r) => !r.passed).map((r) => `${r.name}: ${r.mismatches.join('; ')}`);
+  const failed = runCases(rs, cases, catalog).filter((r) => !r.passed).map((r) => `${r.name}: ${r.mismatches.join('; ')}`);
   assert.deepEqual(failed, []);
 
   // the rule each case actually reaches, built the way runCase builds its request
@@ -463,6 +466,7 @@ test('rules.test.yaml passes and exercises every rule of rules.yaml', () => {
       body: c.body,
       requestedModel: typeof c.body.model === 'string' ? c.body.model : undefined,
       ...(now !== undefined && { now: new Date(now) }),
+      catalog,
     }).rule;
   }));
   const untested = rs.rules.map((r) => r.name).filter((name) => !seen.has(name));

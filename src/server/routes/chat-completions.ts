@@ -1,8 +1,8 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
 import { clipText } from '../../bounded-text.js';
 import type { Catalog } from '../../catalog/catalog.js';
-import { InvalidJsonError, InvalidRequestError, RuleRejectedError } from '../../errors.js';
+import { InvalidJsonError, InvalidRequestError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import { attemptModels } from '../../upstream/cooldown.js';
@@ -111,6 +111,15 @@ function withModels(body: Readonly<JsonObject>, models: readonly string[]): Json
   return next;
 }
 
+/** Rules files already warned about (choose without a catalog): one line per rules load, not per request. */
+const warned = new WeakSet<RuleSet>();
+
+function warnOnce(ruleSet: RuleSet, warning: string, log: FastifyBaseLogger): void {
+  if (warned.has(ruleSet)) return;
+  warned.add(ruleSet);
+  log.warn({ rules_hash: ruleSet.hash }, warning);
+}
+
 function queryOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? '' : url.slice(q);
@@ -158,7 +167,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     exchange.rule = decision.rule;
     exchange.routedModel = clipText(decision.model);
     exchange.baselineModel = decision.baseline;
-    if (decision.reject) throw new RuleRejectedError(decision.reject.status, decision.reject.message);
+    if (decision.reject) {
+      if (decision.reject.code === 'no_model_fits') throw new NoModelFitsError(decision.reject.message);
+      throw new RuleRejectedError(decision.reject.status, decision.reject.message);
+    }
+    if (decision.warning !== undefined) warnOnce(rules.current, decision.warning, request.log);
 
     const parsed = request.body as ParsedJsonBody;
     let upstreamBody: Buffer | string = parsed.raw;
