@@ -36,7 +36,9 @@ function loadCatalogFile(file: string): Catalog {
 }
 
 const USAGE = `usage:
-  signalbox check [rules.yaml]                      validate a rules file (default: $RULES_FILE or ./rules.yaml)
+  signalbox check [rules.yaml] [--catalog models.json]
+                                                    validate a rules file (default: $RULES_FILE or ./rules.yaml);
+                                                    with a catalog, warn about the models it does not list
   signalbox test <cases.yaml> [--rules rules.yaml] [--catalog models.json]
                                                     run rule unit tests against a rules file (and a pinned model catalog)
   signalbox report <request.log | ->                cost, baseline cost and what routing saved, per rule and model
@@ -101,13 +103,21 @@ export function runCli(argv: readonly string[], io: CliIo): number {
 }
 
 function check(args: readonly string[], io: CliIo): number {
-  if (args.length > 1) {
+  const catalogAt = args.indexOf('--catalog');
+  const catalogFile = catalogAt === -1 ? undefined : args[catalogAt + 1];
+  const positional = catalogAt === -1 ? args : [...args.slice(0, catalogAt), ...args.slice(catalogAt + 2)];
+  if (positional.length > 1 || (catalogAt !== -1 && catalogFile === undefined)) {
     io.err(USAGE);
     return 2;
   }
-  const file = args[0] ?? io.env.RULES_FILE ?? './rules.yaml';
+  const file = positional[0] ?? io.env.RULES_FILE ?? './rules.yaml';
   const rules = loadRulesFile(file);
   io.out(`ok: ${file}: ${rules.rules.length} rules, ${rules.tiers.length} tiers, hash ${rules.hash}`);
+  if (catalogFile !== undefined) {
+    const catalog = loadCatalogFile(catalogFile);
+    // Names without a `/` are no model ids (`auto`, values compared in conditions).
+    for (const model of rules.models) if (model.includes('/') && catalog.get(model) === undefined) io.out(`warning: ${model} is not in the catalog ${catalogFile}: as a fallback it is not sent, and choose drops it`);
+  }
   return 0;
 }
 

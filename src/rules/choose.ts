@@ -61,6 +61,48 @@ interface Kept {
   readonly context: number;
 }
 
+/**
+ * Why `modelId` cannot serve a request that uses `needs` and needs a window of `needed()` tokens,
+ * or undefined when it can. `needed` is called only when the model's window is known.
+ */
+export function unfitReason(catalog: Catalog, modelId: string, needs: readonly Capability[], needed: () => number): string | undefined {
+  const model = catalog.get(modelId);
+  if (model === undefined) return 'not in the catalog';
+  const missing = needs.filter((n) => !supports(model, n));
+  if (missing.length > 0) return `does not support ${missing.join(', ')}`;
+  if (model.contextLength !== undefined) {
+    const tokens = needed();
+    if (model.contextLength < tokens) return `context ${model.contextLength} tokens < ${tokens} needed`;
+  }
+  return undefined;
+}
+
+/** A fallback a rule lists that cannot serve this request, and why (explain's `dropped_fallbacks`). */
+export interface DroppedFallback {
+  readonly model: string;
+  readonly reason: string;
+}
+
+/**
+ * The fallbacks of a route that can serve this request: those the catalog does not list, that
+ * lack what the request uses, or whose window is too small are dropped (issue 14, item 4). The
+ * routed model itself is never dropped: the rule chose it. Without a catalog nothing is dropped.
+ */
+export function servingFallbacks(fallbacks: readonly string[], body: Readonly<JsonObject>, catalog: Catalog | undefined): { kept: readonly string[]; dropped: readonly DroppedFallback[] } {
+  if (catalog === undefined || fallbacks.length === 0) return { kept: fallbacks, dropped: [] };
+  const needs = capabilitiesUsed(body);
+  let needed: number | undefined;
+  const neededTokens = (): number => (needed ??= contextNeeded(body));
+  const kept: string[] = [];
+  const dropped: DroppedFallback[] = [];
+  for (const model of fallbacks) {
+    const reason = unfitReason(catalog, model, needs, neededTokens);
+    if (reason === undefined) kept.push(model);
+    else dropped.push({ model, reason });
+  }
+  return dropped.length === 0 ? { kept: fallbacks, dropped } : { kept, dropped };
+}
+
 export function choose(route: ChooseRoute, body: Readonly<JsonObject>, catalog: Catalog | undefined, now: Date): Choice {
   const candidates = route.candidates;
   if (catalog === undefined) {
@@ -78,19 +120,13 @@ export function choose(route: ChooseRoute, body: Readonly<JsonObject>, catalog: 
   const costs: (number | undefined)[] = [];
   const kept: Kept[] = [];
   candidates.forEach((c, index) => {
-    const model = catalog.get(c.route.model);
-    let reason: string | undefined;
+    let reason = unfitReason(catalog, c.route.model, needs, () => needed);
     let cost: number | undefined;
-    if (model === undefined) reason = 'not in the catalog';
-    else {
-      const missing = needs.filter((n) => !supports(model, n));
-      if (missing.length > 0) reason = `does not support ${missing.join(', ')}`;
-      else if (model.contextLength !== undefined && model.contextLength < needed) reason = `context ${model.contextLength} tokens < ${needed} needed`;
-      else {
-        cost = requestEstimateUsd(model, body, now);
-        if (cost === undefined) reason = 'no price in the catalog';
-        else kept.push({ index, cost, context: model.contextLength ?? 0 });
-      }
+    if (reason === undefined) {
+      const model = catalog.get(c.route.model)!;
+      cost = requestEstimateUsd(model, body, now);
+      if (cost === undefined) reason = 'no price in the catalog';
+      else kept.push({ index, cost, context: model.contextLength ?? 0 });
     }
     reasons.push(reason ?? '');
     costs.push(cost);

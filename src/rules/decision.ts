@@ -59,6 +59,8 @@ export interface RouteDecision {
   readonly reject?: { readonly status: number; readonly message: string; readonly code?: 'no_model_fits' };
   /** Something the operator should know about this decision (choose without a catalog). */
   readonly warning?: string;
+  /** Fallbacks of the route left out of `models`: the catalog says they cannot serve this request. */
+  readonly droppedFallbacks?: readonly { readonly model: string; readonly reason: string }[];
 }
 
 export const NO_RULE = 'none';

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { applyRewrite, type CompiledRoute, type RetryOverride, type RewriteRoute } from './actions.js';
-import { choose, noModelFits, type CandidateVerdict, type Choice } from './choose.js';
+import { choose, noModelFits, servingFallbacks, type CandidateVerdict, type Choice, type DroppedFallback } from './choose.js';
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
 import { EvalInput, type FieldGetter } from './fields.js';
@@ -38,6 +38,8 @@ export interface Explanation {
   readonly baseline: string | undefined;
   /** For a `choose` rule: every candidate, its estimated cost, and why it was kept or dropped. */
   readonly choice?: readonly CandidateVerdict[];
+  /** Fallbacks of the route that were not sent because they cannot serve this request, and why. */
+  readonly dropped_fallbacks?: readonly DroppedFallback[];
   /** Something the operator should know (choose without a catalog). */
   readonly warning?: string;
   /** The model sent upstream. */
@@ -213,6 +215,7 @@ export class RuleSet {
         : route?.kind === 'choose' && choice?.route !== undefined ? describeRoute(choice.route)
         : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
       ...(choice !== undefined && { choice: choice.verdicts }),
+      ...(decision.droppedFallbacks !== undefined && { dropped_fallbacks: decision.droppedFallbacks }),
       ...(choice?.warning !== undefined && { warning: choice.warning }),
       reject: decision.reject,
       trace,
@@ -250,7 +253,9 @@ export function explanationForClient(explanation: Explanation): Explanation {
 }
 
 function rewritten(rule: string, route: RewriteRoute, context: RequestContext, retry: RetryOverride | undefined): RouteDecision {
-  const applied = applyRewrite(route, context.body);
+  // Fallbacks that cannot serve this request are not sent (only with a catalog, and only when it says so).
+  const fallbacks = servingFallbacks(route.fallbacks, context.body, context.catalog);
+  const applied = applyRewrite(fallbacks.dropped.length === 0 ? route : { ...route, fallbacks: fallbacks.kept }, context.body);
   return {
     rule,
     tier: route.tier,
@@ -259,6 +264,7 @@ function rewritten(rule: string, route: RewriteRoute, context: RequestContext, r
     bodyChanged: applied.changed,
     retry,
     ...(route.headers && { upstreamHeaders: route.headers }),
+    ...(fallbacks.dropped.length > 0 && { droppedFallbacks: fallbacks.dropped }),
   };
 }
 

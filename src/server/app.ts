@@ -86,6 +86,30 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   }
   let onReload: ((event: ReloadEvent) => void) | undefined;
   let onCatalogRefresh: ((event: CatalogRefreshEvent) => void) | undefined;
+  // Models the rules name that the catalog does not list: one warning per rules load, when both are known.
+  const warnedRules = new WeakSet<object>();
+  const warnUnknownModels = (): void => {
+    const current = rules.current;
+    const known = catalog.current;
+    if (known === undefined || warnedRules.has(current)) return;
+    warnedRules.add(current);
+    // Names without a `/` are no model ids (`auto`, values compared in conditions).
+    const unknown = current.models.filter((m) => m.includes('/') && known.get(m) === undefined);
+    if (unknown.length > 0) options.logger.warn({ rules_hash: current.hash, models: unknown.slice(0, 50), count: unknown.length }, 'models named by the rules are not in the model catalog: as fallbacks they are not sent, and choose drops them');
+  };
+  // From event listeners: nothing thrown there may escape (issue 12, defect 1).
+  const warnSafely = (loaded: boolean): void => {
+    try {
+      if (loaded) warnUnknownModels();
+    } catch (err) {
+      options.logger.error({ err }, 'checking the rules\' models against the catalog failed');
+    }
+  };
+  const onCatalogLoaded = (event: CatalogRefreshEvent): void => warnSafely(event.result === 'success');
+  catalog.on('refresh', onCatalogLoaded);
+  const onRulesLoaded = (event: ReloadEvent): void => warnSafely(event.result === 'success');
+  if (rules instanceof LiveRules) rules.on('reload', onRulesLoaded);
+  warnUnknownModels();
   if (metrics) {
     const m = metrics;
     onCatalogRefresh = (event) => {
@@ -215,6 +239,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // The live rules may outlive this app (tests build several apps on one LiveRules).
     if (onReload && rules instanceof LiveRules) rules.off('reload', onReload);
     if (onCatalogRefresh) catalog.off('refresh', onCatalogRefresh);
+    catalog.off('refresh', onCatalogLoaded);
+    if (rules instanceof LiveRules) rules.off('reload', onRulesLoaded);
     await upstream.close();
   });
 

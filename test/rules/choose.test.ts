@@ -96,3 +96,24 @@ test('choose: an unknown tier, or actions beside it, are refused with their posi
   assert.throws(() => compileRules(RULES.replace('[premium, mid/tools', '[premum, mid/tools'), 'choose.yaml'), /unknown tier "premum"/);
   assert.throws(() => compileRules(RULES.replace('by: cost, otherwise: next_rule } }', 'by: cost, otherwise: next_rule }, max_tokens: 5 }'), 'choose.yaml'), /route\.choose stands alone/);
 });
+
+test('fallbacks a route lists that cannot serve the request are not sent, and explain says why; without a catalog nothing is dropped', () => {
+  const rules = compileRules(`
+version: 1
+tiers:
+  t: { model: big/vision, fallbacks: [small/cheap, mid/tools, not/listed] }
+rules:
+  - name: r
+    route: { tier: t }
+`, 'fallbacks.yaml');
+  const toolsBody = text('hi', { tools: [{ type: 'function', function: { name: 'f' } }] });
+  const d = rules.decide(context(toolsBody));
+  assert.deepEqual(d.body.models, ['big/vision', 'mid/tools'], 'small/cheap has no tools, not/listed is unknown');
+  const e = rules.explain(context(toolsBody));
+  assert.deepEqual(e.dropped_fallbacks, [{ model: 'small/cheap', reason: 'does not support tools' }, { model: 'not/listed', reason: 'not in the catalog' }]);
+  const long = rules.decide(context(text('word '.repeat(8000))));
+  assert.deepEqual(long.body.models, ['big/vision', 'mid/tools'], 'small/cheap\'s window is too small');
+  const none = rules.decide(context(toolsBody, {}, false));
+  assert.deepEqual(none.body.models, ['big/vision', 'small/cheap', 'mid/tools', 'not/listed']);
+  assert.equal(rules.explain(context(toolsBody, {}, false)).dropped_fallbacks, undefined);
+});
