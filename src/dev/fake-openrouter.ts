@@ -184,6 +184,9 @@ const DONE_EVENT = 'data: [DONE]\n\n';
 /** Up to 8 characters of a tool call's arguments: one streamed delta. */
 const ARGUMENT_PIECE = /[^]{1,8}/g;
 
+/** Generations kept for `GET /generation?id=`: plenty for any test, bounded for a long soak. */
+const MAX_GENERATIONS = 10_000;
+
 export class FakeOpenRouter extends EventEmitter {
   readonly received: ReceivedRequest[] = [];
   readonly options: Required<FakeOpenRouterOptions>;
@@ -195,6 +198,11 @@ export class FakeOpenRouter extends EventEmitter {
   private seq = 0;
   private readonly random: () => number;
   private readonly catalog: Catalog;
+  /**
+   * What each generation cost, for `GET /generation?id=` (the last MAX_GENERATIONS, oldest
+   * dropped first: a fake that runs a soak keeps a bounded map).
+   */
+  private readonly generations = new Map<string, { readonly model: string; readonly usage: FakeUsage; readonly cost: number }>();
 
   constructor(options: FakeOpenRouterOptions = {}) {
     super();
@@ -383,6 +391,19 @@ export class FakeOpenRouter extends EventEmitter {
     } else if (record.method === 'GET' && path === `${base}/models`) {
       const query = new URL(record.url, 'http://fake').searchParams.get('output_modalities');
       sendJson(res, 200, { data: filterByOutput(this.catalog.models.values(), query) });
+    } else if (record.method === 'GET' && path === `${base}/generation`) {
+      // OpenRouter answers 404 until a generation is stored (a few seconds after it ends).
+      const id = new URL(record.url, 'http://fake').searchParams.get('id') ?? '';
+      const generation = this.generations.get(id);
+      if (generation === undefined) sendJson(res, 404, openRouterErrorBody(404, `Generation ${id} not found`));
+      else {
+        sendJson(res, 200, {
+          data: {
+            id, model: generation.model, total_cost: generation.cost, created_at: new Date(this.options.now()).toISOString(),
+            tokens_prompt: generation.usage.prompt_tokens, tokens_completion: generation.usage.completion_tokens, streamed: true, cancelled: false,
+          },
+        });
+      }
     } else if (record.method === 'POST' && path === `${base}/embeddings`) {
       if (this.refuseUnknownModel(record, res)) return;
       sendJson(res, 200, embeddingsResponse(record.json));
@@ -424,6 +445,11 @@ export class FakeOpenRouter extends EventEmitter {
     const argumentPieces = call ? call.arguments.match(ARGUMENT_PIECE) ?? [''] : [];
     const usage = this.usage(model, body.messages, call ? argumentPieces.length + 1 : words.length, parseUsageRequest(record.headers['x-fake-usage']));
     record.usage = usage;
+    // Stored whatever the answer reports: GET /generation knows the cost even of a stream cut
+    // before its usage chunk, or of an answer that left `cost` out.
+    const used = { prompt: usage.prompt_tokens, completion: usage.completion_tokens, cachedRead: usage.prompt_tokens_details.cached_tokens, cacheWrite: usage.prompt_tokens_details.cache_write_tokens, reasoning: usage.completion_tokens_details.reasoning_tokens, images: countImages(body.messages) };
+    if (this.generations.size >= MAX_GENERATIONS) this.generations.delete(this.generations.keys().next().value!);
+    this.generations.set(id, { model, usage, cost: priceUsage(this.catalog, model, used, this.options.now()) });
     const provider = this.options.provider;
     const headers = {
       'x-generation-id': id,

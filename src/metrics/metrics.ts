@@ -141,6 +141,11 @@ export class SignalboxMetrics {
    * Meters one finished exchange from its record, the only input: its upstream attempts and the
    * proxy-side retries between them, then the response. `endpoint` is the record's URL as a label.
    */
+  /** A cost looked up afterwards from the upstream's generation stats (a cut stream's). */
+  costReconciled(rule: string, model: string | undefined, usd: number): void {
+    this.cost.inc([rule, this.labels.model(model), 'generation'], usd);
+  }
+
   exchangeFinished(r: ExchangeRecord, endpoint: Endpoint, cost?: Cost, baselineCost?: number): void {
     const labels = this.labels;
     const attempts = r.attempts;

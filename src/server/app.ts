@@ -17,6 +17,7 @@ import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.j
 import { ExchangeRecorder } from './recorder.js';
 import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
+import { GenerationCosts } from '../upstream/generation-costs.js';
 import { upstreamHeaderOptions } from '../upstream/headers.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
@@ -169,7 +170,14 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     idleMs: config.server.lingering_close_idle_ms,
   });
 
-  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog });
+  // With a server key, a response that reported no cost (a stream cut before its usage) is priced
+  // afterwards from GET /generation; a client's own key is never kept for that.
+  const serverKey = config.upstream.api_key;
+  const generationCosts = serverKey === undefined ? undefined : new GenerationCosts(upstream, `Bearer ${serverKey}`, ({ lookup, usd }) => {
+    metrics?.costReconciled(lookup.rule, lookup.model, usd);
+    options.logger.info({ reqId: lookup.requestId, generation_id: lookup.id, rule: lookup.rule, cost_usd: usd, cost_source: 'generation' }, 'generation cost');
+  });
+  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
   const refuseClient = clientErrorHandler(refusals);
@@ -240,6 +248,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (onReload && rules instanceof LiveRules) rules.off('reload', onReload);
     if (onCatalogRefresh) catalog.off('refresh', onCatalogRefresh);
     catalog.off('refresh', onCatalogLoaded);
+    generationCosts?.close();
     if (rules instanceof LiveRules) rules.off('reload', onRulesLoaded);
     await upstream.close();
   });

@@ -7,6 +7,7 @@ import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { catalogCost, requestCost, type Cost } from '../catalog/cost.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
+import type { GenerationCosts } from '../upstream/generation-costs.js';
 import type { ExchangeRecord } from './record.js';
 import { writeLine } from './logger.js';
 import { TimedBatch } from './timed-batch.js';
@@ -48,6 +49,8 @@ export interface ExchangeRecorderOptions {
   readonly logPrompts: boolean;
   /** The model catalog in force: prices a response whose upstream reported no cost. */
   readonly catalog?: { readonly current: Catalog | undefined };
+  /** Looks up later the cost of a response that reported none (a cut stream); absent without a server key. */
+  readonly generationCosts?: GenerationCosts;
 }
 
 /**
@@ -63,12 +66,14 @@ export class ExchangeRecorder {
   private readonly metrics: SignalboxMetrics | undefined;
   private readonly logPrompts: boolean;
   private readonly catalog: { readonly current: Catalog | undefined } | undefined;
+  private readonly generationCosts: GenerationCosts | undefined;
   private readonly batch: TimedBatch<Finished>;
 
   constructor(options: ExchangeRecorderOptions) {
     this.metrics = options.metrics;
     this.logPrompts = options.logPrompts;
     this.catalog = options.catalog;
+    this.generationCosts = options.generationCosts;
     this.batch = new TimedBatch<Finished>({ intervalMs: FLUSH_INTERVAL_MS, maxWeight: MAX_PENDING, flush: (batch) => this.process(batch) });
   }
 
@@ -90,6 +95,7 @@ export class ExchangeRecorder {
         const now = new Date();
         const cost = this.costOf(finished.record, now);
         const baselineCost = this.baselineCostOf(finished.record, now);
+        if (cost === undefined) this.reconcileLater(finished);
         this.log(finished, cost, baselineCost);
         if (this.metrics) {
           // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
@@ -107,6 +113,19 @@ export class ExchangeRecorder {
     const usage = x.facts?.usage;
     if (usage === undefined) return undefined;
     return requestCost(usage.cost, this.catalog?.current, x.facts?.model ?? x.routedModel, usage, now);
+  }
+
+  /**
+   * A response that reported no cost and cannot be priced (a stream cut before its usage chunk, an
+   * answer without usage) is looked up later by its generation id, when the upstream gave one.
+   */
+  private reconcileLater(finished: Finished): void {
+    const x = finished.record;
+    const id = x.facts?.id;
+    if (this.generationCosts === undefined || id === undefined) return;
+    if (x.facts?.usage !== undefined && x.streamErrorKind === undefined && !x.clientClosed) return;
+    const requestId = (finished.log as unknown as Logger).bindings?.().reqId;
+    this.generationCosts.add({ id, rule: x.rule ?? 'unrouted', model: x.facts?.model ?? x.routedModel, requestId: typeof requestId === 'string' ? requestId : '-' });
   }
 
   /** What the same token counts would have cost on the rules' baseline model, from the catalog. */
