@@ -173,6 +173,10 @@ export const SETTINGS = Object.freeze([
     reason: "OpenRouter's prices and models change a few times a day at most; one fetch of the model list an hour (jittered by ±10%, so the replicas of a deployment do not fetch together) keeps prices current at no cost. A failed refresh keeps the catalog in force until the next one",
   },
   {
+    path: 'catalog.generation_costs', env: 'GENERATION_COSTS', type: 'boolean', default: true, unit: 'true | false',
+    reason: 'a stream cut before its usage chunk (or an answer without usage) reported no cost, yet was billed: with a server key, its cost is looked up afterwards at GET /generation?id= (retried for about a minute while OpenRouter stores it) and counted with source="generation". Off: such requests stay without a cost',
+  },
+  {
     path: 'catalog.file', env: 'CATALOG_FILE', type: 'string', default: undefined, unit: 'path',
     reason: 'unset means the catalog is fetched from the upstream (`GET {OPENROUTER_BASE_URL}/models`); set, this Models API response file is read instead, at start and at every refresh, and nothing is fetched (air-gapped deployments, tests)',
   },

@@ -45,8 +45,10 @@ export interface SignalboxApp {
   readonly upstream: UpstreamClient;
   /** Undefined when metrics are disabled. */
   readonly metrics: SignalboxMetrics | undefined;
-  /** The model catalog in force; nothing reads it per request yet. */
+  /** The model catalog in force. */
   readonly catalog: LiveCatalog;
+  /** The later cost lookups of cut streams; undefined without a server key or with GENERATION_COSTS=false. */
+  readonly generationCosts: GenerationCosts | undefined;
 }
 
 const ORIGIN_FORM_ONLY = 'Only origin-form request targets (/v1/...) are served';
@@ -173,7 +175,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   // With a server key, a response that reported no cost (a stream cut before its usage) is priced
   // afterwards from GET /generation; a client's own key is never kept for that.
   const serverKey = config.upstream.api_key;
-  const generationCosts = serverKey === undefined ? undefined : new GenerationCosts(upstream, `Bearer ${serverKey}`, ({ lookup, usd }) => {
+  const generationCosts = serverKey === undefined || !config.catalog.generation_costs ? undefined : new GenerationCosts(upstream, `Bearer ${serverKey}`, ({ lookup, usd }) => {
     metrics?.costReconciled(lookup.rule, lookup.model, usd);
     options.logger.info({ reqId: lookup.requestId, generation_id: lookup.id, rule: lookup.rule, cost_usd: usd, cost_source: 'generation' }, 'generation cost');
   });
@@ -253,5 +255,5 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     await upstream.close();
   });
 
-  return { app, lifecycle, upstream, metrics, catalog };
+  return { app, lifecycle, upstream, metrics, catalog, generationCosts };
 }

@@ -8,6 +8,7 @@ import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-o
 import { compileRules } from '../../src/rules/compile.js';
 import { buildApp } from '../../src/server/app.js';
 import type { SignalboxMetrics } from '../../src/metrics/metrics.js';
+import type { GenerationCosts } from '../../src/upstream/generation-costs.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
 import { createLogger } from '../../src/server/logger.js';
 import { TEST_MODELS } from './models.js';
@@ -90,8 +91,9 @@ export class LogCapture extends Writable {
 /** Config as the server would load it from `env`, ignoring any config file in the repository. */
 export function testConfig(env: Record<string, string>): SignalboxConfig {
   return loadConfig({
-    // No proxy-side retries or cooldowns unless a test asks: most tests check what one upstream answer does.
-    env: { PORT: '0', LOG_LEVEL: 'debug', RETRY_MAX_ATTEMPTS: '1', COOLDOWN_FAILURES: '0', ...env },
+    // No proxy-side retries, cooldowns or later cost lookups unless a test asks: most tests check
+    // what one upstream answer does, and count the requests the fake received.
+    env: { PORT: '0', LOG_LEVEL: 'debug', RETRY_MAX_ATTEMPTS: '1', COOLDOWN_FAILURES: '0', GENERATION_COSTS: 'false', ...env },
     readFile: () => {
       throw Object.assign(new Error('no config file in tests'), { code: 'ENOENT' });
     },
@@ -104,6 +106,8 @@ export interface Harness {
   readonly lifecycle: Lifecycle;
   /** Undefined when metrics are off. */
   readonly metrics: SignalboxMetrics | undefined;
+  /** The app's later cost lookups (GENERATION_COSTS, on with a server key). */
+  readonly generationCosts: GenerationCosts | undefined;
   readonly config: SignalboxConfig;
   readonly logs: LogCapture;
   /** Signalbox's origin, e.g. http://127.0.0.1:41234 (append /v1/...). */
@@ -132,12 +136,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRules(options.rules, 'test-rules.yaml') };
-  const { app, lifecycle, metrics } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }) });
+  const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;
   return {
-    fake, app, lifecycle, metrics, config, logs,
+    fake, app, lifecycle, metrics, generationCosts, config, logs,
     url: `http://127.0.0.1:${port}`,
     async close() {
       await Promise.allSettled([app.close(), fake.close()]);
