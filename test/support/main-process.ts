@@ -37,7 +37,8 @@ export function spawnMain(t: TestContext, env: Record<string, string>, argv: rea
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const child = spawn(process.execPath, argv, {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, ...env },
+    // No later cost lookups (GET /generation) unless a test asks: tests count what their upstream receives.
+    env: { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, GENERATION_COSTS: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => {
