@@ -1,5 +1,5 @@
 import { ZERO, plus, priceAt, times, usd, type Catalog, type CatalogModel, type Decimal, type Pricing } from './catalog.js';
-import { completionAllowance, conservativePromptTokens } from './estimate.js';
+import { completionAllowance, conservativePromptTokens, imageParts } from './estimate.js';
 
 /** The token counts a response reported, as the response tap reads them (`usage`). */
 export interface ReportedUsage {
@@ -66,19 +66,6 @@ export function requestCost(
   if (catalog === undefined || modelId === undefined || usage === undefined) return undefined;
   const priced = catalogCost(catalog, modelId, usage, at);
   return priced === undefined ? undefined : { usd: priced, source: 'catalog' };
-}
-
-/** Image parts of a chat body's messages (`image_url`), counted for the per-image price. */
-function imageParts(body: unknown): number {
-  const messages = body !== null && typeof body === 'object' ? (body as { messages?: unknown }).messages : undefined;
-  if (!Array.isArray(messages)) return 0;
-  let images = 0;
-  for (const message of messages) {
-    const content: unknown = message !== null && typeof message === 'object' ? (message as { content?: unknown }).content : undefined;
-    if (!Array.isArray(content)) continue;
-    for (const part of content) if (part !== null && typeof part === 'object' && (part as { type?: unknown }).type === 'image_url') images++;
-  }
-  return images;
 }
 
 /**

@@ -155,10 +155,22 @@ export function conservativeTextTokens(text: string): number {
 }
 
 /** A content part that is an image, by its `type` (OpenAI's and the Responses API's names). */
-function isImagePart(value: unknown): boolean {
+export function isImagePart(value: unknown): boolean {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const type = (value as { type?: unknown }).type;
   return type === 'image_url' || type === 'input_image' || type === 'image';
+}
+
+/** The image parts of a chat body's messages (each priced, and needing a model that takes images). */
+export function imageParts(body: unknown): number {
+  const messages = body !== null && typeof body === 'object' ? (body as { messages?: unknown }).messages : undefined;
+  if (!Array.isArray(messages)) return 0;
+  let images = 0;
+  for (const message of messages) {
+    const content: unknown = message !== null && typeof message === 'object' ? (message as { content?: unknown }).content : undefined;
+    if (Array.isArray(content)) for (const part of content) if (isImagePart(part)) images++;
+  }
+  return images;
 }
 
 /**

@@ -4,6 +4,7 @@ import { requestEstimateUsd } from '../catalog/cost.js';
 import { contextNeeded } from '../catalog/estimate.js';
 import type { RetryOverride, RewriteRoute } from './actions.js';
 import type { JsonObject } from './decision.js';
+import { asksForJson, hasImages, hasTools } from './fields.js';
 
 /**
  * `choose: { from: [...], by: cost, require: [...] }`: the cheapest candidate that can serve this
@@ -39,19 +40,12 @@ export interface Choice {
   readonly warning: string | undefined;
 }
 
-function isObject(value: unknown): value is JsonObject {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
 /** What the request itself uses: tools when it offers any, vision when a message has an image, JSON mode when it asks for JSON. */
 export function capabilitiesUsed(body: Readonly<JsonObject>): Capability[] {
   const used: Capability[] = [];
-  if ((Array.isArray(body.tools) && body.tools.length > 0) || (Array.isArray(body.functions) && body.functions.length > 0)) used.push('tools');
-  const messages = Array.isArray(body.messages) ? body.messages : [];
-  const image = messages.some((m) => isObject(m) && Array.isArray(m.content) && m.content.some((p) => isObject(p) && p.type === 'image_url'));
-  if (image) used.push('vision');
-  const format = body.response_format;
-  if (isObject(format) && (format.type === 'json_object' || format.type === 'json_schema')) used.push('json_mode');
+  if (hasTools(body)) used.push('tools');
+  if (hasImages(body)) used.push('vision');
+  if (asksForJson(body)) used.push('json_mode');
   return used;
 }
 

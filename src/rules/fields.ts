@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Catalog, CatalogModel } from '../catalog/catalog.js';
 import { CAPABILITIES, perMillion, supports } from '../catalog/capabilities.js';
 import { requestEstimateUsd } from '../catalog/cost.js';
-import { contextNeeded, DEFAULT_COMPLETION_TOKENS } from '../catalog/estimate.js';
+import { contextNeeded, DEFAULT_COMPLETION_TOKENS, isImagePart } from '../catalog/estimate.js';
 import type { JsonObject } from './decision.js';
 
 /**
@@ -186,16 +186,25 @@ export function estimatePromptTokens(body: Readonly<JsonObject>): number {
   return Math.ceil(chars / 4) + 4 * messages.length;
 }
 
-function hasImages(body: Readonly<JsonObject>): boolean {
+/** A message has an image part (`request.has_images`; `choose` then needs a model that takes images). */
+export function hasImages(body: Readonly<JsonObject>): boolean {
   for (const m of messagesOf(body)) {
     const content = asMessage(m)?.content;
-    if (!Array.isArray(content)) continue;
-    for (const part of content) {
-      const type = part && typeof part === 'object' ? (part as { type?: unknown }).type : undefined;
-      if (type === 'image_url' || type === 'input_image' || type === 'image') return true;
-    }
+    if (Array.isArray(content) && content.some(isImagePart)) return true;
   }
   return false;
+}
+
+/** The request offers tools or functions (`request.has_tools`). */
+export function hasTools(body: Readonly<JsonObject>): boolean {
+  return (Array.isArray(body.tools) && body.tools.length > 0) || (Array.isArray(body.functions) && body.functions.length > 0);
+}
+
+/** `response_format` asks for JSON, an object or a schema (`request.json_mode`). */
+export function asksForJson(body: Readonly<JsonObject>): boolean {
+  const rf = body.response_format;
+  const type = rf && typeof rf === 'object' ? (rf as { type?: unknown }).type : undefined;
+  return type === 'json_object' || type === 'json_schema';
 }
 
 /** The text of the last user message, or undefined when there is none. */
@@ -248,14 +257,9 @@ export function builtinFields(): FieldRegistry {
       return typeof v === 'number' ? v : undefined;
     }))
     .register(exact('request.messages', 'the number of messages', (input) => messagesOf(input.body).length))
-    .register(exact('request.has_tools', 'true when the request offers tools or functions', (input) =>
-      (Array.isArray(input.body.tools) && input.body.tools.length > 0) || (Array.isArray(input.body.functions) && input.body.functions.length > 0)))
+    .register(exact('request.has_tools', 'true when the request offers tools or functions', (input) => hasTools(input.body)))
     .register(exact('request.has_images', 'true when a message has an image part', derived('request.has_images', (input) => hasImages(input.body))))
-    .register(exact('request.json_mode', 'true when response_format asks for JSON (json_object or json_schema)', (input) => {
-      const rf = input.body.response_format;
-      const type = rf && typeof rf === 'object' ? (rf as { type?: unknown }).type : undefined;
-      return type === 'json_object' || type === 'json_schema';
-    }))
+    .register(exact('request.json_mode', 'true when response_format asks for JSON (json_object or json_schema)', (input) => asksForJson(input.body)))
     .register(exact('request.text', 'the text of the last user message', derived('request.text', (input) => lastUserText(input.body))))
     .register(exact('request.cost_estimate_usd', 'what the request would cost on the requested model, from the catalog: conservative prompt estimate, '
       + `max_tokens (else ${DEFAULT_COMPLETION_TOKENS}) of completion, the request and image prices; null without a catalog or for an unknown model`,

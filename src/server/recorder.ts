@@ -92,9 +92,10 @@ export class ExchangeRecorder {
       // Runs from a timer: an exception would kill the process (issue 12, defect 1). One exchange
       // that cannot be recorded loses its own line and metrics, not the rest of the batch.
       try {
-        const now = new Date();
-        const cost = this.costOf(finished.record, now);
-        const baselineCost = this.baselineCostOf(finished.record, now);
+        // Prices are read at one instant, and only for a response that reported usage.
+        const now = finished.record.facts?.usage === undefined ? undefined : new Date();
+        const cost = now === undefined ? undefined : this.costOf(finished.record, now);
+        const baselineCost = now === undefined ? undefined : this.baselineCostOf(finished.record, now);
         if (cost === undefined) this.reconcileLater(finished);
         this.log(finished, cost, baselineCost);
         if (this.metrics) {

@@ -239,28 +239,13 @@ export class ResponseTap {
       // From the end first, so that the last of duplicate names wins, as with JSON.parse.
       membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
       if (head !== undefined) membersFromStart(head, JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
-      this.readMembers(found);
+      if (found.size > 0) this.readObject(Object.fromEntries(found));
       const finishReason = finishReasonIn(head ?? tail) ?? (head === undefined ? undefined : finishReasonIn(tail));
       if (finishReason !== undefined) this.facts.finishReason = finishReason;
       this.jsonChunks.length = 0;
       this.jsonHead = undefined;
     }
     return this.facts;
-  }
-
-  private readMembers(members: ReadonlyMap<string, unknown>): void {
-    if (members.size === 0) return;
-    const f = this.facts;
-    const id = members.get('id');
-    if (typeof id === 'string') f.id = clipText(id);
-    const model = members.get('model');
-    if (typeof model === 'string') f.model = clipText(model);
-    const provider = members.get('provider');
-    if (typeof provider === 'string') f.provider = clipText(provider);
-    const usage = members.get('usage');
-    if (usage !== undefined) f.usage = usageOf(usage);
-    const error = members.get('error');
-    if (error !== undefined) f.inbandError = errorOf(error);
   }
 
   private readObject(obj: Json): void {

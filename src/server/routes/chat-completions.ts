@@ -120,7 +120,8 @@ function warnOnce(ruleSet: RuleSet, warning: string, log: FastifyBaseLogger): vo
   log.warn({ rules_hash: ruleSet.hash }, warning);
 }
 
-function queryOf(url: string): string {
+/** The query string of a request target, `?` included (empty when there is none). */
+export function queryOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? '' : url.slice(q);
 }

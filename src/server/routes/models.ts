@@ -4,17 +4,13 @@ import { NO_RETRY } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import { scrubSecret } from '../../upstream/scrub.js';
 import { forward, type ForwardDeps } from '../forward.js';
+import { queryOf } from './chat-completions.js';
 
 /**
  * The largest model list the proxy reads whole to add its tiers to. OpenRouter's whole catalog
  * is 1 to 2 MB; a larger answer is refused (502) rather than held in memory.
  */
 export const MAX_MODEL_LIST_BYTES = 16 * 1024 * 1024;
-
-function queryOf(url: string): string {
-  const q = url.indexOf('?');
-  return q === -1 ? '' : url.slice(q);
-}
 
 /**
  * GET /v1/models: the upstream's list, as it is. With `aliases: true` in the rules in force, the
