@@ -4,10 +4,11 @@ import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
 import type { Capability } from '../catalog/capabilities.js';
+import { compileClassifier, type ClassifierSpec } from '../classify/config.js';
 import { deepMerge, type CompiledRoute, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
-import { builtinFields, type FieldGetter, type FieldRegistry } from './fields.js';
+import { builtinFields, isClassifyField, type FieldGetter, type FieldRegistry } from './fields.js';
 import { RuleSet, type CompiledRule } from './ruleset.js';
 import { validateRulesDocument } from './schema.js';
 
@@ -49,6 +50,7 @@ interface RulesDocument {
   baseline?: string;
   tiers?: Record<string, TierSpec>;
   rules: RuleSpec[];
+  classifier?: ClassifierSpec;
 }
 
 export class RulesError extends ConfigError {
@@ -124,9 +126,10 @@ export function compileRules(text: string, file: string, options: CompileOptions
     problems.push({ path: ['timezone'], message: `unknown time zone "${timezone}" (use an IANA name such as Europe/Paris)` });
   }
 
+  const classifier = compileClassifier(document.classifier, file, problems);
   const cc: ConditionCompiler = {
     fields: options.fields ?? builtinFields(),
-    fieldOptions: { timezone: problems.length > 0 ? 'UTC' : timezone },
+    fieldOptions: { timezone: problems.length > 0 ? 'UTC' : timezone, classifier },
     usedFields: new Map<string, FieldGetter>(),
     regexSets: new Map<string, FieldRegexSet>(),
     namedModels: new Set<string>(),
@@ -185,7 +188,10 @@ export function compileRules(text: string, file: string, options: CompileOptions
   }
   if (baseline !== undefined) models.add(baseline);
   for (const rule of rules) if (rule.baseline !== undefined) models.add(rule.baseline);
-  return new RuleSet({ file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models] });
+  const readsClassification = [...cc.usedFields.keys()].some(isClassifyField);
+  return new RuleSet({
+    file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models], classifier, readsClassification,
+  });
 }
 
 /**

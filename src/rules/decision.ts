@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Catalog } from '../catalog/catalog.js';
+import type { Classification } from '../classify/labels.js';
 import { InvalidMessagesError } from '../errors.js';
 import type { RetryOverride } from './actions.js';
 
@@ -28,6 +29,17 @@ export interface RequestContext {
    * absent: those fields are unknown (null), and rules on them do not match.
    */
   readonly catalog?: Catalog | undefined;
+  /** Fields resolved before evaluation by the asynchronous step (I/O the pure engine never does). */
+  readonly resolved?: ResolvedFields | undefined;
+}
+
+/**
+ * Values the rules read that need I/O to know, fetched before evaluation and only when the
+ * compiled rules read them (src/classify/resolver.ts). Absent: computed locally, or unknown.
+ */
+export interface ResolvedFields {
+  /** The verdict of the LLM or embedding method (or the hybrid's), read as `classify.*`. */
+  readonly classification?: Classification;
 }
 
 export interface RouteDecision {
@@ -59,6 +71,8 @@ export interface RouteDecision {
   readonly reject?: { readonly status: number; readonly message: string; readonly code?: 'no_model_fits' };
   /** Something the operator should know about this decision (choose without a catalog). */
   readonly warning?: string;
+  /** The request's classification, when a rule read `classify.*` (for the log, the metrics and explain). */
+  readonly classification?: Classification;
   /** Fallbacks of the route left out of `models`: the catalog says they cannot serve this request. */
   readonly droppedFallbacks?: readonly { readonly model: string; readonly reason: string }[];
 }

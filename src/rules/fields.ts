@@ -3,7 +3,10 @@ import type { Catalog, CatalogModel } from '../catalog/catalog.js';
 import { CAPABILITIES, perMillion, supports } from '../catalog/capabilities.js';
 import { requestEstimateUsd } from '../catalog/cost.js';
 import { contextNeeded, DEFAULT_COMPLETION_TOKENS, isImagePart } from '../catalog/estimate.js';
-import type { JsonObject } from './decision.js';
+import { DEFAULT_CLASSIFIER, type ClassifierConfig } from '../classify/config.js';
+import type { Classification } from '../classify/labels.js';
+import { classifierInput } from '../classify/window.js';
+import type { JsonObject, ResolvedFields } from './decision.js';
 
 /**
  * The fields a rule condition can read, as a registry: a field is found by its exact name or by
@@ -23,6 +26,10 @@ export class EvalInput {
   private readonly clock: (() => Date) | undefined;
   /** The model catalog in force, for `model.*` and the cost estimate; undefined without one. */
   readonly catalog: Catalog | undefined;
+  /** What the asynchronous step resolved before evaluation (src/classify/resolver.ts): verdicts that needed I/O. */
+  readonly resolved: ResolvedFields | undefined;
+  /** The request's classification once a rule read `classify.*`: at most one per request, none when no rule asks. */
+  verdict: Classification | undefined;
   private time: Date | undefined;
   private cache: Map<string, unknown> | undefined;
 
@@ -30,10 +37,11 @@ export class EvalInput {
    * `now` fixes the evaluation time; otherwise `clock` (default: the system clock) is called at
    * most once, the first time a `time.*` field is read.
    */
-  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog) {
+  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog, resolved?: ResolvedFields) {
     this.headers = headers;
     this.body = body;
     this.catalog = catalog;
+    this.resolved = resolved;
     this.fixedNow = now;
     this.clock = clock;
   }
@@ -54,6 +62,8 @@ export type FieldGetter = (input: EvalInput) => unknown;
 export interface FieldOptions {
   /** Time zone of `time.*` fields (IANA name). */
   readonly timezone: string;
+  /** The rules file's `classifier:` block (the shipped local model when absent). */
+  readonly classifier?: ClassifierConfig;
 }
 
 export interface FieldDefinition {
@@ -217,6 +227,23 @@ export function lastUserText(body: Readonly<JsonObject>): string | undefined {
   return undefined;
 }
 
+/**
+ * `classify.*`: one verdict per request, computed the first time a rule reads any of them (by the
+ * local model, unless the asynchronous step already resolved it with the LLM or embedding method).
+ */
+const CLASSIFY_FIELDS: readonly (readonly [string, string, (verdict: Classification) => unknown])[] = [
+  ['classify.complexity', 'the tier the request needs: simple, medium, complex or frontier (docs/classifiers.md); computed only when a rule uses it',
+    (v) => v.complexity],
+  ['classify.task', 'what the request asks for: chat, simple_qa, classification, translation, summarization, extraction, creative_writing, '
+    + 'code_generation, code_review, analysis, math or deep_reasoning; computed only when a rule uses it', (v) => v.task],
+  ['classify.confidence', 'how sure the classifier is of classify.complexity, 0 to 1', (v) => v.confidence],
+];
+
+/** Whether a field name is a classifier verdict (the rules that read one need a classification). */
+export function isClassifyField(name: string): boolean {
+  return name.startsWith('classify.');
+}
+
 function exact(name: string, description: string, getter: FieldGetter): FieldDefinition {
   return { match: 'exact', name, description, compile: () => getter };
 }
@@ -285,6 +312,17 @@ export function builtinFields(): FieldRegistry {
       const model = requestedModel(input);
       return model === undefined ? undefined : supports(model, capability);
     }));
+  }
+  for (const [name, description, read] of CLASSIFY_FIELDS) {
+    registry.register({
+      match: 'exact', name, description,
+      compile(_rest, options) {
+        const config = options.classifier ?? DEFAULT_CLASSIFIER;
+        // Loaded now, at rules load: the first request must not pay for reading the model.
+        const local = config.local();
+        return (input) => read(input.verdict ??= input.resolved?.classification ?? local.classify(classifierInput(messagesOf(input.body))));
+      },
+    });
   }
   registry
     .register({

@@ -4,6 +4,8 @@ import { choose, noModelFits, servingFallbacks, type CandidateVerdict, type Choi
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
 import { EvalInput, type FieldGetter } from './fields.js';
+import { DEFAULT_CLASSIFIER, type ClassifierConfig } from '../classify/config.js';
+import type { Classification } from '../classify/labels.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -42,6 +44,8 @@ export interface Explanation {
   readonly dropped_fallbacks?: readonly DroppedFallback[];
   /** Something the operator should know (choose without a catalog). */
   readonly warning?: string;
+  /** The verdict the rules read (`classify.*`): labels, confidence and the method that made it. */
+  readonly classification?: Classification;
   /** The model sent upstream. */
   readonly model: string | undefined;
   readonly route: Record<string, unknown> | undefined;
@@ -68,6 +72,10 @@ export interface RuleSetInit {
   readonly baseline?: string | undefined;
   readonly usedFields: ReadonlyMap<string, FieldGetter>;
   readonly models: readonly string[];
+  /** The `classifier:` block, compiled; the shipped local model when the file has none. */
+  readonly classifier?: ClassifierConfig;
+  /** Some rule reads `classify.*`: the asynchronous step resolves a verdict for methods that need I/O. */
+  readonly readsClassification?: boolean;
 }
 
 /**
@@ -95,6 +103,9 @@ export class RuleSet {
   private readonly aliases: ReadonlyMap<string, RewriteRoute>;
   /** What the team would use without routing; each decision names it (RouteDecision.baseline). */
   readonly baseline: string | undefined;
+  readonly classifier: ClassifierConfig;
+  /** Some rule reads `classify.*` (see RuleSetInit). */
+  readonly readsClassification: boolean;
 
   constructor(init: RuleSetInit) {
     this.file = init.file;
@@ -106,11 +117,13 @@ export class RuleSet {
     this.usedFields = init.usedFields;
     this.aliases = init.aliases;
     this.baseline = init.baseline;
+    this.classifier = init.classifier ?? DEFAULT_CLASSIFIER;
+    this.readsClassification = init.readsClassification ?? false;
     Object.freeze(this);
   }
 
   private input(context: RequestContext): EvalInput {
-    return new EvalInput(context.headers, context.body, context.now, context.clock, context.catalog);
+    return new EvalInput(context.headers, context.body, context.now, context.clock, context.catalog, context.resolved);
   }
 
   /** With `aliases: true`: the tiers a client may name as its model, with their models; empty otherwise. */
@@ -148,14 +161,16 @@ export class RuleSet {
   }
 
   decide(context: RequestContext): RouteDecision {
-    const { index, choice } = this.firstMatch(this.input(context), context);
-    return this.withBaseline(index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context, choice), index);
+    const input = this.input(context);
+    const { index, choice } = this.firstMatch(input, context);
+    return this.finished(index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context, choice), index, input.verdict);
   }
 
-  /** The decision with the baseline it is measured against: its rule's, else the file's. */
-  private withBaseline(decision: RouteDecision, index: number): RouteDecision {
+  /** The decision with the baseline it is measured against (its rule's, else the file's) and the verdict the rules read. */
+  private finished(decision: RouteDecision, index: number, verdict: Classification | undefined): RouteDecision {
     const baseline = (index === -1 ? undefined : this.rules[index]!.baseline) ?? this.baseline;
-    return baseline === undefined ? decision : { ...decision, baseline };
+    if (baseline === undefined && verdict === undefined) return decision;
+    return { ...decision, ...(baseline !== undefined && { baseline }), ...(verdict !== undefined && { classification: verdict }) };
   }
 
   private apply(rule: CompiledRule, context: RequestContext, choice: Choice | undefined): RouteDecision {
@@ -198,7 +213,7 @@ export class RuleSet {
     const fields: Record<string, unknown> = {};
     for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
 
-    const decision = this.withBaseline(matched ? this.apply(matched, context, choice) : this.unrewritten(context, NO_RULE, undefined), index);
+    const decision = this.finished(matched ? this.apply(matched, context, choice) : this.unrewritten(context, NO_RULE, undefined), index, input.verdict);
     const route = matched?.route;
     const alias = decision.alias === undefined ? undefined : this.aliases.get(decision.alias);
     return {
@@ -217,6 +232,7 @@ export class RuleSet {
       ...(choice !== undefined && { choice: choice.verdicts }),
       ...(decision.droppedFallbacks !== undefined && { dropped_fallbacks: decision.droppedFallbacks }),
       ...(choice?.warning !== undefined && { warning: choice.warning }),
+      ...(input.verdict !== undefined && { classification: input.verdict }),
       reject: decision.reject,
       trace,
       fields,

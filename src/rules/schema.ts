@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
+import { CLASSIFIER_METHODS } from '../classify/labels.js';
 import { OPERATORS } from './conditions.js';
 
 /**
@@ -62,6 +63,36 @@ export const RULES_SCHEMA = {
       },
     },
     rules: { type: 'array', items: { $ref: '#/$defs/rule' } },
+    // How `classify.*` verdicts are made (docs/classifiers.md); the shipped local model when absent.
+    classifier: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        method: { enum: CLASSIFIER_METHODS },
+        model_file: { type: 'string', minLength: 1 },
+        llm: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            model: modelName,
+            prompt_file: { type: 'string', minLength: 1 },
+            timeout_ms: { type: 'integer', minimum: 1, maximum: 60000 },
+            cache_entries: { type: 'integer', minimum: 0, maximum: 1000000 },
+            max_tokens: { type: 'integer', minimum: 1, maximum: 256 },
+          },
+        },
+        hybrid: {
+          type: 'object', additionalProperties: false,
+          properties: { min_confidence: { type: 'number', minimum: 0, maximum: 1 } },
+        },
+        embedding: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            model: modelName,
+            examples_file: { type: 'string', minLength: 1 },
+            k: { type: 'integer', minimum: 1, maximum: 50 },
+          },
+        },
+      },
+    },
   },
   $defs: {
     rule: {
