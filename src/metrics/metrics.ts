@@ -31,6 +31,7 @@ export class SignalboxMetrics {
   private readonly streamErrors: FastCounter;
   private readonly clientDisconnects: FastCounter;
   private readonly ruleMatches: FastCounter;
+  private readonly classifications: FastCounter;
   private readonly fallbacks: FastCounter;
   private readonly cooldowns: FastCounter;
   private readonly reloads: Counter<'result'>;
@@ -70,6 +71,9 @@ export class SignalboxMetrics {
     this.streamErrors = new FastCounter(r, 'signalbox_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
     this.clientDisconnects = new FastCounter(r, 'signalbox_client_disconnects_total', 'Clients that went away before their response was complete', []);
     this.ruleMatches = new FastCounter(r, 'signalbox_rule_matches_total', 'Chat requests decided by each rule (none: no rule matched)', ['rule']);
+    // Labels are the classifier's fixed label sets and a confidence decile: at most 4 + 12 + 10 values per method.
+    this.classifications = new FastCounter(r, 'signalbox_classifications_total', 'Classifier verdicts the rules read, by field (complexity, task, confidence as a decile 0.0-0.9), label and the method that made them',
+      ['field', 'label', 'method']);
     this.cooldowns = new FastCounter(r, 'signalbox_model_cooldowns_total', 'Cooldowns started: a model that kept failing is skipped for a while', ['model']);
     new Gauge({
       name: 'signalbox_models_in_cooldown', help: 'Models being skipped (cooling down, or waiting for the probe that ends it)', registers: [r],
@@ -167,6 +171,12 @@ export class SignalboxMetrics {
     const rule = r.rule ?? UNROUTED;
     this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, statusLabel(r.status), stream]);
     if (r.rule !== undefined) this.ruleMatches.inc([rule]);
+    const verdict = r.classification;
+    if (verdict !== undefined) {
+      this.classifications.inc(['complexity', verdict.complexity, verdict.method]);
+      this.classifications.inc(['task', verdict.task, verdict.method]);
+      this.classifications.inc(['confidence', confidenceDecile(verdict.confidence), verdict.method]);
+    }
     this.duration.observe([endpoint, rule, model, stream], r.durationMs / 1000);
     this.overhead.observe(NO_LABELS, r.overheadMs / 1000);
     if (r.ttftMs !== undefined) this.ttft.observe([rule, model], r.ttftMs / 1000);
@@ -210,4 +220,10 @@ const STATUS_LABELS: readonly string[] = Array.from({ length: MAX_CACHED_STATUS 
 /** `String(status)`, without building the same string for every response. */
 function statusLabel(status: number): string {
   return STATUS_LABELS[status] ?? String(status);
+}
+
+/** `0.0` ... `0.9`: a confidence as a label of ten values (1 counts as 0.9). */
+export function confidenceDecile(confidence: number): string {
+  const decile = Math.min(9, Math.max(0, Math.floor(confidence * 10)));
+  return `0.${decile}`;
 }

@@ -1,3 +1,4 @@
+import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { JsonObject } from '../rules/decision.js';
 import { lastUserText } from '../rules/fields.js';
@@ -15,7 +16,8 @@ import type { ForwardResult } from './forward.js';
  * | clientKeyId                               | authentication (client-auth.ts)                  |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
- * | rule, routedModel, baselineModel          | the decision stage (routes/chat-completions.ts)  |
+ * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
+ * | classification                            |                                                  |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
  * | sentBytes                                 | a body Fastify sent itself (plugins/exchange.ts) |
@@ -44,6 +46,8 @@ export class Exchange {
   routedModel: string | undefined = undefined;
   /** The model the decision's cost is compared with (`baseline:` in the rules), when there is one. */
   baselineModel: string | undefined = undefined;
+  /** The verdict the rules read (`classify.*`), when one did. */
+  classification: Classification | undefined = undefined;
   /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
   upstream: ForwardResult | undefined = undefined;
   /** The proxy's own error, answered by Fastify's error handler. */
@@ -101,6 +105,7 @@ export class Exchange {
       rule: this.rule,
       routedModel: call?.model ?? this.routedModel,
       baselineModel: this.baselineModel,
+      classification: this.classification,
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,
       upstreamStatus: call?.upstreamStatus,

@@ -1,3 +1,4 @@
+import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
@@ -30,6 +31,8 @@ export interface ExchangeRecord {
   readonly routedModel: string | undefined;
   /** The model the rules measure this request's cost against (`baseline:`). */
   readonly baselineModel: string | undefined;
+  /** The verdict the rules read (`classify.*`), when one did. */
+  readonly classification: Classification | undefined;
   readonly stream: boolean;
   /** Every upstream attempt, in order (empty when none was made). */
   readonly attempts: readonly AttemptRecord[];

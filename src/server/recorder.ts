@@ -161,6 +161,10 @@ export class ExchangeRecorder {
     if (x.clientKeyId !== undefined) line.client_key = x.clientKeyId;
     if (x.requestedModel !== undefined) line.model = x.requestedModel;
     if (x.rule !== undefined) line.rule = x.rule;
+    if (x.classification !== undefined) {
+      const v = x.classification;
+      line.classify = { complexity: v.complexity, task: v.task, confidence: round3(v.confidence), method: v.method };
+    }
     if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
     if (x.stream) line.stream = true;
     if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;
