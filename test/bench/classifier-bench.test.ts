@@ -24,7 +24,7 @@ test('bench:classifier --quick runs on a given set, second labelling and model, 
     task: i === 1 ? (p.task === 'chat' ? 'simple_qa' : 'chat') : p.task,
   })).join('\n'));
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, [BENCH, '--quick', '--set', FIXTURE_SET, '--second', second, '--model', model, '--results', dir], { timeout: 120_000 }, (error, out, err) => {
+    execFile(process.execPath, ['--expose-gc', BENCH, '--quick', '--set', FIXTURE_SET, '--second', second, '--model', model, '--results', dir], { timeout: 120_000 }, (error, out, err) => {
       if (error) reject(new Error(`${error.message}\n${err}`));
       else resolve(out);
     });
@@ -36,11 +36,11 @@ test('bench:classifier --quick runs on a given set, second labelling and model, 
   assert.match(stdout, /\| full window \(4096 chars of a \d+-char turn\)/);
   const [file] = readdirSync(dir).filter((f) => f.startsWith('classifier-') && f.endsWith('-quick.json'));
   assert.ok(file, 'no results file');
-  const result = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { accuracy: { raise_below_confidence: number }[]; llm_share: unknown[]; latency: { p50_us: number }[]; artifact_bytes: number; ceiling: { prompts: number } };
+  const result = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { accuracy: { raise_below_confidence: number }[]; llm_share: unknown[]; latency: { p50_us: number; bytes_per_classification?: number }[]; artifact_bytes: number; ceiling: { prompts: number } };
   assert.deepEqual(result.accuracy.map((a) => a.raise_below_confidence), [0, 0.5, 0.6, 0.7]);
   assert.equal(result.llm_share.length, 4);
   assert.equal(result.latency.length, 2);
-  assert.ok(result.latency.every((l) => l.p50_us > 0));
+  assert.ok(result.latency.every((l) => l.p50_us > 0 && typeof l.bytes_per_classification === 'number'));
   assert.ok(result.artifact_bytes > 0);
   assert.equal(result.ceiling.prompts, 62);
 });
