@@ -24,6 +24,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+# The shipped classifier model: dist/src/classify/model.js reads ../../../models/classifier-v1.json.
+COPY models ./models
 COPY docker-entrypoint.sh ./docker-entrypoint.sh
 # Defaults, meant to be replaced by mounts: the rules directory (a bind mount or a Kubernetes
 # ConfigMap; the directory is watched, so edits and ConfigMap updates reload without a restart).

@@ -5,6 +5,7 @@
  * signalbox test <cases.yaml> [--rules rules.yaml]
  *                                          run rule unit tests (exit 1 when a case fails)
  * signalbox report <log | ->               cost, baseline cost and savings per rule and model, from a request log
+ * signalbox classifier train|eval ...      retrain the local classifier, measure a model on a labelled set (classifier.ts)
  * signalbox fake-openrouter [options]      run the fake OpenRouter until SIGTERM or SIGINT
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
  */
@@ -16,6 +17,7 @@ import { parseCases, runCases } from '../rules/cases.js';
 import { loadRulesFile, readBoundedTextSync } from '../rules-file/loader.js';
 import { parseCatalog, type Catalog } from '../catalog/catalog.js';
 import { MAX_CATALOG_BYTES } from '../catalog/store.js';
+import { CLASSIFIER_USAGE, classifierCommand } from './classifier.js';
 import { reportCommand } from './report.js';
 
 /** A pinned catalog file (OpenRouter's /models JSON); a file that is not one is a usage error with its reason. */
@@ -43,13 +45,13 @@ const USAGE = `usage:
                                                     run rule unit tests against a rules file (and a pinned model catalog)
   signalbox report <request.log | ->                cost, baseline cost and what routing saved, per rule and model
   signalbox fake-openrouter [--port 8081] ...       run a fake OpenRouter (docs/fake-openrouter.md)
-`;
+${CLASSIFIER_USAGE.slice('usage:\n'.length)}`;
 
 /**
  * Every subcommand. The container's entrypoint (docker-entrypoint.sh) runs the CLI when its first
  * argument is one of these, and the server otherwise; a test keeps the two lists equal.
  */
-export const CLI_COMMANDS = ['check', 'test', 'report', 'fake-openrouter', 'help', '--help', '-h'] as const;
+export const CLI_COMMANDS = ['check', 'test', 'report', 'classifier', 'fake-openrouter', 'help', '--help', '-h'] as const;
 
 export interface CliIo {
   readonly out: (line: string) => void;
@@ -84,6 +86,8 @@ export function runCli(argv: readonly string[], io: CliIo): number {
         return check(rest, io);
       case 'test':
         return test(rest, io);
+      case 'classifier':
+        return classifierCommand(rest, io);
       case 'help':
       case '--help':
       case '-h':
