@@ -46,64 +46,67 @@ export class FeatureBuffer {
 }
 
 const FNV_PRIME = 0x01000193;
-const SEED_CHARS = 0x811c9dc5;
+const SEED_CHARS = 0x811c9dc5 | 0;
 const SEED_WORDS = 0x2545f491;
-const SEED_BIGRAMS = 0x9e3779b9;
+const SEED_BIGRAMS = 0x9e3779b9 | 0;
 const SEED_EDGE = 0x6a09e667;
 
 /** Murmur3's finaliser: FNV's low bits are poor, and buckets are taken from the low bits. */
 function fmix(h: number): number {
   h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
+  h = Math.imul(h, 0x85ebca6b | 0);
   h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  h = Math.imul(h, 0xc2b2ae35 | 0);
+  return h ^ (h >>> 16); // int32: callers mask it, and int32s stay unboxed in V8
 }
 
-/** Whitespace and control characters, as far as the classifier cares. */
-function isSpace(c: number): boolean {
-  return c <= 32 || c === 0xa0 || c === 0x3000 || (c >= 0x2000 && c <= 0x200b);
+// What a character is, as bit flags: a table for ASCII (nearly every character of most prompts),
+// range tests for the rest (charFlags).
+const WORD = 1;
+const SPACE = 2;
+const CODE = 4;
+const MATH = 8;
+const DIGIT = 16;
+const QUESTION = 32;
+/** One character per word: CJK ideographs and kana, whose scripts do not separate words with spaces. */
+const IDEOGRAPH = 64;
+
+const ASCII_FLAGS = new Uint8Array(128);
+/** ASCII folded: lower case, every digit as `0` (that there is a number says more than its digits), controls as a space. */
+const ASCII_FOLD = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  let f = 0;
+  if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95) f |= WORD;
+  if (c >= 48 && c <= 57) f |= WORD | DIGIT;
+  if (c <= 32) f |= SPACE;
+  if ('{}();=<>[]$'.includes(String.fromCharCode(c))) f |= CODE;
+  if (c === 94 || c === 92) f |= MATH; // ^ and \ (LaTeX)
+  if (c === 63) f |= QUESTION;
+  ASCII_FLAGS[c] = f;
+  ASCII_FOLD[c] = c >= 65 && c <= 90 ? c + 32 : c >= 48 && c <= 57 ? 48 : c <= 32 ? 32 : c;
 }
 
-/** CJK ideographs and kana: each character is a word (these scripts do not separate words with spaces). */
-function isIdeographic(c: number): boolean {
-  return (c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x3040 && c <= 0x30ff) || (c >= 0xf900 && c <= 0xfaff);
-}
-
-/** Letters and digits of any script; ASCII and Unicode punctuation blocks are separators. */
-function isWordChar(c: number): boolean {
-  if (c < 0x80) return (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 || (c >= 65 && c <= 90);
-  if (c >= 0x2000 && c <= 0x2bff) return false; // general punctuation, arrows, math operators, symbols
-  if (c >= 0x3000 && c <= 0x303f) return false; // CJK punctuation
-  if (c >= 0xff00 && c <= 0xff0f) return false; // fullwidth punctuation
-  if (c >= 0xff1a && c <= 0xff20) return false;
-  if (c === 0x60c || c === 0x61b || c === 0x61f || c === 0x6d4 || c === 0x964 || c === 0x965) return false; // Arabic and Devanagari punctuation
-  if (c >= 0xd800 && c <= 0xdfff) return false; // surrogates: emoji and the like
-  return !isSpace(c) && c !== 0xa1 && c !== 0xbf && c !== 0xab && c !== 0xbb;
-}
-
-function isMathSymbol(c: number): boolean {
-  return c === 94 /* ^ */ || c === 92 /* \ (LaTeX) */ || (c >= 0x2200 && c <= 0x22ff) || c === 0xb1 || c === 0xd7 || c === 0xf7
-    || (c >= 0x3b1 && c <= 0x3c9) || c === 0x221a;
-}
-
-function isCodeSymbol(c: number): boolean {
-  return c === 123 || c === 125 || c === 40 || c === 41 || c === 59 || c === 61 || c === 60 || c === 62 || c === 91 || c === 93 || c === 36;
-}
-
-/** Lower-cases ASCII and folds digits together (a number's digits say little, that there is one says much). */
-function fold(c: number): number {
-  if (c >= 65 && c <= 90) return c + 32;
-  if (c >= 48 && c <= 57) return 48;
-  if (c <= 32) return 32;
-  return c;
+/** Flags of a character outside ASCII. */
+function charFlags(c: number): number {
+  if ((c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x3040 && c <= 0x30ff) || (c >= 0xf900 && c <= 0xfaff)) return IDEOGRAPH;
+  if (c === 0xa0 || c === 0x3000 || (c >= 0x2000 && c <= 0x200b)) return SPACE;
+  if (c === 0xff1f || c === 0x61f) return QUESTION;
+  if ((c >= 0x2200 && c <= 0x22ff) || c === 0xb1 || c === 0xd7 || c === 0xf7 || (c >= 0x3b1 && c <= 0x3c9)) return MATH | ((c >= 0x3b1 && c <= 0x3c9) ? WORD : 0);
+  if (c >= 0x2000 && c <= 0x2bff) return 0; // general punctuation, arrows, symbols
+  if (c >= 0x3000 && c <= 0x303f) return 0; // CJK punctuation
+  if (c >= 0xff00 && c <= 0xff0f) return 0; // fullwidth punctuation
+  if (c >= 0xff1a && c <= 0xff20) return 0;
+  if (c === 0x60c || c === 0x61b || c === 0x6d4 || c === 0x964 || c === 0x965) return 0; // Arabic and Devanagari punctuation
+  if (c >= 0xd800 && c <= 0xdfff) return 0; // surrogates: emoji and the like
+  if (c === 0xa1 || c === 0xbf || c === 0xab || c === 0xbb) return 0;
+  return WORD;
 }
 
 /** Script of a letter, as a dense feature index, or -1. */
 function scriptOf(c: number): number {
   if ((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 0xc0 && c <= 0x24f)) return 15;
-  if (c >= 0x400 && c <= 0x4ff) return 16;
+  if (c < 0x400) return -1;
+  if (c <= 0x4ff) return 16;
   if (c >= 0x600 && c <= 0x6ff) return 17;
   if (c >= 0x900 && c <= 0x97f) return 18;
   if ((c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf)) return 19;
@@ -113,8 +116,10 @@ function scriptOf(c: number): number {
 }
 
 /**
- * Fills `out` with the features of `input`, buckets in [0, 2^bits). `out` must hold
- * maxSparseFeatures(input.text.length) buckets.
+ * Fills `out` with the features of `input`, buckets in [0, 2^bits), in one pass over the window.
+ * `out` must hold maxSparseFeatures(input.text.length) buckets: trigrams are written from 0, words
+ * from `n` (there are at most n trigrams) and moved down after them at the end, edge words go
+ * to a scratch array and are appended last.
  */
 export function extractFeatures(input: ClassifierInput, bits: number, out: FeatureBuffer): void {
   const text = input.text;
@@ -123,9 +128,12 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   const buckets = out.buckets;
   const dense = out.dense;
   dense.fill(0);
+  const edge = EDGE_SCRATCH;
+  const edgeEnd = n - EDGE_CHARS;
 
-  // Pass 1: character trigrams, and the dense counts.
-  let k = 0;
+  let k = 0; // next trigram
+  let kw = n; // next word bucket
+  let e = 0; // next edge bucket
   let c1 = 32;
   let c2 = 32;
   let codeSymbols = 0;
@@ -136,12 +144,50 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   let listLines = 0;
   let letters = 0;
   let fences = 0;
-  let lastBreak = -1; // end of the last blank line
+  let lastBreak = -1; // the last blank line
   let firstBreak = -1;
   let lineStart = true;
-  for (let i = 0; i < n; i++) {
-    const raw = text.charCodeAt(i);
-    const c = fold(raw);
+  let words = 0;
+  let inWord = false;
+  /** The word in progress is an ideograph: it ends at the next character whatever that is. */
+  let single = false;
+  let wordStart = 0;
+  let h = SEED_WORDS;
+  let prev = 0;
+  let prevEdge = 0;
+  for (let i = 0; i <= n; i++) {
+    // i === n ends the last word.
+    const raw = i < n ? text.charCodeAt(i) : 32;
+    const flags = raw < 128 ? ASCII_FLAGS[raw]! : charFlags(raw);
+    const c = raw < 128 ? ASCII_FOLD[raw]! : flags & SPACE ? 32 : raw;
+
+    // A word ends at a character that is no part of one, and after a one-character word (an
+    // ideograph): its bucket, its bigram with the previous word, and the same in the edge
+    // namespace when it starts near either end.
+    const wordChar = (flags & (WORD | IDEOGRAPH)) !== 0;
+    if (inWord && (!wordChar || single || (flags & IDEOGRAPH) !== 0)) {
+      words++;
+      buckets[kw++] = fmix(h) & mask;
+      buckets[kw++] = fmix(Math.imul(prev ^ SEED_BIGRAMS, FNV_PRIME) ^ h) & mask;
+      if (wordStart < EDGE_CHARS || wordStart >= edgeEnd) {
+        edge[e++] = fmix(h ^ SEED_EDGE) & mask;
+        edge[e++] = fmix(Math.imul(prevEdge ^ SEED_EDGE, FNV_PRIME) ^ h) & mask;
+        prevEdge = h;
+      }
+      prev = h;
+      inWord = false;
+    }
+    if (wordChar) {
+      if (!inWord) {
+        inWord = true;
+        wordStart = i;
+        h = SEED_WORDS;
+      }
+      h = Math.imul(h ^ c, FNV_PRIME);
+      single = (flags & IDEOGRAPH) !== 0;
+    }
+    if (i === n) break;
+
     if (!(c === 32 && c1 === 32 && c2 === 32)) {
       buckets[k++] = fmix(Math.imul(Math.imul(Math.imul(SEED_CHARS ^ c2, FNV_PRIME) ^ c1, FNV_PRIME) ^ c, FNV_PRIME)) & mask;
     }
@@ -156,70 +202,27 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
       lineStart = true;
       continue;
     }
-    if (lineStart && !isSpace(raw)) {
+    if (lineStart && !(flags & SPACE)) {
       lineStart = false;
       const next = i + 1 < n ? text.charCodeAt(i + 1) : 0;
-      if (((raw === 45 || raw === 42 || raw === 0x2022) && next === 32) || (raw >= 48 && raw <= 57 && (next === 46 || next === 41))) listLines++;
+      if (((raw === 45 || raw === 42 || raw === 0x2022) && next === 32) || (flags & DIGIT && (next === 46 || next === 41))) listLines++;
     }
-    if (raw === 96 && i + 2 < n && text.charCodeAt(i + 1) === 96 && text.charCodeAt(i + 2) === 96) {
-      fences++;
-      i += 2;
-      c2 = 96;
-      c1 = 96;
-      continue;
-    }
-    if (raw >= 48 && raw <= 57) digits++;
-    else if (raw === 63 || raw === 0xff1f || raw === 0x61f) questions++;
-    else if (isCodeSymbol(raw)) codeSymbols++;
-    else if (isMathSymbol(raw)) mathSymbols++;
-    const script = scriptOf(raw);
-    if (script !== -1) {
-      letters++;
-      dense[script]!++;
+    if (raw === 96 && i + 2 < n && text.charCodeAt(i + 1) === 96 && text.charCodeAt(i + 2) === 96) fences++;
+    if (flags & DIGIT) digits++;
+    else if (flags & QUESTION) questions++;
+    else if (flags & CODE) codeSymbols++;
+    if (flags & MATH) mathSymbols++;
+    if (flags & (WORD | IDEOGRAPH) && !(flags & DIGIT)) {
+      const script = scriptOf(raw);
+      if (script !== -1) {
+        letters++;
+        dense[script]!++;
+      }
     }
   }
   out.groupEnd[GROUP_CHARS] = k;
-
-  // Pass 2: words and word bigrams; words near either edge again in the edge namespace.
-  let words = 0;
-  let h = SEED_WORDS;
-  let inWord = false;
-  let prev = 0;
-  let prevEdge = 0;
-  // Edge buckets go after the word buckets: collected apart first.
-  const edge = EDGE_SCRATCH;
-  let e = 0;
-  const emit = (wordHash: number, start: number): void => {
-    words++;
-    buckets[k++] = fmix(wordHash) & mask;
-    buckets[k++] = fmix(Math.imul(prev ^ SEED_BIGRAMS, FNV_PRIME) ^ wordHash) & mask;
-    if (start < EDGE_CHARS || start >= n - EDGE_CHARS) {
-      edge[e++] = fmix(wordHash ^ SEED_EDGE) & mask;
-      edge[e++] = fmix(Math.imul(prevEdge ^ SEED_EDGE, FNV_PRIME) ^ wordHash) & mask;
-      prevEdge = wordHash;
-    }
-    prev = wordHash;
-  };
-  let wordStart = 0;
-  for (let i = 0; i < n; i++) {
-    const raw = text.charCodeAt(i);
-    if (isIdeographic(raw)) {
-      if (inWord) emit(h, wordStart);
-      inWord = false;
-      emit(Math.imul(SEED_WORDS ^ raw, FNV_PRIME), i);
-    } else if (isWordChar(raw)) {
-      if (!inWord) {
-        inWord = true;
-        wordStart = i;
-        h = SEED_WORDS;
-      }
-      h = Math.imul(h ^ fold(raw), FNV_PRIME);
-    } else if (inWord) {
-      emit(h, wordStart);
-      inWord = false;
-    }
-  }
-  if (inWord) emit(h, wordStart);
+  buckets.copyWithin(k, n, kw);
+  k += kw - n;
   out.groupEnd[GROUP_WORDS] = k;
   for (let j = 0; j < e; j++) buckets[k++] = edge[j]!;
   out.groupEnd[GROUP_EDGE] = k;

@@ -19,6 +19,7 @@ export const DEFAULT_MODEL_FILE = fileURLToPath(new URL('../../../models/classif
 
 /** Outputs per feature row: the complexity scores, then the task scores. */
 export const HEADS = COMPLEXITY_LABELS.length + TASK_LABELS.length;
+if (HEADS !== 16) throw new Error('addRows is written out for 16 outputs per row');
 /** Hash sizes a model may use: 2^10 buckets is too few to learn anything, 2^20 rows of 16 weights is 32 MB. */
 export const MIN_HASH_BITS = 10;
 export const MAX_HASH_BITS = 20;
@@ -54,9 +55,29 @@ export function weightRows(bits: number): number {
   return (1 << bits) + DENSE + 1;
 }
 
+/**
+ * out += scale * (the sum of the weight rows of buckets[start..end)). The hot loop of inference:
+ * sixteen running sums in locals rather than an array, which V8 keeps in registers (a loop over
+ * an accumulator array measured about four times slower). HEADS is 16: written out, not looped.
+ */
+function addRows(w: Float32Array, buckets: Int32Array, start: number, end: number, scale: number, out: Float64Array): void {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+  let s8 = 0, s9 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0, s14 = 0, s15 = 0;
+  for (let i = start; i < end; i++) {
+    const r = buckets[i]! << 4;
+    s0 += w[r]!; s1 += w[r + 1]!; s2 += w[r + 2]!; s3 += w[r + 3]!;
+    s4 += w[r + 4]!; s5 += w[r + 5]!; s6 += w[r + 6]!; s7 += w[r + 7]!;
+    s8 += w[r + 8]!; s9 += w[r + 9]!; s10 += w[r + 10]!; s11 += w[r + 11]!;
+    s12 += w[r + 12]!; s13 += w[r + 13]!; s14 += w[r + 14]!; s15 += w[r + 15]!;
+  }
+  out[0]! += s0 * scale; out[1]! += s1 * scale; out[2]! += s2 * scale; out[3]! += s3 * scale;
+  out[4]! += s4 * scale; out[5]! += s5 * scale; out[6]! += s6 * scale; out[7]! += s7 * scale;
+  out[8]! += s8 * scale; out[9]! += s9 * scale; out[10]! += s10 * scale; out[11]! += s11 * scale;
+  out[12]! += s12 * scale; out[13]! += s13 * scale; out[14]! += s14 * scale; out[15]! += s15 * scale;
+}
+
 const SCRATCH = new FeatureBuffer(maxSparseFeatures(WINDOW_HEAD_CHARS + WINDOW_TAIL_CHARS + 1));
 const SCORES = new Float64Array(HEADS);
-const GROUP_SUM = new Float64Array(HEADS);
 
 export class LocalClassifier {
   readonly bits: number;
@@ -74,21 +95,12 @@ export class LocalClassifier {
   /** Raw scores of both heads into `out` (HEADS values), from a filled feature buffer. */
   scores(features: FeatureBuffer, out: Float64Array): void {
     const w = this.weights;
-    const buckets = features.buckets;
     const biasRow = ((1 << this.bits) + DENSE) * HEADS;
     for (let j = 0; j < HEADS; j++) out[j] = w[biasRow + j]!;
     let start = 0;
     for (let g = 0; g < GROUPS; g++) {
       const end = features.groupEnd[g]!;
-      if (end > start) {
-        GROUP_SUM.fill(0);
-        for (let i = start; i < end; i++) {
-          const row = buckets[i]! * HEADS;
-          for (let j = 0; j < HEADS; j++) GROUP_SUM[j]! += w[row + j]!;
-        }
-        const scale = 1 / Math.sqrt(end - start);
-        for (let j = 0; j < HEADS; j++) out[j]! += GROUP_SUM[j]! * scale;
-      }
+      if (end > start) addRows(w, features.buckets, start, end, 1 / Math.sqrt(end - start), out);
       start = end;
     }
     const dense = features.dense;
