@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Checks labelled prompt files (JSON Lines, see data/classifier/LABELLING.md) and prints
+// Checks labelled prompt files (JSON Lines, see datasets/classifier/LABELLING.md) and prints
 // their distribution. Usage: node scripts/classifier-data-check.mjs FILE...
 import { readFileSync } from 'node:fs';
 

@@ -4,7 +4,7 @@ import { COMPLEXITY_LABELS, isComplexity, isTask, TASK_LABELS, type Complexity, 
 import { classifierInput, type ClassifierInput } from './window.js';
 
 /**
- * Labelled prompt sets (JSON Lines, data/classifier/LABELLING.md): what `signalbox classifier
+ * Labelled prompt sets (JSON Lines, datasets/classifier/LABELLING.md): what `signalbox classifier
  * train` learns from and `eval` measures on. One line per prompt:
  * `{"text": "..."}` or `{"messages": [...]}`, with `complexity` and `task`; `id`, `lang` and `tags`
  * are optional and used for reports.

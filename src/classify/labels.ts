@@ -1,6 +1,6 @@
 /**
  * The classifier's two verdicts and their labels, in one place: the rules fields, the model
- * artifact, the training set and the metrics all use these lists (data/classifier/LABELLING.md
+ * artifact, the training set and the metrics all use these lists (datasets/classifier/LABELLING.md
  * defines each label).
  */
 

@@ -14,7 +14,7 @@ export const MODEL_FORMAT = 'signalbox-classifier';
 export const MODEL_VERSION = 1;
 /** The feature extractor the weights were trained for (src/classify/features.ts): a model trained for another is refused. */
 export const FEATURES_VERSION = 'hashed-v1';
-/** The model shipped in the repository, trained on data/classifier/train.jsonl (`npm run classifier:train`). */
+/** The model shipped in the repository, trained on datasets/classifier/train.jsonl (`npm run classifier:train`). */
 export const DEFAULT_MODEL_FILE = fileURLToPath(new URL('../../../models/classifier-v1.json', import.meta.url));
 
 /** Outputs per feature row: the complexity scores, then the task scores. */

@@ -299,3 +299,15 @@ test('check and test refuse a FIFO (rules or cases) at once instead of waiting f
   assert.deepEqual(cli(['check', fifo]), { code: 1, out: [], err: [notRegular('rules file')] });
   assert.deepEqual(cli(['test', fifo, '--rules', writeIn(dir, 'rules.yaml', oneRule('main', 'x/main'))]), { code: 1, out: [], err: [notRegular('cases file')] });
 });
+
+test('a reader that closes the pipe early (signalbox check | head) ends the command quietly, not with an unhandled EPIPE', { timeout: 30_000 }, async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [BIN, 'check', SHIPPED_RULES], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Closed before the child has written anything: its first line to stdout fails with EPIPE.
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const [code] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
+  assert.equal(stderr, '', 'no stack trace');
+  assert.equal(code, 0, 'the check passed; only its reader went away');
+});
