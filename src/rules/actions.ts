@@ -1,5 +1,6 @@
 import type { ChooseRoute } from './choose.js';
 import type { JsonObject } from './decision.js';
+import type { TierFromRoute } from './tier-from.js';
 
 /**
  * What a route does to a request, resolved at load (tier merged in) and applied per request
@@ -43,7 +44,7 @@ export interface RejectRoute {
   readonly message: string;
 }
 
-export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute | ChooseRoute;
+export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute | ChooseRoute | TierFromRoute;
 
 export interface AppliedRoute {
   readonly body: Readonly<JsonObject>;

@@ -5,12 +5,14 @@ import { ConfigError } from '../errors.js';
 import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
 import type { Capability } from '../catalog/capabilities.js';
 import { compileClassifier, type ClassifierSpec } from '../classify/config.js';
-import { deepMerge, type CompiledRoute, type RewriteRoute, type SystemPromptAction } from './actions.js';
+import { COMPLEXITY_LABELS, TASK_LABELS } from '../classify/labels.js';
+import { deepMerge, type CompiledRoute, type RetryOverride, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
 import { builtinFields, isClassifyField, type FieldGetter, type FieldRegistry } from './fields.js';
 import { RuleSet, type CompiledRule } from './ruleset.js';
 import { validateRulesDocument } from './schema.js';
+import { DEFAULT_STICK_TTL_MS, type TierFromRoute } from './tier-from.js';
 
 /** The rules document after schema validation. */
 interface ActionSpec {
@@ -30,10 +32,19 @@ interface RouteSpec extends ActionSpec {
   tier?: string;
   pass?: true;
   choose?: { from: string[]; by?: 'cost'; require?: Capability[]; otherwise?: 'reject' | 'next_rule' };
+  tier_from?: TierFromSpec;
   /** This rule's baseline (a tier or a model), over the file's. */
   baseline?: string;
   retry?: { max_attempts?: number; statuses?: number[]; budget_ms?: number };
   reject?: { status: number; message?: string };
+}
+interface TierFromSpec {
+  field: string;
+  map: Record<string, string>;
+  default?: string;
+  raise_below_confidence?: number;
+  stick_by?: string;
+  stick_ttl_ms?: number;
 }
 interface RuleSpec {
   name: string;
@@ -161,7 +172,9 @@ export function compileRules(text: string, file: string, options: CompileOptions
     const isCatchAll = !whenCut.has(index) && (spec.when === undefined || Object.keys(spec.when).length === 0);
     if (isCatchAll) catchAll ??= ruleName(raw, index);
 
-    const route = spec.route === undefined ? undefined : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut.has(index));
+    const route = spec.route === undefined ? undefined
+      : spec.route.tier_from !== undefined ? compileTierFrom(spec, tiers, tierNames, [...path, 'route'], problems, cc)
+      : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut.has(index));
     const baseline = typeof spec.route?.baseline === 'string' ? baselineModel(spec.route.baseline, tiers, tierNames, [...path, 'route', 'baseline'], problems) : undefined;
     if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description, baseline });
   });
@@ -185,6 +198,7 @@ export function compileRules(text: string, file: string, options: CompileOptions
   for (const rule of rules) {
     if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
     if (rule.route.kind === 'choose') for (const c of rule.route.candidates) for (const m of [c.route.model, ...c.route.fallbacks]) models.add(m);
+    if (rule.route.kind === 'tier_from') for (const t of rule.route.tiers.values()) for (const m of [t.model, ...t.fallbacks]) models.add(m);
   }
   if (baseline !== undefined) models.add(baseline);
   for (const rule of rules) if (rule.baseline !== undefined) models.add(rule.baseline);
@@ -311,6 +325,17 @@ function describePath(path: Path): string {
   return rest.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[');
 }
 
+function compileRetry(retry: RouteSpec['retry']): RetryOverride | undefined {
+  return retry
+    ? {
+        ...(retry.max_attempts !== undefined && { maxAttempts: retry.max_attempts }),
+        // A set now, once per rule: the proxy tests a status against it per failed attempt.
+        ...(retry.statuses !== undefined && { statuses: new Set(retry.statuses) }),
+        ...(retry.budget_ms !== undefined && { budgetMs: retry.budget_ms }),
+      }
+    : undefined;
+}
+
 function checkActions(spec: ActionSpec, path: (string | number)[], problems: CompileProblem[]): void {
   for (const key of Object.keys(spec.params ?? {})) {
     const why = FORBIDDEN_PARAMS[key];
@@ -324,6 +349,101 @@ function checkActions(spec: ActionSpec, path: (string | number)[], problems: Com
   }
 }
 
+/** The labels a `classify.*` field reads, for the fields whose values are labels. */
+const FIELD_LABELS: ReadonlyMap<string, readonly string[]> = new Map<string, readonly string[]>([['classify.complexity', COMPLEXITY_LABELS], ['classify.task', TASK_LABELS]]);
+
+/** A field's getter, registered as the rules' use of it (explain's `fields`, `readsClassification`); undefined after a problem. */
+function usedField(field: string, path: Path, cc: ConditionCompiler, problems: CompileProblem[]): FieldGetter | undefined {
+  const getter = cc.fields.compile(field, cc.fieldOptions);
+  if (typeof getter === 'string') {
+    problems.push({ path, message: getter });
+    return undefined;
+  }
+  cc.usedFields.set(field, getter);
+  return getter;
+}
+
+/** `tier_from`: stands alone but for retry and baseline, as `choose` does; every tier it names must exist. */
+function compileTierFrom(
+  spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[], cc: ConditionCompiler,
+): TierFromRoute | undefined {
+  const route = spec.route;
+  const t = route.tier_from!;
+  const at = [...path, 'tier_from'];
+  const others = Object.keys(route).filter((k) => k !== 'tier_from' && k !== 'retry' && k !== 'baseline' && k !== 'description');
+  if (others.length > 0) {
+    problems.push({ path, message: `route.tier_from stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in the tiers it maps to)` });
+    return undefined;
+  }
+  // What the schema cut out is reported already; the rest is still checked.
+  if (typeof t.field !== 'string' || !isObject(t.map)) return undefined;
+  let ok = true;
+  const read = usedField(t.field, [...at, 'field'], cc, problems);
+  const stickRead = t.stick_by === undefined ? undefined : usedField(t.stick_by, [...at, 'stick_by'], cc, problems);
+  if (read === undefined || (t.stick_by !== undefined && stickRead === undefined)) ok = false;
+
+  const routes = new Map<string, RewriteRoute>();
+  const tierRoute = (name: string, where: Path): RewriteRoute | undefined => {
+    if (!Object.hasOwn(tiers, name)) {
+      // A tier the schema refused exists and is reported there.
+      if (!tierNames.has(name)) problems.push({ path: where, message: `unknown tier "${name}" (tier_from maps to tiers; tiers: ${[...tierNames].join(', ') || 'none defined'})` });
+      return undefined;
+    }
+    let compiled = routes.get(name);
+    if (compiled === undefined) {
+      const r = compileRoute({ name: spec.name, route: { tier: name } }, tiers, tierNames, where, problems, true);
+      if (r?.kind !== 'rewrite') return undefined;
+      routes.set(name, (compiled = r));
+    }
+    return compiled;
+  };
+  const labels = FIELD_LABELS.get(t.field);
+  const map = new Map<string, RewriteRoute>();
+  for (const [value, tier] of Object.entries(t.map)) {
+    if (labels !== undefined && !labels.includes(value)) {
+      problems.push({ path: [...at, 'map', value], key: true, message: `"${value}" is not a label of ${t.field} (labels: ${labels.join(', ')})` });
+      ok = false;
+      continue;
+    }
+    const r = tierRoute(tier, [...at, 'map', value]);
+    if (r === undefined) ok = false;
+    else map.set(value, r);
+  }
+  const otherwise = t.default === undefined ? undefined : tierRoute(t.default, [...at, 'default']);
+  if (t.default !== undefined && otherwise === undefined) ok = false;
+  if (labels !== undefined && t.default === undefined) {
+    const missing = labels.filter((l) => !Object.hasOwn(t.map, l));
+    if (missing.length > 0) {
+      problems.push({ path: [...at, 'map'], message: `labels of ${t.field} not mapped: ${missing.join(', ')} (map every label, or give a default)` });
+      ok = false;
+    }
+  }
+  let confidence: FieldGetter | undefined;
+  if (t.raise_below_confidence !== undefined) {
+    if (t.field !== 'classify.complexity') {
+      problems.push({ path: [...at, 'raise_below_confidence'], message: `raise_below_confidence moves a classify.complexity verdict one label up; it cannot apply to ${t.field}` });
+      ok = false;
+    } else {
+      // Not a rule's use of the field: explain shows the confidence in the tier_from section.
+      const getter = cc.fields.compile('classify.confidence', cc.fieldOptions);
+      if (typeof getter !== 'string') confidence = getter;
+    }
+  }
+  if (!ok || read === undefined) return undefined;
+  return {
+    kind: 'tier_from',
+    field: t.field,
+    read,
+    map,
+    otherwise,
+    tiers: routes,
+    raiseBelow: t.raise_below_confidence,
+    confidence,
+    stickBy: stickRead === undefined ? undefined : { field: t.stick_by!, read: stickRead, ttlMs: t.stick_ttl_ms ?? DEFAULT_STICK_TTL_MS },
+    retry: compileRetry(route.retry),
+  };
+}
+
 /**
  * `complete` is false when the schema cut something out of this route: whether it lacks a model
  * or tier is then unknown, so only what is present is checked.
@@ -333,14 +453,7 @@ function compileRoute(
 ): CompiledRoute | undefined {
   const route = spec.route;
   const actionKeys = Object.keys(route).filter((k) => k !== 'description');
-  const retry = route.retry
-    ? {
-        ...(route.retry.max_attempts !== undefined && { maxAttempts: route.retry.max_attempts }),
-        // A set now, once per rule: the proxy tests a status against it per failed attempt.
-        ...(route.retry.statuses !== undefined && { statuses: new Set(route.retry.statuses) }),
-        ...(route.retry.budget_ms !== undefined && { budgetMs: route.retry.budget_ms }),
-      }
-    : undefined;
+  const retry = compileRetry(route.retry);
   if (route.choose) {
     // Stands alone but for retry and baseline: each candidate brings its own actions (a tier's).
     const others = actionKeys.filter((k) => k !== 'choose' && k !== 'retry' && k !== 'baseline');

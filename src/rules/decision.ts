@@ -3,6 +3,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { Classification } from '../classify/labels.js';
 import { InvalidMessagesError } from '../errors.js';
 import type { RetryOverride } from './actions.js';
+import type { StickyTier, StickyTierReader } from './tier-from.js';
 
 /**
  * The seam between the request and the upstream call: `RuleSet.decide` reads the request context
@@ -31,6 +32,11 @@ export interface RequestContext {
   readonly catalog?: Catalog | undefined;
   /** Fields resolved before evaluation by the asynchronous step (I/O the pure engine never does). */
   readonly resolved?: ResolvedFields | undefined;
+  /**
+   * The tiers conversations keep (`tier_from.stick_by`), read-only: the server stores what a
+   * decision's `stick` says. Absent: no tier is kept (each request is classified).
+   */
+  readonly stickyTiers?: StickyTierReader | undefined;
 }
 
 /**
@@ -75,6 +81,8 @@ export interface RouteDecision {
   readonly classification?: Classification;
   /** Fallbacks of the route left out of `models`: the catalog says they cannot serve this request. */
   readonly droppedFallbacks?: readonly { readonly model: string; readonly reason: string }[];
+  /** A `tier_from` rule with `stick_by` chose a conversation's tier: the server keeps it for `ttlMs`. */
+  readonly stick?: StickyTier;
 }
 
 export const NO_RULE = 'none';

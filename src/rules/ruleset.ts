@@ -6,6 +6,7 @@ import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js'
 import { EvalInput, type FieldGetter } from './fields.js';
 import { DEFAULT_CLASSIFIER, type ClassifierConfig } from '../classify/config.js';
 import type { Classification } from '../classify/labels.js';
+import { tierFrom, type TierFromExplanation, type TierFromResult } from './tier-from.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -23,7 +24,7 @@ export interface RuleTrace {
   readonly matched: boolean;
   /** For a rule that did not match: the first condition that failed. */
   readonly failed?: Failure;
-  /** A `choose` rule that matched but let evaluation go on (`otherwise: next_rule`): why. */
+  /** A `choose` rule that matched but let evaluation go on (`otherwise: next_rule`), or a `tier_from` whose map named no tier: why. */
   readonly skipped?: string;
 }
 
@@ -38,6 +39,8 @@ export interface Explanation {
   readonly alias: string | undefined;
   /** The model this request's cost is compared with (`baseline:`), when the rules name one. */
   readonly baseline: string | undefined;
+  /** For a `tier_from` rule: the value read (the verdict, its confidence and method), any raise, the tier, and whether it was a conversation's kept tier. */
+  readonly tier_from?: TierFromExplanation;
   /** For a `choose` rule: every candidate, its estimated cost, and why it was kept or dropped. */
   readonly choice?: readonly CandidateVerdict[];
   /** Fallbacks of the route that were not sent because they cannot serve this request, and why. */
@@ -59,6 +62,14 @@ export interface Explanation {
   readonly body_changed: boolean;
   readonly upstream_headers: Readonly<Record<string, string>>;
 }
+
+/** The rule that decided (index -1: none), with what its route worked out while matching. */
+interface Match {
+  readonly index: number;
+  readonly choice: Choice | undefined;
+  readonly mapped?: TierFromResult | undefined;
+}
+const NO_MATCH: Match = Object.freeze({ index: -1, choice: undefined });
 
 export interface RuleSetInit {
   readonly file: string;
@@ -135,7 +146,7 @@ export class RuleSet {
    * The first rule whose conditions hold and that decides: a `choose` with `otherwise: next_rule`
    * whose candidates all fail to fit lets evaluation go on. Index -1: none.
    */
-  private firstMatch(input: EvalInput, context: RequestContext, trace?: RuleTrace[]): { index: number; choice: Choice | undefined } {
+  private firstMatch(input: EvalInput, context: RequestContext, trace?: RuleTrace[]): Match {
     const rules = this.rules;
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!;
@@ -154,16 +165,21 @@ export class RuleSet {
         trace?.push({ rule: rule.name, matched: true, skipped: `no candidate fits: ${noModelFits(choice.verdicts)}` });
         continue;
       }
+      const mapped = route.kind === 'tier_from' ? tierFrom(route, rule.name, input, context.stickyTiers) : undefined;
+      if (mapped !== undefined && mapped.route === undefined) {
+        trace?.push({ rule: rule.name, matched: true, skipped: mapped.skipped! });
+        continue;
+      }
       trace?.push({ rule: rule.name, matched: true });
-      return { index: i, choice };
+      return { index: i, choice, mapped };
     }
-    return { index: -1, choice: undefined };
+    return NO_MATCH;
   }
 
   decide(context: RequestContext): RouteDecision {
     const input = this.input(context);
-    const { index, choice } = this.firstMatch(input, context);
-    return this.finished(index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[index]!, context, choice), index, input.verdict);
+    const match = this.firstMatch(input, context);
+    return this.finished(match.index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[match.index]!, context, match), match.index, input.verdict);
   }
 
   /** The decision with the baseline it is measured against (its rule's, else the file's) and the verdict the rules read. */
@@ -173,9 +189,14 @@ export class RuleSet {
     return { ...decision, ...(baseline !== undefined && { baseline }), ...(verdict !== undefined && { classification: verdict }) };
   }
 
-  private apply(rule: CompiledRule, context: RequestContext, choice: Choice | undefined): RouteDecision {
+  private apply(rule: CompiledRule, context: RequestContext, { choice, mapped }: Match): RouteDecision {
     const route = rule.route;
     switch (route.kind) {
+      case 'tier_from': {
+        const picked = mapped!.route!;
+        const decision = rewritten(rule.name, picked, context, route.retry ?? picked.retry);
+        return mapped!.stick === undefined ? decision : { ...decision, stick: mapped!.stick };
+      }
       case 'choose': {
         const picked = choice?.route;
         if (picked === undefined) {
@@ -208,19 +229,20 @@ export class RuleSet {
   explain(context: RequestContext): Explanation {
     const input = this.input(context);
     const trace: RuleTrace[] = [];
-    const { index, choice } = this.firstMatch(input, context, trace);
+    const match = this.firstMatch(input, context, trace);
+    const { index, choice, mapped } = match;
     const matched = index === -1 ? undefined : this.rules[index];
     const fields: Record<string, unknown> = {};
     for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
 
-    const decision = this.finished(matched ? this.apply(matched, context, choice) : this.unrewritten(context, NO_RULE, undefined), index, input.verdict);
+    const decision = this.finished(matched ? this.apply(matched, context, match) : this.unrewritten(context, NO_RULE, undefined), index, input.verdict);
     const route = matched?.route;
     const alias = decision.alias === undefined ? undefined : this.aliases.get(decision.alias);
     return {
       rules_file: this.file,
       rules_hash: this.hash,
       rule: decision.rule,
-      action: !route ? 'none' : decision.reject ? 'reject' : route.kind === 'rewrite' || route.kind === 'choose' ? 'route' : route.kind,
+      action: !route ? 'none' : decision.reject ? 'reject' : route.kind === 'pass' ? 'pass' : 'route',
       tier: decision.tier,
       alias: decision.alias,
       model: decision.model,
@@ -228,7 +250,9 @@ export class RuleSet {
       route: alias !== undefined ? describeRoute(alias)
         : route?.kind === 'rewrite' ? describeRoute(route)
         : route?.kind === 'choose' && choice?.route !== undefined ? describeRoute(choice.route)
+        : route?.kind === 'tier_from' && mapped?.route !== undefined ? describeRoute(mapped.route)
         : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
+      ...(mapped !== undefined && { tier_from: mapped.explanation }),
       ...(choice !== undefined && { choice: choice.verdicts }),
       ...(decision.droppedFallbacks !== undefined && { dropped_fallbacks: decision.droppedFallbacks }),
       ...(choice?.warning !== undefined && { warning: choice.warning }),

@@ -2,6 +2,7 @@ import { Ajv } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { CLASSIFIER_METHODS } from '../classify/labels.js';
 import { OPERATORS } from './conditions.js';
+import { MAX_STICK_TTL_MS } from './tier-from.js';
 
 /**
  * The JSON schema of a rules file, compiled once at module load. Structure only: what needs the
@@ -116,6 +117,18 @@ export const RULES_SCHEMA = {
                 by: { const: 'cost' },
                 require: { type: 'array', items: { enum: ['tools', 'vision', 'json_mode', 'reasoning'] } },
                 otherwise: { enum: ['reject', 'next_rule'] },
+              },
+            },
+            // The tier a field's value names (`model: auto` on classify.complexity; src/rules/tier-from.ts).
+            tier_from: {
+              type: 'object', additionalProperties: false, required: ['field', 'map'],
+              properties: {
+                field: { type: 'string', minLength: 1, maxLength: 200 },
+                map: { type: 'object', minProperties: 1, maxProperties: 1000, additionalProperties: { type: 'string', minLength: 1 } },
+                default: { type: 'string', minLength: 1 },
+                raise_below_confidence: { type: 'number', minimum: 0, maximum: 1 },
+                stick_by: { type: 'string', minLength: 1, maxLength: 200 },
+                stick_ttl_ms: { type: 'integer', minimum: 1, maximum: MAX_STICK_TTL_MS },
               },
             },
             // Proxy-side retries of this rule's requests (the rest from the global settings).

@@ -15,6 +15,7 @@ import { proxyHeaders } from './response-head.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
 import { ExchangeRecorder } from './recorder.js';
+import { StickyTiers } from './sticky-tiers.js';
 import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import { GenerationCosts } from '../upstream/generation-costs.js';
@@ -234,7 +235,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     });
     if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
-    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog });
+    // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
+    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, stickyTiers: new StickyTiers() });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });

@@ -11,6 +11,7 @@ import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import { withRetryOverride } from '../../upstream/retry.js';
 import { scanJsonBody } from '../json-body.js';
 import { forward, type ForwardDeps } from '../forward.js';
+import type { StickyTiers } from '../sticky-tiers.js';
 
 const CHAT_PATH = '/v1/chat/completions';
 const EXPLAIN_PATH = '/v1/routing/explain';
@@ -126,7 +127,7 @@ export function queryOf(url: string): string {
   return q === -1 ? '' : url.slice(q);
 }
 
-function chatContext(request: FastifyRequest, catalog: Catalog | undefined): RequestContext {
+function chatContext(request: FastifyRequest, catalog: Catalog | undefined, stickyTiers: StickyTiers | undefined): RequestContext {
   const parsed = request.body as ParsedJsonBody | undefined;
   if (parsed === undefined || !isJsonObject(parsed.value)) {
     throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
@@ -134,7 +135,7 @@ function chatContext(request: FastifyRequest, catalog: Catalog | undefined): Req
   const body = parsed.value;
   const refused = invalidMessages(body);
   if (refused) throw refused;
-  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog };
+  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog, stickyTiers };
 }
 
 /**
@@ -148,16 +149,18 @@ export interface ChatRoutesOptions {
   readonly keepPrompt: boolean;
   /** The model catalog in force, read once per request by the rules' `model.*` fields. */
   readonly catalog: { readonly current: Catalog | undefined };
+  /** The tiers conversations keep (`tier_from.stick_by`); none kept when absent. */
+  readonly stickyTiers?: StickyTiers;
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt, catalog } = opts;
+  const { rules, proxy, keepPrompt, catalog, stickyTiers } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
 
   app.post(CHAT_PATH, async (request, reply) => {
-    const context = chatContext(request, catalog.current);
+    const context = chatContext(request, catalog.current, stickyTiers);
     const exchange = request.exchange;
     if (keepPrompt) exchange.chatBody = context.body;
     exchange.requestedModel = clipText(context.requestedModel);
@@ -165,6 +168,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
 
     // One RuleSet for the whole request, even if the rules reload meanwhile.
     const decision = rules.current.decide(context);
+    // The conversation's later turns keep this tier (explain reads the store, never writes it).
+    if (decision.stick !== undefined) stickyTiers?.set(decision.stick.key, decision.stick.tier, decision.stick.ttlMs);
     exchange.rule = decision.rule;
     exchange.routedModel = clipText(decision.model);
     exchange.baselineModel = decision.baseline;
@@ -199,7 +204,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
   });
 
   app.post(EXPLAIN_PATH, async (request) => {
-    const context = chatContext(request, catalog.current);
+    const context = chatContext(request, catalog.current, stickyTiers);
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
     const authorization = buildUpstreamHeaders(request.headers, proxy.headerOptions, request.id).authorization;
