@@ -1,5 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { compileClassifier } from '../classify/config.js';
 import { compileRules, RulesError, type CompileOptions } from '../rules/compile.js';
 import type { RuleSet } from '../rules/ruleset.js';
 
@@ -15,14 +16,22 @@ export const MAX_RULES_FILE_BYTES = 1024 * 1024;
  */
 const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
+/**
+ * A rules file's text compiled as the server compiles it: with the classifier block's files (a
+ * user-trained model) read and checked, which the pure engine leaves to its caller.
+ */
+export function compileRulesText(text: string, file: string, options: CompileOptions = {}): RuleSet {
+  return compileRules(text, file, { classifier: compileClassifier, ...options });
+}
+
 /** Reads and compiles a rules file; every failure, unreadable file included, is a RulesError. */
 export function loadRulesFile(file: string, options: CompileOptions = {}): RuleSet {
-  return compileRules(readBoundedTextSync(file, 'rules file'), file, options);
+  return compileRulesText(readBoundedTextSync(file, 'rules file'), file, options);
 }
 
 /** loadRulesFile without blocking the event loop on the read (hot reloads, while requests run). */
 export async function loadRulesFileAsync(file: string, options: CompileOptions = {}): Promise<RuleSet> {
-  return compileRules(await readBoundedText(file, 'rules file'), file, options);
+  return compileRulesText(await readBoundedText(file, 'rules file'), file, options);
 }
 
 /** A regular file of at most MAX_RULES_FILE_BYTES as UTF-8 text; anything else is a RulesError. */

@@ -4,7 +4,7 @@ import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
 import type { Capability } from '../catalog/capabilities.js';
-import { compileClassifier, type ClassifierSpec } from '../classify/config.js';
+import type { ClassifierConfig, ClassifierSpec } from '../classify/config.js';
 import { COMPLEXITY_LABELS, TASK_LABELS } from '../classify/labels.js';
 import { deepMerge, type CompiledRoute, type RetryOverride, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
@@ -94,9 +94,18 @@ const FORBIDDEN_HEADERS = new Set([
 ]);
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
+/**
+ * Compiles the `classifier:` block (absent: undefined spec). Reading a model file is I/O, which
+ * the pure engine does not do: the rules-file loader passes src/classify/config.ts's
+ * compileClassifier, as it passes the file's text.
+ */
+export type ClassifierCompiler = (spec: ClassifierSpec | undefined, rulesFile: string, problems: CompileProblem[]) => ClassifierConfig;
+
 export interface CompileOptions {
   /** The field registry; the built-in fields by default. */
   readonly fields?: FieldRegistry;
+  /** Without it, a rules file whose rules read `classify.*` or that has a `classifier:` block does not compile. */
+  readonly classifier?: ClassifierCompiler;
 }
 
 /**
@@ -137,7 +146,10 @@ export function compileRules(text: string, file: string, options: CompileOptions
     problems.push({ path: ['timezone'], message: `unknown time zone "${timezone}" (use an IANA name such as Europe/Paris)` });
   }
 
-  const classifier = compileClassifier(document.classifier, file, problems);
+  const classifier = options.classifier?.(document.classifier, file, problems);
+  if (classifier === undefined && document.classifier !== undefined) {
+    problems.push({ path: ['classifier'], message: 'this compilation has no classifier (compile through src/rules-file/loader.ts)' });
+  }
   const cc: ConditionCompiler = {
     fields: options.fields ?? builtinFields(),
     fieldOptions: { timezone: problems.length > 0 ? 'UTC' : timezone, classifier },

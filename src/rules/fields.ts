@@ -3,7 +3,7 @@ import type { Catalog, CatalogModel } from '../catalog/catalog.js';
 import { CAPABILITIES, perMillion, supports } from '../catalog/capabilities.js';
 import { requestEstimateUsd } from '../catalog/cost.js';
 import { contextNeeded, DEFAULT_COMPLETION_TOKENS, isImagePart } from '../catalog/estimate.js';
-import { DEFAULT_CLASSIFIER, type ClassifierConfig } from '../classify/config.js';
+import type { ClassifierConfig } from '../classify/config.js';
 import type { Classification } from '../classify/labels.js';
 import { classifierInput } from '../classify/window.js';
 import type { JsonObject, ResolvedFields } from './decision.js';
@@ -62,8 +62,8 @@ export type FieldGetter = (input: EvalInput) => unknown;
 export interface FieldOptions {
   /** Time zone of `time.*` fields (IANA name). */
   readonly timezone: string;
-  /** The rules file's `classifier:` block (the shipped local model when absent). */
-  readonly classifier?: ClassifierConfig;
+  /** The rules file's `classifier:` block, compiled (its local model is the shipped one when the file has none). */
+  readonly classifier?: ClassifierConfig | undefined;
 }
 
 export interface FieldDefinition {
@@ -317,7 +317,8 @@ export function builtinFields(): FieldRegistry {
     registry.register({
       match: 'exact', name, description,
       compile(_rest, options) {
-        const config = options.classifier ?? DEFAULT_CLASSIFIER;
+        const config = options.classifier;
+        if (config === undefined) return 'classify fields need a classifier: this compilation has none (compile through src/rules-file/loader.ts)';
         // Loaded now, at rules load: the first request must not pay for reading the model.
         const local = config.local();
         return (input) => read(input.verdict ??= input.resolved?.classification ?? local.classify(classifierInput(messagesOf(input.body))));

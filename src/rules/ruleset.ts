@@ -4,7 +4,7 @@ import { choose, noModelFits, servingFallbacks, type CandidateVerdict, type Choi
 import { shown, type Condition, type Failure } from './conditions.js';
 import { NO_RULE, type RequestContext, type RouteDecision } from './decision.js';
 import { EvalInput, type FieldGetter } from './fields.js';
-import { DEFAULT_CLASSIFIER, type ClassifierConfig } from '../classify/config.js';
+import type { ClassifierConfig } from '../classify/config.js';
 import type { Classification } from '../classify/labels.js';
 import { tierFrom, type TierFromExplanation, type TierFromResult } from './tier-from.js';
 
@@ -83,8 +83,8 @@ export interface RuleSetInit {
   readonly baseline?: string | undefined;
   readonly usedFields: ReadonlyMap<string, FieldGetter>;
   readonly models: readonly string[];
-  /** The `classifier:` block, compiled; the shipped local model when the file has none. */
-  readonly classifier?: ClassifierConfig;
+  /** The `classifier:` block, compiled (the shipped local model when the file has none); undefined when compiled without one. */
+  readonly classifier?: ClassifierConfig | undefined;
   /** Some rule reads `classify.*`: the asynchronous step resolves a verdict for methods that need I/O. */
   readonly readsClassification?: boolean;
 }
@@ -114,7 +114,7 @@ export class RuleSet {
   private readonly aliases: ReadonlyMap<string, RewriteRoute>;
   /** What the team would use without routing; each decision names it (RouteDecision.baseline). */
   readonly baseline: string | undefined;
-  readonly classifier: ClassifierConfig;
+  readonly classifier: ClassifierConfig | undefined;
   /** Some rule reads `classify.*` (see RuleSetInit). */
   readonly readsClassification: boolean;
 
@@ -128,7 +128,7 @@ export class RuleSet {
     this.usedFields = init.usedFields;
     this.aliases = init.aliases;
     this.baseline = init.baseline;
-    this.classifier = init.classifier ?? DEFAULT_CLASSIFIER;
+    this.classifier = init.classifier;
     this.readsClassification = init.readsClassification ?? false;
     Object.freeze(this);
   }

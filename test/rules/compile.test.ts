@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { parseCatalog } from '../../src/catalog/catalog.js';
 import { parseCases, runCases } from '../../src/rules/cases.js';
 import { compileRules, RulesError } from '../../src/rules/compile.js';
+import { compileRulesText } from '../../src/rules-file/loader.js';
 
 function problemsOf(text: string): readonly string[] {
   try {
@@ -442,7 +443,7 @@ test('the hash changes when the text changes, and not otherwise', () => {
 // ---- the shipped example ----
 
 test('the shipped rules.yaml compiles', () => {
-  const rs = compileRules(readFileSync('rules.yaml', 'utf8'), 'rules.yaml');
+  const rs = compileRulesText(readFileSync('rules.yaml', 'utf8'), 'rules.yaml');
   assert.ok(rs.rules.length >= 10, `${rs.rules.length} rules`);
   assert.equal(rs.timezone, 'UTC');
 });
@@ -451,7 +452,7 @@ test('rules.test.yaml passes and exercises every rule of rules.yaml', () => {
   const cases = parseCases(readFileSync('rules.test.yaml', 'utf8'), 'rules.test.yaml');
   assert.equal(cases.rules, './rules.yaml');
   const rulesFile = resolve(dirname('rules.test.yaml'), cases.rules);
-  const rs = compileRules(readFileSync(rulesFile, 'utf8'), rulesFile);
+  const rs = compileRulesText(readFileSync(rulesFile, 'utf8'), rulesFile);
   assert.ok(cases.catalog, 'the example cases pin a catalog');
   const catalog = parseCatalog(JSON.parse(readFileSync(resolve(dirname('rules.test.yaml'), cases.catalog), 'utf8')));
 

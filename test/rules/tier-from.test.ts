@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Classification } from '../../src/classify/labels.js';
 import { compileRules, RulesError } from '../../src/rules/compile.js';
+import { compileRulesText } from '../../src/rules-file/loader.js';
 import type { JsonObject, RequestContext } from '../../src/rules/decision.js';
 import { builtinFields, type FieldRegistry } from '../../src/rules/fields.js';
 import { DEFAULT_STICK_TTL_MS, MAX_STICK_VALUE_CHARS, stickyKey } from '../../src/rules/tier-from.js';
@@ -18,7 +19,7 @@ tiers:
 /** `problems` of a file that must not load, each `file:line:col: message`. */
 function problemsOf(text: string, fields?: FieldRegistry): readonly string[] {
   try {
-    compileRules(text, 'tf.yaml', fields === undefined ? {} : { fields });
+    compileRulesText(text, 'tf.yaml', fields === undefined ? {} : { fields });
   } catch (err) {
     assert.ok(err instanceof RulesError, String(err));
     return err.problems;
@@ -56,7 +57,7 @@ const LEVEL_RULES = `${TIERS}rules:
 `;
 
 test('tier_from routes to the tier the map names for the value read, with the tier\'s actions', () => {
-  const rules = compileRules(LEVEL_RULES, 'tf.yaml');
+  const rules = compileRulesText(LEVEL_RULES, 'tf.yaml');
   const high = rules.decide(context({ 'x-route': 'level', 'x-level': 'high' }));
   assert.deepEqual([high.rule, high.tier, high.model, high.body.max_tokens], ['by-level', 'premium', 'top/model', 4096]);
   const low = rules.decide(context({ 'x-route': 'level', 'x-level': 'low' }));
@@ -65,7 +66,7 @@ test('tier_from routes to the tier the map names for the value read, with the ti
 });
 
 test('tier_from: a value the map does not name goes to the default, also a missing one; the rule\'s retry wins', () => {
-  const rules = compileRules(LEVEL_RULES, 'tf.yaml');
+  const rules = compileRulesText(LEVEL_RULES, 'tf.yaml');
   const other = rules.decide(context({ 'x-route': 'default', 'x-level': 'weird' }));
   assert.deepEqual([other.rule, other.tier, other.body.models], ['by-level-default', 'standard', ['std/model', 'std/backup']]);
   assert.equal(other.retry?.maxAttempts, 1);
@@ -74,7 +75,7 @@ test('tier_from: a value the map does not name goes to the default, also a missi
 });
 
 test('tier_from without a default: an unmapped or missing value lets evaluation go on, and the trace says why', () => {
-  const rules = compileRules(LEVEL_RULES, 'tf.yaml');
+  const rules = compileRulesText(LEVEL_RULES, 'tf.yaml');
   assert.equal(rules.decide(context({ 'x-route': 'level', 'x-level': 'weird' })).rule, 'fallback');
   assert.equal(rules.decide(context({ 'x-route': 'level', 'x-level': '__proto__' })).rule, 'fallback', 'the map is no object: __proto__ names nothing');
   const explained = rules.explain(context({ 'x-route': 'level', 'x-level': 'weird' }));
@@ -93,7 +94,7 @@ const AUTO = (extra = '') => `${TIERS}rules:
 ${extra}`;
 
 test('raise_below_confidence moves exactly the verdicts below the threshold one label up; frontier stays', () => {
-  const rules = compileRules(AUTO('        raise_below_confidence: 0.6\n'), 'tf.yaml');
+  const rules = compileRulesText(AUTO('        raise_below_confidence: 0.6\n'), 'tf.yaml');
   const tierOf = (v: Classification) => rules.decide(context({}, { resolved: { classification: v } })).tier;
   assert.equal(tierOf(verdict('medium', 0.59)), 'standard', 'unsure medium -> complex');
   assert.equal(tierOf(verdict('medium', 0.6)), 'budget', 'at the threshold: not raised');
@@ -101,12 +102,12 @@ test('raise_below_confidence moves exactly the verdicts below the threshold one 
   assert.equal(tierOf(verdict('complex', 0.5)), 'premium');
   assert.equal(tierOf(verdict('complex', 0.9)), 'standard');
   assert.equal(tierOf(verdict('frontier', 0.1)), 'premium', 'frontier has nowhere to go');
-  const plain = compileRules(AUTO(), 'tf.yaml');
+  const plain = compileRulesText(AUTO(), 'tf.yaml');
   assert.equal(plain.decide(context({}, { resolved: { classification: verdict('medium', 0.1) } })).tier, 'budget', 'no threshold: no raise');
 });
 
 test('tier_from on classify.* reads the verdict once, makes the rules read classification, and explain shows it', () => {
-  const rules = compileRules(AUTO('        raise_below_confidence: 0.6\n'), 'tf.yaml');
+  const rules = compileRulesText(AUTO('        raise_below_confidence: 0.6\n'), 'tf.yaml');
   assert.equal(rules.readsClassification, true, 'the asynchronous step must know the rules read a verdict');
   const explained = rules.explain(context({}, { resolved: { classification: verdict('medium', 0.4) } }));
   assert.deepEqual(explained.tier_from, { field: 'classify.complexity', value: 'medium', confidence: 0.4, method: 'llm', raised_from: 'medium', tier: 'standard' });
@@ -115,11 +116,11 @@ test('tier_from on classify.* reads the verdict once, makes the rules read class
   assert.deepEqual(explained.route, { model: 'std/model', tier: 'standard', fallbacks: ['std/backup'] });
   const sure = rules.explain(context({}, { resolved: { classification: verdict('complex', 0.9) } }));
   assert.deepEqual(sure.tier_from, { field: 'classify.complexity', value: 'complex', confidence: 0.9, method: 'llm', tier: 'standard' });
-  assert.equal(compileRules(LEVEL_RULES, 'tf.yaml').readsClassification, false);
+  assert.equal(compileRulesText(LEVEL_RULES, 'tf.yaml').readsClassification, false);
 });
 
 test('tier_from on the local classifier: no verdict exists until the rule reads it', () => {
-  const rules = compileRules(AUTO(), 'tf.yaml');
+  const rules = compileRulesText(AUTO(), 'tf.yaml');
   const d = rules.decide({ headers: {}, body: body('what is the capital of France?'), requestedModel: 'auto' });
   assert.equal(d.classification?.method, 'local');
   assert.equal(d.tier, d.classification.complexity === 'frontier' ? 'premium' : d.classification.complexity === 'complex' ? 'standard' : 'budget');
@@ -128,7 +129,7 @@ test('tier_from on the local classifier: no verdict exists until the rule reads 
 const STICKY = (ttl = '') => AUTO(`        stick_by: header.x-session-id\n${ttl}`);
 
 test('stick_by: a miss classifies and hands the tier to keep; a hit uses the kept tier and classifies nothing', () => {
-  const rules = compileRules(STICKY(), 'tf.yaml');
+  const rules = compileRulesText(STICKY(), 'tf.yaml');
   const store = new StickyTiers();
   const first = rules.decide(context({ 'x-session-id': 's1' }, { stickyTiers: store, resolved: { classification: verdict('frontier', 0.9) } }));
   assert.deepEqual(first.stick, { key: 'auto:s1', tier: 'premium', ttlMs: DEFAULT_STICK_TTL_MS });
@@ -147,7 +148,7 @@ test('stick_by: a miss classifies and hands the tier to keep; a hit uses the kep
 });
 
 test('stick_by: no session value, no stickiness; the TTL is the rule\'s; a long value is keyed by its digest', () => {
-  const rules = compileRules(STICKY('        stick_ttl_ms: 60000\n'), 'tf.yaml');
+  const rules = compileRulesText(STICKY('        stick_ttl_ms: 60000\n'), 'tf.yaml');
   const resolved = { classification: verdict('complex', 0.9) };
   assert.equal(rules.decide(context({}, { resolved })).stick, undefined);
   assert.equal(rules.decide(context({ 'x-session-id': '' }, { resolved })).stick, undefined, 'an empty id names no conversation');
@@ -162,7 +163,7 @@ test('stick_by: no session value, no stickiness; the TTL is the rule\'s; a long 
 test('stick_by after a reload: a kept tier the rules no longer route to is ignored, and the request is classified again', () => {
   const store = new StickyTiers();
   store.set('auto:s1', 'premium', 60_000);
-  const reloaded = compileRules(`
+  const reloaded = compileRulesText(`
 version: 1
 tiers:
   budget: { model: cheap/model }
@@ -260,7 +261,7 @@ test('tier_from schema: a map and a field are required, the TTL is bounded', () 
 
 test('tier_from with a custom field registry: any field the registry knows', () => {
   const fields = builtinFields().register({ match: 'exact', name: 'team.level', description: 'test', compile: () => (input) => input.headers['x-team'] === 'ml' ? 'gpu' : undefined });
-  const rules = compileRules(`${TIERS}rules:
+  const rules = compileRulesText(`${TIERS}rules:
   - name: team
     route: { tier_from: { field: team.level, map: { gpu: premium }, default: budget } }
 `, 'tf.yaml', { fields });

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { LiveCatalog } from '../../src/catalog/refresher.js';
 import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
-import { compileRules } from '../../src/rules/compile.js';
+import { compileRulesText } from '../../src/rules-file/loader.js';
 import { buildApp } from '../../src/server/app.js';
 import type { SignalboxMetrics } from '../../src/metrics/metrics.js';
 import type { GenerationCosts } from '../../src/upstream/generation-costs.js';
@@ -135,7 +135,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const config = options.configure ? options.configure(loaded) : loaded;
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
-  const rules = options.rules === undefined ? undefined : { current: compileRules(options.rules, 'test-rules.yaml') };
+  const rules = options.rules === undefined ? undefined : { current: compileRulesText(options.rules, 'test-rules.yaml') };
   const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
