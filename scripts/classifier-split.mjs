@@ -3,9 +3,11 @@
 // files are what ships (datasets/classifier/train.jsonl, heldout.jsonl); this script records how
 // they were made. Prompts that share a pasted document or a conversation's opening turn are
 // grouped and go to the same side, so that no near-duplicate leaks from training into the
-// held-out figures. About 20% of groups are held out, chosen by a hash of the group's first id
+// held-out figures. About 20% of groups are held out, chosen by a hash of the group's smallest id
 // (stable: adding a part does not move the prompts already split).
 // Usage: node scripts/classifier-split.mjs OUT_DIR PART.jsonl...
+// (The writers' parts are not shipped; `node scripts/classifier-split.mjs OUT datasets/classifier/train.jsonl
+// datasets/classifier/heldout.jsonl` re-splits the shipped set into the same two files.)
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +17,16 @@ if (!outDir || parts.length === 0) {
   console.error('usage: classifier-split.mjs OUT_DIR PART.jsonl...');
   process.exit(2);
 }
-const rows = parts.flatMap((file) => readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l)));
+const all = parts.flatMap((file) => readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l)));
+// The same prompt written by two writers ("hi", "what's the capital of France?") is kept once: the first.
+const seen = new Set();
+const rows = all.filter((row) => {
+  const key = (row.messages ? JSON.stringify(row.messages) : row.text).toLowerCase().replace(/\s+/g, ' ').trim();
+  if (seen.has(key)) return false;
+  seen.add(key);
+  return true;
+});
+if (rows.length < all.length) console.log(`${all.length - rows.length} repeated prompts dropped`);
 
 /**
  * What ties prompts together: every line of 60 characters or more of a long text (a pasted
@@ -52,7 +63,14 @@ rows.forEach((row, i) => {
     else byAnchor.set(a, i);
   }
 });
-const groupId = (i) => rows[find(i)].id;
+// A group is named by its smallest id: the split depends on the prompts, not on their order, so
+// re-splitting the shipped train.jsonl + heldout.jsonl gives them back.
+const smallest = new Map();
+rows.forEach((row, i) => {
+  const root = find(i);
+  if (!smallest.has(root) || row.id < smallest.get(root)) smallest.set(root, row.id);
+});
+const groupId = (i) => smallest.get(find(i));
 const heldOut = (i) => createHash('sha256').update(groupId(i)).digest()[0] < 52; // 52/256: about 20%
 const train = [];
 const held = [];
