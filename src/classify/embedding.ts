@@ -163,13 +163,7 @@ export class EmbeddingClassifier {
       return { classification: local, outcome: examples === undefined ? 'timeout' : 'error', costUsd: undefined };
     }
     const key = createHash('sha256').update(this.settings.model).update('\0').update(window).digest('hex');
-    let embedded = this.cache.get(key);
-    let shared = embedded !== undefined;
-    if (embedded === undefined) {
-      const pending = this.cache.pending(key);
-      shared = pending !== undefined;
-      embedded = await (pending ?? this.cache.run(key, () => this.embed(window, authorization), (e) => e.vector !== undefined));
-    }
+    const { value: embedded, shared } = await this.cache.answer(key, () => this.embed(window, authorization), (e) => e.vector !== undefined);
     const vector = embedded.vector;
     const usable = vector !== undefined && vector.length === examples.vectors[0]!.length;
     const outcome: ClassifierOutcome = !usable ? (vector === undefined ? embedded.outcome : 'unparseable') : shared ? 'cached' : embedded.outcome;

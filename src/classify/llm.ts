@@ -12,14 +12,30 @@ import { answerCost, postJson, type ClassifierOutcome, type RemoteDeps, type Rem
 
 type LlmAnswer = Pick<Classification, 'complexity' | 'task' | 'confidence'>;
 
-/** A fenced answer (```json ... ```), which models give despite being told not to. */
-const FENCED = /^```[a-zA-Z]*\s*([^]*?)\s*```$/;
+/** A verdict is under 100 characters: a longer answer (a model that rambles, a hostile upstream) is not one. */
+const MAX_ANSWER_CHARS = 4096;
+const FENCE = '```';
+
+/**
+ * The text inside a fenced answer (```json ... ```), which models give despite being told not to:
+ * the fence and its language tag cut off. Without a regex: a lazy one backtracks quadratically on
+ * an answer of spaces.
+ */
+function unfenced(text: string): string {
+  if (text.length < 2 * FENCE.length || !text.startsWith(FENCE) || !text.endsWith(FENCE)) return text;
+  let start = FENCE.length;
+  while (start < text.length - FENCE.length && isAsciiLetter(text.charCodeAt(start))) start++;
+  return text.slice(start, text.length - FENCE.length);
+}
+
+function isAsciiLetter(code: number): boolean {
+  return (code >= 65 && code <= 90) || (code >= 97 && code <= 122);
+}
 
 /** The labels in a model's answer text, or undefined when it is not exactly a known verdict. */
 export function parseLlmAnswer(content: string): LlmAnswer | undefined {
-  let text = content.trim();
-  const fenced = FENCED.exec(text);
-  if (fenced) text = fenced[1]!;
+  if (content.length > MAX_ANSWER_CHARS) return undefined;
+  const text = unfenced(content.trim());
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -60,14 +76,8 @@ export class LlmClassifier {
     const started = this.deps.now?.() ?? performance.now();
     const { model, prompt } = this.settings;
     const key = createHash('sha256').update(model).update('\0').update(prompt).update('\0').update(window).digest('hex');
-    let asked = this.cache.get(key);
-    let shared = asked !== undefined;
-    if (asked === undefined) {
-      const pending = this.cache.pending(key);
-      shared = pending !== undefined;
-      // Only an answer is kept: a failure is tried again by the next request.
-      asked = await (pending ?? this.cache.run(key, () => this.ask(window, authorization), (a) => a.answer !== undefined));
-    }
+    // Only an answer is kept: a failure is tried again by the next request.
+    const { value: asked, shared } = await this.cache.answer(key, () => this.ask(window, authorization), (a) => a.answer !== undefined);
     const outcome: ClassifierOutcome = shared && asked.answer !== undefined ? 'cached' : asked.outcome;
     const costUsd = shared ? undefined : asked.costUsd;
     const seconds = ((this.deps.now?.() ?? performance.now()) - started) / 1000;

@@ -43,6 +43,17 @@ export class AnswerCache<V> {
     return call;
   }
 
+  /**
+   * The kept answer for `key`, else the call in flight for it, else `call`'s (run as above);
+   * `shared` when this caller made no call of its own.
+   */
+  async answer(key: string, call: () => Promise<V>, keep: (value: V) => boolean): Promise<{ readonly value: V; readonly shared: boolean }> {
+    const kept = this.get(key);
+    if (kept !== undefined) return { value: kept, shared: true };
+    const pending = this.pending(key);
+    return { value: await (pending ?? this.run(key, call, keep)), shared: pending !== undefined };
+  }
+
   private set(key: string, value: V): void {
     if (this.capacity === 0) return;
     this.entries.delete(key);

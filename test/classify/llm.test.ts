@@ -47,6 +47,10 @@ function counter(scrape: string, outcome: string): number {
 test('parseLlmAnswer: known labels and a confidence in [0, 1], bare or fenced; anything else is unparseable', () => {
   assert.deepEqual(parseLlmAnswer(FRONTIER), { complexity: 'frontier', task: 'math', confidence: 0.9 });
   assert.deepEqual(parseLlmAnswer('```json\n' + FRONTIER + '\n```'), { complexity: 'frontier', task: 'math', confidence: 0.9 });
+  assert.deepEqual(parseLlmAnswer('```' + FRONTIER + '```'), { complexity: 'frontier', task: 'math', confidence: 0.9 });
+  // Hostile answers: too long to be a verdict; a fence around spaces is no catastrophic backtracking.
+  assert.equal(parseLlmAnswer(`${FRONTIER}${' '.repeat(5000)}`), undefined);
+  assert.equal(parseLlmAnswer(`\`\`\`${' '.repeat(4000)}x`), undefined);
   for (const bad of ['hard', '{"complexity":"huge","task":"math","confidence":0.5}', '{"complexity":"simple","task":"poetry","confidence":0.5}',
     '{"complexity":"simple","task":"chat","confidence":2}', '{"complexity":"simple","task":"chat"}', '[1]', 'null', 'Sure! ' + FRONTIER]) {
     assert.equal(parseLlmAnswer(bad), undefined, bad);
