@@ -34,11 +34,12 @@ export class AnswerCache<V> {
    * (a failure is shared with the callers waiting on it, not kept). `lookup` must not reject.
    */
   run(key: string, lookup: () => Promise<V>, keep: (value: V) => boolean): Promise<V> {
+    // Out of the in-flight map however it ends: a lookup that broke its promise and rejected must
+    // not leave every later asker of the key waiting on it.
     const call = lookup().then((value) => {
-      this.inflight.delete(key);
       if (keep(value)) this.set(key, value);
       return value;
-    });
+    }).finally(() => this.inflight.delete(key));
     this.inflight.set(key, call);
     return call;
   }

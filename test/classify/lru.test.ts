@@ -27,3 +27,10 @@ test('AnswerCache: bounded, least recently used out first; a miss in flight is s
   await none.run('x', async () => 'X', () => true);
   assert.equal(none.size, 0);
 });
+
+test('AnswerCache: a lookup that rejects is not left in flight', async () => {
+  const cache = new AnswerCache<string>(2);
+  await assert.rejects(cache.run('k', () => Promise.reject(new Error('bug')), () => true), /bug/);
+  assert.equal(cache.pending('k'), undefined);
+  assert.equal((await cache.answer('k', async () => 'K', () => true)).value, 'K');
+});
