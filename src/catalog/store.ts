@@ -63,14 +63,19 @@ export class CatalogStore {
    * the previous catalog, never half a file. `rawResponse` is JSON the caller has parsed already.
    */
   async save(rawResponse: string, fetchedAt: number): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
-    const temporary = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      await writeFile(temporary, `{"fetched_at":${fetchedAt},"response":${rawResponse}}\n`, { mode: 0o644 });
-      await rename(temporary, this.path);
-    } catch (err) {
-      await rm(temporary, { force: true });
-      throw err;
-    }
+    await writeFileAtomically(this.path, `{"fetched_at":${fetchedAt},"response":${rawResponse}}\n`);
+  }
+}
+
+/** Writes `data` to a temporary file beside `path`, then renames it over `path` (its directory made first). */
+export async function writeFileAtomically(path: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, data, { mode: 0o644 });
+    await rename(temporary, path);
+  } catch (err) {
+    await rm(temporary, { force: true });
+    throw err;
   }
 }

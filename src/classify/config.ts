@@ -1,5 +1,7 @@
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { ClassifierMethod } from './labels.js';
+import { DatasetError, readLabelledSet, type LabelledPrompt } from './dataset.js';
+import { TASK_LABELS, type ClassifierMethod } from './labels.js';
 import { readClassifierFile, shippedClassifier, type LocalClassifier } from './model.js';
 
 /**
@@ -26,7 +28,69 @@ export interface ClassifierConfig {
   readonly local: () => LocalClassifier;
   /** Where `model_file` came from, for explain and logs; undefined for the shipped model. */
   readonly modelFile: string | undefined;
+  /** `llm:` with its defaults; used by the llm and hybrid methods. */
+  readonly llm: LlmSettings;
+  /** `hybrid:` with its defaults. */
+  readonly hybrid: { readonly minConfidence: number };
+  /** `embedding:`, its examples read; undefined unless the method is embedding. */
+  readonly embedding: EmbeddingSettings | undefined;
 }
+
+export interface LlmSettings {
+  readonly model: string;
+  /** The classification prompt (the system message): `prompt_file`'s text, else DEFAULT_LLM_PROMPT. */
+  readonly prompt: string;
+  readonly timeoutMs: number;
+  readonly cacheEntries: number;
+  readonly maxTokens: number;
+}
+
+export interface EmbeddingSettings {
+  readonly model: string;
+  readonly examplesFile: string;
+  /** The file's bytes, hashed with the model to name the vectors' cache file in DATA_DIR. */
+  readonly examplesBytes: Buffer;
+  readonly examples: readonly LabelledPrompt[];
+  readonly k: number;
+}
+
+/**
+ * The defaults of the `classifier:` block, in one place (docs/classifiers.md lists them).
+ * - llm.model: a cheap, fast model that follows a JSON instruction well.
+ * - llm.timeout_ms (ms): the whole classification call; a request waits for it before routing, so
+ *   past 1.5 s the local verdict is worth more than a better one.
+ * - llm.cache_entries (answers): 10,000 verdicts of a few hundred bytes each, about 3 MB.
+ * - llm.max_tokens (tokens): the answer is one line of JSON, about 20 tokens; 60 leaves room for
+ *   a fenced answer and stops a rambling model early (the caller pays for every token).
+ * - hybrid.min_confidence (0-1): at 0.7 the local verdict decides the confident majority.
+ * - embedding.model, embedding.k (neighbours): a small embedding model, and the usual k-NN vote.
+ */
+export const CLASSIFIER_DEFAULTS = Object.freeze({
+  llm: Object.freeze({ model: 'openai/gpt-4o-mini', timeoutMs: 1500, cacheEntries: 10_000, maxTokens: 60 }),
+  hybrid: Object.freeze({ minConfidence: 0.7 }),
+  embedding: Object.freeze({ model: 'openai/text-embedding-3-small', k: 5 }),
+});
+
+/** Largest `prompt_file` read: a classification prompt is a page; it is sent with every uncached classification. */
+export const MAX_PROMPT_FILE_BYTES = 16 * 1024;
+/** Largest `examples_file` read: its examples are embedded (paid) once and held in memory with their vectors. */
+export const MAX_EXAMPLES_FILE_BYTES = 8 * 1024 * 1024;
+/** Most examples: each is a vector in memory and a distance per classification (a linear scan). */
+export const MAX_EXAMPLES = 10_000;
+
+/** The built-in classification prompt: the labels of datasets/classifier/LABELLING.md, and the answer's shape. */
+export const DEFAULT_LLM_PROMPT = [
+  'You classify a request to an AI assistant so that it can be routed to the cheapest model tier that handles it reliably.',
+  'Judge what the model must do next: the user text you are given (the last user turn). Length and words such as "explain" or "analyze" are not difficulty.',
+  'complexity, one of:',
+  '- simple: greetings, yes/no, one fact or definition, a word or a sentence translated, a trivial lookup in pasted text;',
+  '- medium: summarise, extract, fill a template, rewrite or translate a paragraph, a short email, short standard code, a one- or two-step word problem;',
+  '- complex: multi-step reasoning, real code (a module, a non-obvious bug, a refactoring), long-form writing, analysis with trade-offs, textbook proofs;',
+  '- frontier: research-grade work, competition or research proofs, large constraint problems, designing and building a whole system, autonomous multi-part tasks.',
+  `task, one of: ${TASK_LABELS.join(', ')}.`,
+  'confidence: how sure you are of complexity, from 0 to 1.',
+  'Answer with one line of JSON and nothing else: {"complexity": "...", "task": "...", "confidence": 0.0}',
+].join('\n');
 
 export interface ClassifierProblem {
   readonly path: (string | number)[];
@@ -38,7 +102,56 @@ export function resolveBesideRules(rulesFile: string, path: string): string {
   return resolve(dirname(rulesFile), path);
 }
 
-export const DEFAULT_CLASSIFIER: ClassifierConfig = Object.freeze({ method: 'local', local: shippedClassifier, modelFile: undefined });
+const DEFAULT_LLM: LlmSettings = Object.freeze({ ...CLASSIFIER_DEFAULTS.llm, prompt: DEFAULT_LLM_PROMPT });
+
+export const DEFAULT_CLASSIFIER: ClassifierConfig = Object.freeze({
+  method: 'local', local: shippedClassifier, modelFile: undefined, llm: DEFAULT_LLM, hybrid: CLASSIFIER_DEFAULTS.hybrid, embedding: undefined,
+});
+
+/** `prompt_file`'s text, or a problem: read at load, bounded, never empty. */
+function readPromptFile(file: string, problems: ClassifierProblem[]): string | undefined {
+  const path = ['classifier', 'llm', 'prompt_file'];
+  try {
+    if (statSync(file).size > MAX_PROMPT_FILE_BYTES) {
+      problems.push({ path, message: `${file}: larger than ${MAX_PROMPT_FILE_BYTES} bytes (the prompt is sent with every classification)` });
+      return undefined;
+    }
+    const text = readFileSync(file, 'utf8').trim();
+    if (text === '') problems.push({ path, message: `${file}: empty` });
+    return text === '' ? undefined : text;
+  } catch (err) {
+    problems.push({ path, message: `${file}: cannot read the classification prompt (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+    return undefined;
+  }
+}
+
+function compileEmbedding(spec: ClassifierSpec['embedding'], rulesFile: string, problems: ClassifierProblem[]): EmbeddingSettings | undefined {
+  const model = spec?.model ?? CLASSIFIER_DEFAULTS.embedding.model;
+  const k = spec?.k ?? CLASSIFIER_DEFAULTS.embedding.k;
+  if (spec?.examples_file === undefined) {
+    problems.push({ path: ['classifier', 'embedding'], message: 'method embedding needs embedding.examples_file: labelled examples (JSON Lines, as for `signalbox classifier train`)' });
+    return undefined;
+  }
+  const path = ['classifier', 'embedding', 'examples_file'];
+  const examplesFile = resolveBesideRules(rulesFile, spec.examples_file);
+  try {
+    if (statSync(examplesFile).size > MAX_EXAMPLES_FILE_BYTES) {
+      problems.push({ path, message: `${examplesFile}: larger than ${MAX_EXAMPLES_FILE_BYTES} bytes` });
+      return undefined;
+    }
+    const set = readLabelledSet(examplesFile);
+    if (set.prompts.length > MAX_EXAMPLES) {
+      problems.push({ path, message: `${examplesFile}: ${set.prompts.length} examples, at most ${MAX_EXAMPLES}` });
+      return undefined;
+    }
+    // The bytes the set was parsed from would do, but readLabelledSet keeps only their hash; a second read is at load only.
+    return Object.freeze({ model, examplesFile, examplesBytes: readFileSync(examplesFile), examples: set.prompts, k });
+  } catch (err) {
+    const messages = err instanceof DatasetError ? err.problems : [`${examplesFile}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`];
+    for (const message of messages.slice(0, 20)) problems.push({ path, message });
+    return undefined;
+  }
+}
 
 export function compileClassifier(spec: ClassifierSpec | undefined, rulesFile: string, problems: ClassifierProblem[]): ClassifierConfig {
   if (spec === undefined) return DEFAULT_CLASSIFIER;
@@ -54,5 +167,16 @@ export function compileClassifier(spec: ClassifierSpec | undefined, rulesFile: s
       local = () => model;
     }
   }
-  return Object.freeze({ method, local, modelFile });
+  const llmSpec = spec.llm ?? {};
+  const promptFile = llmSpec.prompt_file === undefined ? undefined : resolveBesideRules(rulesFile, llmSpec.prompt_file);
+  const llm: LlmSettings = Object.freeze({
+    model: llmSpec.model ?? DEFAULT_LLM.model,
+    prompt: (promptFile === undefined ? undefined : readPromptFile(promptFile, problems)) ?? DEFAULT_LLM_PROMPT,
+    timeoutMs: llmSpec.timeout_ms ?? DEFAULT_LLM.timeoutMs,
+    cacheEntries: llmSpec.cache_entries ?? DEFAULT_LLM.cacheEntries,
+    maxTokens: llmSpec.max_tokens ?? DEFAULT_LLM.maxTokens,
+  });
+  const hybrid = Object.freeze({ minConfidence: spec.hybrid?.min_confidence ?? CLASSIFIER_DEFAULTS.hybrid.minConfidence });
+  const embedding = method === 'embedding' ? compileEmbedding(spec.embedding, rulesFile, problems) : undefined;
+  return Object.freeze({ method, local, modelFile, llm, hybrid, embedding });
 }

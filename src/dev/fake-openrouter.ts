@@ -190,6 +190,11 @@ const MAX_GENERATIONS = 10_000;
 export class FakeOpenRouter extends EventEmitter {
   readonly received: ReceivedRequest[] = [];
   readonly options: Required<FakeOpenRouterOptions>;
+  /**
+   * What a chat completion of a model answers instead of `content`, by model id: a test sets the
+   * JSON an LLM classifier's model gives (`fake.cannedContent.set('openai/gpt-4o-mini', '{...}')`).
+   */
+  readonly cannedContent = new Map<string, string>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly faults: Fault[] = [];
@@ -440,7 +445,8 @@ export class FakeOpenRouter extends EventEmitter {
     const id = `gen-${1_700_000_000 + record.seq}-fake${record.seq}`;
     const created = 1_700_000_000 + record.seq;
     const call = toolCall(body, record.seq);
-    const words = this.options.content.split(/(?<= )/);
+    const content = this.cannedContent.get(model) ?? this.options.content;
+    const words = content.split(/(?<= )/);
     // A tool call's arguments stream in pieces of a few characters, as a model emits them.
     const argumentPieces = call ? call.arguments.match(ARGUMENT_PIECE) ?? [''] : [];
     const usage = this.usage(model, body.messages, call ? argumentPieces.length + 1 : words.length, parseUsageRequest(record.headers['x-fake-usage']));
@@ -462,7 +468,7 @@ export class FakeOpenRouter extends EventEmitter {
     if (body.stream !== true) {
       const message = call
         ? { role: 'assistant', content: null, refusal: null, reasoning: null, tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] }
-        : { role: 'assistant', content: this.options.content, refusal: null, reasoning: null };
+        : { role: 'assistant', content, refusal: null, reasoning: null };
       sendJson(res, 200, {
         id, provider, model, object: 'chat.completion', created,
         choices: [{ logprobs: null, finish_reason: finishReason, native_finish_reason: finishReason, index: 0, message }],

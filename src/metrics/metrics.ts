@@ -3,6 +3,7 @@ import type { SignalboxConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules-file/live-rules.js';
 import { UNROUTED } from '../rules/decision.js';
 import type { Cost } from '../catalog/cost.js';
+import type { ClassifierOutcome, RemoteMethod } from '../classify/remote.js';
 import type { ExchangeRecord } from '../server/record.js';
 import type { Endpoint } from './endpoints.js';
 import { ModelLabels, type CatalogLookup } from './labels.js';
@@ -32,6 +33,9 @@ export class SignalboxMetrics {
   private readonly clientDisconnects: FastCounter;
   private readonly ruleMatches: FastCounter;
   private readonly classifications: FastCounter;
+  private readonly classifierRequests: FastCounter;
+  private readonly classifierCost: FastCounter;
+  private readonly classifierDuration: FastHistogram;
   private readonly fallbacks: FastCounter;
   private readonly cooldowns: FastCounter;
   private readonly reloads: Counter<'result'>;
@@ -74,6 +78,12 @@ export class SignalboxMetrics {
     // Labels are the classifier's fixed label sets and a confidence decile: at most 4 + 12 + 10 values per method.
     this.classifications = new FastCounter(r, 'signalbox_classifications_total', 'Classifier verdicts the rules read, by field (complexity, task, confidence as a decile 0.0-0.9), label and the method that made them',
       ['field', 'label', 'method']);
+    // method: llm or embedding (a hybrid's calls are llm's); outcome: five values.
+    this.classifierRequests = new FastCounter(r, 'signalbox_classifier_requests_total', 'Classifications by the llm and embedding methods, by outcome: ok, cached, timeout, error, unparseable (all but ok and cached fell back to the local verdict)',
+      ['method', 'outcome']);
+    this.classifierCost = new FastCounter(r, 'signalbox_classifier_cost_usd_total', 'What the classifiers\' upstream calls cost in USD (usage.cost, else the catalog\'s price), examples\' embeddings included', ['method']);
+    this.classifierDuration = new FastHistogram(r, 'signalbox_classifier_duration_seconds', 'Time a request waited for the llm or embedding classifier (cache hits included)',
+      ['method'], CLASSIFIER_BUCKETS_SECONDS);
     this.cooldowns = new FastCounter(r, 'signalbox_model_cooldowns_total', 'Cooldowns started: a model that kept failing is skipped for a while', ['model']);
     new Gauge({
       name: 'signalbox_models_in_cooldown', help: 'Models being skipped (cooling down, or waiting for the probe that ends it)', registers: [r],
@@ -135,6 +145,13 @@ export class SignalboxMetrics {
 
   catalogRefreshFailed(): void {
     this.catalogRefreshFailures.inc();
+  }
+
+  /** One llm or embedding classification (or an examples batch): src/classify/remote.ts. */
+  classifierCalled(method: RemoteMethod, outcome: ClassifierOutcome, seconds: number, costUsd: number | undefined): void {
+    this.classifierRequests.inc([method, outcome]);
+    this.classifierDuration.observe([method], seconds);
+    if (costUsd !== undefined) this.classifierCost.inc([method], costUsd);
   }
 
   cooldownStarted(model: string): void {
@@ -212,6 +229,9 @@ export interface LiveGauges {
 }
 
 const NO_LABELS: readonly string[] = [];
+
+/** 10 ms (a cache hit is faster) to 5 s (past the llm's default 1.5 s timeout: a longer configured one). */
+const CLASSIFIER_BUCKETS_SECONDS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5];
 
 /** Statuses whose label string is made once, at load: up to the end of RFC 9110 §15's range. */
 const MAX_CACHED_STATUS = 599;

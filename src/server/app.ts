@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { LiveCatalog, type CatalogRefreshEvent } from '../catalog/refresher.js';
@@ -19,7 +20,8 @@ import { StickyTiers } from './sticky-tiers.js';
 import { requestTimeoutOptions } from './request-timeout.js';
 import { ModelCooldowns } from '../upstream/cooldown.js';
 import { GenerationCosts } from '../upstream/generation-costs.js';
-import { upstreamHeaderOptions } from '../upstream/headers.js';
+import { upstreamAuthorization, upstreamHeaderOptions } from '../upstream/headers.js';
+import { ClassifierResolver } from '../classify/resolver.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
 import { chatCompletionsRoutes } from './routes/chat-completions.js';
@@ -180,6 +182,15 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     metrics?.costReconciled(lookup.rule, lookup.model, usd);
     options.logger.info({ reqId: lookup.requestId, generation_id: lookup.id, rule: lookup.rule, cost_usd: usd, cost_source: 'generation' }, 'generation cost');
   });
+  // Classifier calls are paid with the server key, else the client's own (the caller pays); the key is never logged.
+  const classifiers = new ClassifierResolver({
+    upstream,
+    catalog: () => catalog.current,
+    dataDir: resolve(config.data_dir),
+    credential: (headers) => upstreamAuthorization(headers, proxy.headerOptions),
+    observe: (method, outcome, seconds, costUsd) => metrics?.classifierCalled(method, outcome, seconds, costUsd),
+    onCacheWriteError: (err) => options.logger.warn({ err: String(err) }, 'the embedding classifier could not write its vectors to DATA_DIR: they are embedded again after a restart'),
+  });
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
@@ -236,7 +247,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
-    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, stickyTiers: new StickyTiers() });
+    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers() });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });

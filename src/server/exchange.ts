@@ -18,6 +18,7 @@ import type { ForwardResult } from './forward.js';
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
  * | classification                            |                                                  |
+ * | classifierCostUsd                         | the classifier step (classify/resolver.ts)       |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
  * | sentBytes                                 | a body Fastify sent itself (plugins/exchange.ts) |
@@ -48,6 +49,8 @@ export class Exchange {
   baselineModel: string | undefined = undefined;
   /** The verdict the rules read (`classify.*`), when one did. */
   classification: Classification | undefined = undefined;
+  /** What the llm or embedding classifier's upstream call for this request cost, USD (the caller's). */
+  classifierCostUsd: number | undefined = undefined;
   /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
   upstream: ForwardResult | undefined = undefined;
   /** The proxy's own error, answered by Fastify's error handler. */
@@ -106,6 +109,7 @@ export class Exchange {
       routedModel: call?.model ?? this.routedModel,
       baselineModel: this.baselineModel,
       classification: this.classification,
+      classifierCostUsd: this.classifierCostUsd,
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,
       upstreamStatus: call?.upstreamStatus,

@@ -33,6 +33,8 @@ export interface ExchangeRecord {
   readonly baselineModel: string | undefined;
   /** The verdict the rules read (`classify.*`), when one did. */
   readonly classification: Classification | undefined;
+  /** What the classifier's upstream call for this request cost, USD; undefined when none was made or it is unknown. */
+  readonly classifierCostUsd: number | undefined;
   readonly stream: boolean;
   /** Every upstream attempt, in order (empty when none was made). */
   readonly attempts: readonly AttemptRecord[];

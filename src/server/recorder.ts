@@ -165,6 +165,7 @@ export class ExchangeRecorder {
       const v = x.classification;
       line.classify = { complexity: v.complexity, task: v.task, confidence: round3(v.confidence), method: v.method };
     }
+    if (x.classifierCostUsd !== undefined) line.classifier_cost_usd = x.classifierCostUsd;
     if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
     if (x.stream) line.stream = true;
     if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;

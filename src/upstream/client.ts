@@ -77,7 +77,16 @@ class WholeResponseHandler implements UpstreamHandler {
 
   onConnect(abort: (reason: Error) => void): void {
     this.abortCall = abort;
+    if (this.abortedWith !== undefined) abort(this.abortedWith);
   }
+
+  /** Ends the call with `reason` (now, or as soon as undici hands over its abort). */
+  abort(reason: Error): void {
+    this.abortedWith ??= reason;
+    this.abortCall?.(reason);
+  }
+
+  private abortedWith: Error | undefined;
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
     this.status = statusCode;
@@ -171,10 +180,24 @@ export class UpstreamClient {
   /**
    * One request whose answer is read whole, for the proxy's own small calls (the model list it
    * extends with its tiers). Bounded by `maxBytes`; errors are mapped as for a relayed call.
+   * `signal` aborts the call (the classifier's timeout): it then rejects with the signal's reason.
    */
-  fetchWhole(req: UpstreamRequest, maxBytes: number): Promise<WholeResponse> {
+  fetchWhole(req: UpstreamRequest, maxBytes: number, signal?: AbortSignal): Promise<WholeResponse> {
     return new Promise((resolve, reject) => {
-      this.dispatch(req, new WholeResponseHandler(maxBytes, (error, response) => (error === undefined ? resolve(response!) : reject(this.mapError(error)))));
+      const onAbort = (): void => handler.abort(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+      const handler = new WholeResponseHandler(maxBytes, (error, response) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (error === undefined) resolve(response!);
+        else reject(this.mapError(error));
+      });
+      if (signal !== undefined) {
+        if (signal.aborted) {
+          reject(this.mapError(signal.reason));
+          return;
+        }
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      this.dispatch(req, handler);
     });
   }
 

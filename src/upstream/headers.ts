@@ -121,6 +121,15 @@ export function upstreamHeaderOptions(config: Omit<UpstreamHeaderOptions, 'autho
   return Object.freeze({ ...config, authorization: config.apiKey === undefined ? undefined : `Bearer ${config.apiKey}` });
 }
 
+/**
+ * The Authorization an upstream call made for this client sends: the server key when one is
+ * configured, else the client's own (pass-through: the caller pays), unless STRIP_HEADERS drops it.
+ */
+export function upstreamAuthorization(client: IncomingHttpHeaders, options: UpstreamHeaderOptions): string | undefined {
+  if (options.authorization !== undefined) return options.authorization;
+  return typeof client.authorization === 'string' && !options.strip?.matches('authorization') ? client.authorization : undefined;
+}
+
 /** Headers for the upstream request, from the client's request headers. */
 export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: UpstreamHeaderOptions, requestId: string): Record<string, string> {
   const listed = connectionListed(client.connection);
@@ -136,11 +145,8 @@ export function buildUpstreamHeaders(client: IncomingHttpHeaders, options: Upstr
   out['accept-encoding'] = 'identity';
   out['x-request-id'] = requestId;
 
-  if (options.authorization !== undefined) {
-    out.authorization = options.authorization;
-  } else if (typeof client.authorization === 'string' && !strip?.matches('authorization')) {
-    out.authorization = client.authorization;
-  }
+  const authorization = upstreamAuthorization(client, options);
+  if (authorization !== undefined) out.authorization = authorization;
 
   const referer = options.httpReferer ?? fromClient(client, 'http-referer', strip);
   if (referer !== undefined) out['http-referer'] = referer;

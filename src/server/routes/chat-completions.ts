@@ -5,6 +5,8 @@ import type { Catalog } from '../../catalog/catalog.js';
 import { InvalidJsonError, InvalidRequestError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
+import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
+import type { Exchange } from '../exchange.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import type { AttemptPlan } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
@@ -151,10 +153,22 @@ export interface ChatRoutesOptions {
   readonly catalog: { readonly current: Catalog | undefined };
   /** The tiers conversations keep (`tier_from.stick_by`); none kept when absent. */
   readonly stickyTiers?: StickyTiers;
+  /** The asynchronous step before `decide`: verdicts of the llm, hybrid and embedding classifiers. */
+  readonly classifiers: ClassifierResolver;
+}
+
+/**
+ * `context` with what the rules read that needs I/O (src/classify/resolver.ts), and that call's
+ * cost on the exchange. Only called when there is something to fetch: other requests await nothing.
+ */
+async function resolvedContext(pending: Resolution | Promise<Resolution>, context: RequestContext, exchange: Exchange): Promise<RequestContext> {
+  const resolution = await pending;
+  exchange.classifierCostUsd = resolution.costUsd;
+  return { ...context, resolved: resolution.resolved };
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt, catalog, stickyTiers } = opts;
+  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
@@ -166,8 +180,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     exchange.requestedModel = clipText(context.requestedModel);
     exchange.stream = context.body.stream === true;
 
-    // One RuleSet for the whole request, even if the rules reload meanwhile.
-    const decision = rules.current.decide(context);
+    // One RuleSet for the whole request, even if the rules reload meanwhile. Authentication (an
+    // onRequest hook) has passed: a refused caller never reaches the classifier's paid call.
+    const ruleSet = rules.current;
+    const pending = classifiers.resolve(ruleSet, context);
+    const decision = ruleSet.decide(pending === undefined ? context : await resolvedContext(pending, context, exchange));
     // The conversation's later turns keep this tier (explain reads the store, never writes it).
     if (decision.stick !== undefined) stickyTiers?.set(decision.stick.key, decision.stick.tier, decision.stick.ttlMs);
     exchange.rule = decision.rule;
@@ -211,7 +228,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     const credential = proxy.cooldowns.credentialOf(authorization);
     // Models the proxy is skipping now (see docs/reliability.md), with the end of their cooldown.
     const cooling = Object.entries(proxy.cooldowns.cooling(now, credential)).map(([model, until]) => ({ model, until: new Date(until).toISOString() }));
-    const explanation = explanationForClient(rules.current.explain(context));
+    // Explain asks the llm or embedding classifier as a request would (cached alike), so that it
+    // shows what a request would get: docs/classifiers.md, "Explain".
+    const ruleSet = rules.current;
+    const pending = classifiers.resolve(ruleSet, context);
+    const explanation = explanationForClient(ruleSet.explain(pending === undefined ? context : await resolvedContext(pending, context, request.exchange)));
     if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
     const body = explanation.body as Readonly<JsonObject>;
