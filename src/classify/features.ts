@@ -2,7 +2,8 @@ import type { ClassifierInput } from './window.js';
 
 /**
  * Feature extraction for the local classifier: hashed character trigrams and words of the window,
- * words at its two edges (where the instruction usually is) in a namespace of their own, and a
+ * words and word pairs at its two edges (where the instruction usually is: "prove that", "with
+ * tests") in a namespace of their own, and a
  * few dense structural counts. One pass over the window's characters fills a preallocated buffer
  * with bucket numbers; nothing is allocated per character or per feature, and there is no regex
  * (src/classify/model.ts reads the buffer).
@@ -16,6 +17,12 @@ export const GROUPS = 3;
 
 /** Characters at each end of the window whose words also go into the edge group. */
 export const EDGE_CHARS = 256;
+/**
+ * Character trigrams are taken from this many characters at each end of the window (words from
+ * all of it): trigrams are most of a long window's features and of its cost, and those of the
+ * middle of a paste measured no better in cross-validation (docs/classifiers.md, "Training").
+ */
+export const TRIGRAM_EDGE_CHARS = 1024;
 
 export const DENSE_FEATURES = [
   'turn_length', 'window_words', 'conversation_length', 'messages', 'turn_code_fences', 'history_code_fences',
@@ -26,11 +33,11 @@ export const DENSE_FEATURES = [
 export const DENSE = DENSE_FEATURES.length;
 
 /**
- * Upper bound of sparse features per window: a trigram per character; a word and a bigram per
- * character (CJK ideographs and kana are one-character words); the same for the two edges.
+ * Upper bound of sparse features per window: a trigram per character (at most); a word per character (CJK
+ * ideographs and kana are one-character words); a word and a pair per character of the two edges.
  */
 export function maxSparseFeatures(windowChars: number): number {
-  return 3 * windowChars + 4 * EDGE_CHARS + 4;
+  return 2 * windowChars + 4 * EDGE_CHARS + 4;
 }
 
 export class FeatureBuffer {
@@ -48,7 +55,6 @@ export class FeatureBuffer {
 const FNV_PRIME = 0x01000193;
 const SEED_CHARS = 0x811c9dc5 | 0;
 const SEED_WORDS = 0x2545f491;
-const SEED_BIGRAMS = 0x9e3779b9 | 0;
 const SEED_EDGE = 0x6a09e667;
 
 /** Murmur3's finaliser: FNV's low bits are poor, and buckets are taken from the low bits. */
@@ -130,6 +136,7 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   dense.fill(0);
   const edge = EDGE_SCRATCH;
   const edgeEnd = n - EDGE_CHARS;
+  const trigramTail = n - TRIGRAM_EDGE_CHARS;
 
   let k = 0; // next trigram
   let kw = n; // next word bucket
@@ -153,7 +160,6 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   let single = false;
   let wordStart = 0;
   let h = SEED_WORDS;
-  let prev = 0;
   let prevEdge = 0;
   for (let i = 0; i <= n; i++) {
     // i === n ends the last word.
@@ -162,19 +168,18 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
     const c = raw < 128 ? ASCII_FOLD[raw]! : flags & SPACE ? 32 : raw;
 
     // A word ends at a character that is no part of one, and after a one-character word (an
-    // ideograph): its bucket, its bigram with the previous word, and the same in the edge
-    // namespace when it starts near either end.
+    // ideograph): its bucket, and when it starts near either end, its bucket and its pair with
+    // the previous edge word in the edge namespace. (Pairs over the whole window cost a fifth of
+    // the features and measured no better in cross-validation: docs/classifiers.md.)
     const wordChar = (flags & (WORD | IDEOGRAPH)) !== 0;
     if (inWord && (!wordChar || single || (flags & IDEOGRAPH) !== 0)) {
       words++;
       buckets[kw++] = fmix(h) & mask;
-      buckets[kw++] = fmix(Math.imul(prev ^ SEED_BIGRAMS, FNV_PRIME) ^ h) & mask;
       if (wordStart < EDGE_CHARS || wordStart >= edgeEnd) {
         edge[e++] = fmix(h ^ SEED_EDGE) & mask;
         edge[e++] = fmix(Math.imul(prevEdge ^ SEED_EDGE, FNV_PRIME) ^ h) & mask;
         prevEdge = h;
       }
-      prev = h;
       inWord = false;
     }
     if (wordChar) {
@@ -188,7 +193,7 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
     }
     if (i === n) break;
 
-    if (!(c === 32 && c1 === 32 && c2 === 32)) {
+    if ((i < TRIGRAM_EDGE_CHARS || i >= trigramTail) && !(c === 32 && c1 === 32 && c2 === 32)) {
       buckets[k++] = fmix(Math.imul(Math.imul(Math.imul(SEED_CHARS ^ c2, FNV_PRIME) ^ c1, FNV_PRIME) ^ c, FNV_PRIME)) & mask;
     }
     c2 = c1;

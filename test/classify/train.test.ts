@@ -14,7 +14,7 @@ test('train: learns the fixture set to high training agreement, and the same set
   assert.ok(e.taskAgreement >= 0.95, `task ${e.taskAgreement}`);
   const again = train(prompts, { ...DEFAULT_TRAIN_OPTIONS, bits: FIXTURE_BITS });
   assert.deepEqual(again.weights, fixtureModel().weights);
-  assert.deepEqual(again.trained, { examples: 62, set_sha256: '', epochs: 20, l2: 1e-6, learning_rate: 0.2, seed: 1 });
+  assert.deepEqual(again.trained, { examples: 62, set_sha256: '', epochs: 20, l2: 1e-6, learning_rate: DEFAULT_TRAIN_OPTIONS.learningRate, seed: 1 });
   const otherSeed = train(prompts, { ...DEFAULT_TRAIN_OPTIONS, bits: FIXTURE_BITS, seed: 2 });
   assert.notDeepEqual(otherSeed.weights, fixtureModel().weights);
 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_TRAIN_OPTIONS } from '../../src/classify/train.js';
 import { runCli } from '../../src/cli/commands.js';
 import { FIXTURE_SET } from '../support/classifier.js';
 
@@ -57,7 +58,7 @@ test('classifier train then eval, end to end on the fixture set: the same set an
   assert.ok(readFileSync(first).equals(readFileSync(second)), 'two trainings wrote different files');
   const artifact = JSON.parse(readFileSync(first, 'utf8')) as { hash_bits: number; trained: Record<string, unknown> };
   assert.equal(artifact.hash_bits, 12);
-  assert.deepEqual(artifact.trained, { examples: 62, set_sha256: createHash('sha256').update(readFileSync(FIXTURE_SET)).digest('hex'), epochs: 10, l2: 1e-6, learning_rate: 0.2, seed: 3 });
+  assert.deepEqual(artifact.trained, { examples: 62, set_sha256: createHash('sha256').update(readFileSync(FIXTURE_SET)).digest('hex'), epochs: 10, l2: 1e-6, learning_rate: DEFAULT_TRAIN_OPTIONS.learningRate, seed: 3 });
 
   const evaluated = await bin(['classifier', 'eval', '--set', FIXTURE_SET, '--model', first]);
   assert.equal(evaluated.code, 0, evaluated.err);
