@@ -171,3 +171,26 @@ test('rules that read no classify field, or method local, trigger no classifier 
   assert.equal(((await chat(local, 'local', 'hi')).classify as { method: string }).method, 'local');
   assert.equal(classifierCalls(local).length, 0);
 });
+
+test('a client that leaves while its request waits for the classifier: nothing more goes upstream, 499 on the log line', { timeout: 30_000 }, async (t) => {
+  const h = await startHarness({ rules: rules('llm') });
+  t.after(() => h.close());
+  h.fake.enqueue({ type: 'hang' });
+  const asked = h.fake.nextRequest();
+  const controller = new AbortController();
+  const sent = fetch(`${h.url}/v1/chat/completions`, {
+    method: 'POST', signal: controller.signal,
+    headers: { 'content-type': 'application/json', authorization: CLIENT_KEY, 'x-request-id': 'left' },
+    body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'prove the four colour theorem' }] }),
+  }).catch(() => undefined);
+  const call = await asked;
+  assert.equal((call.json as { model: string }).model, 'openai/gpt-4o-mini', 'the classifier was asked');
+  controller.abort();
+  await sent;
+  const line = await h.logs.requestLine('left');
+  assert.equal(line.status, 499);
+  // The classifier call ends (its timeout aborts it); the routed request is never sent.
+  assert.equal(await call.outcome, 'aborted');
+  await h.logs.waitFor((r) => r.reqId === 'left' && r.msg === 'client left while the classifier was asked: nothing sent upstream');
+  assert.deepEqual(h.fake.received.map((r) => (r.json as { model: string }).model), ['openai/gpt-4o-mini']);
+});

@@ -184,7 +184,18 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // onRequest hook) has passed: a refused caller never reaches the classifier's paid call.
     const ruleSet = rules.current;
     const pending = classifiers.resolve(ruleSet, context);
-    const decision = ruleSet.decide(pending === undefined ? context : await resolvedContext(pending, context, exchange));
+    let resolved = context;
+    if (pending !== undefined) {
+      resolved = await resolvedContext(pending, context, exchange);
+      // The client may have left while the classifier was asked (up to its timeout): nothing is
+      // sent upstream for it (a paid call nobody reads), and its record already says 499.
+      if (request.raw.socket?.destroyed === true) {
+        request.log.debug('client left while the classifier was asked: nothing sent upstream');
+        reply.hijack();
+        return;
+      }
+    }
+    const decision = ruleSet.decide(resolved);
     // The conversation's later turns keep this tier (explain reads the store, never writes it).
     if (decision.stick !== undefined) stickyTiers?.set(decision.stick.key, decision.stick.tier, decision.stick.ttlMs);
     exchange.rule = decision.rule;
