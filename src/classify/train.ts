@@ -1,3 +1,4 @@
+import { mulberry32 } from '../seeded-random.js';
 import { COMPLEXITY_LABELS, complexityRank, raisedComplexity, TASK_LABELS } from './labels.js';
 import type { LabelledPrompt } from './dataset.js';
 import { DENSE, extractFeatures, FeatureBuffer, GROUPS, maxSparseFeatures } from './features.js';
@@ -53,18 +54,6 @@ function encode(prompts: readonly LabelledPrompt[], bits: number): Encoded[] {
   });
 }
 
-/** mulberry32: a seeded generator, so the shuffled order (and the model) is reproducible. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function train(prompts: readonly LabelledPrompt[], options: TrainOptions = DEFAULT_TRAIN_OPTIONS): LocalClassifier {
   const { bits, epochs, learningRate, l2 } = options;
   const rows = weightRows(bits);
@@ -72,7 +61,7 @@ export function train(prompts: readonly LabelledPrompt[], options: TrainOptions 
   const g2 = new Float64Array(rows * HEADS);
   const data = encode(prompts, bits);
   const order = data.map((_, i) => i);
-  const next = random(options.seed);
+  const next = mulberry32(options.seed);
   const scores = new Float64Array(HEADS);
   const grad = new Float64Array(HEADS);
   const groupSum = new Float64Array(HEADS);
