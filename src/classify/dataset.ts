@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { FileReadError, readRegularFileSync } from '../bounded-file.js';
 import { COMPLEXITY_LABELS, isComplexity, isTask, TASK_LABELS, type Complexity, type Task } from './labels.js';
 import { classifierInput, type ClassifierInput } from './window.js';
 
@@ -27,6 +27,8 @@ export interface LabelledSet {
   readonly prompts: readonly LabelledPrompt[];
   /** SHA-256 of the file, recorded in a model trained on it. */
   readonly sha256: string;
+  /** The file's bytes (the embedding method keys its vectors' cache by them). */
+  readonly bytes: Buffer;
 }
 
 export class DatasetError extends Error {
@@ -77,16 +79,16 @@ function parseLine(line: string, fallbackId: string): LabelledPrompt | string {
   };
 }
 
-/** Reads a labelled set; every bad line is reported as `file:line: field: what is wrong`. */
-export function readLabelledSet(file: string): LabelledSet {
-  let size: number;
+/** Reads a labelled set of at most `maxBytes`; every bad line is reported as `file:line: field: what is wrong`. */
+export function readLabelledSet(file: string, maxBytes = MAX_SET_BYTES): LabelledSet {
+  let bytes: Buffer;
   try {
-    size = statSync(file).size;
+    bytes = readRegularFileSync(file, 'labelled set', maxBytes);
   } catch (err) {
-    throw new DatasetError(file, [`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+    if (err instanceof FileReadError) throw new DatasetError(file, [err.message]);
+    throw err;
   }
-  if (size > MAX_SET_BYTES) throw new DatasetError(file, [`${file}: larger than ${MAX_SET_BYTES} bytes`]);
-  const text = readFileSync(file, 'utf8');
+  const text = bytes.toString('utf8');
   const prompts: LabelledPrompt[] = [];
   const problems: string[] = [];
   text.split('\n').forEach((line, i) => {
@@ -97,5 +99,5 @@ export function readLabelledSet(file: string): LabelledSet {
   });
   if (problems.length > 0) throw new DatasetError(file, problems);
   if (prompts.length === 0) throw new DatasetError(file, [`${file}: no labelled prompts`]);
-  return { file, prompts, sha256: createHash('sha256').update(text).digest('hex') };
+  return { file, prompts, sha256: createHash('sha256').update(bytes).digest('hex'), bytes };
 }

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { FileReadError, readRegularFileSync } from '../bounded-file.js';
 import { COMPLEXITY_LABELS, TASK_LABELS, type Classification, type Complexity, type Task } from './labels.js';
 import { DENSE, DENSE_FEATURES, extractFeatures, FeatureBuffer, GROUPS, maxSparseFeatures } from './features.js';
 import { WINDOW_HEAD_CHARS, WINDOW_TAIL_CHARS, type ClassifierInput } from './window.js';
@@ -208,13 +208,20 @@ export function classifierFromArtifact(value: unknown): LocalClassifier | string
   return new LocalClassifier(bits as number, weights, trained as TrainingInfo);
 }
 
+/**
+ * Largest model file read: a model of MAX_HASH_BITS (2^20 rows of 16 int16 weights) is 45 MB of
+ * base64; a `model_file` pointing at something larger (or at /dev/zero) is refused, not read.
+ */
+export const MAX_MODEL_FILE_BYTES = 48 * 1024 * 1024;
+
 /** Reads a model file; the reasons it cannot be used, each prefixed by the file name. */
 export function readClassifierFile(file: string): LocalClassifier | string[] {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFileSync(file, 'classifier model', MAX_MODEL_FILE_BYTES).toString('utf8');
   } catch (err) {
-    return [`${file}: cannot read the classifier model (${(err as NodeJS.ErrnoException).code ?? String(err)})`];
+    if (err instanceof FileReadError) return [err.message];
+    throw err;
   }
   let value: unknown;
   try {

@@ -1,5 +1,6 @@
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { cannotRead as readFailure, checkStat as statFailure, FileReadError, OPEN_FLAGS, readRegularFileSync, tooLarge as sizeFailure } from '../bounded-file.js';
 import { compileClassifier } from '../classify/config.js';
 import { compileRules, RulesError, type CompileOptions } from '../rules/compile.js';
 import type { RuleSet } from '../rules/ruleset.js';
@@ -10,11 +11,6 @@ import type { RuleSet } from '../rules/ruleset.js';
  */
 export const MAX_RULES_FILE_BYTES = 1024 * 1024;
 
-/**
- * O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, forever; the fstat on the
- * opened descriptor then refuses it (and devices, directories, sockets) whatever symlinks led there.
- */
-const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
 /**
  * A rules file's text compiled as the server compiles it: with the classifier block's files (a
@@ -36,22 +32,10 @@ export async function loadRulesFileAsync(file: string, options: CompileOptions =
 
 /** A regular file of at most MAX_RULES_FILE_BYTES as UTF-8 text; anything else is a RulesError. */
 export function readBoundedTextSync(file: string, what: string): string {
-  let fd: number;
   try {
-    fd = openSync(file, OPEN_FLAGS);
+    return readRegularFileSync(file, what, MAX_RULES_FILE_BYTES).toString('utf8');
   } catch (err) {
-    throw cannotRead(file, what, err);
-  }
-  try {
-    checkStat(file, what, fstatSync(fd));
-    const buffer = Buffer.allocUnsafe(MAX_RULES_FILE_BYTES + 1);
-    let length = 0;
-    for (let n = -1; n !== 0 && length < buffer.length; length += n) n = readSync(fd, buffer, length, buffer.length - length, null);
-    return decode(file, what, buffer, length);
-  } catch (err) {
-    throw err instanceof RulesError ? err : cannotRead(file, what, err);
-  } finally {
-    closeSync(fd);
+    throw err instanceof FileReadError ? new RulesError(file, [err.message]) : err;
   }
 }
 
@@ -77,8 +61,11 @@ export async function readBoundedText(file: string, what: string): Promise<strin
 }
 
 function checkStat(file: string, what: string, stat: Stats): void {
-  if (!stat.isFile()) throw new RulesError(file, [`${file}: the ${what} is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`]);
-  if (stat.size > MAX_RULES_FILE_BYTES) throw tooLarge(file, what);
+  try {
+    statFailure(file, what, stat, MAX_RULES_FILE_BYTES);
+  } catch (err) {
+    throw err instanceof FileReadError ? new RulesError(file, [err.message]) : err;
+  }
 }
 
 /** The size was checked on fstat; a file that grew since is caught by reading one byte past the limit. */
@@ -88,10 +75,9 @@ function decode(file: string, what: string, buffer: Buffer, length: number): str
 }
 
 function tooLarge(file: string, what: string): RulesError {
-  return new RulesError(file, [`${file}: the ${what} is larger than ${MAX_RULES_FILE_BYTES} bytes (1 MiB), the limit`]);
+  return new RulesError(file, [sizeFailure(file, what, MAX_RULES_FILE_BYTES).message]);
 }
 
 function cannotRead(file: string, what: string, err: unknown): RulesError {
-  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-  return new RulesError(file, [`${file}: cannot read the ${what} (${code})`]);
+  return new RulesError(file, [readFailure(file, what, err).message]);
 }

@@ -48,7 +48,7 @@ test('classifier.llm.prompt_file: read at load beside the rules file; unreadable
   writeFileSync(join(dir, 'empty.txt'), '  \n');
   assert.match(problems(rules('./empty.txt'), join(dir, 'rules.yaml')), /empty\.txt: empty/);
   writeFileSync(join(dir, 'big.txt'), 'x'.repeat(MAX_PROMPT_FILE_BYTES + 1));
-  assert.match(problems(rules('./big.txt'), join(dir, 'rules.yaml')), /big\.txt: larger than 16384 bytes/);
+  assert.match(problems(rules('./big.txt'), join(dir, 'rules.yaml')), /big\.txt: the classification prompt is larger than 16384 bytes \(16 KiB\), the limit/);
 });
 
 test('classifier.embedding: examples_file is required for method embedding and checked at load, line by line', (t) => {
@@ -64,4 +64,10 @@ test('classifier.embedding: examples_file is required for method embedding and c
   assert.equal(embedding.examples.length, 1);
   // Other methods do not read it (nor need it).
   assert.equal(compileRulesText('version: 1\nclassifier: { method: llm, embedding: { examples_file: ./nowhere.jsonl } }\nrules: []\n', join(dir, 'rules.yaml')).classifier!.embedding, undefined);
+});
+
+test('classifier files that are no regular file (/dev/zero, a directory) are load errors, never read', () => {
+  for (const [key, block] of [['model_file', 'model_file: /dev/zero'], ['prompt_file', 'method: llm\n  llm:\n    prompt_file: /dev/zero'], ['examples_file', 'method: embedding\n  embedding:\n    examples_file: /dev/zero']] as const) {
+    assert.match(problems(`version: 1\nclassifier:\n  ${block}\nrules: []\n`, 'rules.yaml'), /\/dev\/zero: the .* is not a regular file/, key);
+  }
 });

@@ -81,8 +81,8 @@ test('dataset: text and messages lines become the classifier input of their last
 test('dataset: a set over MAX_SET_BYTES is refused before it is read; missing and empty sets are errors', (t) => {
   const file = tempFile(t, ok({}));
   truncateSync(file, MAX_SET_BYTES + 1); // sparse: no 64 MiB written
-  assert.deepEqual(problemsOf(file), [`${file}: larger than ${MAX_SET_BYTES} bytes`]);
+  assert.deepEqual(problemsOf(file), [`${file}: the labelled set is larger than ${MAX_SET_BYTES} bytes (64 MiB), the limit`]);
   truncateSync(file, 0);
   assert.deepEqual(problemsOf(file), [`${file}: no labelled prompts`]);
-  assert.deepEqual(problemsOf(`${file}.missing`), [`${file}.missing: cannot read (ENOENT)`]);
+  assert.deepEqual(problemsOf(`${file}.missing`), [`${file}.missing: cannot read the labelled set (ENOENT)`]);
 });

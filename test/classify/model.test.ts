@@ -75,7 +75,7 @@ test('model: readClassifierFile names the file and the reason: missing, not JSON
   const dir = tempDir(t);
   const missing = join(dir, 'missing.json');
   assert.deepEqual(readClassifierFile(missing), [`${missing}: cannot read the classifier model (ENOENT)`]);
-  assert.deepEqual(readClassifierFile(dir), [`${dir}: cannot read the classifier model (EISDIR)`]);
+  assert.deepEqual(readClassifierFile(dir), [`${dir}: the classifier model is not a regular file (symlinks are followed; a FIFO, device or directory is refused)`]);
   const notJson = join(dir, 'not.json');
   writeFileSync(notJson, '{"format": ');
   const notJsonProblems = readClassifierFile(notJson);
