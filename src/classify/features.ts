@@ -34,10 +34,11 @@ export const DENSE = DENSE_FEATURES.length;
 
 /**
  * Upper bound of sparse features per window: a trigram per character (at most); a word per character (CJK
- * ideographs and kana are one-character words); a word and a pair per character of the two edges.
+ * ideographs and kana are one-character words); a word, a pair and a word with the turn's length
+ * per character of the two edges.
  */
 export function maxSparseFeatures(windowChars: number): number {
-  return 2 * windowChars + 4 * EDGE_CHARS + 4;
+  return 2 * windowChars + 6 * EDGE_CHARS + 6;
 }
 
 export class FeatureBuffer {
@@ -56,6 +57,18 @@ const FNV_PRIME = 0x01000193;
 const SEED_CHARS = 0x811c9dc5 | 0;
 const SEED_WORDS = 0x2545f491;
 const SEED_EDGE = 0x6a09e667;
+const SEED_EDGE_LENGTH = 0x3c6ef372;
+
+/**
+ * The turn's length as one of six classes (under 64 characters, under 192, 448, 960, 1,984, more):
+ * an edge word is also hashed with it, so that "prove" in a one-line prompt and "prove" at the
+ * end of a page are different features. The one interaction a linear model cannot learn alone,
+ * and the one that measured (cross-validation, docs/classifiers.md): +2.7 points of complexity
+ * agreement.
+ */
+function lengthClass(turnChars: number): number {
+  return Math.min(5, Math.floor(Math.log2(1 + turnChars / 64)));
+}
 
 /** Murmur3's finaliser: FNV's low bits are poor, and buckets are taken from the low bits. */
 function fmix(h: number): number {
@@ -137,6 +150,7 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   const edge = EDGE_SCRATCH;
   const edgeEnd = n - EDGE_CHARS;
   const trigramTail = n - TRIGRAM_EDGE_CHARS;
+  const length = lengthClass(input.turnChars);
 
   let k = 0; // next trigram
   let kw = n; // next word bucket
@@ -168,8 +182,8 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
     const c = raw < 128 ? ASCII_FOLD[raw]! : flags & SPACE ? 32 : raw;
 
     // A word ends at a character that is no part of one, and after a one-character word (an
-    // ideograph): its bucket, and when it starts near either end, its bucket and its pair with
-    // the previous edge word in the edge namespace. (Pairs over the whole window cost a fifth of
+    // ideograph): its bucket, and when it starts near either end, its bucket, its pair with the
+    // previous edge word and its bucket with the turn's length class in the edge namespace. (Pairs over the whole window cost a fifth of
     // the features and measured no better in cross-validation: docs/classifiers.md.)
     const wordChar = (flags & (WORD | IDEOGRAPH)) !== 0;
     if (inWord && (!wordChar || single || (flags & IDEOGRAPH) !== 0)) {
@@ -178,6 +192,7 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
       if (wordStart < EDGE_CHARS || wordStart >= edgeEnd) {
         edge[e++] = fmix(h ^ SEED_EDGE) & mask;
         edge[e++] = fmix(Math.imul(prevEdge ^ SEED_EDGE, FNV_PRIME) ^ h) & mask;
+        edge[e++] = fmix(Math.imul(h ^ (SEED_EDGE_LENGTH + length), FNV_PRIME)) & mask;
         prevEdge = h;
       }
       inWord = false;
@@ -253,5 +268,5 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   dense[23] = Math.log1p(firstBreak === -1 ? n : firstBreak) / 8;
 }
 
-/** Edge words of one window, before they are appended: at most two buckets per character of the 2 * EDGE_CHARS edge characters. */
-const EDGE_SCRATCH = new Int32Array(4 * EDGE_CHARS + 4);
+/** Edge words of one window, before they are appended: at most three buckets per character of the 2 * EDGE_CHARS edge characters. */
+const EDGE_SCRATCH = new Int32Array(6 * EDGE_CHARS + 6);
