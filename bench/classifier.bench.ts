@@ -39,7 +39,7 @@ const secondFile = arg('--second', join(dirname(setFile), 'heldout.second.jsonl'
 const modelFile = arg('--model', DEFAULT_MODEL_FILE);
 const resultsDir = arg('--results', resolve(ROOT, 'bench/results'));
 
-const RAISE_SETTINGS = [0, 0.5, 0.6, 0.7, 0.8];
+const RAISE_SETTINGS = [0, 0.5, 0.6, 0.7, 0.8, 0.9];
 /** hybrid.min_confidence: 0.7 is the default. */
 const LLM_THRESHOLDS = [0.5, 0.6, 0.7, 0.8];
 const TARGETS = { complexityAgreement: 0.8, underRouting: 0.05, taskAgreement: 0.75, p50Us: 100 };

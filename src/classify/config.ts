@@ -62,8 +62,8 @@ export interface EmbeddingSettings {
  * - llm.cache_entries (answers): 10,000 verdicts of a few hundred bytes each, about 3 MB.
  * - llm.max_tokens (tokens): the answer is one line of JSON, about 20 tokens; 60 leaves room for
  *   a fenced answer and stops a rambling model early (the caller pays for every token).
- * - hybrid.min_confidence (0-1): 0.7, as the issue's example; the local verdict then decides 43%
- *   of the held-out prompts and the LLM 57% (docs/classifiers.md); 0.5 sends 21% to the LLM.
+ * - hybrid.min_confidence (0-1): 0.7, as the issue's example; the local verdict then decides 57%
+ *   of the held-out prompts and the LLM 43% (docs/classifiers.md); 0.5 sends 14% to the LLM.
  * - embedding.model, embedding.k (neighbours): a small embedding model, and the usual k-NN vote.
  */
 export const CLASSIFIER_DEFAULTS = Object.freeze({

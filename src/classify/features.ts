@@ -38,7 +38,7 @@ export const DENSE = DENSE_FEATURES.length;
  * per character of the two edges.
  */
 export function maxSparseFeatures(windowChars: number): number {
-  return 2 * windowChars + 6 * EDGE_CHARS + 6;
+  return 2 * windowChars + MAX_EDGE_FEATURES;
 }
 
 export class FeatureBuffer {
@@ -268,5 +268,7 @@ export function extractFeatures(input: ClassifierInput, bits: number, out: Featu
   dense[23] = Math.log1p(firstBreak === -1 ? n : firstBreak) / 8;
 }
 
-/** Edge words of one window, before they are appended: at most three buckets per character of the 2 * EDGE_CHARS edge characters. */
-const EDGE_SCRATCH = new Int32Array(6 * EDGE_CHARS + 6);
+/** Edge features of one window: at most three buckets per character of the 2 * EDGE_CHARS edge characters. */
+export const MAX_EDGE_FEATURES = 6 * EDGE_CHARS + 6;
+/** Edge words of one window, before they are appended. */
+const EDGE_SCRATCH = new Int32Array(MAX_EDGE_FEATURES);

@@ -37,7 +37,7 @@ test('bench:classifier --quick runs on a given set, second labelling and model, 
   const [file] = readdirSync(dir).filter((f) => f.startsWith('classifier-') && f.endsWith('-quick.json'));
   assert.ok(file, 'no results file');
   const result = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { accuracy: { raise_below_confidence: number }[]; llm_share: unknown[]; latency: { p50_us: number; bytes_per_classification?: number }[]; artifact_bytes: number; ceiling: { prompts: number } };
-  assert.deepEqual(result.accuracy.map((a) => a.raise_below_confidence), [0, 0.5, 0.6, 0.7, 0.8]);
+  assert.deepEqual(result.accuracy.map((a) => a.raise_below_confidence), [0, 0.5, 0.6, 0.7, 0.8, 0.9]);
   assert.equal(result.llm_share.length, 4);
   assert.equal(result.latency.length, 2);
   assert.ok(result.latency.every((l) => l.p50_us > 0 && typeof l.bytes_per_classification === 'number'));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DENSE, EDGE_CHARS, extractFeatures, FeatureBuffer, GROUP_CHARS, GROUP_EDGE, GROUP_WORDS, maxSparseFeatures } from '../../src/classify/features.js';
+import { DENSE, extractFeatures, FeatureBuffer, GROUP_CHARS, GROUP_EDGE, GROUP_WORDS, MAX_EDGE_FEATURES, maxSparseFeatures } from '../../src/classify/features.js';
 import { WINDOW_HEAD_CHARS, WINDOW_TAIL_CHARS, classifierInput, textInput, type ClassifierInput } from '../../src/classify/window.js';
 
 const BITS = 12;
@@ -21,8 +21,8 @@ function extractBounded(input: ClassifierInput): FeatureBuffer {
   assert.ok(used <= capacity, `${used} features for ${input.text.length} characters, bound ${capacity}`);
   assert.deepEqual(exact.groupEnd, large.groupEnd);
   assert.deepEqual(exact.buckets.subarray(0, used), large.buckets.subarray(0, used));
-  // Edge words go through a fixed scratch of 4 * EDGE_CHARS + 4 before they are appended.
-  assert.ok(used - large.groupEnd[GROUP_WORDS]! <= 4 * EDGE_CHARS + 4);
+  // Edge words go through a fixed scratch of MAX_EDGE_FEATURES before they are appended.
+  assert.ok(used - large.groupEnd[GROUP_WORDS]! <= MAX_EDGE_FEATURES);
   return exact;
 }
 

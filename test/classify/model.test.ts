@@ -26,7 +26,7 @@ test('model: an artifact read back gives the weights within quantisation error a
   assert.equal(back.bits, FIXTURE_BITS);
   assert.deepEqual(back.trained, model.trained);
   assert.equal(back.weights.length, weightRows(FIXTURE_BITS) * HEADS);
-  // int16 rounding: at most half a step, plus float32's own rounding.
+  // int8 rounding: at most half a step, plus float32's own rounding.
   for (let i = 0; i < back.weights.length; i++) {
     assert.ok(Math.abs(back.weights[i]! - model.weights[i]!) <= a.scale / 2 + 1e-6 * Math.abs(model.weights[i]!), `weight ${i}`);
   }
@@ -54,9 +54,9 @@ test('model: every problem of a bad artifact is named by its field', () => {
 
   const a = artifact();
   const truncated = { ...a, weights: Buffer.from(a.weights, 'base64').subarray(0, 100).toString('base64') };
-  assert.deepEqual(problemsOf(truncated), [`weights: expected ${weightRows(FIXTURE_BITS) * HEADS} int16 values for hash_bits ${FIXTURE_BITS}, got 50`]);
+  assert.deepEqual(problemsOf(truncated), [`weights: expected ${weightRows(FIXTURE_BITS) * HEADS} int8 values for hash_bits ${FIXTURE_BITS}, got 100`]);
   // Weights of another size than hash_bits says: refused, not read past or half used.
-  assert.match(problemsOf({ ...a, hash_bits: FIXTURE_BITS + 1 })[0]!, /^weights: expected \d+ int16 values for hash_bits 13, got \d+$/);
+  assert.match(problemsOf({ ...a, hash_bits: FIXTURE_BITS + 1 })[0]!, /^weights: expected \d+ int8 values for hash_bits 13, got \d+$/);
 
   assert.deepEqual(problemsOf({ ...artifact(), version: MODEL_VERSION + 1 }), ['version: expected 1 (this Signalbox reads version 1 models)']);
 

@@ -19,7 +19,7 @@ test('the shipped model is what the shipped training set trains to, byte for byt
   assert.ok(!Array.isArray(shipped));
   const heldout = readLabelledSet('datasets/classifier/heldout.jsonl').prompts;
   const doc = readFileSync('docs/classifiers.md', 'utf8');
-  for (const raise of [0, 0.5, 0.6, 0.7, 0.8]) {
+  for (const raise of [0, 0.5, 0.6, 0.7, 0.8, 0.9]) {
     const e = evaluate(shipped, heldout, raise);
     const label = raise === 0 ? '0 (off)' : String(raise);
     const row = `| local, \`raise_below_confidence\` ${label} | ${percent(e.complexityAgreement)} | ${percent(e.underRouting)} | ${percent(e.taskAgreement)} |`;
