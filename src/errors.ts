@@ -57,6 +57,7 @@ export const ERRORS = {
   // A `choose` rule found no candidate that can serve this request (its size, tools, images...).
   no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
+  model_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not use %s' },
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
@@ -154,6 +155,13 @@ export class UnsupportedMediaTypeError extends SignalboxError {
 }
 
 export class UnauthorizedError extends errorClass('invalid_api_key') {}
+
+/** A model outside the caller's allow-list (the keys file's `models`), refused before anything is sent. */
+export class ModelNotAllowedError extends SignalboxError {
+  constructor(model: string | undefined, detail = model === undefined ? 'the account\'s default model: name a model this key may use' : `the model ${JSON.stringify(model)}`) {
+    super('model_not_allowed', detail);
+  }
+}
 
 export class RouteNotFoundError extends SignalboxError {
   constructor(method = '', path = '') {

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { SignalboxConfig } from './config/load.js';
 import type { RulesReloader } from './rules-file/reloader.js';
+import type { KeysReloader } from './accounts/keys-reloader.js';
 import { enableCompileCache } from './compile-cache.js';
 
 // First, before the modules below are compiled (see compile-cache.ts): hence the dynamic imports.
@@ -9,10 +10,10 @@ enableCompileCache();
 const { ConfigError } = await import('./errors.js');
 const { loadConfig } = await import('./config/load.js');
 const { startRulesReloader } = await import('./rules-file/reloader.js');
+const { startKeysReloader } = await import('./accounts/keys-reloader.js');
 const { buildApp } = await import('./server/app.js');
 const { CatalogRefresher } = await import('./catalog/refresher.js');
 const { CatalogStore } = await import('./catalog/store.js');
-const { clientKeyId } = await import('./server/client-auth.js');
 const { createLogger, flushLogOnCrash, flushLogger } = await import('./server/logger.js');
 const { gracefulShutdown } = await import('./server/shutdown.js');
 
@@ -41,9 +42,7 @@ function startupSummary(config: SignalboxConfig): Record<string, unknown> {
     config_file: config.config_file ?? null,
     upstream: withoutCredentials(config.upstream.base_url),
     auth_mode: config.upstream.api_key ? 'server-key' : 'pass-through',
-    client_auth: config.client_auth.keys.length > 0 ? `${config.client_auth.keys.length} key(s)` : 'off',
-    // The ids request lines name keys by, in the order configured, so an operator can tell them apart.
-    ...(config.client_auth.keys.length > 0 && { client_keys: config.client_auth.keys.map(clientKeyId) }),
+    client_auth: config.keys_file !== undefined ? `keys file ${config.keys_file}` : config.client_auth.keys.length > 0 ? `${config.client_auth.keys.length} key(s), named key-1... by position` : 'off',
     rules_file: config.rules_file,
   };
 }
@@ -75,6 +74,18 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  let keysReloader: KeysReloader | undefined;
+  try {
+    const watch = { debounceMs: config.rules_debounce_ms, pollIntervalMs: config.rules_poll_interval_ms };
+    if (config.keys_file !== undefined) keysReloader = startKeysReloader(resolve(config.keys_file), logger, watch);
+  } catch (err) {
+    // Nothing starts on a broken keys file: serving without the keys would serve everyone.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`signalbox: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
   const catalogFile = config.catalog.file;
   const catalogRefresher = new CatalogRefresher({
     source: catalogFile !== undefined
@@ -84,14 +95,18 @@ async function main(): Promise<void> {
     refreshMs: config.catalog.refresh_ms,
     logger,
   });
-  const { app, lifecycle } = await buildApp({ config, logger, rules: reloader.rules, catalog: catalogRefresher.catalog });
+  const { app, lifecycle } = await buildApp({ config, logger, rules: reloader.rules, catalog: catalogRefresher.catalog, keys: keysReloader?.keys });
   app.addHook('onClose', async () => reloader.close());
+  app.addHook('onClose', async () => keysReloader?.close());
   app.addHook('onClose', async () => catalogRefresher.close());
   // Not awaited: a catalog that cannot be fetched or read never holds up start-up.
   void catalogRefresher.start();
-  process.on('SIGHUP', () => void reloader.reload('sighup'));
+  process.on('SIGHUP', () => {
+    void reloader.reload('sighup');
+    void keysReloader?.reload('sighup');
+  });
 
-  if (config.upstream.api_key && config.client_auth.keys.length === 0 && !isLoopback(config.server.host)) {
+  if (config.upstream.api_key && config.client_auth.keys.length === 0 && keysReloader === undefined && !isLoopback(config.server.host)) {
     logger.warn(
       { host: config.server.host },
       'OPENROUTER_API_KEY is set, client authentication is off (SIGNALBOX_API_KEYS) and HOST is not loopback: ' +

@@ -277,6 +277,13 @@ function semanticProblems(config: Settings, origin: Map<string, string>): string
   }
   const clientKeys = config.client_auth.keys;
   const apiKey = config.upstream.api_key;
+  if (clientKeys.length > 0 && config.keys_file !== undefined) {
+    // Two sources of keys: which one admits a request would be a surprise either way.
+    problems.push(`${origin.get('keys_file') ?? 'keys_file'}: keys_file and client_auth.keys are both set: move the flat keys into the keys file (docs/keys-and-budgets.md)`);
+  }
+  if (config.keys_file !== undefined && apiKey === undefined) {
+    problems.push(`${origin.get('keys_file') ?? 'keys_file'}: keys_file needs a server-side key (OPENROUTER_API_KEY): clients then present Signalbox keys, which must never be forwarded upstream`);
+  }
   if (clientKeys.length > 0 && apiKey === undefined) {
     problems.push(
       `${origin.get('client_auth.keys') ?? 'client_auth.keys'}: client_auth.keys needs a server-side key (OPENROUTER_API_KEY): ` +

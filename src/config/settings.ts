@@ -157,6 +157,10 @@ export const SETTINGS = Object.freeze([
     reason: 'empty means clients are not authenticated; when set, clients must send one of these as their bearer token, and it is never forwarded',
   },
   {
+    path: 'keys_file', env: 'KEYS_FILE', type: 'string', default: undefined, unit: 'path',
+    reason: 'unset: SIGNALBOX_API_KEYS (or no client authentication); set: the client keys with their names, tiers, teams and model allow-lists (docs/keys-and-budgets.md), hot-reloaded like the rules file (RULES_DEBOUNCE_MS, RULES_POLL_INTERVAL_MS), so a key is created or revoked without a restart',
+  },
+  {
     path: 'rules_file', env: 'RULES_FILE', type: 'string', default: './rules.yaml', unit: 'path',
     reason: 'the routing rules beside the working directory; relative paths resolve against the working directory',
   },

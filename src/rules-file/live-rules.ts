@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { RulesError } from '../rules/compile.js';
+import { ConfigError } from '../errors.js';
 import type { RuleSet, RulesSource } from '../rules/ruleset.js';
 
 export type ReloadResult = 'success' | 'unchanged' | 'failure';
@@ -8,7 +8,7 @@ export interface ReloadEvent {
   readonly result: ReloadResult;
   /** What asked for the reload: `watch`, `poll`, `sighup`, ... */
   readonly trigger: string;
-  /** The rules serving after the attempt. */
+  /** The rules (or keys) serving after the attempt. */
   readonly hash: string;
   readonly previousHash: string;
   /** Positioned problems, when the new file was refused. */
@@ -18,24 +18,24 @@ export interface ReloadEvent {
 }
 
 /**
- * The rules in force, reloadable. A request reads `current` once, at its start, and keeps that
- * RuleSet to the end; a reload swaps the reference and never touches a RuleSet in use. A file that
- * fails to load never replaces the running rules.
+ * A value loaded from a file, reloadable: the rules, the keys. A request reads `current` once, at
+ * its start, and keeps that value to the end; a reload swaps the reference and never touches a
+ * value in use. A file that fails to load never replaces the value in force.
  */
-export class LiveRules extends EventEmitter implements RulesSource {
-  current: RuleSet;
-  /** The last reload attempt was refused: the file on disk is not the rules in force. */
+export class LiveValue<T extends { readonly hash: string }> extends EventEmitter {
+  current: T;
+  /** The last reload attempt was refused: the file on disk is not the value in force. */
   failing = false;
-  private readonly load: () => RuleSet;
+  private readonly load: () => T;
 
-  constructor(initial: RuleSet, load: () => RuleSet) {
+  constructor(initial: T, load: () => T) {
     super();
     this.current = initial;
     this.load = load;
   }
 
   reload(trigger: string): ReloadEvent {
-    let next: RuleSet | undefined;
+    let next: T | undefined;
     let error: unknown;
     try {
       next = this.load();
@@ -46,8 +46,8 @@ export class LiveRules extends EventEmitter implements RulesSource {
   }
 
   /** `reload` with an asynchronous loader (a hot reload reads the file without blocking requests). */
-  async reloadWith(trigger: string, load: () => Promise<RuleSet>): Promise<ReloadEvent> {
-    let next: RuleSet | undefined;
+  async reloadWith(trigger: string, load: () => Promise<T>): Promise<ReloadEvent> {
+    let next: T | undefined;
     let error: unknown;
     try {
       next = await load();
@@ -57,7 +57,7 @@ export class LiveRules extends EventEmitter implements RulesSource {
     return this.settle(trigger, next, error);
   }
 
-  private settle(trigger: string, next: RuleSet | undefined, err: unknown): ReloadEvent {
+  private settle(trigger: string, next: T | undefined, err: unknown): ReloadEvent {
     const previousHash = this.current.hash;
     const wasFailing = this.failing;
     let event: ReloadEvent;
@@ -66,7 +66,7 @@ export class LiveRules extends EventEmitter implements RulesSource {
       if (changed) this.current = next;
       event = { result: changed ? 'success' : 'unchanged', trigger, hash: this.current.hash, previousHash, problems: [], recovered: wasFailing };
     } else {
-      const problems = err instanceof RulesError ? err.problems : [String((err as Error)?.message ?? err)];
+      const problems = err instanceof ConfigError ? err.problems : [String((err as Error)?.message ?? err)];
       event = { result: 'failure', trigger, hash: previousHash, previousHash, problems, recovered: false };
     }
     this.failing = event.result === 'failure';
@@ -74,3 +74,6 @@ export class LiveRules extends EventEmitter implements RulesSource {
     return event;
   }
 }
+
+/** The rules in force, reloadable (see LiveValue). */
+export class LiveRules extends LiveValue<RuleSet> implements RulesSource {}

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { loadRulesFile, loadRulesFileAsync } from './loader.js';
-import { LiveRules, type ReloadEvent } from './live-rules.js';
+import { LiveRules, type LiveValue, type ReloadEvent } from './live-rules.js';
 import { RulesWatcher, type RulesWatcherOptions } from './watcher.js';
 
 /** Keeps `rules` equal to the rules file: reloads it when it changes or when asked (SIGHUP). */
@@ -16,7 +16,7 @@ export interface RulesReloader {
 }
 
 /** Reloads nobody asked for: the watcher's change events and poll, which also fire on touches that change nothing. */
-const WATCHER_TRIGGERS: ReadonlySet<string> = new Set(['watch', 'poll']);
+export const WATCHER_TRIGGERS: ReadonlySet<string> = new Set(['watch', 'poll']);
 
 /**
  * The rules file, loaded now (a RulesError stops startup with positioned messages) and reloaded
@@ -36,19 +36,28 @@ export function startRulesReloader(file: string, logger: Logger, options: RulesW
     else if (!WATCHER_TRIGGERS.has(e.trigger)) logger.info(fields, 'rules file unchanged');
     else logger.debug(fields, 'rules file unchanged');
   });
+  const reload = serialReloads(rules, () => loadRulesFileAsync(file));
+  const watcher = new RulesWatcher(file, (trigger) => void reload(trigger), options).start();
+  return { rules, reload, close: () => watcher.close() };
+}
+
+/**
+ * `live.reloadWith(trigger, load)`, one at a time, so an older read never lands after a newer
+ * one; a request made while one waits to start joins it (the file is read then anyway), so a
+ * flood of signals or events queues at most one. Shared by the rules and the keys file.
+ */
+export function serialReloads<T extends { readonly hash: string }>(live: LiveValue<T>, load: () => Promise<T>): (trigger: string) => Promise<ReloadEvent> {
   let last: Promise<unknown> = Promise.resolve();
   let waiting: Promise<ReloadEvent> | undefined;
-  const reload = (trigger: string): Promise<ReloadEvent> => {
+  return (trigger) => {
     if (waiting) return waiting;
     const next = last.then(() => {
       waiting = undefined;
       // reloadWith never rejects: a failed read or compile is a 'failure' event.
-      return rules.reloadWith(trigger, () => loadRulesFileAsync(file));
+      return live.reloadWith(trigger, load);
     });
     waiting = next;
     last = next;
     return next;
   };
-  const watcher = new RulesWatcher(file, (trigger) => void reload(trigger), options).start();
-  return { rules, reload, close: () => watcher.close() };
 }

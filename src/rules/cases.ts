@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { Caller } from '../accounts/caller.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { Ajv } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
@@ -16,9 +17,18 @@ import type { Explanation, RuleSet } from './ruleset.js';
 export interface RuleCase {
   readonly name: string;
   readonly headers?: Record<string, string>;
+  /** The caller's key as the keys file would describe it (`key.*` fields); absent: no client key. */
+  readonly key?: CaseKey;
   readonly body: JsonObject;
   readonly now?: string;
   readonly expect: CaseExpectation;
+}
+
+export interface CaseKey {
+  readonly name: string;
+  readonly tier?: string;
+  readonly team?: string;
+  readonly meta?: Record<string, string | number | boolean>;
 }
 
 export interface CaseExpectation {
@@ -77,6 +87,15 @@ export const CASES_SCHEMA = {
         properties: {
           name: { type: 'string', minLength: 1 },
           headers: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
+          key: {
+            type: 'object', additionalProperties: false, required: ['name'],
+            properties: {
+              name: { type: 'string', minLength: 1 },
+              tier: { type: 'string' },
+              team: { type: 'string' },
+              meta: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
+            },
+          },
           body: { type: 'object' },
           now: dateTime,
           expect: {
@@ -130,6 +149,14 @@ function lowerCaseHeaders(headers: Record<string, unknown> | undefined): Record<
   return out;
 }
 
+/** A case's `key:` as the Caller the server would put on the request (no allow-list, limits or budgets: routing reads none of them). */
+function callerOf(key: CaseKey | undefined): Caller | undefined {
+  if (key === undefined) return undefined;
+  return {
+    name: key.name, tier: key.tier, team: key.team === undefined ? undefined : { name: key.team }, meta: { ...key.meta }, models: undefined, limits: {}, budgets: {},
+  };
+}
+
 /** Runs one case against a RuleSet. */
 export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string, catalog?: Catalog): CaseResult {
   const now = testCase.now ?? defaultNow;
@@ -148,6 +175,7 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string,
     requestedModel: typeof body.model === 'string' ? body.model : undefined,
     ...(now !== undefined && { now: new Date(now) }),
     catalog,
+    caller: callerOf(testCase.key),
   });
   const mismatches: string[] = [];
   const check = (what: string, expected: unknown, actual: unknown): void => {

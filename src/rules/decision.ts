@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Caller } from '../accounts/caller.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Classification } from '../classify/labels.js';
 import { InvalidMessagesError } from '../errors.js';
@@ -32,6 +33,8 @@ export interface RequestContext {
   readonly catalog?: Catalog | undefined;
   /** Fields resolved before evaluation by the asynchronous step (I/O the pure engine never does). */
   readonly resolved?: ResolvedFields | undefined;
+  /** Who the request's key says the caller is (`key.*`); absent without client keys: those fields are missing. */
+  readonly caller?: Caller | undefined;
   /**
    * The tiers conversations keep (`tier_from.stick_by`), read-only: the server stores what a
    * decision's `stick` says. Absent: no tier is kept (each request is classified).

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Caller } from '../accounts/caller.js';
 import type { Catalog, CatalogModel } from '../catalog/catalog.js';
 import { CAPABILITIES, perMillion, supports } from '../catalog/capabilities.js';
 import { requestEstimateUsd } from '../catalog/cost.js';
@@ -28,6 +29,8 @@ export class EvalInput {
   readonly catalog: Catalog | undefined;
   /** What the asynchronous step resolved before evaluation (src/classify/resolver.ts): verdicts that needed I/O. */
   readonly resolved: ResolvedFields | undefined;
+  /** Who the request's key says the caller is (`key.*`); undefined without client keys. */
+  readonly caller: Caller | undefined;
   /** The request's classification once a rule read `classify.*`: at most one per request, none when no rule asks. */
   verdict: Classification | undefined;
   private time: Date | undefined;
@@ -37,8 +40,9 @@ export class EvalInput {
    * `now` fixes the evaluation time; otherwise `clock` (default: the system clock) is called at
    * most once, the first time a `time.*` field is read.
    */
-  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog, resolved?: ResolvedFields) {
+  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog, resolved?: ResolvedFields, caller?: Caller) {
     this.headers = headers;
+    this.caller = caller;
     this.body = body;
     this.catalog = catalog;
     this.resolved = resolved;
@@ -270,6 +274,20 @@ export function builtinFields(): FieldRegistry {
         const get = compilePath(rest);
         if (typeof get === 'string') return get;
         return (input) => get(input.body);
+      },
+    })
+    .register({
+      match: 'prefix', name: 'key.', description: 'the caller\'s key (KEYS_FILE): `key.name`, `key.tier`, `key.team`, or a custom field of its `meta` (`key.department`); missing without client keys or when the key has none',
+      compile(rest) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(rest)) return `bad key field "${rest}" (key.name, key.tier, key.team or key.<meta field>)`;
+        if (rest === 'name') return (input) => input.caller?.name;
+        if (rest === 'tier') return (input) => input.caller?.tier;
+        if (rest === 'team') return (input) => input.caller?.team?.name;
+        return (input) => {
+          const meta = input.caller?.meta;
+          // Own fields only: `key.constructor` is no field of any key.
+          return meta !== undefined && Object.hasOwn(meta, rest) ? meta[rest] : undefined;
+        };
       },
     })
     .register(exact('model', 'the model the client asked for', (input) => (typeof input.body.model === 'string' ? input.body.model : undefined)))

@@ -9,7 +9,8 @@ import { emptyRuleSet } from '../rules/compile.js';
 import type { RulesSource } from '../rules/ruleset.js';
 import { LiveRules, type ReloadEvent } from '../rules-file/live-rules.js';
 import { UpstreamClient } from '../upstream/client.js';
-import { clientAuthHook } from './client-auth.js';
+import { flatKeyRing } from '../accounts/keys-file.js';
+import { clientAuthHook, type KeysSource } from './client-auth.js';
 import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
 import { proxyHeaders } from './response-head.js';
@@ -40,6 +41,8 @@ export interface AppOptions {
   /** The model catalog in force (kept current by a `CatalogRefresher`); none loaded when absent. */
   readonly catalog?: LiveCatalog;
   readonly lifecycle?: Lifecycle;
+  /** The client keys in force (a `LiveKeys` when KEYS_FILE is reloaded); absent: SIGNALBOX_API_KEYS, else no client authentication. */
+  readonly keys?: KeysSource;
 }
 
 export interface SignalboxApp {
@@ -244,7 +247,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     v1.addHook('onRequest', (_request, _reply, done) => {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
-    if (config.client_auth.keys.length > 0) v1.addHook('onRequest', clientAuthHook(config.client_auth.keys));
+    const keys = options.keys ?? (config.client_auth.keys.length > 0 ? { current: flatKeyRing(config.client_auth.keys) } : undefined);
+    if (keys !== undefined) v1.addHook('onRequest', clientAuthHook(keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
     await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers() });

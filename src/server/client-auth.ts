@@ -1,49 +1,47 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { KeyRing } from '../accounts/keys-file.js';
 import { UnauthorizedError } from '../errors.js';
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+/** Where the keys in force are read, once per request: a reload swaps `current` (LiveKeys). */
+export interface KeysSource {
+  readonly current: KeyRing;
+}
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+/**
+ * The key a request presents: `Authorization: Bearer <key>` (OpenAI's SDKs), else `x-api-key:
+ * <key>` (Anthropic's SDKs and many tools). A malformed Authorization header is no key: it is
+ * not silently passed over for x-api-key.
+ */
+function presentedKey(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header !== undefined) {
+    const match = typeof header === 'string' ? BEARER.exec(header) : null;
+    return match ? match[1] : undefined;
+  }
+  const apiKey = request.headers['x-api-key'];
+  return typeof apiKey === 'string' && apiKey !== '' ? apiKey : undefined;
 }
 
 /**
- * The name of a client key on the log line: `key:` and the first 8 hex digits of the key's
- * SHA-256, never the key. A hash rather than the key's position in SIGNALBOX_API_KEYS, so the id
- * stays the same across restarts and when keys are added, removed or reordered; an operator finds
- * a key's id with `printf %s "$KEY" | sha256sum | cut -c1-8`, and the startup line lists them.
- * 32 bits of a hash say nothing usable about a random secret key (and a guessable key is no
- * secret: the proxy itself would confirm guesses).
+ * An onRequest hook that admits a request only with one of the keys in force (KeyRing.lookup:
+ * SHA-256, constant-time comparison with every key), and puts the caller on the exchange, its
+ * name on the log line. `x-api-key` is then removed from the request: the upstream must never
+ * see a client's Signalbox key (Authorization is replaced by the server key, which client
+ * authentication requires).
  */
-export function clientKeyId(key: string): string {
-  return `key:${digest(key).toString('hex', 0, 4)}`;
-}
-
-/**
- * An onRequest hook that admits a request only with `Authorization: Bearer <one of keys>`, and
- * puts the matching key's id on the exchange (for the log line). Keys are kept as SHA-256 digests
- * and compared in constant time, all of them every time, so neither timing nor a heap dump gives a
- * key away.
- */
-export function clientAuthHook(keys: readonly string[]): (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void {
-  const digests = keys.map(digest);
-  const ids = keys.map(clientKeyId);
+export function clientAuthHook(keys: KeysSource): (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void {
   return (request, _reply, done) => {
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) {
+    const presented = presentedKey(request);
+    const caller = presented === undefined ? undefined : keys.current.lookup(presented);
+    if (caller === undefined) {
       done(new UnauthorizedError());
       return;
     }
-    const presented = digest(match[1]!);
-    let matched = -1;
-    for (let i = 0; i < digests.length; i++) {
-      if (timingSafeEqual(digests[i]!, presented)) matched = i;
-    }
-    if (matched === -1) {
-      done(new UnauthorizedError());
-      return;
-    }
-    request.exchange.clientKeyId = ids[matched];
+    delete request.headers['x-api-key'];
+    request.exchange.caller = caller;
+    request.exchange.clientKeyId = caller.name;
     done();
   };
 }

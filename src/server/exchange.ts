@@ -1,3 +1,4 @@
+import type { Caller } from '../accounts/caller.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { JsonObject } from '../rules/decision.js';
@@ -13,7 +14,7 @@ import type { ForwardResult } from './forward.js';
  * | slot                                      | written by                                       |
  * | ----------------------------------------- | ------------------------------------------------ |
  * | startedAt, clientAddress, userAgent       | arrival (plugins/exchange.ts)                    |
- * | clientKeyId                               | authentication (client-auth.ts)                  |
+ * | clientKeyId, caller                       | authentication (client-auth.ts)                  |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
@@ -30,8 +31,10 @@ export class Exchange {
   clientAddress: string | undefined = undefined;
   /** The client's User-Agent header, as sent (the log line bounds its length). */
   userAgent: string | undefined = undefined;
-  /** Which client key authenticated the request (see clientKeyId), when client keys are configured. */
+  /** The name of the client key that authenticated the request, when client keys are configured. */
   clientKeyId: string | undefined = undefined;
+  /** Who the key says the caller is (its tier, team, allow-list, limits); undefined when no keys are configured. */
+  caller: Caller | undefined = undefined;
   bytesIn = 0;
   /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
   requestedModel: string | undefined = undefined;

@@ -7,6 +7,7 @@ import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
 import { compileRulesText } from '../../src/rules-file/loader.js';
 import { buildApp } from '../../src/server/app.js';
+import type { KeysSource } from '../../src/server/client-auth.js';
 import type { SignalboxMetrics } from '../../src/metrics/metrics.js';
 import type { GenerationCosts } from '../../src/upstream/generation-costs.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
@@ -125,6 +126,8 @@ export interface HarnessOptions {
   readonly configure?: (config: SignalboxConfig) => SignalboxConfig;
   /** The model catalog the app holds; an empty one when absent. */
   readonly catalog?: LiveCatalog;
+  /** The client keys in force (a LiveKeys of a keys file); absent: SIGNALBOX_API_KEYS, if set. */
+  readonly keys?: KeysSource;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
@@ -136,7 +139,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRulesText(options.rules, 'test-rules.yaml') };
-  const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }) });
+  const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }), ...(options.keys && { keys: options.keys }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;

@@ -2,7 +2,9 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify
 import sjson from 'secure-json-parse';
 import { clipText } from '../../bounded-text.js';
 import type { Catalog } from '../../catalog/catalog.js';
-import { InvalidJsonError, InvalidRequestError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
+import type { Caller } from '../../accounts/caller.js';
+import { modelAllowed } from '../../accounts/keys-file.js';
+import { InvalidJsonError, InvalidRequestError, ModelNotAllowedError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
@@ -137,7 +139,30 @@ function chatContext(request: FastifyRequest, catalog: Catalog | undefined, stic
   const body = parsed.value;
   const refused = invalidMessages(body);
   if (refused) throw refused;
-  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog, stickyTiers };
+  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog, stickyTiers, caller: request.exchange.caller };
+}
+
+/**
+ * The caller's model allow-list, before routing: the model the client asked for (a tier name
+ * under `aliases: true` is no model: what it routes to is checked after routing). Before the
+ * classifier, so a refused request costs nothing.
+ */
+function checkRequestedModel(caller: Caller | undefined, context: RequestContext, ruleSet: RuleSet): void {
+  if (caller?.models === undefined) return;
+  const model = context.requestedModel;
+  if (model !== undefined && !ruleSet.aliasTiers.has(model) && !modelAllowed(caller, model)) throw new ModelNotAllowedError(clipText(model));
+}
+
+/**
+ * The allow-list after routing: every model the upstream may run, the routed one and the
+ * fallbacks the body hands OpenRouter (`models`, which a client could otherwise use to reach any
+ * model). No model at all would be the account's default: refused too.
+ */
+function checkRoutedModels(caller: Caller | undefined, body: Readonly<JsonObject>, model: string | undefined): void {
+  if (caller?.models === undefined) return;
+  const models = routeModels(body, model);
+  if (models.length === 0) throw new ModelNotAllowedError(undefined);
+  for (const m of models) if (!modelAllowed(caller, m)) throw new ModelNotAllowedError(clipText(m));
 }
 
 /**
@@ -183,6 +208,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // One RuleSet for the whole request, even if the rules reload meanwhile. Authentication (an
     // onRequest hook) has passed: a refused caller never reaches the classifier's paid call.
     const ruleSet = rules.current;
+    checkRequestedModel(exchange.caller, context, ruleSet);
     const pending = classifiers.resolve(ruleSet, context);
     let resolved = context;
     if (pending !== undefined) {
@@ -206,6 +232,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       if (decision.reject.code === 'no_model_fits') throw new NoModelFitsError(decision.reject.message);
       throw new RuleRejectedError(decision.reject.status, decision.reject.message);
     }
+    checkRoutedModels(exchange.caller, decision.body, decision.model);
     if (decision.warning !== undefined) warnOnce(rules.current, decision.warning, request.log);
 
     const parsed = request.body as ParsedJsonBody;
@@ -242,8 +269,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // Explain asks the llm or embedding classifier as a request would (cached alike), so that it
     // shows what a request would get: docs/classifiers.md, "Explain".
     const ruleSet = rules.current;
+    checkRequestedModel(request.exchange.caller, context, ruleSet);
     const pending = classifiers.resolve(ruleSet, context);
     const explanation = explanationForClient(ruleSet.explain(pending === undefined ? context : await resolvedContext(pending, context, request.exchange)));
+    // A request the chat route would refuse is refused here too, for the same reason.
+    if (explanation.reject === undefined) checkRoutedModels(request.exchange.caller, (explanation.body ?? context.body) as Readonly<JsonObject>, explanation.model);
     if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
     const body = explanation.body as Readonly<JsonObject>;

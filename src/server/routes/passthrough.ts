@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { clipText } from '../../bounded-text.js';
-import { InvalidRequestError } from '../../errors.js';
+import { InvalidRequestError, ModelNotAllowedError } from '../../errors.js';
 import { topLevelMembers } from '../../upstream/json-members.js';
 import { NO_RETRY } from '../../upstream/attempts.js';
 import { forward, type ForwardDeps } from '../forward.js';
@@ -89,6 +89,12 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: For
     // the upstream may accept, and so that the client learns the one spelling that is routed.
     if (ROUTED_PATHS.has(canonicalPath(q === -1 ? upstreamPath : upstreamPath.slice(0, q)) ?? '')) {
       throw new InvalidRequestError(`${request.method} ${clipText(request.url.split('?')[0])} is not routed: send POST ${ROUTED_V1_PATHS.join(' or POST ')}, spelled exactly`, 'invalid_path');
+    }
+    // A pass-through body is never parsed, so its model cannot be checked: a key with an
+    // allow-list may only read (GET /v1/models, generation records), or its allow-list could be
+    // spent on /v1/completions or /v1/embeddings with any model.
+    if (request.exchange.caller?.models !== undefined && request.method !== 'GET' && request.method !== 'HEAD') {
+      throw new ModelNotAllowedError(undefined, `${request.method} ${clipText(request.url.split('?')[0])}: a key with a model allow-list may only send chat completions`);
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
     const exchange = request.exchange;
