@@ -208,6 +208,14 @@ test('a duplicate key is an error at the second occurrence', () => {
   assert.match(problemAt(err, `${FILE}:${positionOf(yaml, 'port', true)}:`), /unique/i);
 });
 
+test('KEYS_FILE needs OPENROUTER_API_KEY, and cannot be set with SIGNALBOX_API_KEYS', () => {
+  assert.match(problemAt(configError(() => load({ KEYS_FILE: 'keys.yaml' })), 'KEYS_FILE'), /OPENROUTER_API_KEY/);
+  const both = configError(() => load({ OPENROUTER_API_KEY: 'sk-or-env', KEYS_FILE: 'keys.yaml', SIGNALBOX_API_KEYS: 'sy-TOPSECRET-1' }));
+  assert.match(problemAt(both, 'KEYS_FILE'), /both set/);
+  assert.equal(both.message.includes('TOPSECRET'), false);
+  assert.equal(load({ OPENROUTER_API_KEY: 'sk-or-env', KEYS_FILE: 'keys.yaml' }).config.keys_file, 'keys.yaml');
+});
+
 test('SIGNALBOX_API_KEYS without OPENROUTER_API_KEY is an error that does not show the keys', () => {
   const err = configError(() => load({ SIGNALBOX_API_KEYS: 'sy-TOPSECRET-1' }));
   assert.equal(err.problems.length, 1, JSON.stringify(err.problems));
