@@ -5,7 +5,7 @@ import { Ajv } from 'ajv';
 import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { RulesError } from './compile.js';
-import { invalidMessages, type JsonObject } from './decision.js';
+import { invalidMessages, type JsonObject, type RequestContext } from './decision.js';
 import { compilePath } from './fields.js';
 import type { Explanation, RuleSet } from './ruleset.js';
 
@@ -157,9 +157,22 @@ function callerOf(key: CaseKey | undefined): Caller | undefined {
   };
 }
 
+/** The request a case describes, as the server would hand it to the rules. */
+export function caseContext(testCase: RuleCase, defaultNow?: string, catalog?: Catalog): RequestContext {
+  const now = testCase.now ?? defaultNow;
+  const body = testCase.body;
+  return {
+    headers: lowerCaseHeaders(testCase.headers),
+    body,
+    requestedModel: typeof body.model === 'string' ? body.model : undefined,
+    ...(now !== undefined && { now: new Date(now) }),
+    catalog,
+    caller: callerOf(testCase.key),
+  };
+}
+
 /** Runs one case against a RuleSet. */
 export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string, catalog?: Catalog): CaseResult {
-  const now = testCase.now ?? defaultNow;
   const body = testCase.body;
   const e = testCase.expect;
   // The server's own check, before routing: a refused request has no explanation to compare.
@@ -169,14 +182,7 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string,
     const got = refused ? `${refused.code} (${refused.message})` : 'none: the request is routed';
     return { name: testCase.name, passed, mismatches: passed ? [] : [`error: expected ${e.error ?? 'none'}, got ${got}`] };
   }
-  const explanation = rules.explain({
-    headers: lowerCaseHeaders(testCase.headers),
-    body,
-    requestedModel: typeof body.model === 'string' ? body.model : undefined,
-    ...(now !== undefined && { now: new Date(now) }),
-    catalog,
-    caller: callerOf(testCase.key),
-  });
+  const explanation = rules.explain(caseContext(testCase, defaultNow, catalog));
   const mismatches: string[] = [];
   const check = (what: string, expected: unknown, actual: unknown): void => {
     if (!isDeepStrictEqual(expected, actual)) mismatches.push(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual ?? null)}`);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parseCatalog } from '../../src/catalog/catalog.js';
-import { parseCases, runCases } from '../../src/rules/cases.js';
+import { caseContext, parseCases, runCases } from '../../src/rules/cases.js';
 import { compileRules, RulesError } from '../../src/rules/compile.js';
 import { compileRulesText } from '../../src/rules-file/loader.js';
 
@@ -460,16 +460,7 @@ test('rules.test.yaml passes and exercises every rule of rules.yaml', () => {
   assert.deepEqual(failed, []);
 
   // the rule each case actually reaches, built the way runCase builds its request
-  const seen = new Set(cases.cases.map((c) => {
-    const now = c.now ?? cases.now;
-    return rs.explain({
-      headers: Object.fromEntries(Object.entries(c.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)])),
-      body: c.body,
-      requestedModel: typeof c.body.model === 'string' ? c.body.model : undefined,
-      ...(now !== undefined && { now: new Date(now) }),
-      catalog,
-    }).rule;
-  }));
+  const seen = new Set(cases.cases.map((c) => rs.explain(caseContext(c, cases.now, catalog)).rule));
   const untested = rs.rules.map((r) => r.name).filter((name) => !seen.has(name));
   assert.deepEqual(untested, []);
 });

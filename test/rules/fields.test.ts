@@ -331,23 +331,34 @@ test('an unknown field is a load error', () => {
   assert.match(problems[0]!, /^test\.yaml:\d+:\d+: rules\[0\] "r": unknown field "request\.colour" \(known: .*header\.<\.\.\.>.*\)$/);
 });
 
-test('FieldRegistry.register adds a prefix (key.) that rules can use', () => {
+test('FieldRegistry.register adds a prefix (acct.) that rules can use', () => {
   const keys: Record<string, Record<string, string>> = { 'Bearer sk-core': { team: 'core' }, 'Bearer sk-infra': { team: 'infra' } };
   const fields = builtinFields().register({
-    match: 'prefix', name: 'key.', description: 'an attribute of the API key',
-    compile: (rest) => (rest === '' ? 'key.<attribute> needs an attribute' : (input) => {
+    match: 'prefix', name: 'acct.', description: 'an attribute of the API key',
+    compile: (rest) => (rest === '' ? 'acct.<attribute> needs an attribute' : (input) => {
       const auth = input.headers.authorization;
       return typeof auth === 'string' ? keys[auth]?.[rest] : undefined;
     }),
   });
-  const rules = [{ name: 'core-team', when: { 'key.team': 'core' }, route: { model: 'openai/gpt-4o' } }];
+  const rules = [{ name: 'core-team', when: { 'acct.team': 'core' }, route: { model: 'openai/gpt-4o' } }];
   const rs = rulesOf(rules, {}, fields);
   const decision = rs.decide(ctx({ authorization: 'Bearer sk-core' }, { model: 'auto' }));
   assert.equal(decision.rule, 'core-team');
   assert.equal(decision.model, 'openai/gpt-4o');
   assert.equal(rs.decide(ctx({ authorization: 'Bearer sk-infra' }, { model: 'auto' })).rule, 'none');
   // the built-in registry alone does not know the field
-  assert.match(loadProblems(rules)[0]!, /unknown field "key\.team"/);
+  assert.match(loadProblems(rules)[0]!, /unknown field "acct\.team"/);
+});
+
+test('key.name, key.tier, key.team and key.<meta> read the caller the context carries; missing without one', () => {
+  const rules = [{ name: 'sales-pro', when: { 'key.name': 'alice', 'key.tier': 'pro', 'key.team': 'research', 'key.department': 'sales' }, route: { model: 'openai/gpt-4o' } }];
+  const rs = rulesOf(rules);
+  const caller = { name: 'alice', tier: 'pro', team: { name: 'research' }, meta: { department: 'sales' }, models: undefined, limits: {}, budgets: {} };
+  assert.equal(rs.decide({ ...ctx({}, { model: 'auto' }), caller }).rule, 'sales-pro');
+  assert.equal(rs.decide({ ...ctx({}, { model: 'auto' }), caller: { ...caller, meta: {} } }).rule, 'none');
+  assert.equal(rs.decide(ctx({ 'x-user-tier': 'pro' }, { model: 'auto' })).rule, 'none');
+  assert.equal(rulesOf([{ name: 'proto', when: { 'key.constructor': { exists: true } }, route: { model: 'm' } }]).decide({ ...ctx({}, { model: 'auto' }), caller }).rule, 'none');
+  assert.match(loadProblems([{ name: 'bad', when: { 'key.a-b': 'x' }, route: { model: 'm' } }])[0]!, /bad key field "a-b"/);
 });
 
 test('the message readers are total over any JSON shape of messages (issue 12, defect 1)', async () => {
