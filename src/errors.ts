@@ -57,6 +57,8 @@ export const ERRORS = {
   // A `choose` rule found no candidate that can serve this request (its size, tools, images...).
   no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
+  // True: waiting as long as Retry-After says lets the same request through (docs/keys-and-budgets.md).
+  rate_limit_exceeded: { status: 429, type: 'rate_limit_error', shouldRetry: true, message: 'Rate limit reached: %s' },
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
@@ -154,6 +156,9 @@ export class UnsupportedMediaTypeError extends SignalboxError {
 }
 
 export class UnauthorizedError extends errorClass('invalid_api_key') {}
+
+/** A key's or team's requests or tokens per minute are used up; the detail names which. */
+export class RateLimitExceededError extends errorClass('rate_limit_exceeded') {}
 
 export class RouteNotFoundError extends SignalboxError {
   constructor(method = '', path = '') {

@@ -1,3 +1,5 @@
+import type { Caller } from '../accounts/caller.js';
+import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { JsonObject } from '../rules/decision.js';
@@ -13,7 +15,8 @@ import type { ForwardResult } from './forward.js';
  * | slot                                      | written by                                       |
  * | ----------------------------------------- | ------------------------------------------------ |
  * | startedAt, clientAddress, userAgent       | arrival (plugins/exchange.ts)                    |
- * | clientKeyId                               | authentication (client-auth.ts)                  |
+ * | clientKeyId, caller                       | authentication (client-auth.ts)                  |
+ * | tokenCharge                               | the rate-limit step (routes/chat-completions.ts) |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
@@ -32,6 +35,10 @@ export class Exchange {
   userAgent: string | undefined = undefined;
   /** Which client key authenticated the request (see clientKeyId), when client keys are configured. */
   clientKeyId: string | undefined = undefined;
+  /** The key that authenticated the request, with its team, limits and budgets; undefined when no keys are configured. */
+  caller: Caller | undefined = undefined;
+  /** The token estimate the rate limits took, settled to the real count on the record (recorder.ts). */
+  tokenCharge: TokenCharge | undefined = undefined;
   bytesIn = 0;
   /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
   requestedModel: string | undefined = undefined;
@@ -102,6 +109,7 @@ export class Exchange {
       clientAddress: this.clientAddress,
       userAgent: this.userAgent,
       clientKeyId: this.clientKeyId,
+      tokenCharge: this.tokenCharge,
       bytesIn: this.bytesIn,
       bytesOut: relay?.bytesOut ?? this.sentBytes,
       requestedModel: this.requestedModel,

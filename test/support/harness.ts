@@ -6,7 +6,7 @@ import type { LiveCatalog } from '../../src/catalog/refresher.js';
 import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
 import { compileRulesText } from '../../src/rules-file/loader.js';
-import { buildApp } from '../../src/server/app.js';
+import { buildApp, type AppOptions } from '../../src/server/app.js';
 import type { SignalboxMetrics } from '../../src/metrics/metrics.js';
 import type { GenerationCosts } from '../../src/upstream/generation-costs.js';
 import type { Lifecycle } from '../../src/server/lifecycle.js';
@@ -125,6 +125,8 @@ export interface HarnessOptions {
   readonly configure?: (config: SignalboxConfig) => SignalboxConfig;
   /** The model catalog the app holds; an empty one when absent. */
   readonly catalog?: LiveCatalog;
+  /** The rate limits' store and clock, and who a request comes from (src/server/app.ts). */
+  readonly app?: Pick<AppOptions, 'limits' | 'callerOf'>;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
@@ -136,7 +138,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRulesText(options.rules, 'test-rules.yaml') };
-  const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }) });
+  const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }), ...options.app });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;
