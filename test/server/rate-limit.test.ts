@@ -103,7 +103,7 @@ test('no limits: no store call, no headers', async (t) => {
 });
 
 test('a 401 from client authentication is counted as a rejection with reason auth', async (t) => {
-  const h = await startHarness({ env: { SIGNALBOX_API_KEYS: 'sk-client-secret' } });
+  const h = await startHarness({ env: { SIGNALBOX_API_KEYS: 'sk-client-secret', OPENROUTER_API_KEY: 'sk-or-server-key' } });
   t.after(() => h.close());
   assert.equal((await chat(h, 'nobody')).status, 401);
   assert.match(await scrape(h), /signalbox_rejections_total\{reason="auth"\} 1\n/);
