@@ -58,6 +58,8 @@ export const ERRORS = {
   no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
   model_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not use %s' },
+  // True: waiting as long as Retry-After says lets the same request through (docs/keys-and-budgets.md).
+  rate_limit_exceeded: { status: 429, type: 'rate_limit_error', shouldRetry: true, message: 'Rate limit reached: %s' },
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
@@ -162,6 +164,8 @@ export class ModelNotAllowedError extends SignalboxError {
     super('model_not_allowed', detail);
   }
 }
+/** A key's or team's requests or tokens per minute are used up; the detail names which. */
+export class RateLimitExceededError extends errorClass('rate_limit_exceeded') {}
 
 export class RouteNotFoundError extends SignalboxError {
   constructor(method = '', path = '') {

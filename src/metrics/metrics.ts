@@ -38,6 +38,7 @@ export class SignalboxMetrics {
   private readonly classifierDuration: FastHistogram;
   private readonly fallbacks: FastCounter;
   private readonly cooldowns: FastCounter;
+  private readonly rejections: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
@@ -91,6 +92,7 @@ export class SignalboxMetrics {
         this.set(gauges.coolingModels());
       },
     });
+    this.rejections = new FastCounter(r, 'signalbox_rejections_total', 'Requests the proxy refused for the caller: rate_limit (429 rate_limit_exceeded), auth (401 invalid_api_key)', ['reason']);
     this.fallbacks = new FastCounter(r, 'signalbox_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
       ['from', 'to', 'reason']);
     this.reloads = new Counter({
@@ -209,6 +211,8 @@ export class SignalboxMetrics {
     if (servedModel !== undefined && r.routedModel !== undefined && servedModel !== r.routedModel) {
       this.substitutions.inc([labels.model(r.routedModel), model]);
     }
+    const rejection = r.error === undefined ? undefined : REJECTION_REASONS[r.error.code];
+    if (rejection !== undefined) this.rejections.inc([rejection]);
     if (r.streamErrorKind) this.streamErrors.inc([r.streamErrorKind]);
     if (r.clientClosed) this.clientDisconnects.inc(NO_LABELS);
   }
@@ -229,6 +233,9 @@ export interface LiveGauges {
 }
 
 const NO_LABELS: readonly string[] = [];
+
+/** `signalbox_rejections_total`'s reasons: a fixed label set, by the code of the refusal. */
+const REJECTION_REASONS: Partial<Record<string, string>> = { rate_limit_exceeded: 'rate_limit', invalid_api_key: 'auth' };
 
 /** 10 ms (a cache hit is faster) to 5 s (past the llm's default 1.5 s timeout: a longer configured one). */
 const CLASSIFIER_BUCKETS_SECONDS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5];

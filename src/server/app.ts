@@ -1,6 +1,10 @@
 import { resolve } from 'node:path';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Caller } from '../accounts/caller.js';
+import type { LimitStore } from '../accounts/limit-store.js';
+import { MemoryLimitStore } from '../accounts/memory-limit-store.js';
+import { RateLimiter } from '../accounts/rate-limit.js';
 import { LiveCatalog, type CatalogRefreshEvent } from '../catalog/refresher.js';
 import type { SignalboxConfig } from '../config/load.js';
 import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
@@ -43,6 +47,13 @@ export interface AppOptions {
   readonly lifecycle?: Lifecycle;
   /** The client keys in force (a `LiveKeys` when KEYS_FILE is reloaded); absent: SIGNALBOX_API_KEYS, else no client authentication. */
   readonly keys?: KeysSource;
+  /** Where rate-limit state lives (in memory when absent) and its clock (Date.now when absent). */
+  readonly limits?: { readonly store?: LimitStore; readonly clock?: () => number };
+  /**
+   * Who a request comes from, set on the exchange after authentication: for tests, until client
+   * authentication names the caller from the keys file (issue 16, item 1).
+   */
+  readonly callerOf?: (request: FastifyRequest) => Caller | undefined;
 }
 
 export interface SignalboxApp {
@@ -194,6 +205,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     observe: (method, outcome, seconds, costUsd) => metrics?.classifierCalled(method, outcome, seconds, costUsd),
     onCacheWriteError: (err) => options.logger.warn({ err: String(err) }, 'the embedding classifier could not write its vectors to DATA_DIR: they are embedded again after a restart'),
   });
+  // Rate limits per key and team; the store is closed with the app.
+  const rateLimiter = new RateLimiter(options.limits?.store ?? new MemoryLimitStore(), options.limits?.clock);
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
@@ -251,7 +264,14 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (keys !== undefined) v1.addHook('onRequest', clientAuthHook(keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
-    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers() });
+    const callerOf = options.callerOf;
+    if (callerOf !== undefined) {
+      v1.addHook('onRequest', (request, _reply, done) => {
+        request.exchange.caller = callerOf(request);
+        done();
+      });
+    }
+    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), rateLimiter });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });
@@ -268,6 +288,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (onCatalogRefresh) catalog.off('refresh', onCatalogRefresh);
     catalog.off('refresh', onCatalogLoaded);
     generationCosts?.close();
+    await rateLimiter.store.close();
     if (rules instanceof LiveRules) rules.off('reload', onRulesLoaded);
     await upstream.close();
   });

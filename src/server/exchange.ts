@@ -1,4 +1,5 @@
 import type { Caller } from '../accounts/caller.js';
+import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { JsonObject } from '../rules/decision.js';
@@ -15,6 +16,7 @@ import type { ForwardResult } from './forward.js';
  * | ----------------------------------------- | ------------------------------------------------ |
  * | startedAt, clientAddress, userAgent       | arrival (plugins/exchange.ts)                    |
  * | clientKeyId, caller                       | authentication (client-auth.ts)                  |
+ * | tokenCharge                               | the rate-limit step (routes/chat-completions.ts) |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
@@ -35,6 +37,8 @@ export class Exchange {
   clientKeyId: string | undefined = undefined;
   /** Who the key says the caller is (its tier, team, allow-list, limits); undefined when no keys are configured. */
   caller: Caller | undefined = undefined;
+  /** The token estimate the rate limits took, settled to the real count on the record (recorder.ts). */
+  tokenCharge: TokenCharge | undefined = undefined;
   bytesIn = 0;
   /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
   requestedModel: string | undefined = undefined;
@@ -105,6 +109,7 @@ export class Exchange {
       clientAddress: this.clientAddress,
       userAgent: this.userAgent,
       clientKeyId: this.clientKeyId,
+      tokenCharge: this.tokenCharge,
       bytesIn: this.bytesIn,
       bytesOut: relay?.bytesOut ?? this.sentBytes,
       requestedModel: this.requestedModel,

@@ -1,3 +1,4 @@
+import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
@@ -21,6 +22,8 @@ export interface ExchangeRecord {
   readonly clientAddress: string | undefined;
   readonly userAgent: string | undefined;
   readonly clientKeyId: string | undefined;
+  /** The token estimate the rate limits took, to settle to the reported usage; undefined when no tpm applied. */
+  readonly tokenCharge?: TokenCharge | undefined;
   readonly bytesIn: number;
   readonly bytesOut: number;
   /** Model the client asked for. */

@@ -97,6 +97,7 @@ export class ExchangeRecorder {
         const cost = now === undefined ? undefined : this.costOf(finished.record, now);
         const baselineCost = now === undefined ? undefined : this.baselineCostOf(finished.record, now);
         if (cost === undefined) this.reconcileLater(finished);
+        settleTokens(finished);
         this.log(finished, cost, baselineCost);
         if (this.metrics) {
           // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
@@ -227,4 +228,21 @@ function logAttempts(log: Logger, attempts: readonly AttemptRecord[]): void {
 
 function round3(n: number): number {
   return Math.round(n * 1000) / 1000;
+}
+
+/**
+ * Corrects the token buckets a request took its estimate from (src/accounts/rate-limit.ts): to the
+ * reported prompt and completion tokens; to 0 when nothing was sent or the upstream refused it
+ * without usage (nothing was generated); else (a stream cut before its usage, no answer) the
+ * estimate stands, the conservative choice.
+ */
+function settleTokens(finished: Finished): void {
+  const x = finished.record;
+  const charge = x.tokenCharge;
+  if (charge === undefined) return;
+  const usage = x.facts?.usage;
+  const status = x.upstreamStatus;
+  const refused = x.attempts.length === 0 || (status !== undefined && (status < 200 || status > 299));
+  const real = usage !== undefined ? usage.prompt + usage.completion : refused ? 0 : undefined;
+  if (real !== undefined) charge.settle(real, (err) => finished.log.warn({ err: String(err) }, 'correcting the token rate limit failed'));
 }

@@ -6,7 +6,7 @@ import type { LiveCatalog } from '../../src/catalog/refresher.js';
 import { loadConfig, type SignalboxConfig } from '../../src/config/load.js';
 import { FakeOpenRouter, type FakeOpenRouterOptions } from '../../src/dev/fake-openrouter.js';
 import { compileRulesText } from '../../src/rules-file/loader.js';
-import { buildApp } from '../../src/server/app.js';
+import { buildApp, type AppOptions } from '../../src/server/app.js';
 import type { KeysSource } from '../../src/server/client-auth.js';
 import type { SignalboxMetrics } from '../../src/metrics/metrics.js';
 import type { GenerationCosts } from '../../src/upstream/generation-costs.js';
@@ -128,6 +128,8 @@ export interface HarnessOptions {
   readonly catalog?: LiveCatalog;
   /** The client keys in force (a LiveKeys of a keys file); absent: SIGNALBOX_API_KEYS, if set. */
   readonly keys?: KeysSource;
+  /** The rate limits' store and clock, and who a request comes from (src/server/app.ts). */
+  readonly app?: Pick<AppOptions, 'limits' | 'callerOf'>;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
@@ -139,7 +141,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
   const rules = options.rules === undefined ? undefined : { current: compileRulesText(options.rules, 'test-rules.yaml') };
-  const { app, lifecycle, metrics, generationCosts } = await buildApp({ config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }), ...(options.keys && { keys: options.keys }) });
+  const { app, lifecycle, metrics, generationCosts } = await buildApp({
+    config, logger, ...(rules && { rules }), ...(options.catalog && { catalog: options.catalog }), ...(options.keys && { keys: options.keys }), ...options.app,
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   lifecycle.markReady();
   const { port } = app.server.address() as AddressInfo;

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
+import type { RateLimiter } from '../../accounts/rate-limit.js';
 import { clipText } from '../../bounded-text.js';
 import type { Catalog } from '../../catalog/catalog.js';
 import type { Caller } from '../../accounts/caller.js';
@@ -180,6 +181,8 @@ export interface ChatRoutesOptions {
   readonly stickyTiers?: StickyTiers;
   /** The asynchronous step before `decide`: verdicts of the llm, hybrid and embedding classifiers. */
   readonly classifiers: ClassifierResolver;
+  /** Rate limits per key and team (src/accounts/rate-limit.ts): taken for callers that have any. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 /**
@@ -193,7 +196,7 @@ async function resolvedContext(pending: Resolution | Promise<Resolution>, contex
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers } = opts;
+  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, rateLimiter } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
@@ -204,6 +207,24 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     if (keepPrompt) exchange.chatBody = context.body;
     exchange.requestedModel = clipText(context.requestedModel);
     exchange.stream = context.body.stream === true;
+
+    // The caller's rate limits, before the classifier's paid call and anything sent upstream.
+    // Explain is not limited: it sends nothing upstream but a classifier call, and is the tool to
+    // ask how a request would be routed while limited.
+    const caller = exchange.caller;
+    if (rateLimiter !== undefined && caller !== undefined) {
+      const limited = await rateLimiter.take(caller, context.body);
+      if (limited !== undefined) {
+        // On the raw response: Node merges them into the head the relay or Fastify's error answer writes.
+        const res = reply.raw;
+        for (const name in limited.headers) res.setHeader(name, limited.headers[name]!);
+        if (limited.refusal !== undefined) {
+          res.setHeader('retry-after', String(limited.retryAfterSeconds));
+          throw limited.refusal;
+        }
+        exchange.tokenCharge = limited.charge;
+      }
+    }
 
     // One RuleSet for the whole request, even if the rules reload meanwhile. Authentication (an
     // onRequest hook) has passed: a refused caller never reaches the classifier's paid call.
