@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { createConnection } from 'node:net';
 import type { TestContext } from 'node:test';
+import { freePort } from './ports.js';
 import { withTimeout } from './timeout.js';
 
 /** A real redis-server (Debian's package), on a port of its own, stopped after the test. */
@@ -12,21 +13,6 @@ export interface RedisServer {
   readonly child: ChildProcess;
   /** SIGKILLs the server (an outage, for failure-mode tests) and resolves once it has exited. */
   kill(): Promise<void>;
-}
-
-/**
- * A free TCP port: redis-server has no `--port 0`, so one is picked by binding a socket, then
- * released for the server. Another process could take it in between; startRedis then fails with
- * the server's own message rather than hanging.
- */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 /** Sends PING on a fresh connection; resolves on +PONG. */
@@ -48,6 +34,8 @@ async function ping(port: number): Promise<void> {
  * not a sleep) and a PING, and kills it after the test.
  */
 export async function startRedis(t: TestContext): Promise<RedisServer> {
+  // redis-server has no `--port 0`: a port is picked by binding a socket, then released for it.
+  // Another process could take it in between; then this fails with the server's own message.
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', '/tmp'], {
     stdio: ['ignore', 'pipe', 'pipe'],
