@@ -75,6 +75,8 @@ export const ERRORS = {
   upstream_unreachable: { status: 502, type: 'server_error', shouldRetry: true, message: 'Upstream unreachable: %s' },
   // True: the request never reached upstream, and another instance (the load balancer's next pick) can serve it.
   shutting_down: { status: 503, type: 'server_error', shouldRetry: true, message: 'Signalbox is shutting down; retry on another instance' },
+  // True: Redis reconnects on its own, and the next try (here or on another replica) may find it back (REDIS_FAILURE_MODE=closed).
+  rate_limit_store_unavailable: { status: 503, type: 'server_error', shouldRetry: true, message: 'Rate-limit store unavailable: %s' },
   upstream_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, message: 'Upstream timeout: %s' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -176,6 +178,9 @@ export class RouteNotFoundError extends SignalboxError {
 export class ShuttingDownError extends errorClass('shutting_down') {}
 
 export class UpstreamUnreachableError extends errorClass('upstream_unreachable') {}
+
+/** REDIS_FAILURE_MODE=closed and Redis did not answer: the request is refused rather than admitted unlimited. */
+export class RateLimitStoreUnavailableError extends errorClass('rate_limit_store_unavailable') {}
 
 export type UpstreamTimeoutPhase = 'connect' | 'headers' | 'first_token' | 'idle';
 

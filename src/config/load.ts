@@ -5,7 +5,7 @@ import { AJV_STARTUP_OPTIONS } from './ajv-options.js';
 import { ConfigError } from '../errors.js';
 import { FIELD_VALUE_RULE, HeaderNameMatcher, isFieldValue, isHeaderPattern } from '../upstream/headers.js';
 import type { RetryPolicy } from '../upstream/retry.js';
-import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, SETTINGS, type SettingSpec, type Settings } from './settings.js';
+import { CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, REDIS_FAILURE_MODES, SETTINGS, type SettingSpec, type Settings } from './settings.js';
 import { YamlSource, pointerToPath } from './yaml-source.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -42,6 +42,8 @@ function settingSchema(spec: SettingSpec): Json {
       return { type: 'string', enum: [...LOG_LEVELS] };
     case 'log-format':
       return { type: 'string', enum: [...LOG_FORMATS] };
+    case 'redis-failure-mode':
+      return { type: 'string', enum: [...REDIS_FAILURE_MODES] };
     case 'string[]':
       return { type: 'array', items: { type: 'string', minLength: 1 } };
     case 'number[]':

@@ -6,7 +6,7 @@
  * this list, so a setting cannot exist in one and be missing from the other.
  */
 
-export type SettingType = 'string' | 'integer' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level' | 'log-format';
+export type SettingType = 'string' | 'integer' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level' | 'log-format' | 'redis-failure-mode';
 
 export interface SettingSpec {
   /** Dotted path in the config file (snake_case, like the rest of the YAML). */
@@ -27,6 +27,7 @@ const MiB = 1024 * 1024;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const LOG_FORMATS = ['json', 'pretty'] as const;
+export const REDIS_FAILURE_MODES = ['open', 'closed'] as const;
 
 // `as const` keeps each entry's literal path, type and default: SignalboxConfig (config/load.ts)
 // is computed from them, so a setting added here is typed everywhere without a second list.
@@ -189,6 +190,18 @@ export const SETTINGS = Object.freeze([
     reason: 'the last good model catalog is kept here (`catalog.json`), so a restart without network starts with it, and the embedding classifier\'s example vectors (`embeddings-*.f32`), so a restart does not pay to embed them again; relative paths resolve against the working directory (the container uses its volume /var/lib/signalbox)',
   },
   {
+    path: 'redis.url', env: 'REDIS_URL', type: 'string', default: undefined, unit: 'redis:// or rediss:// URL', secret: true,
+    reason: 'unset keeps rate-limit state in process memory, so each replica counts alone; set, every replica takes from the same buckets in this Redis, one Lua script per request (docs/keys-and-budgets.md, State stores). Secret: the URL may hold a password',
+  },
+  {
+    path: 'redis.failure_mode', env: 'REDIS_FAILURE_MODE', type: 'redis-failure-mode', default: 'open', unit: REDIS_FAILURE_MODES.join(' | '),
+    reason: 'what a request gets while Redis is unreachable: open admits it under this replica\'s own in-memory limits (limits then hold per replica only; logged once per outage and counted), closed refuses it with 503 rate_limit_store_unavailable. Open by default: an outage of the limiter should not become an outage of the proxy',
+  },
+  {
+    path: 'redis.command_timeout_ms', env: 'REDIS_COMMAND_TIMEOUT_MS', type: 'integer', default: 200, unit: 'milliseconds', minimum: 1,
+    reason: 'the longest a request waits for Redis before the failure mode applies: one script is well under a millisecond on a healthy link, so 200 ms means Redis is stuck or gone, and bounds what an outage adds to every request',
+  },
+  {
     path: 'metrics.enabled', env: 'METRICS_ENABLED', type: 'boolean', default: true, unit: 'true | false',
     reason: 'GET /metrics in the Prometheus text format; cost and latency are half of what the proxy is for',
   },
@@ -236,6 +249,7 @@ type ValueOfType<T extends SettingType> = T extends 'integer' ? number
   : T extends 'number[]' ? readonly number[]
   : T extends 'log-level' ? (typeof LOG_LEVELS)[number]
   : T extends 'log-format' ? (typeof LOG_FORMATS)[number]
+  : T extends 'redis-failure-mode' ? (typeof REDIS_FAILURE_MODES)[number]
   : string;
 
 type Spec = (typeof SETTINGS)[number];

@@ -37,12 +37,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FakeOpenRouter, openRouterErrorBody, type ManualResponse, type ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { CHAT_BODY, retryWaiting, startHarness, type Harness, type LogRecord } from '../support/harness.js';
 import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
+import { freePort } from '../support/ports.js';
 import { withTimeout } from '../support/timeout.js';
 
 /** Every test waits on events; this turns a lost event into a failure instead of a hang. */
@@ -235,17 +236,6 @@ function leavingClient(h: Harness, id: string, body: unknown): LeavingClient {
   };
 }
 
-/** A TCP port nothing listens on: bound on port 0, noted, closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 const BACKLOG = 1;
 /** Listens with a tiny backlog and then blocks its event loop for good: connections are never accepted. */
 const NEVER_ACCEPTS = `const s = require('node:net').createServer();
@@ -316,7 +306,7 @@ function existsProcNetTcp(): boolean {
 // 1-3: no answer at all
 
 test('1. connection refused: three attempts, then 502 upstream_unreachable', EVENT_TEST, async (t) => {
-  const port = await closedPort();
+  const port = await freePort();
   const h = await harness(t, { OPENROUTER_BASE_URL: `http://127.0.0.1:${port}/api/v1`, RETRY_MAX_ATTEMPTS: '3' });
 
   const res = await chat(h, 'refused');
