@@ -206,7 +206,16 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     onCacheWriteError: (err) => options.logger.warn({ err: String(err) }, 'the embedding classifier could not write its vectors to DATA_DIR: they are embedded again after a restart'),
   });
   // Rate limits per key and team; the store is closed with the app.
-  const rateLimiter = new RateLimiter(options.limits?.store ?? new MemoryLimitStore(), options.limits?.clock);
+  // With REDIS_URL the limits hold across replicas; while Redis is unreachable the in-memory store
+  // takes over (fail open: limits per replica) or requests get 503 (fail closed).
+  // The Redis client is loaded only then: a proxy without REDIS_URL does not pay for it at start.
+  const limitStore = options.limits?.store ?? (config.redis.url !== undefined
+    ? new (await import('../accounts/redis-limit-store.js')).RedisLimitStore({
+        url: config.redis.url, failureMode: config.redis.failure_mode, commandTimeoutMs: config.redis.command_timeout_ms,
+        logger: options.logger, fallback: new MemoryLimitStore(),
+      })
+    : new MemoryLimitStore());
+  const rateLimiter = new RateLimiter(limitStore, options.limits?.clock);
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };

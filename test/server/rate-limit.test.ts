@@ -108,3 +108,24 @@ test('a 401 from client authentication is counted as a rejection with reason aut
   assert.equal((await chat(h, 'nobody')).status, 401);
   assert.match(await scrape(h), /signalbox_rejections_total\{reason="auth"\} 1\n/);
 });
+
+test('with REDIS_URL two proxies share one Redis: 200 concurrent requests of one key across both admit exactly its limit', { timeout: 60_000 }, async (t) => {
+  const { startRedis } = await import('../support/redis.js');
+  const redis = await startRedis(t);
+  const clock = { now: 5_000_000 };
+  const callers = { alice: caller('alice', { rpm: 50 }) };
+  const replica = async () => {
+    const h = await startHarness({
+      env: { OPENROUTER_API_KEY: 'sk-or-server-key', REDIS_URL: redis.url },
+      app: { limits: { clock: () => clock.now }, callerOf: (request) => callers[String(request.headers['x-test-caller']) as 'alice'] },
+    });
+    t.after(() => h.close());
+    return h;
+  };
+  const [a, b] = [await replica(), await replica()];
+  const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => chat(i % 2 === 0 ? a : b, 'alice')));
+  const statuses = answers.map((r) => r.status);
+  assert.equal(statuses.filter((s) => s === 200).length, 50, 'the limit holds across both replicas');
+  assert.equal(statuses.filter((s) => s === 429).length, 150);
+  assert.equal(a.fake.received.length + b.fake.received.length, 50, 'nothing upstream for the refused ones');
+});
