@@ -151,6 +151,14 @@ export class RedisLimitStore implements LimitStore {
     this.client.connect().catch((err: unknown) => this.markDown(err));
   }
 
+  /**
+   * Whether the last command got its reply and the connection is up (signalbox_limit_store_up):
+   * false before the first connection, during an outage, and while Redis is too slow to answer.
+   */
+  get up(): boolean {
+    return !this.down && this.client.isReady;
+  }
+
   /** Resolves once the first connection is up (tests; a replica does not need to wait). */
   async ready(): Promise<void> {
     if (this.client.isReady) return;

@@ -4,6 +4,7 @@ import type { ReloadEvent } from '../rules-file/live-rules.js';
 import { UNROUTED } from '../rules/decision.js';
 import type { Cost } from '../catalog/cost.js';
 import type { ClassifierOutcome, RemoteMethod } from '../classify/remote.js';
+import type { RedisLimitStoreStats } from '../accounts/redis-limit-store.js';
 import type { ExchangeRecord } from '../server/record.js';
 import type { Endpoint } from './endpoints.js';
 import { ModelLabels, type CatalogLookup } from './labels.js';
@@ -145,6 +146,29 @@ export class SignalboxMetrics {
     this.lastReloadSuccessful.set(event.result === 'failure' ? 0 : 1);
   }
 
+  /**
+   * The Redis limit store's health, read from its own counters when Prometheus scrapes: nothing
+   * per request. Registered only with REDIS_URL (the in-memory store cannot fail).
+   */
+  limitStoreWatched(store: LimitStoreHealth): void {
+    const registers = [this.registry];
+    new Counter({
+      name: 'signalbox_limit_store_failures_total', help: 'Rate-limit checks Redis did not answer, by what the request got: open (admitted under this replica\'s limits), closed (503)',
+      labelNames: ['mode'], registers,
+      collect() {
+        this.reset();
+        this.inc({ mode: 'open' }, store.stats.failedOpen);
+        this.inc({ mode: 'closed' }, store.stats.failedClosed);
+      },
+    });
+    new Gauge({
+      name: 'signalbox_limit_store_up', help: '1 while the rate-limit store (Redis) answers, 0 during an outage (limits then hold per replica, or requests get 503)', registers,
+      collect() {
+        this.set(store.up ? 1 : 0);
+      },
+    });
+  }
+
   catalogRefreshFailed(): void {
     this.catalogRefreshFailures.inc();
   }
@@ -230,6 +254,12 @@ export interface LiveGauges {
   readonly coolingModels: () => number;
   /** Age of the model catalog in force, in seconds (+Inf: none). */
   readonly catalogAgeSeconds?: () => number;
+}
+
+/** What signalbox_limit_store_* read from the Redis limit store (RedisLimitStore). */
+export interface LimitStoreHealth {
+  readonly stats: Readonly<RedisLimitStoreStats>;
+  readonly up: boolean;
 }
 
 const NO_LABELS: readonly string[] = [];

@@ -209,12 +209,16 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   // With REDIS_URL the limits hold across replicas; while Redis is unreachable the in-memory store
   // takes over (fail open: limits per replica) or requests get 503 (fail closed).
   // The Redis client is loaded only then: a proxy without REDIS_URL does not pay for it at start.
-  const limitStore = options.limits?.store ?? (config.redis.url !== undefined
-    ? new (await import('../accounts/redis-limit-store.js')).RedisLimitStore({
-        url: config.redis.url, failureMode: config.redis.failure_mode, commandTimeoutMs: config.redis.command_timeout_ms,
-        logger: options.logger, fallback: new MemoryLimitStore(),
-      })
-    : new MemoryLimitStore());
+  let limitStore = options.limits?.store;
+  if (limitStore === undefined && config.redis.url !== undefined) {
+    const redisStore = new (await import('../accounts/redis-limit-store.js')).RedisLimitStore({
+      url: config.redis.url, failureMode: config.redis.failure_mode, commandTimeoutMs: config.redis.command_timeout_ms,
+      logger: options.logger, fallback: new MemoryLimitStore(),
+    });
+    metrics?.limitStoreWatched(redisStore);
+    limitStore = redisStore;
+  }
+  limitStore ??= new MemoryLimitStore();
   const rateLimiter = new RateLimiter(limitStore, options.limits?.clock);
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
   await app.register(exchangePlugin, { recorder, lifecycle });

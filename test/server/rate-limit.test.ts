@@ -129,3 +129,41 @@ test('with REDIS_URL two proxies share one Redis: 200 concurrent requests of one
   assert.equal(statuses.filter((s) => s === 429).length, 150);
   assert.equal(a.fake.received.length + b.fake.received.length, 50, 'nothing upstream for the refused ones');
 });
+
+test('the Redis store\'s health is scraped: up 1, then Redis killed: up 0 and the failed checks counted by mode (open admits, closed 503s)', { timeout: 60_000 }, async (t) => {
+  const { startRedis } = await import('../support/redis.js');
+  const { withTimeout } = await import('../support/timeout.js');
+  const redis = await startRedis(t);
+  const callers = { alice: caller('alice', { rpm: 50 }) };
+  const replica = async (mode: string) => {
+    const h = await startHarness({
+      env: { OPENROUTER_API_KEY: 'sk-or-server-key', REDIS_URL: redis.url, REDIS_FAILURE_MODE: mode },
+      app: { callerOf: (request) => callers[String(request.headers['x-test-caller']) as 'alice'] },
+    });
+    t.after(() => h.close());
+    return h;
+  };
+  const [open, closed] = [await replica('open'), await replica('closed')];
+  // The client connects in the background: wait (bounded) until each replica reports it up.
+  const untilUp = async (h: Harness) => {
+    while (!/^signalbox_limit_store_up 1$/m.test(await scrape(h))) await new Promise((resolve) => setImmediate(resolve));
+  };
+  await withTimeout(Promise.all([untilUp(open), untilUp(closed)]), 'both replicas to reach Redis');
+  assert.equal((await chat(open, 'alice')).status, 200);
+  assert.match(await scrape(open), /^signalbox_limit_store_failures_total\{mode="open"\} 0$/m);
+
+  await redis.kill();
+  assert.equal((await chat(open, 'alice')).status, 200, 'fail open: admitted under the replica\'s own limits');
+  assert.equal((await chat(closed, 'alice')).status, 503, 'fail closed');
+  const [afterOpen, afterClosed] = [await scrape(open), await scrape(closed)];
+  assert.match(afterOpen, /^signalbox_limit_store_up 0$/m);
+  assert.match(afterOpen, /^signalbox_limit_store_failures_total\{mode="open"\} 1$/m);
+  assert.match(afterOpen, /^signalbox_limit_store_failures_total\{mode="closed"\} 0$/m);
+  assert.match(afterClosed, /^signalbox_limit_store_up 0$/m);
+  assert.match(afterClosed, /^signalbox_limit_store_failures_total\{mode="closed"\} 1$/m);
+  assert.doesNotMatch(afterOpen, /redis:\/\//, 'the URL (it may hold a password) is in no series');
+
+  const memory = await startHarness();
+  t.after(() => memory.close());
+  assert.doesNotMatch(await scrape(memory), /signalbox_limit_store_/, 'no Redis, no store series');
+});
