@@ -4,6 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { parse } from 'yaml';
+import { loadKeysFile } from '../../src/accounts/keys-file.js';
 import { startHarness } from '../support/harness.js';
 
 /** The container and the compose stack: what can be checked without running Docker (CI runs scripts/docker-e2e.sh for that). */
@@ -85,6 +87,75 @@ test('docker-compose accepts the compose file', (t) => {
   }
   const result = spawnSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { encoding: 'utf8', env: { ...process.env, OPENROUTER_API_KEY: 'x' } });
   assert.equal(result.status, 0, result.stdout + result.stderr);
+});
+
+interface ComposeService {
+  image?: string;
+  ports?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  depends_on?: string[];
+}
+
+/** The compose file as compose reads it: `<<` merges the replicas' shared anchor. */
+function composeServices(): Record<string, ComposeService> {
+  return (parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, ComposeService> }).services;
+}
+
+/** The demo key of config/keys.example.yaml: published in the file and the docs, never a secret. */
+const DEMO_KEY = 'sk-sb-demo-not-a-secret';
+
+test('the compose stack: two Signalbox replicas on distinct host ports sharing one Redis, with the example keys, both scraped by Prometheus', () => {
+  const services = composeServices();
+  const redis = services.redis;
+  assert.ok(redis, 'a redis service');
+  assert.match(redis.image ?? '', /^redis:7(\.\d+)*-bookworm$/, 'Debian-based like the Signalbox image');
+  const replicas = ['signalbox-1', 'signalbox-2'].map((name) => ({ name, service: services[name]! }));
+  const hostPorts = new Set<string>();
+  for (const { name, service } of replicas) {
+    assert.ok(service, `a ${name} service`);
+    assert.equal(service.image, 'signalbox:local');
+    assert.equal(service.environment?.REDIS_URL, 'redis://redis:6379', `${name} keeps its rate limits in the shared Redis`);
+    assert.ok(service.depends_on?.includes('redis'));
+    assert.equal(service.environment?.KEYS_FILE, '/etc/signalbox/keys/keys.yaml');
+    assert.ok(service.volumes?.includes('./config/keys.example.yaml:/etc/signalbox/keys/keys.yaml:ro'), `${name} mounts the example keys`);
+    assert.match(service.environment?.OPENROUTER_API_KEY ?? '', /^\$\{OPENROUTER_API_KEY:\?/, 'required: with client keys the server key pays');
+    for (const port of service.ports ?? []) hostPorts.add(port.split(':')[0]!);
+  }
+  assert.deepEqual([...hostPorts].sort(), ['8080', '8081'], 'one host port per replica');
+  const data = replicas.map(({ service }) => service.volumes?.find((v) => v.endsWith(':/var/lib/signalbox')));
+  assert.notEqual(data[0], data[1], 'a DATA_DIR volume per replica');
+  const prometheus = parse(readFileSync('config/prometheus/prometheus.yml', 'utf8')) as { scrape_configs: { static_configs: { targets: string[] }[] }[] };
+  const targets = prometheus.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets));
+  assert.deepEqual(targets.sort(), ['signalbox-1:8080', 'signalbox-2:8080']);
+});
+
+test('docker-compose config resolves both replicas and Redis, and refuses to start without OPENROUTER_API_KEY', (t) => {
+  if (!tool('docker-compose')) {
+    if (process.env.CI) assert.fail('docker-compose is not installed');
+    t.skip('docker-compose not installed');
+    return;
+  }
+  const env = { ...process.env, OPENROUTER_API_KEY: 'x' };
+  const result = spawnSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '--services'], { encoding: 'utf8', env });
+  assert.equal(result.status, 0, result.stdout + result.stderr);
+  for (const name of ['signalbox-1', 'signalbox-2', 'redis', 'prometheus', 'grafana']) assert.ok(result.stdout.split('\n').includes(name), `${name} in ${result.stdout}`);
+  const { OPENROUTER_API_KEY: _unset, ...without } = env;
+  const refused = spawnSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { encoding: 'utf8', env: without });
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /set OPENROUTER_API_KEY/);
+});
+
+test('the example keys file loads with the real loader, and its documented demo key is the caller demo', () => {
+  const ring = loadKeysFile('config/keys.example.yaml', {});
+  assert.equal(ring.size, 1);
+  const demo = ring.lookup(DEMO_KEY);
+  assert.equal(demo?.name, 'demo');
+  assert.equal(demo.tier, 'free');
+  assert.equal(demo.team?.name, 'demo');
+  assert.equal(ring.lookup('sk-sb-demo-not-a-secreT'), undefined);
+  assert.match(readFileSync('config/keys.example.yaml', 'utf8'), new RegExp(`^#\\s+${DEMO_KEY}$`, 'm'), 'the file says which key it is');
+  assert.ok(readFileSync('docs/keys-and-budgets.md', 'utf8').includes(DEMO_KEY), 'the docs name the demo key');
 });
 
 test('the Dockerfile is multi-stage on node:24-bookworm-slim, unprivileged, exec-form node, with a healthcheck that needs no curl', () => {
