@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import { freePort } from './processes.js';
+import { withTimeout as within } from './timeout.js';
 
 /**
  * A real redis-server (Debian's package) on a loopback port of its own: what the Redis rate-limit
@@ -20,19 +21,6 @@ export interface RedisServer {
 /** Whether `redis-server` is on the PATH (bench:accounts skips its Redis rows without it). */
 export function hasRedisServer(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
-}
-
-/** `promise`, or a rejection naming `what` after `timeoutMs`; the timer is cleared either way. */
-async function within<T>(promise: Promise<T>, what: string, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Sends PING on a fresh connection; resolves on +PONG. */
