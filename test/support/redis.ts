@@ -1,68 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createConnection } from 'node:net';
 import type { TestContext } from 'node:test';
-import { freePort } from './ports.js';
-import { withTimeout } from './timeout.js';
+import { startRedisServer, type RedisServer } from '../../bench/support/redis-server.js';
+import { EVENT_WAIT_TIMEOUT_MS } from './timeout.js';
 
-/** A real redis-server (Debian's package), on a port of its own, stopped after the test. */
-export interface RedisServer {
-  readonly port: number;
-  /** redis://127.0.0.1:<port> */
-  readonly url: string;
-  readonly child: ChildProcess;
-  /** SIGKILLs the server (an outage, for failure-mode tests) and resolves once it has exited. */
-  kill(): Promise<void>;
-}
-
-/** Sends PING on a fresh connection; resolves on +PONG. */
-async function ping(port: number): Promise<void> {
-  const socket = createConnection({ port, host: '127.0.0.1' });
-  try {
-    await once(socket, 'connect');
-    socket.write('PING\r\n');
-    const [data] = (await once(socket, 'data')) as [Buffer];
-    if (!data.toString('utf8').startsWith('+PONG')) throw new Error(`redis answered PING with ${JSON.stringify(data.toString('utf8'))}`);
-  } finally {
-    socket.destroy();
-  }
-}
+export type { RedisServer };
 
 /**
- * Starts `redis-server` with no persistence (`--save '' --appendonly no`: nothing written to the
- * checkout) on a free loopback port, waits for its "Ready to accept connections" line (an event,
- * not a sleep) and a PING, and kills it after the test.
+ * A real redis-server (Debian's package) on a free loopback port, killed after the test
+ * (bench/support/redis-server.ts starts it; bench:accounts uses the same).
  */
 export async function startRedis(t: TestContext): Promise<RedisServer> {
-  // redis-server has no `--port 0`: a port is picked by binding a socket, then released for it.
-  // Another process could take it in between; then this fails with the server's own message.
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', '/tmp'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await withTimeout(exited, 'redis-server to exit');
-  };
-  t.after(kill);
-  let output = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      if (output.includes('Ready to accept connections')) {
-        child.stdout!.off('data', onData);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.once('error', reject);
-    void exited.then(() => reject(new Error(`redis-server exited before it was ready: ${output}`)));
-  });
-  await withTimeout(ready, `redis-server on port ${port} to be ready`);
-  // Keep draining its output so a chatty server never blocks on a full pipe.
-  child.stdout!.resume();
-  await withTimeout(ping(port), `redis-server on port ${port} to answer PING`);
-  return { port, url: `redis://127.0.0.1:${port}`, child, kill };
+  return startRedisServer(EVENT_WAIT_TIMEOUT_MS, (kill) => t.after(kill));
 }
