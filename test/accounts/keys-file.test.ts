@@ -56,19 +56,23 @@ test('a keys file compiles to callers found by their key: name, tier, team with 
   assert.equal(ring.size, 2);
 });
 
-test('a lookup compares the presented key\'s digest with every key, whichever matches (constant time)', (t) => {
+test('a lookup compares SHA-256 digests, never keys, and as many times whatever the number of keys', (t) => {
   const ring = compileKeys(FILE, 'keys.yaml', { BOB_KEY: BOB });
+  const many = flatKeyRing(Array.from({ length: 1000 }, (_, i) => `sk-sb-many-${i}`));
   const spy = t.mock.method(crypto, 'timingSafeEqual');
   syncBuiltinESMExports();
   t.after(() => {
     spy.mock.restore();
     syncBuiltinESMExports();
   });
-  for (const key of [ALICE, BOB, 'sk-sb-wrong', '']) {
+  for (const [r, key, found] of [[ring, ALICE, true], [ring, BOB, true], [ring, 'sk-sb-wrong', false], [ring, '', false], [many, 'sk-sb-many-999', true], [many, 'sk-sb-many-1000', false]] as const) {
     spy.mock.resetCalls();
-    ring.lookup(key);
-    assert.equal(spy.mock.callCount(), 2, `every digest compared for ${JSON.stringify(key)}`);
-    for (const call of spy.mock.calls) assert.equal((call.arguments[1] as Buffer).length, 32, 'SHA-256 digests, not keys, are compared');
+    assert.equal(r.lookup(key) !== undefined, found, key);
+    assert.equal(spy.mock.callCount(), found ? 1 : 0, `one confirmation of a match, none for a miss (${JSON.stringify(key)})`);
+    for (const call of spy.mock.calls) {
+      assert.equal((call.arguments[0] as Buffer).length, 32, 'SHA-256 digests, not keys, are compared');
+      assert.equal((call.arguments[1] as Buffer).length, 32);
+    }
   }
 });
 
