@@ -208,6 +208,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     exchange.requestedModel = clipText(context.requestedModel);
     exchange.stream = context.body.stream === true;
 
+    // One RuleSet for the whole request, even if the rules reload meanwhile. Authentication (an
+    // onRequest hook) has passed: a refused caller never reaches the classifier's paid call. A
+    // model the caller may not use is refused first: it takes nothing from the rate limits.
+    const ruleSet = rules.current;
+    checkRequestedModel(exchange.caller, context, ruleSet);
+
     // The caller's rate limits, before the classifier's paid call and anything sent upstream.
     // Explain is not limited: it sends nothing upstream but a classifier call, and is the tool to
     // ask how a request would be routed while limited.
@@ -226,10 +232,6 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       }
     }
 
-    // One RuleSet for the whole request, even if the rules reload meanwhile. Authentication (an
-    // onRequest hook) has passed: a refused caller never reaches the classifier's paid call.
-    const ruleSet = rules.current;
-    checkRequestedModel(exchange.caller, context, ruleSet);
     const pending = classifiers.resolve(ruleSet, context);
     let resolved = context;
     if (pending !== undefined) {
