@@ -78,9 +78,14 @@ export interface TierFromResult {
   readonly skipped: string | undefined;
 }
 
-/** The store's key of a conversation: the rule, then the value (rule names have neither `:` nor `#`). */
-export function stickyKey(rule: string, value: string): string {
-  return value.length > MAX_STICK_VALUE_CHARS ? `${rule}#${createHash('sha256').update(value).digest('hex')}` : `${rule}:${value}`;
+/**
+ * The store's key of a conversation: the rule, the caller's key name when keys are configured, then
+ * the value (rule and key names have no `@`, `:` or `#`). Per caller, since clients pick their
+ * session ids: another caller sending the same id must not read, or set, this conversation's tier.
+ */
+export function stickyKey(rule: string, value: string, caller?: string): string {
+  const scope = caller === undefined ? rule : `${rule}@${caller}`;
+  return value.length > MAX_STICK_VALUE_CHARS ? `${scope}#${createHash('sha256').update(value).digest('hex')}` : `${scope}:${value}`;
 }
 
 /** A scalar as the map and the store key read it; anything else names no tier. */
@@ -93,7 +98,7 @@ function asKey(value: unknown): string | undefined {
 export function tierFrom(route: TierFromRoute, rule: string, input: EvalInput, store: StickyTierReader | undefined): TierFromResult {
   const session = route.stickBy === undefined ? undefined : asKey(route.stickBy.read(input));
   // An empty session id names no conversation.
-  const key = session === undefined || session === '' ? undefined : stickyKey(rule, session);
+  const key = session === undefined || session === '' ? undefined : stickyKey(rule, session, input.caller?.name);
   if (key !== undefined && store !== undefined) {
     const kept = store.get(key);
     const keptRoute = kept === undefined ? undefined : route.tiers.get(kept);

@@ -269,3 +269,16 @@ test('tier_from with a custom field registry: any field the registry knows', () 
   assert.equal(rules.decide(context({ 'x-team': 'web' })).tier, 'budget');
   assert.deepEqual(rules.explain(context({ 'x-team': 'ml' })).fields, { 'team.level': 'gpu' });
 });
+
+test('stick_by is per caller: another key sending the same session id neither reads nor sets this conversation\'s tier', () => {
+  const rules = compileRulesText(STICKY(), 'tf.yaml');
+  const store = new StickyTiers();
+  const as = (name: string) => ({ name, tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {} });
+  const first = rules.decide(context({ 'x-session-id': 's1' }, { stickyTiers: store, caller: as('alice'), resolved: { classification: verdict('frontier', 0.9) } }));
+  store.set(first.stick!.key, first.stick!.tier, first.stick!.ttlMs);
+  assert.equal(first.stick!.key, 'auto@alice:s1');
+  const other = rules.decide(context({ 'x-session-id': 's1' }, { stickyTiers: store, caller: as('mallory'), resolved: { classification: verdict('simple', 0.9) } }));
+  assert.equal(other.tier, 'budget', 'mallory\'s turn is classified, not given alice\'s kept tier');
+  const again = rules.decide(context({ 'x-session-id': 's1' }, { stickyTiers: store, caller: as('alice'), resolved: { classification: verdict('simple', 0.9) } }));
+  assert.equal(again.tier, 'premium', 'alice keeps her tier');
+});
