@@ -162,7 +162,8 @@ export class LocalClassifier {
   }
 }
 
-function softmax(v: Float64Array, from: number, to: number): void {
+/** v[from..to) replaced by its softmax, in place. */
+export function softmax(v: Float64Array, from: number, to: number): void {
   let max = -Infinity;
   for (let i = from; i < to; i++) max = Math.max(max, v[i]!);
   let sum = 0;

@@ -1,6 +1,7 @@
 import type { Catalog } from '../catalog/catalog.js';
 import { catalogCost } from '../catalog/cost.js';
 import type { UpstreamClient } from '../upstream/client.js';
+import { usageOf } from '../upstream/response-tap.js';
 import type { Classification } from './labels.js';
 
 /**
@@ -66,19 +67,13 @@ export async function postJson(deps: RemoteDeps, path: string, body: unknown, au
   }
 }
 
-function count(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : 0;
-}
-
 /**
  * What an answer cost: its `usage.cost` (OpenRouter's, USD) when present, else the catalog's price
- * of its token counts on `model`, else unknown.
+ * of its token counts on `model`, else unknown. `usage` is read as the response tap reads it.
  */
 export function answerCost(json: unknown, model: string, catalog: Catalog | undefined): number | undefined {
-  const usage = (json as { usage?: Record<string, unknown> } | null)?.usage;
-  if (usage === null || typeof usage !== 'object') return undefined;
-  const reported = usage.cost;
-  if (typeof reported === 'number' && Number.isFinite(reported) && reported >= 0) return reported;
-  if (catalog === undefined) return undefined;
-  return catalogCost(catalog, model, { prompt: count(usage.prompt_tokens), completion: count(usage.completion_tokens), reasoning: 0, cached: 0 }, new Date());
+  const usage = usageOf((json as { usage?: unknown } | null)?.usage);
+  if (usage === undefined) return undefined;
+  if (usage.cost !== undefined) return usage.cost;
+  return catalog === undefined ? undefined : catalogCost(catalog, model, usage, new Date());
 }

@@ -2,7 +2,7 @@ import { mulberry32 } from '../seeded-random.js';
 import { COMPLEXITY_LABELS, complexityRank, raisedComplexity, TASK_LABELS } from './labels.js';
 import type { LabelledPrompt } from './dataset.js';
 import { DENSE, extractFeatures, FeatureBuffer, GROUPS, maxSparseFeatures } from './features.js';
-import { argmax, HEADS, LocalClassifier, weightRows } from './model.js';
+import { argmax, HEADS, LocalClassifier, softmax, weightRows } from './model.js';
 
 /**
  * Training and evaluation of the local classifier: multinomial logistic regression, one softmax
@@ -105,8 +105,8 @@ export function train(prompts: readonly LabelledPrompt[], options: TrainOptions 
         const x = ex.dense[d]!;
         if (x !== 0) for (let j = 0; j < HEADS; j++) scores[j]! += x * w[denseRow + d * HEADS + j]!;
       }
-      softmaxInPlace(scores, 0, C);
-      softmaxInPlace(scores, C, HEADS);
+      softmax(scores, 0, C);
+      softmax(scores, C, HEADS);
       // Cross-entropy gradient of each head: p - y.
       for (let j = 0; j < HEADS; j++) grad[j] = scores[j]!;
       grad[ex.complexity]! -= 1;
@@ -128,14 +128,6 @@ export function train(prompts: readonly LabelledPrompt[], options: TrainOptions 
   return new LocalClassifier(bits, Float32Array.from(w), {
     examples: prompts.length, set_sha256: '', epochs, l2, learning_rate: learningRate, seed: options.seed,
   });
-}
-
-function softmaxInPlace(v: Float64Array, from: number, to: number): void {
-  let max = -Infinity;
-  for (let i = from; i < to; i++) max = Math.max(max, v[i]!);
-  let sum = 0;
-  for (let i = from; i < to; i++) sum += v[i] = Math.exp(v[i]! - max);
-  for (let i = from; i < to; i++) v[i]! /= sum;
 }
 
 export interface Evaluation {

@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Caller } from '../accounts/caller.js';
 import type { LimitStore } from '../accounts/limit-store.js';
 import { MemoryLimitStore } from '../accounts/memory-limit-store.js';
 import { RateLimiter } from '../accounts/rate-limit.js';
@@ -49,11 +48,6 @@ export interface AppOptions {
   readonly keys?: KeysSource;
   /** Where rate-limit state lives (in memory when absent) and its clock (Date.now when absent). */
   readonly limits?: { readonly store?: LimitStore; readonly clock?: () => number };
-  /**
-   * Who a request comes from, set on the exchange after authentication: for tests, until client
-   * authentication names the caller from the keys file (issue 16, item 1).
-   */
-  readonly callerOf?: (request: FastifyRequest) => Caller | undefined;
 }
 
 export interface SignalboxApp {
@@ -277,13 +271,6 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (keys !== undefined) v1.addHook('onRequest', clientAuthHook(keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
-    const callerOf = options.callerOf;
-    if (callerOf !== undefined) {
-      v1.addHook('onRequest', (request, _reply, done) => {
-        request.exchange.caller = callerOf(request);
-        done();
-      });
-    }
     await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), rateLimiter });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });

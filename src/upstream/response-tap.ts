@@ -105,7 +105,8 @@ function usdOf(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
-function usageOf(raw: unknown): TokenUsage | undefined {
+/** An answer's `usage` object as counts and costs (the tap's, and the classifier calls'), or undefined when it is none. */
+export function usageOf(raw: unknown): TokenUsage | undefined {
   if (raw === null || typeof raw !== 'object') return undefined;
   const u = raw as Json;
   const completionDetails = objectOr(u.completion_tokens_details);

@@ -2,18 +2,22 @@ import assert from 'node:assert/strict';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import type { Caller, TeamPolicy } from '../../src/accounts/caller.js';
+import { KeyRing, sha256 } from '../../src/accounts/keys-file.js';
+import type { KeysSource } from '../../src/server/client-auth.js';
 import { CHAT_BODY, startHarness, type Harness } from '../support/harness.js';
 import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
 
-/** Callers by the test's `x-test-caller` header (client authentication names them from the keys file). */
+/** Client keys whose key is the caller's name: `chat(h, 'alice')` presents the key `alice`. */
+function keysOf(callers: Record<string, Caller>): KeysSource {
+  return { current: new KeyRing('test', Object.entries(callers).map(([key, caller]) => ({ digest: sha256(key), caller }))) };
+}
+
 async function harness(t: TestContext, callers: Record<string, Caller>): Promise<{ h: Harness; clock: { now: number } }> {
   const clock = { now: 1_000_000 };
   const h = await startHarness({
     env: { OPENROUTER_API_KEY: 'sk-or-server-key' },
-    app: {
-      limits: { clock: () => clock.now },
-      callerOf: (request) => callers[String(request.headers['x-test-caller'])],
-    },
+    keys: keysOf(callers),
+    app: { limits: { clock: () => clock.now } },
   });
   t.after(() => h.close());
   return { h, clock };
@@ -26,7 +30,7 @@ function caller(name: string, limits: Caller['limits'], team?: TeamPolicy): Call
 function chat(h: Harness, who: string, body: object = CHAT_BODY, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {
   return rawRequest(h.url, {
     method: 'POST', path: '/v1/chat/completions',
-    headers: { 'content-type': 'application/json', 'x-test-caller': who, ...headers },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${who}`, ...headers },
     body: JSON.stringify(body),
   });
 }
@@ -71,7 +75,7 @@ test('a team limit is shared by its keys; explain is not limited', async (t) => 
   assert.equal(limited.status, 429);
   assert.match(jsonOf<{ error: { message: string } }>(limited).error.message, /of team research \(2\)/);
   const explain = await rawRequest(h.url, {
-    method: 'POST', path: '/v1/routing/explain', headers: { 'content-type': 'application/json', 'x-test-caller': 'bob' }, body: JSON.stringify(CHAT_BODY),
+    method: 'POST', path: '/v1/routing/explain', headers: { 'content-type': 'application/json', authorization: 'Bearer bob' }, body: JSON.stringify(CHAT_BODY),
   });
   assert.equal(explain.status, 200);
   clock.now += 30_000;
@@ -117,7 +121,8 @@ test('with REDIS_URL two proxies share one Redis: 200 concurrent requests of one
   const replica = async () => {
     const h = await startHarness({
       env: { OPENROUTER_API_KEY: 'sk-or-server-key', REDIS_URL: redis.url },
-      app: { limits: { clock: () => clock.now }, callerOf: (request) => callers[String(request.headers['x-test-caller']) as 'alice'] },
+      keys: keysOf(callers),
+      app: { limits: { clock: () => clock.now } },
     });
     t.after(() => h.close());
     return h;
@@ -138,7 +143,7 @@ test('the Redis store\'s health is scraped: up 1, then Redis killed: up 0 and th
   const replica = async (mode: string) => {
     const h = await startHarness({
       env: { OPENROUTER_API_KEY: 'sk-or-server-key', REDIS_URL: redis.url, REDIS_FAILURE_MODE: mode },
-      app: { callerOf: (request) => callers[String(request.headers['x-test-caller']) as 'alice'] },
+      keys: keysOf(callers),
     });
     t.after(() => h.close());
     return h;

@@ -128,8 +128,8 @@ export interface HarnessOptions {
   readonly catalog?: LiveCatalog;
   /** The client keys in force (a LiveKeys of a keys file); absent: SIGNALBOX_API_KEYS, if set. */
   readonly keys?: KeysSource;
-  /** The rate limits' store and clock, and who a request comes from (src/server/app.ts). */
-  readonly app?: Pick<AppOptions, 'limits' | 'callerOf'>;
+  /** The rate limits' store and clock (src/server/app.ts). */
+  readonly app?: Pick<AppOptions, 'limits'>;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */
