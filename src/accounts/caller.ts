@@ -21,6 +21,9 @@ export interface TeamPolicy extends RateLimits, Budgets {
   readonly name: string;
 }
 
+/** What each end user of a key (USER_SOURCE) may send and spend: the keys file's `users:`, the key's own or the file's. */
+export type UserPolicy = RateLimits & Budgets;
+
 export interface Caller {
   /** The key's name in the keys file (`key-1`, `key-2`... for the flat SIGNALBOX_API_KEYS list). */
   readonly name: string;
@@ -32,4 +35,6 @@ export interface Caller {
   readonly models: readonly string[] | undefined;
   readonly limits: RateLimits;
   readonly budgets: Budgets;
+  /** Each end user's limits and budgets under this key; undefined: none (their spend is still kept). */
+  readonly users: UserPolicy | undefined;
 }

@@ -4,7 +4,7 @@ import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { ConfigError } from '../errors.js';
 import { readBoundedText, readBoundedTextSync } from '../rules-file/loader.js';
-import type { Caller, TeamPolicy } from './caller.js';
+import type { Caller, TeamPolicy, UserPolicy } from './caller.js';
 
 /**
  * The keys file (KEYS_FILE, issue 16): who may call Signalbox, and what the rules, limits and
@@ -49,6 +49,8 @@ export const KEYS_SCHEMA = {
   required: ['version', 'keys'],
   properties: {
     version: { const: 1 },
+    // Each end user's limits and budgets (USER_SOURCE), unless its key sets its own `users:`.
+    users: { type: 'object', additionalProperties: false, properties: limits },
     teams: {
       type: 'object', maxProperties: MAX_TEAMS, propertyNames: { pattern: NAME },
       additionalProperties: { type: 'object', additionalProperties: false, properties: limits },
@@ -67,6 +69,7 @@ export const KEYS_SCHEMA = {
           team: { type: 'string', pattern: NAME },
           models: { type: 'array', maxItems: MAX_MODELS, items: { type: 'string', minLength: 1, maxLength: 200 } },
           ...limits,
+          users: { type: 'object', additionalProperties: false, properties: limits },
           meta: {
             type: 'object', maxProperties: MAX_META, propertyNames: { pattern: META_NAME },
             additionalProperties: { type: ['string', 'number', 'boolean'], maxLength: 200 },
@@ -87,9 +90,10 @@ interface KeySpec extends LimitsSpec {
   tier?: string;
   team?: string;
   models?: string[];
+  users?: LimitsSpec;
   meta?: Record<string, string | number | boolean>;
 }
-interface KeysDocument { version: 1; teams?: Record<string, LimitsSpec>; keys: KeySpec[] }
+interface KeysDocument { version: 1; users?: LimitsSpec; teams?: Record<string, LimitsSpec>; keys: KeySpec[] }
 
 /**
  * The compiled keys: who a presented key is. Frozen; a reload builds a new one.
@@ -138,7 +142,7 @@ export function flatKeyRing(keys: readonly string[]): KeyRing {
 }
 
 function plainCaller(name: string): Caller {
-  return Object.freeze({ name, tier: undefined, team: undefined, meta: Object.freeze({}), models: undefined, limits: Object.freeze({}), budgets: Object.freeze({}) });
+  return Object.freeze({ name, tier: undefined, team: undefined, meta: Object.freeze({}), models: undefined, limits: Object.freeze({}), budgets: Object.freeze({}), users: undefined });
 }
 
 /**
@@ -176,6 +180,7 @@ export function compileKeys(text: string, file: string, env: NodeJS.ProcessEnv):
   for (const [name, spec] of Object.entries(document.teams ?? {})) {
     teams.set(name, Object.freeze({ name, ...limitsOf(spec), ...budgetsOf(spec) }));
   }
+  const defaultUsers = document.users === undefined ? undefined : userPolicyOf(document.users);
   const names = new Map<string, number>();
   const digests: Buffer[] = [];
   const owners: number[] = [];
@@ -224,12 +229,17 @@ export function compileKeys(text: string, file: string, env: NodeJS.ProcessEnv):
           models: spec.models === undefined ? undefined : Object.freeze([...spec.models]),
           limits: Object.freeze(limitsOf(spec)),
           budgets: Object.freeze(budgetsOf(spec)),
+          users: spec.users === undefined ? defaultUsers : userPolicyOf(spec.users),
         }),
       });
     }
   });
   if (problems.length > 0) throw new KeysError(file, positioned(source, problems));
   return new KeyRing(createHash('sha256').update(text).digest('hex').slice(0, 12), entries);
+}
+
+function userPolicyOf(spec: LimitsSpec): UserPolicy {
+  return Object.freeze({ ...limitsOf(spec), ...budgetsOf(spec) });
 }
 
 function limitsOf(spec: LimitsSpec): { rpm?: number; tpm?: number } {

@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { createClient } from 'redis';
 import { RateLimitStoreUnavailableError } from '../errors.js';
-import type { LimitResult, LimitState, LimitStore, LimitTake } from './limit-store.js';
+import type { AdmitResult, Admission, LimitResult, LimitState, LimitStore, LimitTake, ReserveRelease, SpendCharge, SpendEntry } from './limit-store.js';
 
 /**
  * Slack for floating-point error in milliseconds: TATs are sums of fractional intervals
@@ -200,6 +200,23 @@ export class RedisLimitStore implements LimitStore {
       this.stats.adjustmentsMissed++;
       if (this.options.failureMode === 'open' && this.options.fallback) await this.options.fallback.adjust(key, limit, periodMs, delta, now);
     }
+  }
+
+  // WORK IN PROGRESS (issue 16 budgets): replaced by the store's implementation before it lands.
+  admit(_admission: Admission, _now: number): AdmitResult {
+    throw new Error('admit: not built yet');
+  }
+
+  settle(_release: readonly ReserveRelease[], _charges: readonly SpendCharge[], _now: number): void {
+    throw new Error('settle: not built yet');
+  }
+
+  spend(_prefix: string, _now: number): SpendEntry[] {
+    throw new Error('spend: not built yet');
+  }
+
+  resetSpend(_keys: readonly string[]): void {
+    throw new Error('resetSpend: not built yet');
   }
 
   async close(): Promise<void> {

@@ -34,6 +34,8 @@ function settingSchema(spec: SettingSpec): Json {
   switch (spec.type) {
     case 'integer':
       return { type: 'integer', ...(spec.minimum !== undefined && { minimum: spec.minimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
+    case 'number':
+      return { type: 'number', ...(spec.minimum !== undefined && { minimum: spec.minimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
     case 'string':
       return { type: 'string', minLength: 1 };
     case 'url':
@@ -96,6 +98,9 @@ function coerceEnv(spec: SettingSpec, raw: string): { value: unknown } | { probl
   switch (spec.type) {
     case 'integer':
       if (!/^-?\d+$/.test(raw.trim())) return { problem: `must be an integer, got ${shown}` };
+      return { value: Number(raw.trim()) };
+    case 'number':
+      if (!/^\d+(\.\d+)?(e-?\d+)?$/i.test(raw.trim())) return { problem: `must be a number, got ${shown}` };
       return { value: Number(raw.trim()) };
     case 'string[]':
       return { value: raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0) };
@@ -291,6 +296,20 @@ function semanticProblems(config: Settings, origin: Map<string, string>): string
       `${origin.get('client_auth.keys') ?? 'client_auth.keys'}: client_auth.keys needs a server-side key (OPENROUTER_API_KEY): ` +
         'clients then present Signalbox keys, which must never be forwarded upstream',
     );
+  }
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: config.budget.timezone });
+  } catch {
+    problems.push(`${origin.get('budget.timezone') ?? 'budget.timezone'}: unknown time zone ${JSON.stringify(config.budget.timezone)} (an IANA name such as Europe/Paris)`);
+  }
+  const userSource = config.budget.user_source;
+  if (userSource !== undefined && userSource !== 'body.user' && !/^header\.[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(userSource)) {
+    problems.push(`${origin.get('budget.user_source') ?? 'budget.user_source'}: budget.user_source must be body.user or header.<name>, got ${JSON.stringify(userSource)}`);
+  }
+  const adminKey = config.admin.key;
+  if (adminKey !== undefined && adminKey.length < 16) {
+    // Not quoted: a secret.
+    problems.push(`${origin.get('admin.key') ?? 'admin.key'}: admin.key must be at least 16 characters (signalbox keys new makes one)`);
   }
   return problems;
 }

@@ -6,7 +6,7 @@
  * this list, so a setting cannot exist in one and be missing from the other.
  */
 
-export type SettingType = 'string' | 'integer' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level' | 'log-format' | 'redis-failure-mode';
+export type SettingType = 'string' | 'integer' | 'number' | 'boolean' | 'string[]' | 'number[]' | 'url' | 'log-level' | 'log-format' | 'redis-failure-mode';
 
 export interface SettingSpec {
   /** Dotted path in the config file (snake_case, like the rest of the YAML). */
@@ -202,6 +202,34 @@ export const SETTINGS = Object.freeze([
     reason: 'the longest a request waits for Redis before the failure mode applies: one script is well under a millisecond on a healthy link, so 200 ms means Redis is stuck or gone, and bounds what an outage adds to every request',
   },
   {
+    path: 'budget.timezone', env: 'BUDGET_TIMEZONE', type: 'string', default: 'UTC', unit: 'IANA time zone',
+    reason: 'where a day and a month of spend begin and end (daily_usd, monthly_usd, the admin API\'s days): UTC, as OpenRouter\'s own accounting; a team that thinks in its office hours sets its zone (Europe/Paris)',
+  },
+  {
+    path: 'budget.user_source', env: 'USER_SOURCE', type: 'string', default: undefined, unit: 'body.user | header.<name>',
+    reason: 'unset: no end users (spend, budgets and limits per key and team only); set, the end user a request is for is read from the body\'s `user` field (OpenAI\'s) or this header, under its key only, and gets its own spend, the keys file\'s `users:` budgets and limits (docs/keys-and-budgets.md)',
+  },
+  {
+    path: 'budget.max_users_per_key', env: 'MAX_USERS_PER_KEY', type: 'integer', default: 1000, unit: 'end users', minimum: 1,
+    reason: 'end users are named by the client, so each key keeps at most this many (the least recently seen is forgotten with its spend): a client cannot mint unlimited fresh per-user budgets, and the state stays bounded (the key\'s own budget still caps them all)',
+  },
+  {
+    path: 'budget.unpriced_reserve_usd', env: 'UNPRICED_RESERVE_USD', type: 'number', default: 0.5, unit: 'USD', minimum: 0.000001,
+    reason: 'what a request reserves against its budgets when the catalog has no price for its model (no catalog yet, a model it does not list), since reserving nothing would let any number through: about a 16,000-token answer of a frontier model at $30 per million',
+  },
+  {
+    path: 'budget.history_days', env: 'SPEND_HISTORY_DAYS', type: 'integer', default: 35, unit: 'days', minimum: 0,
+    reason: 'how long spend counters are kept after their day or month has ended, for GET /admin/spend and `signalbox spend` (a month of days, and last month until its bill is checked); end users\' counters are not kept past their period',
+  },
+  {
+    path: 'budget.snapshot_interval_ms', env: 'SPEND_SNAPSHOT_INTERVAL_MS', type: 'integer', default: 10_000, unit: 'milliseconds', minimum: 100,
+    reason: 'without REDIS_URL, spend lives in memory and is written to DATA_DIR/spend.json this often (and on shutdown), atomically; a crash loses at most this much spend, and a snapshot every 10 s costs nothing a request would notice',
+  },
+  {
+    path: 'admin.key', env: 'ADMIN_KEY', type: 'string', default: undefined, unit: 'secret', secret: true,
+    reason: 'unset, the admin API (/admin/spend, /admin/keys, spend resets) is off; set, it answers requests that present this key, which is never a client key (a request to /v1 presenting it is refused), so a leaked client key cannot read or reset spend',
+  },
+  {
     path: 'metrics.enabled', env: 'METRICS_ENABLED', type: 'boolean', default: true, unit: 'true | false',
     reason: 'GET /metrics in the Prometheus text format; cost and latency are half of what the proxy is for',
   },
@@ -244,6 +272,7 @@ export const SETTINGS = Object.freeze([
 
 /** The TypeScript type a setting's values have once validated. */
 type ValueOfType<T extends SettingType> = T extends 'integer' ? number
+  : T extends 'number' ? number
   : T extends 'boolean' ? boolean
   : T extends 'string[]' ? readonly string[]
   : T extends 'number[]' ? readonly number[]

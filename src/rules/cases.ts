@@ -153,7 +153,7 @@ function lowerCaseHeaders(headers: Record<string, unknown> | undefined): Record<
 function callerOf(key: CaseKey | undefined): Caller | undefined {
   if (key === undefined) return undefined;
   return {
-    name: key.name, tier: key.tier, team: key.team === undefined ? undefined : { name: key.team }, meta: { ...key.meta }, models: undefined, limits: {}, budgets: {},
+    name: key.name, tier: key.tier, team: key.team === undefined ? undefined : { name: key.team }, meta: { ...key.meta }, models: undefined, limits: {}, budgets: {}, users: undefined,
   };
 }
 

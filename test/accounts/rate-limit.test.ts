@@ -5,7 +5,7 @@ import { limitDescription, rateLimitHeaders, rateLimitTakes, requestTokenEstimat
 import { DEFAULT_COMPLETION_TOKENS } from '../../src/catalog/estimate.js';
 
 function caller(over: Partial<Caller> = {}): Caller {
-  return { name: 'alice', tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {}, ...over };
+  return { name: 'alice', tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {}, users: undefined, ...over };
 }
 
 test('takes: key rpm, key tpm, team rpm, team tpm, only those set; tokens capped at the whole tpm', () => {

@@ -87,7 +87,14 @@ function recordingFallback(): LimitStore & { takes: number } {
       this.takes++;
       return { allowed: true, states: takes.map((x) => ({ key: x.key, limit: x.limit, remaining: x.limit - x.cost, resetMs: 0 })) };
     },
+    admit(admission) {
+      this.takes++;
+      return { limits: { allowed: true, states: [] }, budget: undefined, balances: admission.reads.map(() => ({ spentNano: 0, reservedNano: 0 })) };
+    },
     adjust() {},
+    settle() {},
+    spend: () => [],
+    resetSpend() {},
     async close() {},
   };
 }

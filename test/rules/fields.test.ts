@@ -353,7 +353,7 @@ test('FieldRegistry.register adds a prefix (acct.) that rules can use', () => {
 test('key.name, key.tier, key.team and key.<meta> read the caller the context carries; missing without one', () => {
   const rules = [{ name: 'sales-pro', when: { 'key.name': 'alice', 'key.tier': 'pro', 'key.team': 'research', 'key.department': 'sales' }, route: { model: 'openai/gpt-4o' } }];
   const rs = rulesOf(rules);
-  const caller = { name: 'alice', tier: 'pro', team: { name: 'research' }, meta: { department: 'sales' }, models: undefined, limits: {}, budgets: {} };
+  const caller = { name: 'alice', tier: 'pro', team: { name: 'research' }, meta: { department: 'sales' }, models: undefined, limits: {}, budgets: {}, users: undefined };
   assert.equal(rs.decide({ ...ctx({}, { model: 'auto' }), caller }).rule, 'sales-pro');
   assert.equal(rs.decide({ ...ctx({}, { model: 'auto' }), caller: { ...caller, meta: {} } }).rule, 'none');
   assert.equal(rs.decide(ctx({ 'x-user-tier': 'pro' }, { model: 'auto' })).rule, 'none');

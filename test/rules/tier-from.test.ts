@@ -273,7 +273,7 @@ test('tier_from with a custom field registry: any field the registry knows', () 
 test('stick_by is per caller: another key sending the same session id neither reads nor sets this conversation\'s tier', () => {
   const rules = compileRulesText(STICKY(), 'tf.yaml');
   const store = new StickyTiers();
-  const as = (name: string) => ({ name, tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {} });
+  const as = (name: string) => ({ name, tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {}, users: undefined });
   const first = rules.decide(context({ 'x-session-id': 's1' }, { stickyTiers: store, caller: as('alice'), resolved: { classification: verdict('frontier', 0.9) } }));
   store.set(first.stick!.key, first.stick!.tier, first.stick!.ttlMs);
   assert.equal(first.stick!.key, 'auto@alice:s1');

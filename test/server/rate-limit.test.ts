@@ -24,7 +24,7 @@ async function harness(t: TestContext, callers: Record<string, Caller>): Promise
 }
 
 function caller(name: string, limits: Caller['limits'], team?: TeamPolicy): Caller {
-  return { name, tier: undefined, team, meta: {}, models: undefined, limits, budgets: {} };
+  return { name, tier: undefined, team, meta: {}, models: undefined, limits, budgets: {}, users: undefined };
 }
 
 function chat(h: Harness, who: string, body: object = CHAT_BODY, headers: OutgoingHttpHeaders = {}): Promise<RawResponse> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { TestContext } from 'node:test';
-import type { LimitResult, LimitStore, LimitTake } from '../../src/accounts/limit-store.js';
+import type { Admission, BudgetReserve, LimitResult, LimitStore, LimitTake, UserTouch } from '../../src/accounts/limit-store.js';
 
 /**
  * The GCRA semantics every LimitStore has (issue 16, item 4), as subtests of `t`: the in-memory
@@ -107,5 +107,122 @@ export async function runLimitStoreContract(t: TestContext, makeStore: (t: TestC
   await t.test('no takes: allowed, no states', async (st) => {
     const { store } = await setup(st);
     assert.deepEqual(await store.take([], T0), { allowed: true, states: [] });
+  });
+}
+
+/**
+ * The budget semantics every LimitStore has (issue 16, items 2, 3 and 5), as subtests of `t`: the
+ * reservation rule of `admit`, `settle`, the end-user bound, the admin listing and reset. Counter
+ * keys are unique per subtest (a random prefix inside the `sp:` namespace), so stores may share
+ * their backend.
+ */
+export async function runSpendStoreContract(t: TestContext, makeStore: (t: TestContext) => LimitStore | Promise<LimitStore>): Promise<void> {
+  const T0 = 1_700_000_000_000;
+  const LATER = T0 + 3_600_000;
+  const setup = async (st: TestContext) => {
+    const store = await makeStore(st);
+    st.after(() => store.close());
+    const id = randomUUID().slice(0, 8);
+    const k = (name: string) => `sp:key:c${id}${name}:d:2026-11-30`;
+    const admit = (admission: Partial<Admission>, now = T0) =>
+      Promise.resolve(store.admit({ takes: [], reserves: [], reads: [], ...admission }, now));
+    const reserve = (name: string, capNano: number, amountNano: number): BudgetReserve => ({ key: k(name), capNano, amountNano, expireAt: LATER });
+    const balance = async (name: string) => (await admit({ reads: [k(name)] })).balances[0];
+    return { store, id, k, admit, reserve, balance };
+  };
+
+  await t.test('reservations hold until the cap; the one that would pass it is refused and holds nothing', async (st) => {
+    const { admit, reserve, balance, k } = await setup(st);
+    for (let i = 0; i < 3; i++) {
+      const r = await admit({ reserves: [reserve('a', 1000, 300)] });
+      assert.equal(r.limits.allowed, true);
+      assert.equal(r.budget, undefined);
+    }
+    assert.deepEqual(await balance('a'), { spentNano: 0, reservedNano: 900 });
+    const refused = await admit({ reserves: [reserve('a', 1000, 200)] });
+    assert.deepEqual(refused.budget, { key: k('a'), capNano: 1000, spentNano: 0, reservedNano: 900 });
+    assert.deepEqual(await balance('a'), { spentNano: 0, reservedNano: 900 }, 'the refused request reserved nothing');
+    // Exactly up to the cap fits.
+    assert.equal((await admit({ reserves: [reserve('a', 1000, 100)] })).budget, undefined);
+    assert.deepEqual(await balance('a'), { spentNano: 0, reservedNano: 1000 });
+  });
+
+  await t.test('all or nothing across budgets and rate limits: one refusal leaves every counter and bucket as it was', async (st) => {
+    const { admit, reserve, balance, k, id } = await setup(st);
+    const bucket: LimitTake = { key: `rl:c${id}:rpm`, limit: 5, periodMs: 60_000, cost: 1 };
+    await admit({ reserves: [reserve('team', 500, 400)] });
+    const r = await admit({ takes: [bucket], reserves: [reserve('key', 1000, 200), reserve('team', 500, 200)] });
+    assert.equal(r.limits.allowed, true, 'the limits had room');
+    assert.equal(r.budget?.key, k('team'));
+    assert.deepEqual(await balance('key'), { spentNano: 0, reservedNano: 0 });
+    assert.deepEqual(await balance('team'), { spentNano: 0, reservedNano: 400 });
+    const taken = await admit({ takes: [bucket] });
+    assert.equal(taken.limits.states[0]!.remaining, 4, 'the refused request took no unit of the rate limit');
+    // A rate limit that refuses: no reservation is made.
+    const full: LimitTake = { key: `rl:c${id}:full`, limit: 1, periodMs: 60_000, cost: 1 };
+    await admit({ takes: [full] });
+    const limited = await admit({ takes: [full], reserves: [reserve('key', 1000, 100)] });
+    assert.equal(limited.limits.allowed, false);
+    assert.equal(limited.budget, undefined);
+    assert.deepEqual(await balance('key'), { spentNano: 0, reservedNano: 0 });
+  });
+
+  await t.test('a request that reserves nothing (a free model) is never refused, even past the cap', async (st) => {
+    const { store, admit, reserve, k } = await setup(st);
+    await store.settle([], [{ key: k('a'), amountNano: 5000, expireAt: LATER }], T0);
+    assert.equal((await admit({ reserves: [reserve('a', 1000, 0)] })).budget, undefined);
+    assert.equal((await admit({ reserves: [reserve('a', 1000, 1)] })).budget?.spentNano, 5000);
+  });
+
+  await t.test('settle gives back the reservation and adds the spend; reads are the balances before the admission', async (st) => {
+    const { store, admit, reserve, balance, k } = await setup(st);
+    const first = await admit({ reserves: [reserve('a', 10_000, 3000)], reads: [k('a'), k('never')] });
+    assert.deepEqual(first.balances, [{ spentNano: 0, reservedNano: 0 }, { spentNano: 0, reservedNano: 0 }]);
+    await store.settle([{ key: k('a'), amountNano: 3000 }], [{ key: k('a'), amountNano: 1200, expireAt: LATER }, { key: k('b'), amountNano: 1200, expireAt: LATER }], T0);
+    assert.deepEqual(await balance('a'), { spentNano: 1200, reservedNano: 0 });
+    assert.deepEqual(await balance('b'), { spentNano: 1200, reservedNano: 0 });
+    // A reconciliation below the provisional amount: negative, never below 0; a release never below 0.
+    await store.settle([{ key: k('a'), amountNano: 99 }], [{ key: k('a'), amountNano: -200, expireAt: LATER }, { key: k('b'), amountNano: -5000, expireAt: LATER }], T0);
+    assert.deepEqual(await balance('a'), { spentNano: 1000, reservedNano: 0 });
+    assert.deepEqual(await balance('b'), { spentNano: 0, reservedNano: 0 });
+    // Reads of a refused admission are still returned.
+    const refused = await admit({ reserves: [reserve('a', 1000, 5)], reads: [k('a')] });
+    assert.notEqual(refused.budget, undefined);
+    assert.deepEqual(refused.balances, [{ spentNano: 1000, reservedNano: 0 }]);
+  });
+
+  await t.test('end users: at most `max` per key, the least recently seen evicted with its counters', async (st) => {
+    const { store, admit, id } = await setup(st);
+    const prefix = `sp:user:c${id}:`;
+    const suffixes = [':d:2026-11-30', ':m:2026-11'];
+    const touch = (member: string): UserTouch => ({ setKey: `us:c${id}`, member, max: 2, counterPrefix: prefix, counterSuffixes: suffixes });
+    const counter = (member: string) => `${prefix}${member}:d:2026-11-30`;
+    const spent = async (member: string) => (await admit({ reads: [counter(member)] })).balances[0]!.spentNano;
+    for (const [i, member] of ['u1', 'u2'].entries()) {
+      await admit({ user: touch(member) }, T0 + i);
+      await store.settle([], [{ key: counter(member), amountNano: 100, expireAt: LATER }, { key: `${prefix}${member}:m:2026-11`, amountNano: 100, expireAt: LATER }], T0);
+    }
+    // u1 seen again: u2 is now the least recently seen, and goes when u3 comes.
+    await admit({ user: touch('u1') }, T0 + 10);
+    await admit({ user: touch('u3') }, T0 + 11);
+    assert.equal(await spent('u1'), 100);
+    assert.equal(await spent('u2'), 0, 'evicted: its day counter is gone');
+    assert.equal((await admit({ reads: [`${prefix}u2:m:2026-11`] })).balances[0]!.spentNano, 0, 'and its month counter');
+    // A refused admission does not record its user.
+    const full: LimitTake = { key: `rl:c${id}:one`, limit: 1, periodMs: 60_000, cost: 1 };
+    await admit({ takes: [full] });
+    await admit({ takes: [full], user: touch('u4') }, T0 + 12);
+    assert.equal(await spent('u1'), 100, 'u4 was refused: nobody was evicted');
+  });
+
+  await t.test('the admin listing and reset', async (st) => {
+    const { store, admit, reserve, k, id } = await setup(st);
+    await store.settle([], [{ key: k('a'), amountNano: 700, expireAt: LATER }, { key: k('b'), amountNano: 300, expireAt: LATER }], T0);
+    await admit({ reserves: [reserve('a', 10_000, 50)] });
+    const listed = (await store.spend(`sp:key:c${id}`, T0)).sort((x, y) => x.key.localeCompare(y.key));
+    assert.deepEqual(listed, [{ key: k('a'), spentNano: 700, reservedNano: 50 }, { key: k('b'), spentNano: 300, reservedNano: 0 }]);
+    await store.resetSpend([k('a')]);
+    const after = (await store.spend(`sp:key:c${id}`, T0)).sort((x, y) => x.key.localeCompare(y.key));
+    assert.deepEqual(after, [{ key: k('a'), spentNano: 0, reservedNano: 50 }, { key: k('b'), spentNano: 300, reservedNano: 0 }]);
   });
 }
