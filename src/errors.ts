@@ -15,6 +15,7 @@ export type OpenAIErrorType =
   | 'permission_error'
   | 'not_found_error'
   | 'rate_limit_error'
+  | 'insufficient_quota'
   | 'server_error'
   | 'timeout_error';
 
@@ -38,7 +39,7 @@ export interface ErrorSpec {
  * where it is raised. Adding a code here adds its row to ERRORS (add its README row too).
  */
 export const INVALID_REQUEST_CODES = [
-  'bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'invalid_request_target', 'invalid_url', 'json_too_deep', 'duplicate_key', 'unsafe_number',
+  'bad_request', 'invalid_body', 'forbidden_json_key', 'invalid_path', 'invalid_request_target', 'invalid_url', 'json_too_deep', 'duplicate_key', 'unsafe_number', 'invalid_user',
 ] as const;
 
 export type InvalidRequestCode = (typeof INVALID_REQUEST_CODES)[number];
@@ -60,6 +61,9 @@ export const ERRORS = {
   model_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not use %s' },
   // True: waiting as long as Retry-After says lets the same request through (docs/keys-and-budgets.md).
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', shouldRetry: true, message: 'Rate limit reached: %s' },
+  // OpenAI's own shape for spent credit (type and code `insufficient_quota`, 429): its SDKs and
+  // clients already know not to retry it. Retrying cannot help before the period ends.
+  insufficient_quota: { status: 429, type: 'insufficient_quota', shouldRetry: false, message: 'Budget exhausted: %s' },
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
@@ -168,6 +172,9 @@ export class ModelNotAllowedError extends SignalboxError {
 }
 /** A key's or team's requests or tokens per minute are used up; the detail names which. */
 export class RateLimitExceededError extends errorClass('rate_limit_exceeded') {}
+
+/** A budget (daily_usd, monthly_usd of a key, team or end user) cannot hold the request's reservation. */
+export class InsufficientQuotaError extends errorClass('insufficient_quota') {}
 
 export class RouteNotFoundError extends SignalboxError {
   constructor(method = '', path = '') {

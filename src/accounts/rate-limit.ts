@@ -1,12 +1,12 @@
 import { completionAllowance, conservativePromptTokens } from '../catalog/estimate.js';
-import { RateLimitExceededError } from '../errors.js';
+import { clipText } from '../bounded-text.js';
 import type { Caller } from './caller.js';
 import type { LimitState, LimitStore, LimitTake } from './limit-store.js';
 
 /**
- * Rate limits per key and team (issue 16, item 4; docs/keys-and-budgets.md, "Rate limits"): the
- * pure part (which buckets a request takes from, the headers that describe them) and the one step
- * the chat route runs before the classifier and the decision.
+ * Rate limits per key, team and end user (issue 16, item 4; docs/keys-and-budgets.md, "Rate
+ * limits"): which buckets a request takes from, the headers that describe them, and the correction
+ * of the token estimate afterwards. The step that takes them is src/accounts/accounts.ts.
  */
 
 /** rpm and tpm are per minute. */
@@ -28,12 +28,21 @@ export function requestTokenEstimate(body: unknown): number {
  * whole bucket instead of being refused forever: it goes through when the bucket is full, and the
  * real count (adjust) then puts the bucket as far in debt as it used.
  */
-export function rateLimitTakes(caller: Caller, tokens: number): LimitTake[] {
+export function rateLimitTakes(caller: Caller, tokens: number, user?: string): LimitTake[] {
   const takes: LimitTake[] = [];
   addTakes(takes, `rl:key:${caller.name}`, caller.limits.rpm, caller.limits.tpm, tokens);
   const team = caller.team;
   if (team !== undefined) addTakes(takes, `rl:team:${team.name}`, team.rpm, team.tpm, tokens);
+  // `rl:user:<key>:<end user>:rpm`: the end user's id may hold `:`, the key's name never does.
+  if (user !== undefined && caller.users !== undefined) addTakes(takes, `rl:user:${caller.name}:${user}`, caller.users.rpm, caller.users.tpm, tokens);
   return takes;
+}
+
+/** Whether a caller has any rate limit: when not, a request takes nothing. */
+export function hasRateLimits(caller: Caller, user: string | undefined): boolean {
+  const { limits, team, users } = caller;
+  return limits.rpm !== undefined || limits.tpm !== undefined || team?.rpm !== undefined || team?.tpm !== undefined
+    || (user !== undefined && (users?.rpm !== undefined || users?.tpm !== undefined));
 }
 
 function addTakes(takes: LimitTake[], prefix: string, rpm: number | undefined, tpm: number | undefined, tokens: number): void {
@@ -41,14 +50,17 @@ function addTakes(takes: LimitTake[], prefix: string, rpm: number | undefined, t
   if (tpm !== undefined) takes.push({ key: `${prefix}:tpm`, limit: tpm, periodMs: RATE_PERIOD_MS, cost: Math.min(tokens, tpm) });
 }
 
-function isTokenBucket(key: string): boolean {
+export function isTokenBucket(key: string): boolean {
   return key.endsWith(':tpm');
 }
 
 /** `rl:team:research:tpm` -> `tokens per minute of team research`: for the 429's message. */
 export function limitDescription(key: string): string {
-  const [, kind, name, unit] = key.split(':');
-  return `${unit === 'tpm' ? 'tokens' : 'requests'} per minute of ${kind} ${name}`;
+  const parts = key.split(':');
+  const unit = parts.at(-1) === 'tpm' ? 'tokens' : 'requests';
+  // An end user's id is the client's text: clipped, and it may hold `:`.
+  const who = parts[1] === 'user' ? `end user ${clipText(parts.slice(3, -1).join(':'), 64)} of key ${parts[2]}` : `${parts[1]} ${parts[2]}`;
+  return `${unit} per minute of ${who}`;
 }
 
 /**
@@ -115,35 +127,5 @@ export class TokenCharge {
         onError(err);
       }
     }
-  }
-}
-
-/** What the limit step gives the route: headers for the response, and the refusal or the charge to settle. */
-export type RateLimitOutcome =
-  | { readonly headers: Record<string, string>; readonly refusal: RateLimitExceededError; readonly retryAfterSeconds: number }
-  | { readonly headers: Record<string, string>; readonly refusal: undefined; readonly charge: TokenCharge | undefined };
-
-/** The store and its clock (injected: tests move time by hand). */
-export class RateLimiter {
-  constructor(
-    readonly store: LimitStore,
-    readonly clock: () => number = Date.now,
-  ) {}
-
-  /** Takes the request's limits; undefined when the caller has none (nothing is asked of the store). */
-  async take(caller: Caller, body: unknown): Promise<RateLimitOutcome | undefined> {
-    const limits = caller.limits;
-    const team = caller.team;
-    if (limits.rpm === undefined && limits.tpm === undefined && team?.rpm === undefined && team?.tpm === undefined) return undefined;
-    const takes = rateLimitTakes(caller, requestTokenEstimate(body));
-    const result = await this.store.take(takes, this.clock());
-    const headers = rateLimitHeaders(result.states);
-    if (!result.allowed) {
-      const refusal = new RateLimitExceededError(`${limitDescription(result.refused.key)} (${result.refused.limit})`);
-      // Retry-After is whole seconds (RFC 9110 §10.2.3): rounded up, so a client that obeys it is not refused again.
-      return { headers, refusal, retryAfterSeconds: Math.max(1, Math.ceil(result.retryAfterMs / 1000)) };
-    }
-    const tokenTakes = takes.filter((take) => isTokenBucket(take.key));
-    return { headers, refusal: undefined, charge: tokenTakes.length > 0 ? new TokenCharge(this.store, tokenTakes, this.clock) : undefined };
   }
 }

@@ -25,7 +25,9 @@ export function toNano(usd: number): number {
 
 /** USD as integer nano-USD, rounded up (a reservation or a cap check must never round in the caller's favour). */
 export function toNanoUp(usd: number): number {
-  return Math.ceil(usd * NANO_PER_USD - 1e-6);
+  // The epsilon keeps float noise (0.3 * 1e9 = 300000000.00000006) from adding a nano; never below 0.
+  const nano = Math.ceil(usd * NANO_PER_USD - 1e-6);
+  return nano > 0 ? nano : 0;
 }
 
 export function fromNano(nano: number): number {

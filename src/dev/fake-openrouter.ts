@@ -53,6 +53,8 @@ export interface FakeUsage {
   /** Absent when the request's `x-fake-usage` said `"cost": false` (BYOK, other upstreams). */
   readonly cost?: number;
   readonly is_byok: boolean;
+  /** What the provider charged: the whole price, of which `cost` is OpenRouter's 5% fee under BYOK (as OpenRouter, equal to cost otherwise). */
+  readonly cost_details?: { readonly upstream_inference_cost: number };
   readonly prompt_tokens_details: { readonly cached_tokens: number; readonly cache_write_tokens: number };
   readonly completion_tokens_details: { readonly reasoning_tokens: number };
 }
@@ -65,11 +67,16 @@ export interface FakeUsage {
  */
 export interface UsageRequest {
   readonly cost?: boolean;
+  /** Bring your own key: `is_byok` true, `cost` the 5% fee, `cost_details.upstream_inference_cost` the price. */
+  readonly byok?: boolean;
   readonly prompt_tokens?: number;
   readonly cached_tokens?: number;
   readonly cache_write_tokens?: number;
   readonly reasoning_tokens?: number;
 }
+
+/** OpenRouter's fee on a bring-your-own-key request, a share of what the provider charged (https://openrouter.ai/docs/use-cases/byok). */
+const BYOK_FEE = 0.05;
 
 /** Largest token count `x-fake-usage` may ask for: above every context window, and small enough for exact sums. */
 const MAX_USAGE_TOKENS = 100_000_000;
@@ -87,6 +94,7 @@ function parseUsageRequest(header: string | string[] | undefined): UsageRequest 
   if (!isRecord(json)) return {};
   const request: { -readonly [K in keyof UsageRequest]: UsageRequest[K] } = {};
   if (json.cost === false) request.cost = false;
+  if (json.byok === true) request.byok = true;
   for (const key of USAGE_COUNTS) {
     const n = json[key];
     if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= MAX_USAGE_TOKENS) request[key] = n;
@@ -547,12 +555,14 @@ export class FakeOpenRouter extends EventEmitter {
     const reasoning = asked.reasoning_tokens ?? 0;
     const completion = completionTokens + reasoning;
     const used = { prompt, completion, cachedRead, cacheWrite, reasoning, images: countImages(messages) };
+    const price = priceUsage(this.catalog, model, used, this.options.now());
+    const byok = asked.byok === true;
     return {
       prompt_tokens: prompt,
       completion_tokens: completion,
       total_tokens: prompt + completion,
-      ...(asked.cost === false ? {} : { cost: priceUsage(this.catalog, model, used, this.options.now()) }),
-      is_byok: false,
+      ...(asked.cost === false ? {} : { cost: byok ? price * BYOK_FEE : price, cost_details: { upstream_inference_cost: price } }),
+      is_byok: byok,
       prompt_tokens_details: { cached_tokens: cachedRead, cache_write_tokens: cacheWrite },
       completion_tokens_details: { reasoning_tokens: reasoning },
     };

@@ -40,6 +40,7 @@ export class SignalboxMetrics {
   private readonly fallbacks: FastCounter;
   private readonly cooldowns: FastCounter;
   private readonly rejections: FastCounter;
+  private readonly spend: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
@@ -93,7 +94,26 @@ export class SignalboxMetrics {
         this.set(gauges.coolingModels());
       },
     });
-    this.rejections = new FastCounter(r, 'signalbox_rejections_total', 'Requests the proxy refused for the caller: rate_limit (429 rate_limit_exceeded), auth (401 invalid_api_key)', ['reason']);
+    this.rejections = new FastCounter(r, 'signalbox_rejections_total', 'Requests the proxy refused for the caller: rate_limit (429 rate_limit_exceeded), budget (429 insufficient_quota), auth (401 invalid_api_key)', ['reason']);
+    // One series per configured key that spent (the keys file bounds them, MAX_KEYS).
+    this.spend = new FastCounter(r, 'signalbox_spend_usd_total', 'What each client key spent, USD: the cost of its requests (BYOK: usage.cost plus upstream_inference_cost) and of their classifier calls; a cost reconciled later is counted then', ['key']);
+    new Gauge({
+      name: 'signalbox_budget_remaining_usd', help: 'USD left of each key\'s own daily and monthly budget (daily_usd, monthly_usd), reservations of requests in flight counted; keys with a budget only',
+      labelNames: ['key', 'period'], registers: [r],
+      async collect() {
+        if (gauges.budgetsRemaining === undefined) return;
+        let rows: readonly BudgetRemaining[];
+        try {
+          rows = await gauges.budgetsRemaining();
+        } catch {
+          // The store did not answer (Redis down): the scrape goes on without these series.
+          this.reset();
+          return;
+        }
+        this.reset();
+        for (const row of rows) this.set({ key: row.key, period: row.period }, row.usd);
+      },
+    });
     this.fallbacks = new FastCounter(r, 'signalbox_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
       ['from', 'to', 'reason']);
     this.reloads = new Counter({
@@ -188,6 +208,11 @@ export class SignalboxMetrics {
    * Meters one finished exchange from its record, the only input: its upstream attempts and the
    * proxy-side retries between them, then the response. `endpoint` is the record's URL as a label.
    */
+  /** A client key's spend (a settled or reconciled request). */
+  spendRecorded(key: string, usd: number): void {
+    if (usd > 0) this.spend.inc([key], usd);
+  }
+
   /** A cost looked up afterwards from the upstream's generation stats (a cut stream's). */
   costReconciled(rule: string, model: string | undefined, usd: number): void {
     this.cost.inc([rule, this.labels.model(model), 'generation'], usd);
@@ -254,6 +279,15 @@ export interface LiveGauges {
   readonly coolingModels: () => number;
   /** Age of the model catalog in force, in seconds (+Inf: none). */
   readonly catalogAgeSeconds?: () => number;
+  /** What is left of each configured key's own budgets, read from the account store at scrape time. */
+  readonly budgetsRemaining?: () => Promise<readonly BudgetRemaining[]>;
+}
+
+/** One key's budget for one period (`day`, `month`) and what is left of it. */
+export interface BudgetRemaining {
+  readonly key: string;
+  readonly period: 'day' | 'month';
+  readonly usd: number;
 }
 
 /** What signalbox_limit_store_* read from the Redis limit store (RedisLimitStore). */
@@ -265,7 +299,7 @@ export interface LimitStoreHealth {
 const NO_LABELS: readonly string[] = [];
 
 /** `signalbox_rejections_total`'s reasons: a fixed label set, by the code of the refusal. */
-const REJECTION_REASONS: Partial<Record<string, string>> = { rate_limit_exceeded: 'rate_limit', invalid_api_key: 'auth' };
+const REJECTION_REASONS: Partial<Record<string, string>> = { rate_limit_exceeded: 'rate_limit', insufficient_quota: 'budget', invalid_api_key: 'auth' };
 
 /** 10 ms (a cache hit is faster) to 5 s (past the llm's default 1.5 s timeout: a longer configured one). */
 const CLASSIFIER_BUCKETS_SECONDS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5];

@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { BudgetFields } from '../accounts/budget.js';
 import type { Caller } from '../accounts/caller.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { Ajv } from 'ajv';
@@ -6,7 +7,7 @@ import { AJV_STARTUP_OPTIONS } from '../config/ajv-options.js';
 import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { RulesError } from './compile.js';
 import { invalidMessages, type JsonObject, type RequestContext } from './decision.js';
-import { compilePath } from './fields.js';
+import { BUDGET_FIELD_SLOTS, compilePath } from './fields.js';
 import type { Explanation, RuleSet } from './ruleset.js';
 
 /**
@@ -19,6 +20,8 @@ export interface RuleCase {
   readonly headers?: Record<string, string>;
   /** The caller's key as the keys file would describe it (`key.*` fields); absent: no client key. */
   readonly key?: CaseKey;
+  /** The caller's spend fields as the account store would give them (`budget.remaining_usd: 0.5`); absent: missing. */
+  readonly spend?: Readonly<Record<string, number>>;
   readonly body: JsonObject;
   readonly now?: string;
   readonly expect: CaseExpectation;
@@ -96,6 +99,10 @@ export const CASES_SCHEMA = {
               meta: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
             },
           },
+          spend: {
+            type: 'object', propertyNames: { enum: [...BUDGET_FIELD_SLOTS.keys()] },
+            additionalProperties: { type: 'number' },
+          },
           body: { type: 'object' },
           now: dateTime,
           expect: {
@@ -168,7 +175,15 @@ export function caseContext(testCase: RuleCase, defaultNow?: string, catalog?: C
     ...(now !== undefined && { now: new Date(now) }),
     catalog,
     caller: callerOf(testCase.key),
+    ...(testCase.spend !== undefined && { resolved: { budget: budgetOf(testCase.spend) } }),
   };
+}
+
+/** A case's `spend:` as the fields the account step would resolve. */
+function budgetOf(spend: Readonly<Record<string, number>>): BudgetFields {
+  const fields: { -readonly [K in keyof BudgetFields]: number } = {};
+  for (const [name, value] of Object.entries(spend)) fields[BUDGET_FIELD_SLOTS.get(name)!] = value;
+  return fields;
 }
 
 /** Runs one case against a RuleSet. */

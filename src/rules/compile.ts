@@ -9,7 +9,7 @@ import { COMPLEXITY_LABELS, TASK_LABELS } from '../classify/labels.js';
 import { deepMerge, type CompiledRoute, type RetryOverride, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
-import { builtinFields, isClassifyField, type FieldGetter, type FieldRegistry } from './fields.js';
+import { builtinFields, isBudgetField, isClassifyField, type FieldGetter, type FieldRegistry } from './fields.js';
 import { RuleSet, type CompiledRule } from './ruleset.js';
 import { validateRulesDocument } from './schema.js';
 import { DEFAULT_STICK_TTL_MS, type TierFromRoute } from './tier-from.js';
@@ -215,8 +215,9 @@ export function compileRules(text: string, file: string, options: CompileOptions
   if (baseline !== undefined) models.add(baseline);
   for (const rule of rules) if (rule.baseline !== undefined) models.add(rule.baseline);
   const readsClassification = [...cc.usedFields.keys()].some(isClassifyField);
+  const readsBudget = [...cc.usedFields.keys()].some(isBudgetField);
   return new RuleSet({
-    file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models], classifier, readsClassification,
+    file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models], classifier, readsClassification, readsBudget,
   });
 }
 
@@ -364,7 +365,7 @@ function checkActions(spec: ActionSpec, path: (string | number)[], problems: Com
 /** The labels a `classify.*` field reads, for the fields whose values are labels. */
 const FIELD_LABELS: ReadonlyMap<string, readonly string[]> = new Map<string, readonly string[]>([['classify.complexity', COMPLEXITY_LABELS], ['classify.task', TASK_LABELS]]);
 
-/** A field's getter, registered as the rules' use of it (explain's `fields`, `readsClassification`); undefined after a problem. */
+/** A field's getter, registered as the rules' use of it (explain's `fields`, `readsClassification`, `readsBudget`); undefined after a problem. */
 function usedField(field: string, path: Path, cc: ConditionCompiler, problems: CompileProblem[]): FieldGetter | undefined {
   const getter = cc.fields.compile(field, cc.fieldOptions);
   if (typeof getter === 'string') {

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { BudgetFields } from '../accounts/budget.js';
 import type { Caller } from '../accounts/caller.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Classification } from '../classify/labels.js';
@@ -49,6 +50,8 @@ export interface RequestContext {
 export interface ResolvedFields {
   /** The verdict of the LLM or embedding method (or the hybrid's), read as `classify.*`. */
   readonly classification?: Classification;
+  /** The caller's spend and budgets (`budget.*`, `team.*`, `user.*`), read from the account store. */
+  readonly budget?: BudgetFields;
 }
 
 export interface RouteDecision {

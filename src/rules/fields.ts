@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { BudgetFields } from '../accounts/budget.js';
 import type { Caller } from '../accounts/caller.js';
 import type { Catalog, CatalogModel } from '../catalog/catalog.js';
 import { CAPABILITIES, perMillion, supports } from '../catalog/capabilities.js';
@@ -243,6 +244,30 @@ const CLASSIFY_FIELDS: readonly (readonly [string, string, (verdict: Classificat
   ['classify.confidence', 'how sure the classifier is of classify.complexity, 0 to 1', (v) => v.confidence],
 ];
 
+/**
+ * The spend fields (issue 16): read from the account store by the asynchronous step before the
+ * decision, only when the rules read one; missing when nothing applies (no client key, no budget,
+ * no team, no end user).
+ */
+const BUDGET_FIELDS: readonly (readonly [string, string, keyof BudgetFields])[] = [
+  ['budget.remaining_usd', 'USD left of the tightest budget that applies (the key\'s, its team\'s, the end user\'s; daily and monthly), '
+    + 'reservations of requests in flight counted; missing when none applies', 'remainingUsd'],
+  ['budget.spent_today_usd', 'what the key spent today (BUDGET_TIMEZONE), USD', 'keySpentTodayUsd'],
+  ['budget.spent_month_usd', 'what the key spent this month, USD', 'keySpentMonthUsd'],
+  ['team.spent_today_usd', 'what the key\'s team spent today, USD; missing without a team', 'teamSpentTodayUsd'],
+  ['team.spent_month_usd', 'what the key\'s team spent this month, USD', 'teamSpentMonthUsd'],
+  ['user.spent_today_usd', 'what the end user (USER_SOURCE) spent today under this key, USD; missing without an end user', 'userSpentTodayUsd'],
+  ['user.spent_month_usd', 'what the end user spent this month under this key, USD', 'userSpentMonthUsd'],
+];
+
+/** Each spend field's slot in BudgetFields (a rule case's `spend:` names them as the rules do). */
+export const BUDGET_FIELD_SLOTS: ReadonlyMap<string, keyof BudgetFields> = new Map(BUDGET_FIELDS.map(([name, , slot]) => [name, slot]));
+
+/** Whether a field name is a spend field (the rules that read one need the caller's balances). */
+export function isBudgetField(name: string): boolean {
+  return BUDGET_FIELD_SLOTS.has(name);
+}
+
 /** Whether a field name is a classifier verdict (the rules that read one need a classification). */
 export function isClassifyField(name: string): boolean {
   return name.startsWith('classify.');
@@ -342,6 +367,9 @@ export function builtinFields(): FieldRegistry {
         return (input) => read(input.verdict ??= input.resolved?.classification ?? local.classify(classifierInput(messagesOf(input.body))));
       },
     });
+  }
+  for (const [name, description, slot] of BUDGET_FIELDS) {
+    registry.register(exact(name, description, (input) => input.resolved?.budget?.[slot]));
   }
   registry
     .register({

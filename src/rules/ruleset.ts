@@ -87,6 +87,8 @@ export interface RuleSetInit {
   readonly classifier?: ClassifierConfig | undefined;
   /** Some rule reads `classify.*`: the asynchronous step resolves a verdict for methods that need I/O. */
   readonly readsClassification?: boolean;
+  /** Whether any rule reads a spend field (`budget.*`, `team.*`, `user.*`): the server then reads the caller's balances first. */
+  readonly readsBudget?: boolean;
 }
 
 /**
@@ -117,6 +119,7 @@ export class RuleSet {
   readonly classifier: ClassifierConfig | undefined;
   /** Some rule reads `classify.*` (see RuleSetInit). */
   readonly readsClassification: boolean;
+  readonly readsBudget: boolean;
 
   constructor(init: RuleSetInit) {
     this.file = init.file;
@@ -130,6 +133,7 @@ export class RuleSet {
     this.baseline = init.baseline;
     this.classifier = init.classifier;
     this.readsClassification = init.readsClassification ?? false;
+    this.readsBudget = init.readsBudget ?? false;
     Object.freeze(this);
   }
 

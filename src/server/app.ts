@@ -3,7 +3,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { LimitStore } from '../accounts/limit-store.js';
 import { MemoryLimitStore } from '../accounts/memory-limit-store.js';
-import { RateLimiter } from '../accounts/rate-limit.js';
+import { Accounts } from '../accounts/accounts.js';
+import { compileUserSource } from '../accounts/budget.js';
+import { PeriodClock } from '../accounts/spend.js';
 import { LiveCatalog, type CatalogRefreshEvent } from '../catalog/refresher.js';
 import type { SignalboxConfig } from '../config/load.js';
 import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
@@ -46,7 +48,7 @@ export interface AppOptions {
   readonly lifecycle?: Lifecycle;
   /** The client keys in force (a `LiveKeys` when KEYS_FILE is reloaded); absent: SIGNALBOX_API_KEYS, else no client authentication. */
   readonly keys?: KeysSource;
-  /** Where rate-limit state lives (in memory when absent) and its clock (Date.now when absent). */
+  /** Where rate-limit and spend state lives (in memory when absent) and its clock (Date.now when absent). */
   readonly limits?: { readonly store?: LimitStore; readonly clock?: () => number };
 }
 
@@ -76,6 +78,9 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
   });
   const rules = options.rules ?? { current: emptyRuleSet() };
+  const keys = options.keys ?? (config.client_auth.keys.length > 0 ? { current: flatKeyRing(config.client_auth.keys) } : undefined);
+  /** The account step (rate limits, budgets, spend), built once its store is; the metrics read it at scrape time. */
+  let accounts: Accounts | undefined;
   const catalog = options.catalog ?? new LiveCatalog();
   // Created before the metrics that count it; the callback reads them when a cooldown starts.
   let metrics: SignalboxMetrics | undefined;
@@ -96,6 +101,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
       coolingModels: () => Object.keys(cooldowns.cooling()).length,
       catalogAgeSeconds: () => catalog.ageSeconds(Date.now()),
       inCatalog: (model) => (catalog.current === undefined ? undefined : catalog.current.get(model) !== undefined),
+      // Built below; read at scrape time only.
+      budgetsRemaining: () => (accounts === undefined || keys === undefined ? Promise.resolve([]) : accounts.budgetsRemaining(keys.current.callers)),
     });
   }
   let onReload: ((event: ReloadEvent) => void) | undefined;
@@ -188,6 +195,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   const serverKey = config.upstream.api_key;
   const generationCosts = serverKey === undefined || !config.catalog.generation_costs ? undefined : new GenerationCosts(upstream, `Bearer ${serverKey}`, ({ lookup, usd }) => {
     metrics?.costReconciled(lookup.rule, lookup.model, usd);
+    lookup.reconcileSpend?.(usd);
     options.logger.info({ reqId: lookup.requestId, generation_id: lookup.id, rule: lookup.rule, cost_usd: usd, cost_source: 'generation' }, 'generation cost');
   });
   // Classifier calls are paid with the server key, else the client's own (the caller pays); the key is never logged.
@@ -213,7 +221,11 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     limitStore = redisStore;
   }
   limitStore ??= new MemoryLimitStore();
-  const rateLimiter = new RateLimiter(limitStore, options.limits?.clock);
+  const budget = config.budget;
+  accounts = new Accounts(limitStore, {
+    periods: new PeriodClock(budget.timezone), userSource: compileUserSource(budget.user_source),
+    historyDays: budget.history_days, maxUsersPerKey: budget.max_users_per_key, unpricedReserveUsd: budget.unpriced_reserve_usd,
+  }, options.limits?.clock);
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
@@ -267,11 +279,10 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     v1.addHook('onRequest', (_request, _reply, done) => {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
-    const keys = options.keys ?? (config.client_auth.keys.length > 0 ? { current: flatKeyRing(config.client_auth.keys) } : undefined);
     if (keys !== undefined) v1.addHook('onRequest', clientAuthHook(keys));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
-    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), rateLimiter });
+    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });
@@ -288,7 +299,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (onCatalogRefresh) catalog.off('refresh', onCatalogRefresh);
     catalog.off('refresh', onCatalogLoaded);
     generationCosts?.close();
-    await rateLimiter.store.close();
+    await accounts.store.close();
     if (rules instanceof LiveRules) rules.off('reload', onRulesLoaded);
     await upstream.close();
   });

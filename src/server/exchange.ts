@@ -1,4 +1,5 @@
 import type { Caller } from '../accounts/caller.js';
+import type { SpendSettlement } from '../accounts/accounts.js';
 import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
@@ -16,7 +17,7 @@ import type { ForwardResult } from './forward.js';
  * | ----------------------------------------- | ------------------------------------------------ |
  * | startedAt, clientAddress, userAgent       | arrival (plugins/exchange.ts)                    |
  * | clientKeyId, caller                       | authentication (client-auth.ts)                  |
- * | tokenCharge                               | the rate-limit step (routes/chat-completions.ts) |
+ * | tokenCharge, spendSettlement              | the account step (routes/chat-completions.ts)    |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
@@ -39,6 +40,8 @@ export class Exchange {
   caller: Caller | undefined = undefined;
   /** The token estimate the rate limits took, settled to the real count on the record (recorder.ts). */
   tokenCharge: TokenCharge | undefined = undefined;
+  /** The request's budget reservation and spend counters, settled to its real cost on the record (recorder.ts). */
+  spendSettlement: SpendSettlement | undefined = undefined;
   bytesIn = 0;
   /** Model the client asked for (`body.model`), clipped to MAX_CLIENT_TEXT_CHARS like every model name here. */
   requestedModel: string | undefined = undefined;
@@ -110,6 +113,7 @@ export class Exchange {
       userAgent: this.userAgent,
       clientKeyId: this.clientKeyId,
       tokenCharge: this.tokenCharge,
+      spendSettlement: this.spendSettlement,
       bytesIn: this.bytesIn,
       bytesOut: relay?.bytesOut ?? this.sentBytes,
       requestedModel: this.requestedModel,

@@ -1,3 +1,4 @@
+import type { SpendSettlement } from '../accounts/accounts.js';
 import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
@@ -24,6 +25,8 @@ export interface ExchangeRecord {
   readonly clientKeyId: string | undefined;
   /** The token estimate the rate limits took, to settle to the reported usage; undefined when no tpm applied. */
   readonly tokenCharge?: TokenCharge | undefined;
+  /** The budget reservation to give back and the spend counters to add the cost to; undefined without a caller. */
+  readonly spendSettlement?: SpendSettlement | undefined;
   readonly bytesIn: number;
   readonly bytesOut: number;
   /** Model the client asked for. */

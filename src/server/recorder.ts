@@ -6,6 +6,7 @@ import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { catalogCost, requestCost, type Cost } from '../catalog/cost.js';
+import { fromNano, toNano } from '../accounts/spend.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { GenerationCosts } from '../upstream/generation-costs.js';
 import type { ExchangeRecord } from './record.js';
@@ -96,7 +97,8 @@ export class ExchangeRecorder {
         const now = finished.record.facts?.usage === undefined ? undefined : new Date();
         const cost = now === undefined ? undefined : this.costOf(finished.record, now);
         const baselineCost = now === undefined ? undefined : this.baselineCostOf(finished.record, now);
-        if (cost === undefined) this.reconcileLater(finished);
+        const reconcileSpend = this.settleSpend(finished, cost);
+        if (cost === undefined) this.reconcileLater(finished, reconcileSpend);
         settleTokens(finished);
         this.log(finished, cost, baselineCost);
         if (this.metrics) {
@@ -121,13 +123,68 @@ export class ExchangeRecorder {
    * A response that reported no cost and cannot be priced (a stream cut before its usage chunk, an
    * answer without usage) is looked up later by its generation id, when the upstream gave one.
    */
-  private reconcileLater(finished: Finished): void {
+  private reconcileLater(finished: Finished, reconcileSpend: ((usd: number) => void) | undefined): void {
     const x = finished.record;
     const id = x.facts?.id;
     if (this.generationCosts === undefined || id === undefined) return;
     if (x.facts?.usage !== undefined && x.streamErrorKind === undefined && !x.clientClosed) return;
     const requestId = (finished.log as unknown as Logger).bindings?.().reqId;
-    this.generationCosts.add({ id, rule: x.rule ?? 'unrouted', model: x.facts?.model ?? x.routedModel, requestId: typeof requestId === 'string' ? requestId : '-' });
+    this.generationCosts.add({ id, rule: x.rule ?? 'unrouted', model: x.facts?.model ?? x.routedModel, requestId: typeof requestId === 'string' ? requestId : '-', reconcileSpend });
+  }
+
+  /**
+   * Settles the caller's spend (issue 16, item 2): gives its budget reservation back and adds what
+   * the request cost to its key's, team's, end user's and model's counters, with what its
+   * classifier call cost. The cost is the upstream's `usage.cost` (plus
+   * `cost_details.upstream_inference_cost` when it ran on the account's own provider key: `cost` is
+   * then only OpenRouter's fee), else the catalog's price of the reported tokens. A request that
+   * was refused, or not sent, cost nothing. One whose cost cannot be known now (a stream cut or
+   * cancelled before its usage, an answer the catalog cannot price) counts its reservation, the
+   * catalog's price of its worst case, and is corrected when its generation's cost arrives: the
+   * returned function takes that cost.
+   */
+  private settleSpend(finished: Finished, cost: Cost | undefined): ((usd: number) => void) | undefined {
+    const x = finished.record;
+    const settlement = x.spendSettlement;
+    if (settlement === undefined) return undefined;
+    const usage = x.facts?.usage;
+    const status = x.upstreamStatus;
+    const refused = x.attempts.length === 0 || (status !== undefined && (status < 200 || status > 299));
+    const classifierNano = toNano(x.classifierCostUsd ?? 0);
+    let requestNano: number;
+    let provisional = false;
+    if (usage !== undefined && usage.byok && usage.cost !== undefined) {
+      requestNano = toNano(usage.cost + (usage.upstreamInferenceCost ?? 0));
+    } else if (cost !== undefined) {
+      requestNano = toNano(cost.usd);
+    } else if (usage === undefined && refused) {
+      requestNano = 0;
+    } else {
+      requestNano = settlement.reservedNano;
+      provisional = true;
+    }
+    const model = this.spendModel(x.facts?.model ?? x.routedModel);
+    const onError = (err: unknown) => finished.log.warn({ err: String(err) }, 'settling the caller\'s spend failed');
+    settlement.settle(requestNano + classifierNano, model, onError);
+    // The metric is a counter: it takes known costs only, a provisional one when it is reconciled.
+    this.metrics?.spendRecorded(settlement.keyName, fromNano((provisional ? 0 : requestNano) + classifierNano));
+    if (!provisional) return undefined;
+    return (usd) => {
+      settlement.reconcile(toNano(usd) - requestNano, model, onError);
+      this.metrics?.spendRecorded(settlement.keyName, usd);
+    };
+  }
+
+  /**
+   * The model a spend is counted under (GET /admin/spend?by=model): the served model as the
+   * catalog lists it, else `other`, so that neither an upstream nor a client can grow the counters
+   * with invented names; without a catalog, the name as routed (clipped).
+   */
+  private spendModel(model: string | undefined): string | undefined {
+    if (model === undefined) return undefined;
+    const catalog = this.catalog?.current;
+    if (catalog === undefined) return model;
+    return catalog.get(model) !== undefined ? model : 'other';
   }
 
   /** What the same token counts would have cost on the rules' baseline model, from the catalog. */

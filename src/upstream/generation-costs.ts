@@ -22,6 +22,8 @@ export interface GenerationLookup {
   /** The model label the metrics use for this request. */
   readonly model: string | undefined;
   readonly requestId: string;
+  /** The caller's spend, settled provisionally, to correct with this cost (USD) once it is known. */
+  readonly reconcileSpend?: ((usd: number) => void) | undefined;
 }
 
 export interface ReconciledCost {

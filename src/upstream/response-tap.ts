@@ -30,6 +30,8 @@ export interface TokenUsage {
    * (`cost_details.upstream_inference_cost`, USD): the true spend is `cost` plus this.
    */
   readonly upstreamInferenceCost: number | undefined;
+  /** `usage.is_byok`: the request ran on the account's own provider key, so `cost` is only OpenRouter's fee. */
+  readonly byok: boolean;
 }
 
 export interface InbandError {
@@ -120,6 +122,7 @@ export function usageOf(raw: unknown): TokenUsage | undefined {
     cacheWrite: num(promptDetails.cache_write_tokens),
     cost: usdOf(u.cost),
     upstreamInferenceCost: usdOf(costDetails.upstream_inference_cost),
+    byok: u.is_byok === true,
   };
 }
 

@@ -39,10 +39,12 @@ function plainUsage(promptChars: number, completion: number, promptPrice: string
 
 /** Usage equal to `expected`, its cost to within float rounding (the fake sums exactly, the test in doubles). */
 function assertUsage(actual: unknown, expected: FakeUsage): void {
-  const { cost, ...rest } = actual as FakeUsage;
-  const { cost: expectedCost, ...expectedRest } = expected;
+  const { cost, cost_details: details, ...rest } = actual as FakeUsage;
+  const { cost: expectedCost, cost_details: _expectedDetails, ...expectedRest } = expected;
   assert.deepEqual(rest, expectedRest);
   assert.ok(cost !== undefined && expectedCost !== undefined && Math.abs(cost - expectedCost) < 1e-15, `cost ${cost}, expected ${expectedCost}`);
+  // Without BYOK, as on OpenRouter, what the provider charged is the cost.
+  assert.equal(details?.upstream_inference_cost, cost);
 }
 
 test('a stream sends processing comments, a role chunk, content chunks, a stop chunk, a usage chunk, then [DONE]', async (t) => {

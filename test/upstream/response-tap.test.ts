@@ -16,7 +16,7 @@ const USAGE = {
   prompt_tokens_details: { cached_tokens: 5, cache_write_tokens: 3 },
   completion_tokens_details: { reasoning_tokens: 9 },
 };
-const EXPECTED_USAGE: TokenUsage = { prompt: 12, completion: 34, reasoning: 9, cached: 5, cacheWrite: 3, cost: 0.000123, upstreamInferenceCost: 0.00041 };
+const EXPECTED_USAGE: TokenUsage = { prompt: 12, completion: 34, reasoning: 9, cached: 5, cacheWrite: 3, cost: 0.000123, upstreamInferenceCost: 0.00041, byok: true };
 
 const DONE = 'data: [DONE]\n\n';
 const PROCESSING = ': OPENROUTER PROCESSING\n\n';

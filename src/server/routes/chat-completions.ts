@@ -1,6 +1,6 @@
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
-import type { RateLimiter } from '../../accounts/rate-limit.js';
+import type { AccountOutcome, AccountRequest, Accounts } from '../../accounts/accounts.js';
 import { clipText } from '../../bounded-text.js';
 import type { Catalog } from '../../catalog/catalog.js';
 import type { Caller } from '../../accounts/caller.js';
@@ -181,8 +181,8 @@ export interface ChatRoutesOptions {
   readonly stickyTiers?: StickyTiers;
   /** The asynchronous step before `decide`: verdicts of the llm, hybrid and embedding classifiers. */
   readonly classifiers: ClassifierResolver;
-  /** Rate limits per key and team (src/accounts/rate-limit.ts): taken for callers that have any. */
-  readonly rateLimiter?: RateLimiter;
+  /** Rate limits, budgets and spend per key, team and end user (src/accounts/accounts.ts): asked for requests with a caller. */
+  readonly accounts?: Accounts;
 }
 
 /**
@@ -192,11 +192,31 @@ export interface ChatRoutesOptions {
 async function resolvedContext(pending: Resolution | Promise<Resolution>, context: RequestContext, exchange: Exchange): Promise<RequestContext> {
   const resolution = await pending;
   exchange.classifierCostUsd = resolution.costUsd;
-  return { ...context, resolved: resolution.resolved };
+  return { ...context, resolved: { ...context.resolved, ...resolution.resolved } };
+}
+
+/** Whether the rules may ask a classifier over the network (llm, hybrid, embedding): a paid call. */
+function asksRemoteClassifier(ruleSet: RuleSet): boolean {
+  return ruleSet.readsClassification && ruleSet.classifier !== undefined && ruleSet.classifier.method !== 'local';
+}
+
+/**
+ * An account step's outcome on the response: its rate-limit headers (on the raw response, so Node
+ * merges them into whatever head is written, the relay's or an error's), the refusal thrown, the
+ * token estimate to settle.
+ */
+function applyOutcome(outcome: AccountOutcome, request: FastifyRequest, reply: FastifyReply): void {
+  const res = reply.raw;
+  for (const name in outcome.headers) res.setHeader(name, outcome.headers[name]!);
+  if (outcome.tokenCharge !== undefined) request.exchange.tokenCharge = outcome.tokenCharge;
+  if (outcome.refusal !== undefined) {
+    if (outcome.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(outcome.retryAfterSeconds));
+    throw outcome.refusal;
+  }
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, rateLimiter } = opts;
+  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, accounts } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
@@ -214,28 +234,25 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     const ruleSet = rules.current;
     checkRequestedModel(exchange.caller, context, ruleSet);
 
-    // The caller's rate limits, before the classifier's paid call and anything sent upstream.
+    // The caller's account (src/accounts/accounts.ts). Its rate limits are taken before anything
+    // paid: before a network classifier, and together with the budget reservation otherwise.
     // Explain is not limited: it sends nothing upstream but a classifier call, and is the tool to
     // ask how a request would be routed while limited.
     const caller = exchange.caller;
-    if (rateLimiter !== undefined && caller !== undefined) {
-      const limited = await rateLimiter.take(caller, context.body);
-      if (limited !== undefined) {
-        // On the raw response: Node merges them into the head the relay or Fastify's error answer writes.
-        const res = reply.raw;
-        for (const name in limited.headers) res.setHeader(name, limited.headers[name]!);
-        if (limited.refusal !== undefined) {
-          res.setHeader('retry-after', String(limited.retryAfterSeconds));
-          throw limited.refusal;
-        }
-        exchange.tokenCharge = limited.charge;
-      }
+    const account: AccountRequest | undefined = accounts !== undefined && caller !== undefined ? accounts.open(caller, context.body, request.headers) : undefined;
+    let limitsTaken = false;
+    let resolved = context;
+    if (account !== undefined && (ruleSet.readsBudget || asksRemoteClassifier(ruleSet))) {
+      // A second round trip only for these rules: the limits (and the balances the rules read) now, the reservation after the decision.
+      const outcome = await accounts!.admit(account, { limits: true, reads: ruleSet.readsBudget });
+      applyOutcome(outcome, request, reply);
+      limitsTaken = true;
+      if (outcome.fields !== undefined) resolved = { ...context, resolved: { budget: outcome.fields } };
     }
 
-    const pending = classifiers.resolve(ruleSet, context);
-    let resolved = context;
+    const pending = classifiers.resolve(ruleSet, resolved);
     if (pending !== undefined) {
-      resolved = await resolvedContext(pending, context, exchange);
+      resolved = await resolvedContext(pending, resolved, exchange);
       // The client may have left while the classifier was asked (up to its timeout): nothing is
       // sent upstream for it (a paid call nobody reads), and its record already says 499.
       if (request.raw.socket?.destroyed === true) {
@@ -267,6 +284,14 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       extraHeaders = { ...extraHeaders, 'content-type': 'application/json' };
     }
     const exactBytesOnly = parsed.unsafeNumberPath !== undefined;
+    if (account !== undefined) {
+      // Last before sending: the rate limits (unless taken above) and the reservation of the routed
+      // models' worst case against every budget, in one atomic step; a budget that cannot hold it
+      // refuses the request before it costs anything (429 insufficient_quota).
+      const outcome = await accounts!.admit(account, { limits: !limitsTaken, reads: false, reserveFor: { models: routeModels(decision.body, decision.model), catalog: catalog.current } });
+      applyOutcome(outcome, request, reply);
+      exchange.spendSettlement = outcome.settlement;
+    }
     await forward(request, reply, proxy, {
       method: 'POST',
       path: `/chat/completions${queryOf(request.url)}`,
@@ -292,9 +317,15 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // Explain asks the llm or embedding classifier as a request would (cached alike), so that it
     // shows what a request would get: docs/classifiers.md, "Explain".
     const ruleSet = rules.current;
-    checkRequestedModel(request.exchange.caller, context, ruleSet);
-    const pending = classifiers.resolve(ruleSet, context);
-    const explanation = explanationForClient(ruleSet.explain(pending === undefined ? context : await resolvedContext(pending, context, request.exchange)));
+    const caller = request.exchange.caller;
+    checkRequestedModel(caller, context, ruleSet);
+    // The spend fields as a request would read them; nothing is taken or reserved.
+    let resolved = context;
+    if (ruleSet.readsBudget && accounts !== undefined && caller !== undefined) {
+      resolved = { ...context, resolved: { budget: await accounts.read(accounts.open(caller, context.body, request.headers)) } };
+    }
+    const pending = classifiers.resolve(ruleSet, resolved);
+    const explanation = explanationForClient(ruleSet.explain(pending === undefined ? resolved : await resolvedContext(pending, resolved, request.exchange)));
     // A request the chat route would refuse is refused here too, for the same reason.
     if (explanation.reject === undefined) checkRoutedModels(request.exchange.caller, (explanation.body ?? context.body) as Readonly<JsonObject>, explanation.model);
     if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
