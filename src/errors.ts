@@ -59,6 +59,7 @@ export const ERRORS = {
   no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
   model_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not use %s' },
+  endpoint_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not send %s' },
   // True: waiting as long as Retry-After says lets the same request through (docs/keys-and-budgets.md).
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', shouldRetry: true, message: 'Rate limit reached: %s' },
   // OpenAI's own shape for spent credit (type and code `insufficient_quota`, 429): its SDKs and
@@ -172,6 +173,9 @@ export class ModelNotAllowedError extends SignalboxError {
 }
 /** A key's or team's requests or tokens per minute are used up; the detail names which. */
 export class RateLimitExceededError extends errorClass('rate_limit_exceeded') {}
+
+/** A pass-through POST of a key whose budgets or rate limits only the routed endpoints can count. */
+export class EndpointNotAllowedError extends errorClass('endpoint_not_allowed') {}
 
 /** A budget (daily_usd, monthly_usd of a key, team or end user) cannot hold the request's reservation. */
 export class InsufficientQuotaError extends errorClass('insufficient_quota') {}

@@ -3,7 +3,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import { requestEstimateUsd } from '../catalog/cost.js';
 import { clipText } from '../bounded-text.js';
 import { InvalidRequestError } from '../errors.js';
-import type { Caller } from './caller.js';
+import type { Budgets, Caller, RateLimits } from './caller.js';
 import type { Balance, BudgetRefusal, BudgetReserve, SpendCharge, UserTouch } from './limit-store.js';
 import { fromNano, parseSpendKey, spendKey, toNanoUp, type PeriodKind, type SpendPeriods, type SpendScope } from './spend.js';
 
@@ -59,6 +59,12 @@ function userId(value: unknown, where: string): string | undefined {
   if (typeof value !== 'string') throw new InvalidRequestError(`The end user id (${where}) must be a string`, 'invalid_user');
   if (value.length > MAX_USER_ID_CHARS) throw new InvalidRequestError(`The end user id (${where}) is longer than ${MAX_USER_ID_CHARS} characters`, 'invalid_user');
   return value;
+}
+
+/** Whether any budget or rate limit applies to a caller (its key's, its team's, its end users'). */
+export function isAccountable(caller: Caller): boolean {
+  const policies: readonly ((RateLimits & Budgets) | undefined)[] = [{ ...caller.budgets, ...caller.limits }, caller.team, caller.users];
+  return policies.some((p) => p !== undefined && (p.dailyUsd !== undefined || p.monthlyUsd !== undefined || p.rpm !== undefined || p.tpm !== undefined));
 }
 
 function expiry(kind: PeriodKind, periods: SpendPeriods, keepDays: number): number {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { clipText } from '../../bounded-text.js';
-import { InvalidRequestError, ModelNotAllowedError } from '../../errors.js';
+import { EndpointNotAllowedError, InvalidRequestError, ModelNotAllowedError } from '../../errors.js';
+import { isAccountable } from '../../accounts/budget.js';
 import { topLevelMembers } from '../../upstream/json-members.js';
 import { NO_RETRY } from '../../upstream/attempts.js';
 import { forward, type ForwardDeps } from '../forward.js';
@@ -95,6 +96,13 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: For
     // spent on /v1/completions or /v1/embeddings with any model.
     if (request.exchange.caller?.models !== undefined && request.method !== 'GET' && request.method !== 'HEAD') {
       throw new ModelNotAllowedError(undefined, `${request.method} ${clipText(request.url.split('?')[0])}: a key with a model allow-list may only send chat completions`);
+    }
+    // Likewise for a key with budgets or rate limits: a pass-through answer is not metered against
+    // them, so its POSTs would be spend and traffic no budget or limit counts (the bypass of
+    // LiteLLM's budgets, BerriAI/litellm#26672).
+    const caller = request.exchange.caller;
+    if (caller !== undefined && isAccountable(caller) && request.method !== 'GET' && request.method !== 'HEAD') {
+      throw new EndpointNotAllowedError(`${request.method} ${clipText(request.url.split('?')[0])}: a key with budgets or rate limits may only send chat completions here (other endpoints are not metered)`);
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
     const exchange = request.exchange;
