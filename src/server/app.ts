@@ -12,7 +12,8 @@ import { emptyRuleSet } from '../rules/compile.js';
 import type { RulesSource } from '../rules/ruleset.js';
 import { LiveRules, type ReloadEvent } from '../rules-file/live-rules.js';
 import { UpstreamClient } from '../upstream/client.js';
-import { flatKeyRing } from '../accounts/keys-file.js';
+import { flatKeyRing, sha256 } from '../accounts/keys-file.js';
+import { PeriodClock } from '../accounts/spend.js';
 import { clientAuthHook, type KeysSource } from './client-auth.js';
 import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
@@ -28,6 +29,7 @@ import { upstreamAuthorization, upstreamHeaderOptions } from '../upstream/header
 import { ClassifierResolver } from '../classify/resolver.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
+import { adminRoutes } from './routes/admin.js';
 import { chatCompletionsRoutes } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
 import { modelsRoute } from './routes/models.js';
@@ -263,12 +265,21 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     });
   }
 
+  const keys = options.keys ?? (config.client_auth.keys.length > 0 ? { current: flatKeyRing(config.client_auth.keys) } : undefined);
+  // The admin API exists only with ADMIN_KEY (otherwise /admin/* is the usual 404); its key is never a client key.
+  const adminDigest = config.admin.key === undefined ? undefined : sha256(config.admin.key);
+  if (adminDigest !== undefined) {
+    await app.register(adminRoutes, {
+      adminDigest, keys, store: limitStore, periods: new PeriodClock(config.budget.timezone),
+      clock: options.limits?.clock ?? Date.now, historyDays: config.budget.history_days,
+    });
+  }
+
   await app.register(async (v1) => {
     v1.addHook('onRequest', (_request, _reply, done) => {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
-    const keys = options.keys ?? (config.client_auth.keys.length > 0 ? { current: flatKeyRing(config.client_auth.keys) } : undefined);
-    if (keys !== undefined) v1.addHook('onRequest', clientAuthHook(keys));
+    if (keys !== undefined || adminDigest !== undefined) v1.addHook('onRequest', clientAuthHook(keys, adminDigest));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
     await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), rateLimiter });
