@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { compileKeys } from '../../src/accounts/keys-file.js';
 import { main } from '../../src/cli/commands.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { freePort } from '../support/ports.js';
 import { ADMIN_NOW, SPEND_FIXTURE, SpendListStore, nano } from '../support/spend-store.js';
 
 const ADMIN_KEY = 'sk-sb-admin-0123456789abcdef';
@@ -95,14 +93,7 @@ test('signalbox spend: usage errors exit 2, a wrong key, a server without the ad
   const none = await spend(['--url', off.url]);
   assert.equal(none.code, 1);
   assert.match(none.err[0]!, /has no admin API: ADMIN_KEY is not set on the server/);
-  // A port nothing listens on: bound, then closed.
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  const down = await spend(['--url', `http://127.0.0.1:${port}`]);
+  const down = await spend(['--url', `http://127.0.0.1:${await freePort()}`]);
   assert.equal(down.code, 1);
   assert.match(down.err[0]!, /cannot reach Signalbox at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
 });
