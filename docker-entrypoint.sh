@@ -7,7 +7,7 @@
 # Keep the list equal to CLI_COMMANDS in src/cli/commands.ts (test/deploy/entrypoint.test.ts checks).
 set -e
 case "${1:-}" in
-  check|test|report|keys|classifier|fake-openrouter|help|--help|-h)
+  check|test|report|keys|spend|classifier|fake-openrouter|help|--help|-h)
     exec node "$(dirname "$0")/dist/src/cli/signalbox.js" "$@" ;;
 esac
 exec "$@"

@@ -58,6 +58,8 @@ export const ERRORS = {
   // A `choose` rule found no candidate that can serve this request (its size, tools, images...).
   no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
+  // The admin API's own key (ADMIN_KEY); a client key is never one.
+  invalid_admin_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid admin key for this Signalbox admin API' },
   model_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not use %s' },
   endpoint_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, message: 'This API key may not send %s' },
   // True: waiting as long as Retry-After says lets the same request through (docs/keys-and-budgets.md).
@@ -66,6 +68,8 @@ export const ERRORS = {
   // clients already know not to retry it. Retrying cannot help before the period ends.
   insufficient_quota: { status: 429, type: 'insufficient_quota', shouldRetry: false, message: 'Budget exhausted: %s' },
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
+  // An admin request names a key the keys in force do not hold.
+  key_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No client key named %s' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
   // Node's HTTP parser (HPE_HEADER_OVERFLOW): the request line and headers exceed MAX_HEADER_BYTES.
@@ -82,6 +86,8 @@ export const ERRORS = {
   shutting_down: { status: 503, type: 'server_error', shouldRetry: true, message: 'Signalbox is shutting down; retry on another instance' },
   // True: Redis reconnects on its own, and the next try (here or on another replica) may find it back (REDIS_FAILURE_MODE=closed).
   rate_limit_store_unavailable: { status: 503, type: 'server_error', shouldRetry: true, message: 'Rate-limit store unavailable: %s' },
+  // True: the admin API could not read or reset spend counters (Redis unreachable); Redis reconnects on its own.
+  spend_store_unavailable: { status: 503, type: 'server_error', shouldRetry: true, message: 'Spend store unavailable: %s' },
   upstream_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, message: 'Upstream timeout: %s' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -179,6 +185,15 @@ export class EndpointNotAllowedError extends errorClass('endpoint_not_allowed') 
 
 /** A budget (daily_usd, monthly_usd of a key, team or end user) cannot hold the request's reservation. */
 export class InsufficientQuotaError extends errorClass('insufficient_quota') {}
+
+/** A request to the admin API without the admin key (ADMIN_KEY). */
+export class InvalidAdminKeyError extends errorClass('invalid_admin_key') {}
+
+/** An admin request names a key that is not in force; the detail is the name asked for. */
+export class KeyNotFoundError extends errorClass('key_not_found') {}
+
+/** The admin API's listing or reset of spend counters failed (the store, e.g. Redis, did not answer). */
+export class SpendStoreUnavailableError extends errorClass('spend_store_unavailable') {}
 
 export class RouteNotFoundError extends SignalboxError {
   constructor(method = '', path = '') {

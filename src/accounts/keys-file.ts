@@ -126,7 +126,11 @@ export class KeyRing {
    * length is irrelevant since only digests are compared.
    */
   lookup(presented: string): Caller | undefined {
-    const digest = sha256(presented);
+    return this.lookupDigest(sha256(presented));
+  }
+
+  /** `lookup` of a key already hashed (the client-auth hook hashes once for the admin-key check too). */
+  lookupDigest(digest: Buffer): Caller | undefined {
     const entry = this.byDigest.get(digest.toString('hex'));
     return entry !== undefined && timingSafeEqual(entry.digest, digest) ? entry.caller : undefined;
   }

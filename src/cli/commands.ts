@@ -6,6 +6,7 @@
  *                                          run rule unit tests (exit 1 when a case fails)
  * signalbox report <log | ->               cost, baseline cost and savings per rule and model, from a request log
  * signalbox keys hash|new ...               hash a client key, make one (keys.ts)
+ * signalbox spend [reset <name>] ...        a running server's spend, a key's reset, through its admin API (spend.ts)
  * signalbox classifier train|eval ...      retrain the local classifier, measure a model on a labelled set (classifier.ts)
  * signalbox fake-openrouter [options]      run the fake OpenRouter until SIGTERM or SIGINT
  * Exit codes: 0 ok, 1 invalid file or failed case, 2 wrong usage.
@@ -21,6 +22,7 @@ import { MAX_CATALOG_BYTES } from '../catalog/store.js';
 import { CLASSIFIER_USAGE, classifierCommand } from './classifier.js';
 import { reportCommand } from './report.js';
 import { KEYS_USAGE, keysCommand } from './keys.js';
+import { SPEND_USAGE, spendCommand } from './spend.js';
 
 /** A pinned catalog file (OpenRouter's /models JSON); a file that is not one is a usage error with its reason. */
 function loadCatalogFile(file: string): Catalog {
@@ -48,13 +50,14 @@ const USAGE = `usage:
   signalbox report <request.log | ->                cost, baseline cost and what routing saved, per rule and model
   signalbox fake-openrouter [--port 8081] ...       run a fake OpenRouter (docs/fake-openrouter.md)
 ${KEYS_USAGE.slice('usage:\n'.length)}
+${SPEND_USAGE.slice('usage:\n'.length)}
 ${CLASSIFIER_USAGE.slice('usage:\n'.length)}`;
 
 /**
  * Every subcommand. The container's entrypoint (docker-entrypoint.sh) runs the CLI when its first
  * argument is one of these, and the server otherwise; a test keeps the two lists equal.
  */
-export const CLI_COMMANDS = ['check', 'test', 'report', 'keys', 'classifier', 'fake-openrouter', 'help', '--help', '-h'] as const;
+export const CLI_COMMANDS = ['check', 'test', 'report', 'keys', 'spend', 'classifier', 'fake-openrouter', 'help', '--help', '-h'] as const;
 
 export interface CliIo {
   readonly out: (line: string) => void;
@@ -78,6 +81,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
   if (argv[0] === 'report') return reportCommand(argv.slice(1), io, io.stdin ?? process.stdin);
   if (argv[0] === 'keys') return keysCommand(argv.slice(1), io, io.stdin ?? process.stdin);
+  if (argv[0] === 'spend') return spendCommand(argv.slice(1), io);
   return runCli(argv, io);
 }
 

@@ -139,7 +139,11 @@ export function loadConfig(options: LoadConfigOptions = {}): SignalboxConfig {
   const origin = new Map<string, string>();
 
   for (const spec of SETTINGS) {
-    if (spec.default !== undefined) setPath(merged, spec.path.split('.'), Array.isArray(spec.default) ? [...spec.default] : spec.default);
+    const path = spec.path.split('.');
+    if (spec.default !== undefined) setPath(merged, path, Array.isArray(spec.default) ? [...spec.default] : spec.default);
+    // A group whose settings are all unset by default (`admin`: only admin.key) exists all the same:
+    // its type says so, and code reads config.admin.key.
+    else if (path.length > 1) merged[path[0]!] ??= {};
   }
 
   const explicitFile = nonEmpty(env[CONFIG_FILE_ENV]);

@@ -5,7 +5,6 @@ import type { LimitStore } from '../accounts/limit-store.js';
 import { MemoryLimitStore } from '../accounts/memory-limit-store.js';
 import { Accounts } from '../accounts/accounts.js';
 import { compileUserSource } from '../accounts/budget.js';
-import { PeriodClock } from '../accounts/spend.js';
 import { LiveCatalog, type CatalogRefreshEvent } from '../catalog/refresher.js';
 import type { SignalboxConfig } from '../config/load.js';
 import { InternalError, InvalidRequestError, RouteNotFoundError, ShuttingDownError } from '../errors.js';
@@ -14,7 +13,8 @@ import { emptyRuleSet } from '../rules/compile.js';
 import type { RulesSource } from '../rules/ruleset.js';
 import { LiveRules, type ReloadEvent } from '../rules-file/live-rules.js';
 import { UpstreamClient } from '../upstream/client.js';
-import { flatKeyRing } from '../accounts/keys-file.js';
+import { flatKeyRing, sha256 } from '../accounts/keys-file.js';
+import { PeriodClock } from '../accounts/spend.js';
 import { clientAuthHook, type KeysSource } from './client-auth.js';
 import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
 import { toOpenAIError } from './error-envelope.js';
@@ -30,6 +30,7 @@ import { upstreamAuthorization, upstreamHeaderOptions } from '../upstream/header
 import { ClassifierResolver } from '../classify/resolver.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
+import { adminRoutes } from './routes/admin.js';
 import { chatCompletionsRoutes } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
 import { modelsRoute } from './routes/models.js';
@@ -222,8 +223,10 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   }
   limitStore ??= new MemoryLimitStore();
   const budget = config.budget;
+  // One clock of days and months for budgets and the admin API (BUDGET_TIMEZONE).
+  const periods = new PeriodClock(budget.timezone);
   accounts = new Accounts(limitStore, {
-    periods: new PeriodClock(budget.timezone), userSource: compileUserSource(budget.user_source),
+    periods, userSource: compileUserSource(budget.user_source),
     historyDays: budget.history_days, maxUsersPerKey: budget.max_users_per_key, unpricedReserveUsd: budget.unpriced_reserve_usd,
   }, options.limits?.clock);
   const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
@@ -275,11 +278,20 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     });
   }
 
+  // The admin API exists only with ADMIN_KEY (otherwise /admin/* is the usual 404); its key is never a client key.
+  const adminDigest = config.admin.key === undefined ? undefined : sha256(config.admin.key);
+  if (adminDigest !== undefined) {
+    await app.register(adminRoutes, {
+      adminDigest, keys, store: limitStore, periods,
+      clock: options.limits?.clock ?? Date.now, historyDays: config.budget.history_days,
+    });
+  }
+
   await app.register(async (v1) => {
     v1.addHook('onRequest', (_request, _reply, done) => {
       done(lifecycle.draining ? new ShuttingDownError() : undefined);
     });
-    if (keys !== undefined) v1.addHook('onRequest', clientAuthHook(keys));
+    if (keys !== undefined || adminDigest !== undefined) v1.addHook('onRequest', clientAuthHook(keys, adminDigest));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
     await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts });

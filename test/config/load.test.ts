@@ -287,3 +287,9 @@ test('header values from config with a line break or a control character are ref
   problemAt(configError(() => loadFile(yaml)), `${FILE}:${positionOf(yaml, '"https://example.test/')}:`);
   assert.equal(loadFile('upstream:\n  app_title: "My app\\tv2"\n').upstream.app_title, 'My app\tv2');
 });
+
+test('a settings group whose settings all default to unset exists: without ADMIN_KEY, config.admin.key is undefined', () => {
+  const config = loadConfig({ env: {}, readFile: () => { throw Object.assign(new Error('none'), { code: 'ENOENT' }); } });
+  assert.deepEqual(config.admin, {});
+  assert.equal(loadConfig({ env: { ADMIN_KEY: 'sk-sb-admin-0123456789' }, readFile: () => { throw Object.assign(new Error('none'), { code: 'ENOENT' }); } }).admin.key, 'sk-sb-admin-0123456789');
+});

@@ -146,7 +146,7 @@ test('end users: their own budget under their key, bounded by the key\'s; an id 
   assert.equal(jsonOf<{ error: { code: string } }>(bad).error.code, 'invalid_user');
 });
 
-test('a stream cut before its usage counts its reservation (the catalog\'s price of its worst case) until the real cost is known', async (t) => {
+test('a stream cut before its usage counts its reservation (the catalog\'s price of its worst case), then the generation\'s real cost', { timeout: 30_000 }, async (t) => {
   const rules = `
 version: 1
 rules:
@@ -154,17 +154,26 @@ rules:
     when: { budget.spent_today_usd: { gte: 1000 } }
     route: { reject: { status: 403, message: never } }
 `;
-  const h = await harness(t, [caller('alice', { budgets: { dailyUsd: 1 } })], { rules });
+  const h = await harness(t, [caller('alice', { budgets: { dailyUsd: 1 } })], { rules, env: { GENERATION_COSTS: 'true' } });
+  const spentToday = async () => {
+    const explain = await rawRequest(h.url, {
+      method: 'POST', path: '/v1/routing/explain', headers: { 'content-type': 'application/json', authorization: 'Bearer alice' }, body: JSON.stringify(BODY),
+    });
+    return jsonOf<{ fields: Record<string, number> }>(explain).fields['budget.spent_today_usd']!;
+  };
   h.fake.enqueue({ type: 'reset-mid-stream', afterEvents: 2 });
-  const res = await chat(h, 'alice', { ...BODY, stream: true, max_tokens: 10_000 });
+  const res = await chat(h, 'alice', { ...BODY, stream: true, max_tokens: 10_000 }, { 'x-request-id': 'cut-1' });
   assert.equal(res.status, 200);
   await scrape(h);
-  const explain = await rawRequest(h.url, {
-    method: 'POST', path: '/v1/routing/explain', headers: { 'content-type': 'application/json', authorization: 'Bearer alice' }, body: JSON.stringify(BODY),
-  });
-  const spent = jsonOf<{ fields: Record<string, number> }>(explain).fields['budget.spent_today_usd']!;
   // 10,000 completion tokens at $0.60 per million and a short prompt: a little over $0.006.
-  assert.ok(spent > 0.006 && spent < 0.0061, `provisional spend ${spent}`);
+  const provisional = await spentToday();
+  assert.ok(provisional > 0.006 && provisional < 0.0061, `provisional spend ${provisional}`);
+  assert.equal(metric(await scrape(h), 'signalbox_spend_usd_total{key="alice"}'), undefined, 'the metric waits for the real cost');
+  const reconciled = await h.logs.waitFor((r) => r.msg === 'generation cost' && r.reqId === 'cut-1', 15_000);
+  const real = reconciled.cost_usd as number;
+  assert.ok(real > 0 && real < 0.0001, `the real cost ${real}: the few tokens the stream produced`);
+  assert.ok(Math.abs((await spentToday()) - real) < 1e-9, 'the reservation replaced by the real cost');
+  assert.ok(Math.abs(metric(await scrape(h), 'signalbox_spend_usd_total{key="alice"}')! - real) < 1e-12);
 });
 
 test('a key with a budget may not POST to a pass-through endpoint (not metered); it may read', async (t) => {
