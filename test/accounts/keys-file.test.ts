@@ -9,6 +9,7 @@ const BOB = 'sk-sb-bob-secret';
 const hex = (key: string): string => createHash('sha256').update(key).digest('hex');
 
 const FILE = `version: 1
+users: { daily_usd: 0.5, monthly_usd: 5, tpm: 1000 }
 teams:
   research: { rpm: 600, tpm: 200000, daily_usd: 50, monthly_usd: 1000 }
 keys:
@@ -21,6 +22,7 @@ keys:
     tpm: 100000
     daily_usd: 5
     monthly_usd: 100
+    users: { daily_usd: 2, rpm: 10 }
     meta: { department: sales, seats: 3 }
   - name: bob
     env: BOB_KEY
@@ -46,8 +48,11 @@ test('a keys file compiles to callers found by their key: name, tier, team with 
     models: ['openai/*', 'anthropic/claude-3.5-sonnet'],
     limits: { rpm: 60, tpm: 100000 },
     budgets: { dailyUsd: 5, monthlyUsd: 100 },
+    users: { dailyUsd: 2, rpm: 10 },
   });
   assert.ok(Object.isFrozen(alice) && Object.isFrozen(ring));
+  // Bob has no users: of his own: the file's.
+  assert.deepEqual(ring.lookup(BOB)?.users, { dailyUsd: 0.5, monthlyUsd: 5, tpm: 1000 });
   // `env:` keys are read from the environment at load.
   assert.equal(ring.lookup(BOB)?.name, 'bob');
   assert.equal(ring.lookup(BOB)?.tier, undefined);
@@ -152,6 +157,6 @@ test('the allow-list admits exact ids and provider/* only; no allow-list admits 
 test('the flat SIGNALBOX_API_KEYS list names its keys key-1, key-2... by position, with no metadata', () => {
   const ring = flatKeyRing(['k-one', 'k-two']);
   assert.equal(ring.lookup('k-two')?.name, 'key-2');
-  assert.deepEqual(ring.lookup('k-one'), { name: 'key-1', tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {} });
+  assert.deepEqual(ring.lookup('k-one'), { name: 'key-1', tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {}, users: undefined });
   assert.equal(ring.lookup('k-three'), undefined);
 });
