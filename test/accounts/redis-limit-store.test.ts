@@ -5,7 +5,7 @@ import { test, type TestContext } from 'node:test';
 import type { LimitStore } from '../../src/accounts/limit-store.js';
 import { RedisLimitStore, type RedisFailureMode, type RedisLimitStoreOptions } from '../../src/accounts/redis-limit-store.js';
 import { RateLimitStoreUnavailableError } from '../../src/errors.js';
-import { runLimitStoreContract } from '../support/limit-store-contract.js';
+import { runLimitStoreContract, runSpendStoreContract } from '../support/limit-store-contract.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { withTimeout } from '../support/timeout.js';
 
@@ -48,6 +48,11 @@ async function rawCommand(redis: RedisServer, command: string): Promise<string> 
 test('the Redis store keeps the LimitStore contract (the same answers as the in-memory store)', async (t) => {
   const redis = await startRedis(t);
   await runLimitStoreContract(t, async (st) => (await connectedStore(st, redis)).store);
+});
+
+test('the Redis store keeps the spend contract (reservations, settle, end users, the admin listing)', async (t) => {
+  const redis = await startRedis(t);
+  await runSpendStoreContract(t, async (st) => (await connectedStore(st, redis)).store);
 });
 
 test('a bucket key expires when the bucket is full again (PX of its reset time, at most one period)', async (t) => {
@@ -122,6 +127,7 @@ for (const failureMode of ['open', 'closed'] as const satisfies readonly RedisFa
       failedOpen: failureMode === 'open' ? 3 : 0,
       failedClosed: failureMode === 'closed' ? 3 : 0,
       adjustmentsMissed: 1,
+      settlementsMissed: 0,
     });
     assert.equal(fallback.takes, failureMode === 'open' ? 3 : 0);
     const warnings = logger.lines.filter((l) => l.level === 'warn');
