@@ -1,9 +1,11 @@
 /**
- * Rate-limit state in Redis (REDIS_URL; issue 16, item 5): every replica takes from the same
- * buckets, so a limit holds across any number of them while Redis is reachable.
+ * Rate-limit and budget state in Redis (REDIS_URL; issue 16, items 3 and 5): every replica takes
+ * from the same buckets and reserves against the same spend counters, so limits and budgets hold
+ * across any number of them while Redis is reachable. Needs Redis 5.0+ (ZPOPMIN); not Redis
+ * Cluster (a script touches several callers' keys, some named inside it).
  *
- * One Lua script per `take`: it reads every bucket, decides, and writes all of them or none, in one
- * round trip (a script runs atomically: https://redis.io/docs/latest/develop/interact/programmability/eval-intro/).
+ * One Lua script per `admit` (and `take`): it reads every bucket and counter, decides, and writes
+ * all of them or none, in one round trip (a script runs atomically: https://redis.io/docs/latest/develop/interact/programmability/eval-intro/).
  * The algorithm is GCRA (the generic cell rate algorithm, as in redis-cell and Stripe's limiter):
  * a bucket is one number, its theoretical arrival time (TAT), so the state is one string key per
  * bucket, and it expires (PX) when the bucket is full again, which is at most one period away.
@@ -241,9 +243,9 @@ export interface RedisLimitStoreOptions {
 export interface RedisLimitStoreStats {
   /** Times Redis went from reachable to unreachable (each logged once). */
   outages: number;
-  /** Takes admitted without Redis (fail open). */
+  /** Admissions (takes) admitted without Redis (fail open). */
   failedOpen: number;
-  /** Takes refused because Redis was unreachable (fail closed). */
+  /** Admissions (takes) refused because Redis was unreachable (fail closed). */
   failedClosed: number;
   /** Adjustments lost or left to the fallback because Redis was unreachable. */
   adjustmentsMissed: number;
