@@ -298,10 +298,16 @@ export class RedisLimitStore implements LimitStore {
   /** An admission with takes only: the same script, one round trip. */
   async take(takes: readonly LimitTake[], now: number): Promise<LimitResult> {
     if (takes.length === 0) return { allowed: true, states: [] };
-    return (await this.admit({ takes, reserves: [], reads: [] }, now)).limits;
+    const viaFallback = async (fallback: LimitStore): Promise<AdmitResult> => ({ limits: await fallback.take(takes, now), budget: undefined, balances: [] });
+    return (await this.evaluate({ takes, reserves: [], reads: [] }, now, viaFallback)).limits;
   }
 
-  async admit(admission: Admission, now: number): Promise<AdmitResult> {
+  admit(admission: Admission, now: number): Promise<AdmitResult> {
+    return this.evaluate(admission, now, (fallback) => fallback.admit(admission, now));
+  }
+
+  /** ADMIT_SCRIPT, or the failure mode; failing open, `viaFallback` asks the fallback store the same question. */
+  private async evaluate(admission: Admission, now: number, viaFallback: (fallback: LimitStore) => Promise<AdmitResult> | AdmitResult): Promise<AdmitResult> {
     const { takes, reserves, reads, user } = admission;
     const keys: string[] = [];
     const args = [String(now), String(takes.length), String(reserves.length), String(reads.length), user ? '1' : '0'];
@@ -329,7 +335,7 @@ export class RedisLimitStore implements LimitStore {
         throw new RateLimitStoreUnavailableError('Redis did not answer', { cause: err });
       }
       this.stats.failedOpen++;
-      if (this.options.fallback) return this.options.fallback.admit(admission, now);
+      if (this.options.fallback) return viaFallback(this.options.fallback);
       return {
         limits: { allowed: true, states: takes.map((t) => ({ key: t.key, limit: t.limit, remaining: Math.max(0, t.limit - t.cost), resetMs: 0 })) },
         budget: undefined,
