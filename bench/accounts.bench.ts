@@ -16,7 +16,11 @@
  *     client keys, with a keys file of one key (no limits), with that key limited (memory store) and
  *     limited with REDIS_URL. Limits are far above the load, so nothing is refused. Alternating
  *     rounds, as bench:observability.
- * Budgets (reserve and settle) are not built yet: reported as such.
+ * (e) Budgets, in memory and with Redis (sequential calls): admit with two reservations (the key's
+ *     day and month counters) and the settle afterwards (both released, both charged: what the
+ *     request's settlement does off its path), and admit with the four rate-limit takes AND the two
+ *     reservations together: with Redis still one script, one round trip, so it should cost about
+ *     what the take alone does. A store whose admit is not built reports the row as skipped.
  * Single calls are timed with process.hrtime (about 0.1 µs of it is the timer itself).
  * --quick: seconds in CI (proves the harness runs; its numbers are rough).
  * Prints a table, writes bench/results/accounts-<date>[-quick].json.
@@ -104,9 +108,42 @@ async function rateLimit(store: LimitStore, runs: number): Promise<{ take: Timin
   return { take, settle };
 }
 
+// --- (e) budgets -----------------------------------------------------------------------------
+const allTakes = rateLimitTakes(caller, tokens);
+const MONTH_MS = 31 * 86_400_000;
+/** Caps far above what the runs reserve (runs x 1,000 nano-USD): every admission fits. */
+const reserves = (now: number) => [
+  { key: 'sp:key:bench:d:2026-11-30', capNano: 1e15, amountNano: 1_000, expireAt: now + MONTH_MS },
+  { key: 'sp:key:bench:m:2026-11', capNano: 1e15, amountNano: 1_000, expireAt: now + MONTH_MS },
+];
+
+interface BudgetTimings { readonly admit: Timing; readonly settle: Timing; readonly admit_with_takes: Timing }
+
+async function budgets(store: LimitStore, runs: number): Promise<BudgetTimings | string> {
+  try {
+    await store.admit({ takes: [], reserves: [], reads: [] }, Date.now());
+  } catch (err) {
+    return `skipped: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  const admitOnce = async (takes: typeof allTakes) => {
+    const result = await store.admit({ takes, reserves: reserves(Date.now()), reads: [] }, Date.now());
+    if (!result.limits.allowed || result.budget !== undefined) throw new Error('the benchmark\'s budgets must admit every request');
+  };
+  const admit = await time(() => admitOnce([]), runs, Math.min(WARMUP, runs));
+  const settle = await time(() => {
+    const now = Date.now();
+    const counters = reserves(now);
+    return store.settle(counters.map((c) => ({ key: c.key, amountNano: c.amountNano })), counters.map((c) => ({ key: c.key, amountNano: 800, expireAt: c.expireAt })), now);
+  }, runs, Math.min(WARMUP, runs));
+  const admitWithTakes = await time(() => admitOnce(allTakes), runs, Math.min(WARMUP, runs));
+  return { admit, settle, admit_with_takes: admitWithTakes };
+}
+
 const memory = await rateLimit(new MemoryLimitStore(), RUNS);
+const memoryBudgets = await budgets(new MemoryLimitStore(), RUNS);
 const redisPresent = hasRedisServer();
 let redis: { take: Timing; settle: Timing } | undefined;
+let redisBudgets: BudgetTimings | string = 'skipped: redis-server not installed';
 if (redisPresent) {
   const server = await startRedisServer(10_000);
   try {
@@ -114,6 +151,7 @@ if (redisPresent) {
     try {
       await store.ready();
       redis = await rateLimit(store, REDIS_RUNS);
+      redisBudgets = await budgets(store, REDIS_RUNS);
       if (store.stats.outages > 0) throw new Error('Redis became unreachable during the benchmark');
     } finally {
       await store.close();
@@ -191,7 +229,17 @@ if (redis !== undefined) {
 } else {
   console.log(`| ${'rate limit, Redis'.padEnd(59)} | ${REDIS_ABSENT} |`);
 }
-console.log(`| ${'budget reserve/settle'.padEnd(59)} | not built yet (issue 16, item 3) |`);
+const budgetRows = (where: string, b: BudgetTimings | string): void => {
+  if (typeof b === 'string') {
+    console.log(`| ${`budgets, ${where}`.padEnd(59)} | ${b} |`);
+    return;
+  }
+  row(`budget admit, ${where} (2 reservations: key day + month)`, b.admit);
+  row(`budget settle, ${where} (2 released, 2 charged)`, b.settle);
+  row(`admit, ${where}: 4 rate-limit takes + 2 reservations`, b.admit_with_takes);
+};
+budgetRows('memory', memoryBudgets);
+budgetRows('Redis', redisBudgets);
 const baseRps = median(rps.get('no keys')!);
 const baseCpu = median(cpu.get('no keys')!);
 console.log(`through the proxy: ${ROUNDS} rotating round(s) of ${SECONDS} s, closed loop at concurrency ${CONCURRENCY}, ${CAN_PIN ? 'proxy pinned to CPU 1, load and upstream to CPU 0' : 'no CPU pinning'}`);
@@ -217,7 +265,7 @@ writeFileSync(file, `${JSON.stringify({
   date, node: process.version, quick, pinned: CAN_PIN,
   key_lookup: lookup,
   rate_limit: { buckets: rateLimitTakes(caller, tokens).length, memory, redis: redis ?? 'skipped: redis-server not installed' },
-  budgets: 'not built yet',
+  budgets: { reservations: 2, takes_with_reservations: allTakes.length, memory: memoryBudgets, redis: redisBudgets },
   proxy: { rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, variants: proxy },
 }, null, 2)}\n`);
 console.log(`written: ${file}`);

@@ -75,13 +75,18 @@ const ajv = new Ajv({ allErrors: true, strict: true, ...AJV_STARTUP_OPTIONS });
 // A type guard: once the schema (which holds every constraint) passes, the merged object is Settings.
 const validateConfig = ajv.compile<Settings>(buildSchema());
 
-function setPath(obj: Json, path: readonly string[], value: unknown): void {
+/** The object holding the setting at `path`, made (with its parents) when missing. */
+function groupOf(obj: Json, path: readonly string[]): Json {
   let cur = obj;
   for (const part of path.slice(0, -1)) {
     const next = cur[part];
     cur = next !== null && typeof next === 'object' && !Array.isArray(next) ? (next as Json) : (cur[part] = {});
   }
-  cur[path[path.length - 1]!] = value;
+  return cur;
+}
+
+function setPath(obj: Json, path: readonly string[], value: unknown): void {
+  groupOf(obj, path)[path[path.length - 1]!] = value;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -139,11 +144,9 @@ export function loadConfig(options: LoadConfigOptions = {}): SignalboxConfig {
   const origin = new Map<string, string>();
 
   for (const spec of SETTINGS) {
-    const path = spec.path.split('.');
-    if (spec.default !== undefined) setPath(merged, path, Array.isArray(spec.default) ? [...spec.default] : spec.default);
-    // A group whose settings are all unset by default (`admin`: only admin.key) exists all the same:
-    // its type says so, and code reads config.admin.key.
-    else if (path.length > 1) merged[path[0]!] ??= {};
+    // A setting without a default still gets its group (`admin: {}` when ADMIN_KEY is unset), so code reads config.admin.key, not config.admin?.key.
+    if (spec.default !== undefined) setPath(merged, spec.path.split('.'), Array.isArray(spec.default) ? [...spec.default] : spec.default);
+    else groupOf(merged, spec.path.split('.'));
   }
 
   const explicitFile = nonEmpty(env[CONFIG_FILE_ENV]);

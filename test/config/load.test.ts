@@ -78,6 +78,8 @@ test('defaults apply when nothing is set', () => {
   assert.equal(config.rules_file, './rules.yaml');
   assert.equal(config.log.level, 'info');
   assert.equal(config.config_file, undefined);
+  // A group whose only setting has no default (admin: ADMIN_KEY) is still there, empty.
+  assert.equal(config.admin.key, undefined);
 });
 
 test('the config is deeply frozen', () => {
