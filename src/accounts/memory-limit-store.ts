@@ -1,4 +1,4 @@
-import type { AdmitResult, Admission, LimitResult, LimitState, LimitStore, LimitTake, ReserveRelease, SpendCharge, SpendEntry } from './limit-store.js';
+import type { AdmitResult, Admission, LimitResult, LimitState, LimitStore, LimitTake, ReserveRelease, SpendCharge, SpendEntry, UserTouch } from './limit-store.js';
 
 /**
  * Rate limits in process memory (the embedded default; src/accounts/limit-store.ts): GCRA, the
@@ -14,56 +14,86 @@ import type { AdmitResult, Admission, LimitResult, LimitState, LimitStore, Limit
  * period ahead of now.
  *
  * Bound: one entry per bucket key that took something and is not full again. Keys name configured
- * keys and teams (src/accounts/rate-limit.ts), so their number is bounded by the keys file; a
+ * keys and teams (src/accounts/rate-limit.ts), so their number is bounded by the keys file, and end
+ * users of keys with `users:` limits (one bucket per end user that sent in the last period); a
  * bucket whose TAT has passed is full, the same as absent, and is dropped by a sweep that runs at
  * most once per SWEEP_INTERVAL_MS of the injected clock (docs/bounds.md).
+ *
+ * Spend counters (src/accounts/spend.ts) live here too, for budgets: one per key, team and model
+ * and day or month (bounded by the keys file and the catalog, kept SPEND_HISTORY_DAYS past their
+ * period), and per end user (at most MAX_USERS_PER_KEY per key: the least recently seen is
+ * evicted with its counters). Expired counters are swept like full buckets.
  */
 
 /** How often, in the clock's ms, full buckets are swept out: a minute, the period of rpm and tpm. */
 export const SWEEP_INTERVAL_MS = 60_000;
 
+/** A spend counter (src/accounts/spend.ts), nano-USD. */
+interface Counter {
+  spent: number;
+  reserved: number;
+  /** When it may be forgotten, ms of the caller's clock. */
+  expireAt: number;
+}
+
 export class MemoryLimitStore implements LimitStore {
   /** Bucket key -> theoretical arrival time (ms of the caller's clock). */
   private readonly tats = new Map<string, number>();
+  /** Spend counter key -> its balance. */
+  private readonly counters = new Map<string, Counter>();
+  /** Per key (`us:<key>`), its end users by last seen: a Set keeps insertion order, so the first is the least recently seen. */
+  private readonly users = new Map<string, Set<string>>();
   private lastSweep = Number.NEGATIVE_INFINITY;
+  /** Bumped by every change of spend (settle, reset, an end user evicted): a snapshot is due when it moved. */
+  version = 0;
 
   /** Buckets held (tests and docs/bounds.md). */
   get size(): number {
     return this.tats.size;
   }
 
-  /** Checks every take first, then writes them all: synchronous, so no other take can run between. */
+  /** Same as `admit` with takes only. */
   take(takes: readonly LimitTake[], now: number): LimitResult {
-    this.sweep(now);
+    return this.admit({ takes, reserves: [], reads: [] }, now).limits;
+  }
+
+  /**
+   * The takes' outcome, nothing written: allowed with the states after the takes (and the new TATs
+   * to write), or refused with the states as they are now. `current`: the states as they are now,
+   * whatever the outcome.
+   */
+  private takeLimits(takes: readonly LimitTake[], now: number, current: boolean): LimitResult & { readonly tats?: readonly number[] } {
     const states: LimitState[] = [];
-    const next: number[] = [];
+    const tats: number[] = [];
     let refused: LimitState | undefined;
     let retryAfterMs = 0;
     for (const take of takes) {
       const interval = take.periodMs / take.limit;
       const from = Math.max(this.tats.get(take.key) ?? now, now);
       const tat = from + take.cost * interval;
-      const ahead = tat - now;
-      if (ahead > take.periodMs) {
-        // Refused: the state as it is now (nothing taken), and when this take would fit.
+      const over = tat - now - take.periodMs;
+      if (current || over > EPS) {
         const state = stateOf(take, from - now, interval);
         states.push(state);
-        const wait = ahead - take.periodMs;
-        if (refused === undefined) refused = state;
-        if (wait > retryAfterMs) retryAfterMs = wait;
-        next.push(Number.NaN);
+        if (over > EPS) {
+          if (refused === undefined) refused = state;
+          retryAfterMs = Math.max(retryAfterMs, over);
+        }
       } else {
-        states.push(stateOf(take, ahead, interval));
-        next.push(tat);
+        states.push(stateOf(take, tat - now, interval));
+        tats.push(tat);
       }
     }
-    if (refused !== undefined) {
-      // Nothing is taken: every state is the bucket as it is now (LimitState.remaining).
-      const current = takes.map((take) => stateOf(take, Math.max((this.tats.get(take.key) ?? now) - now, 0), take.periodMs / take.limit));
-      return { allowed: false, states: current, refused: current[states.indexOf(refused)]!, retryAfterMs };
-    }
-    for (let i = 0; i < takes.length; i++) this.tats.set(takes[i]!.key, next[i]!);
-    return { allowed: true, states };
+    if (refused === undefined) return current ? { allowed: true, states } : { allowed: true, states, tats };
+    // Refused: nothing is taken, every state is the bucket as it is now (LimitState.remaining).
+    if (!current) return this.takeLimits(takes, now, true);
+    return { allowed: false, states, refused, retryAfterMs: Math.ceil(retryAfterMs - EPS) };
+  }
+
+  /** Writes the TATs an allowed result was computed with. */
+  private commitTakes(takes: readonly LimitTake[], limits: { readonly tats?: readonly number[] }): void {
+    const tats = limits.tats ?? [];
+    for (let i = 0; i < takes.length; i++) this.tats.set(takes[i]!.key, tats[i]!);
   }
 
   /** Moves the bucket's TAT by `delta` units; it never goes below now (a bucket holds at most `limit`). */
@@ -73,41 +103,148 @@ export class MemoryLimitStore implements LimitStore {
     else this.tats.set(key, tat);
   }
 
-  // WORK IN PROGRESS (issue 16 budgets): replaced by the store's implementation before it lands.
-  admit(_admission: Admission, _now: number): AdmitResult {
-    throw new Error('admit: not built yet');
+  /**
+   * The whole admission in one synchronous step (no other admission can run between its checks
+   * and its writes): reads first (balances before), then the rate limits, then the reservations,
+   * then every write or none, then the end user, only when admitted.
+   */
+  admit(admission: Admission, now: number): AdmitResult {
+    this.sweep(now);
+    const balances = admission.reads.map((key) => this.balance(key, now));
+    const { tats, ...limits } = this.takeLimits(admission.takes, now, false);
+    if (!limits.allowed) return { limits, budget: undefined, balances };
+    for (const reserve of admission.reserves) {
+      if (reserve.amountNano === 0) continue;
+      const { spentNano, reservedNano } = this.balance(reserve.key, now);
+      if (spentNano + reservedNano + reserve.amountNano > reserve.capNano) {
+        // Nothing taken: the limits' states as they are now.
+        return { limits: this.takeLimits(admission.takes, now, true), budget: { key: reserve.key, capNano: reserve.capNano, spentNano, reservedNano }, balances };
+      }
+    }
+    this.commitTakes(admission.takes, { tats });
+    for (const reserve of admission.reserves) {
+      if (reserve.amountNano === 0) continue;
+      const counter = this.counter(reserve.key, reserve.expireAt, now);
+      counter.reserved += reserve.amountNano;
+    }
+    if (admission.user !== undefined) this.touchUser(admission.user);
+    return { limits, budget: undefined, balances };
   }
 
-  settle(_release: readonly ReserveRelease[], _charges: readonly SpendCharge[], _now: number): void {
-    throw new Error('settle: not built yet');
+  settle(release: readonly ReserveRelease[], charges: readonly SpendCharge[], now: number): void {
+    for (const { key, amountNano } of release) {
+      const counter = this.live(key, now);
+      if (counter === undefined) continue;
+      counter.reserved = Math.max(0, counter.reserved - amountNano);
+      this.dropIfEmpty(key, counter);
+    }
+    for (const { key, amountNano, expireAt } of charges) {
+      const counter = this.counter(key, expireAt, now);
+      counter.spent = Math.max(0, counter.spent + amountNano);
+      this.dropIfEmpty(key, counter);
+    }
+    this.version++;
   }
 
-  spend(_prefix: string, _now: number): SpendEntry[] {
-    throw new Error('spend: not built yet');
+  spend(prefix: string, now: number): SpendEntry[] {
+    const entries: SpendEntry[] = [];
+    for (const [key, counter] of this.counters) {
+      if (key.startsWith(prefix) && counter.expireAt > now) entries.push({ key, spentNano: counter.spent, reservedNano: counter.reserved });
+    }
+    return entries;
   }
 
-  resetSpend(_keys: readonly string[]): void {
-    throw new Error('resetSpend: not built yet');
+  resetSpend(keys: readonly string[]): void {
+    for (const key of keys) {
+      const counter = this.counters.get(key);
+      if (counter === undefined) continue;
+      counter.spent = 0;
+      this.dropIfEmpty(key, counter);
+    }
+    this.version++;
   }
 
   async close(): Promise<void> {
     this.tats.clear();
   }
 
+  /** Spend counters held (tests and docs/bounds.md). */
+  get counterCount(): number {
+    return this.counters.size;
+  }
+
   private sweep(now: number): void {
     if (now - this.lastSweep < SWEEP_INTERVAL_MS) return;
     this.lastSweep = now;
     for (const [key, tat] of this.tats) if (tat <= now) this.tats.delete(key);
+    for (const [key, counter] of this.counters) if (counter.expireAt <= now) this.counters.delete(key);
+  }
+
+  /** A counter's balance; 0, 0 when absent or expired. */
+  private balance(key: string, now: number): { spentNano: number; reservedNano: number } {
+    const counter = this.live(key, now);
+    return counter === undefined ? { spentNano: 0, reservedNano: 0 } : { spentNano: counter.spent, reservedNano: counter.reserved };
+  }
+
+  private live(key: string, now: number): Counter | undefined {
+    const counter = this.counters.get(key);
+    if (counter === undefined) return undefined;
+    if (counter.expireAt > now) return counter;
+    this.counters.delete(key);
+    return undefined;
+  }
+
+  /** The live counter, made when absent; its expiry only moves later. */
+  private counter(key: string, expireAt: number, now: number): Counter {
+    let counter = this.live(key, now);
+    if (counter === undefined) {
+      counter = { spent: 0, reserved: 0, expireAt };
+      this.counters.set(key, counter);
+    } else if (expireAt > counter.expireAt) {
+      counter.expireAt = expireAt;
+    }
+    return counter;
+  }
+
+  /** A counter at 0, 0 is the same as none. */
+  private dropIfEmpty(key: string, counter: Counter): void {
+    if (counter.spent === 0 && counter.reserved === 0) this.counters.delete(key);
+  }
+
+  /** Records the end user as seen now; past `max`, the least recently seen are forgotten with their counters. */
+  private touchUser(user: UserTouch): void {
+    let members = this.users.get(user.setKey);
+    if (members === undefined) {
+      members = new Set();
+      this.users.set(user.setKey, members);
+    }
+    members.delete(user.member);
+    members.add(user.member);
+    while (members.size > user.max) {
+      const oldest = members.values().next().value as string;
+      members.delete(oldest);
+      for (const suffix of user.counterSuffixes) this.counters.delete(user.counterPrefix + oldest + suffix);
+      this.version++;
+    }
   }
 }
 
-/** `ahead`: how far the bucket's TAT is past now (0: full). */
+/**
+ * Slack for floating-point error in milliseconds, as in the Redis script: TATs are sums of
+ * fractional intervals (60000 / 7) at the scale of epoch milliseconds, so `limit` takes of 1 can
+ * land a few ulps over periodMs and must still fit.
+ */
+const EPS = 1e-6;
+
+/**
+ * `ahead`: how far the bucket's TAT is past now (0: full). `remaining` is floored, `resetMs` rounded
+ * up to whole milliseconds, as the Redis store answers (test/support/limit-store-contract.ts).
+ */
 function stateOf(take: LimitTake, ahead: number, interval: number): LimitState {
   return {
     key: take.key,
     limit: take.limit,
-    // The epsilon: a tpm's interval (60000 / 100000 = 0.6) is not exact in binary, and 2.9999999 units left are 3.
-    remaining: Math.max(0, Math.floor((take.periodMs - ahead) / interval + 1e-9)),
-    resetMs: Math.max(0, ahead),
+    remaining: Math.max(0, Math.floor((take.periodMs - ahead) / interval + EPS)),
+    resetMs: Math.max(0, Math.ceil(ahead - EPS)),
   };
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { LimitResult, LimitTake } from '../../src/accounts/limit-store.js';
 import { MemoryLimitStore, SWEEP_INTERVAL_MS } from '../../src/accounts/memory-limit-store.js';
+import { runLimitStoreContract, runSpendStoreContract } from '../support/limit-store-contract.js';
 
 const MINUTE = 60_000;
 
@@ -83,4 +84,21 @@ test('bounded: full buckets are swept out, at most once per sweep interval', () 
   assert.equal(store.size, 100, 'no sweep before the interval');
   store.take([rpm('k0', 60)], SWEEP_INTERVAL_MS);
   assert.equal(store.size, 1, 'every idle (full) bucket is gone; the one just taken stays');
+});
+
+test('the in-memory store keeps the LimitStore contracts (the same answers as the Redis store)', async (t) => {
+  await runLimitStoreContract(t, () => new MemoryLimitStore());
+  await runSpendStoreContract(t, () => new MemoryLimitStore());
+});
+
+test('spend counters expire by the injected clock: read as 0, not listed, and swept', () => {
+  const store = new MemoryLimitStore();
+  store.settle([], [{ key: 'sp:key:a:d:2026-11-30', amountNano: 5, expireAt: 1000 }, { key: 'sp:key:a:m:2026-11', amountNano: 5, expireAt: 10 * MINUTE }], 0);
+  assert.equal(store.counterCount, 2);
+  const read = (now: number) => store.admit({ takes: [], reserves: [], reads: ['sp:key:a:d:2026-11-30'] }, now).balances[0]!.spentNano;
+  assert.equal(read(999), 5);
+  assert.equal(read(1000), 0, 'expired at its expireAt');
+  assert.deepEqual(store.spend('sp:', 1000).map((e) => e.key), ['sp:key:a:m:2026-11']);
+  store.admit({ takes: [], reserves: [], reads: [] }, 10 * MINUTE + 1);
+  assert.equal(store.counterCount, 0, 'the sweep dropped the month counter past its expiry');
 });
