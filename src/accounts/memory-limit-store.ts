@@ -28,6 +28,27 @@ import type { AdmitResult, Admission, LimitResult, LimitState, LimitStore, Limit
 /** How often, in the clock's ms, full buckets are swept out: a minute, the period of rpm and tpm. */
 export const SWEEP_INTERVAL_MS = 60_000;
 
+/** The spend of a MemoryLimitStore as written to DATA_DIR (JSON). */
+export interface SpendSnapshot {
+  readonly version: 1;
+  /** [counter key, spent nano-USD, expires at (ms since the epoch)]. */
+  readonly counters: readonly (readonly [string, number, number])[];
+  /** [key's set (`us:<key>`), its end users, least recently seen first]. */
+  readonly users: readonly (readonly [string, readonly string[]])[];
+}
+
+/** Longest counter key or end user id a snapshot entry may hold: a user id is at most 256 characters, a model id 256, a key name 64. */
+const MAX_SNAPSHOT_KEY_CHARS = 1024;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A count of nano-USD or milliseconds: a non-negative safe integer. */
+function isAmount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
 /** A spend counter (src/accounts/spend.ts), nano-USD. */
 interface Counter {
   spent: number;
@@ -166,6 +187,52 @@ export class MemoryLimitStore implements LimitStore {
 
   async close(): Promise<void> {
     this.tats.clear();
+  }
+
+  /**
+   * The spend as a plain JSON value (src/accounts/spend-snapshots.ts writes it to DATA_DIR): every
+   * live counter's spent amount and expiry, and each key's end users, least recently seen first.
+   * Reservations are not in it: the requests holding them end with the process.
+   */
+  snapshot(now: number): SpendSnapshot {
+    const counters: [string, number, number][] = [];
+    for (const [key, counter] of this.counters) if (counter.spent > 0 && counter.expireAt > now) counters.push([key, counter.spent, counter.expireAt]);
+    const users: [string, string[]][] = [];
+    for (const [setKey, members] of this.users) users.push([setKey, [...members]]);
+    return { version: 1, counters, users };
+  }
+
+  /**
+   * Loads a snapshot (a file: possibly corrupt or hostile), adding its spend to what the store
+   * holds. Entries that are not well formed, or have expired, are skipped and counted.
+   */
+  restore(value: unknown, now: number): { loaded: number; skipped: number } {
+    let loaded = 0;
+    let skipped = 0;
+    if (!isRecord(value) || value.version !== 1) throw new Error('not a version 1 spend snapshot');
+    const counters = Array.isArray(value.counters) ? value.counters : [];
+    for (const entry of counters) {
+      if (Array.isArray(entry) && entry.length === 3 && typeof entry[0] === 'string' && entry[0].length <= MAX_SNAPSHOT_KEY_CHARS
+        && isAmount(entry[1]) && isAmount(entry[2]) && entry[2] > now) {
+        const counter = this.counter(entry[0], entry[2], now);
+        counter.spent += entry[1];
+        loaded++;
+      } else {
+        skipped++;
+      }
+    }
+    const users = Array.isArray(value.users) ? value.users : [];
+    for (const entry of users) {
+      if (Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'string' && Array.isArray(entry[1])) {
+        const members = this.users.get(entry[0]) ?? new Set<string>();
+        for (const member of entry[1]) if (typeof member === 'string' && member.length <= MAX_SNAPSHOT_KEY_CHARS) members.add(member);
+        this.users.set(entry[0], members);
+        loaded++;
+      } else {
+        skipped++;
+      }
+    }
+    return { loaded, skipped };
   }
 
   /** Spend counters held (tests and docs/bounds.md). */

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomically } from '../atomic-file.js';
 
 /**
  * The last good catalog, kept on disk in DATA_DIR so that a restart without network starts with
@@ -64,18 +64,5 @@ export class CatalogStore {
    */
   async save(rawResponse: string, fetchedAt: number): Promise<void> {
     await writeFileAtomically(this.path, `{"fetched_at":${fetchedAt},"response":${rawResponse}}\n`);
-  }
-}
-
-/** Writes `data` to a temporary file beside `path`, then renames it over `path` (its directory made first). */
-export async function writeFileAtomically(path: string, data: string | Uint8Array): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temporary, data, { mode: 0o644 });
-    await rename(temporary, path);
-  } catch (err) {
-    await rm(temporary, { force: true });
-    throw err;
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomically } from '../catalog/store.js';
+import { writeFileAtomically } from '../atomic-file.js';
 import type { EmbeddingSettings } from './config.js';
 import { COMPLEXITY_LABELS, TASK_LABELS, type Classification } from './labels.js';
 import { AnswerCache } from './lru.js';

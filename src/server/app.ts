@@ -1,8 +1,9 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { LimitStore } from '../accounts/limit-store.js';
 import { MemoryLimitStore } from '../accounts/memory-limit-store.js';
+import { SPEND_SNAPSHOT_FILE, SpendSnapshots } from '../accounts/spend-snapshots.js';
 import { Accounts } from '../accounts/accounts.js';
 import { compileUserSource } from '../accounts/budget.js';
 import { LiveCatalog, type CatalogRefreshEvent } from '../catalog/refresher.js';
@@ -221,7 +222,18 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     metrics?.limitStoreWatched(redisStore);
     limitStore = redisStore;
   }
-  limitStore ??= new MemoryLimitStore();
+  // Without Redis, spend lives in this process: snapshotted to DATA_DIR and read back at start.
+  let snapshots: SpendSnapshots | undefined;
+  if (limitStore === undefined) {
+    const memoryStore = new MemoryLimitStore();
+    snapshots = new SpendSnapshots({
+      store: memoryStore, file: join(resolve(config.data_dir), SPEND_SNAPSHOT_FILE), intervalMs: config.budget.snapshot_interval_ms, logger: options.logger,
+      ...(options.limits?.clock && { clock: options.limits.clock }),
+    });
+    snapshots.load();
+    snapshots.start();
+    limitStore = memoryStore;
+  }
   const budget = config.budget;
   // One clock of days and months for budgets and the admin API (BUDGET_TIMEZONE).
   const periods = new PeriodClock(budget.timezone);
@@ -306,6 +318,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // bound only guards against a response that never closes.
     await lifecycle.waitForIdle(LAST_RESPONSES_CLOSE_MS);
     recorder.flush();
+    // After the last flush: the spend it settled is in the last snapshot.
+    await snapshots?.close();
     // The live rules may outlive this app (tests build several apps on one LiveRules).
     if (onReload && rules instanceof LiveRules) rules.off('reload', onReload);
     if (onCatalogRefresh) catalog.off('refresh', onCatalogRefresh);

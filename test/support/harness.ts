@@ -1,4 +1,7 @@
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
@@ -136,7 +139,9 @@ export interface HarnessOptions {
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const fake = new FakeOpenRouter({ ...options.fake, extraModels: [...TEST_MODELS, ...(options.fake?.extraModels ?? [])] });
   const baseUrl = await fake.listen();
-  const loaded = testConfig({ OPENROUTER_BASE_URL: baseUrl, ...options.env });
+  // A data directory of its own (spend snapshots, the catalog): never ./data of the checkout, never another test's.
+  const dataDir = mkdtempSync(join(tmpdir(), 'signalbox-harness-'));
+  const loaded = testConfig({ OPENROUTER_BASE_URL: baseUrl, DATA_DIR: dataDir, ...options.env });
   const config = options.configure ? options.configure(loaded) : loaded;
   const logs = new LogCapture();
   const logger = createLogger(config.log.level, logs);
@@ -152,6 +157,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     url: `http://127.0.0.1:${port}`,
     async close() {
       await Promise.allSettled([app.close(), fake.close()]);
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
