@@ -5,7 +5,7 @@
  * (a) Key lookup: KeyRing.lookup in a ring of 1, 100 and 10,000 keys (MAX_KEYS), the presented key
  *     being the last one. The lookup hashes the key once and probes a map of the keys' digests:
  *     its cost should not grow with the ring.
- * (b) Rate limiting with the in-memory store: RateLimiter.take (token estimate, GCRA take, headers)
+ * (b) Rate limiting with the in-memory store: the GCRA take of the request's buckets and its headers
  *     and the settle of the token buckets afterwards (store.adjust per tpm bucket, what
  *     TokenCharge.settle does off the request path), for a key with rpm and tpm in a team with rpm
  *     and tpm: four buckets, the most a request takes.
@@ -16,11 +16,13 @@
  *     client keys, with a keys file of one key (no limits), with that key limited (memory store) and
  *     limited with REDIS_URL. Limits are far above the load, so nothing is refused. Alternating
  *     rounds, as bench:observability.
- * (e) Budgets, in memory and with Redis (sequential calls): admit with two reservations (the key's
- *     day and month counters) and the settle afterwards (both released, both charged: what the
- *     request's settlement does off its path), and admit with the four rate-limit takes AND the two
- *     reservations together: with Redis still one script, one round trip, so it should cost about
- *     what the take alone does. A store whose admit is not built reports the row as skipped.
+ * (e) Budgets, in memory and with Redis (sequential calls): the account step as the chat route
+ *     runs it (Accounts.admit: token estimate, the catalog's worst case of the request, the store's
+ *     admission) with the reservation only (key day and month budgets), and with the four
+ *     rate-limit takes and the reservation in one admission (the usual request: with Redis one
+ *     script, one round trip, so it should cost about what the take alone does); and the settle of
+ *     a request afterwards (both reservations given back, the cost added to three counters), which
+ *     runs off the request's path. The proxy variants with limits have the budgets too.
  * Single calls are timed with process.hrtime (about 0.1 µs of it is the timer itself).
  * --quick: seconds in CI (proves the harness runs; its numbers are rough).
  * Prints a table, writes bench/results/accounts-<date>[-quick].json.
@@ -33,6 +35,10 @@ import { compileKeys, sha256, type KeyRing } from '../src/accounts/keys-file.js'
 import type { LimitStore } from '../src/accounts/limit-store.js';
 import { MemoryLimitStore } from '../src/accounts/memory-limit-store.js';
 import { rateLimitHeaders, rateLimitTakes, requestTokenEstimate } from '../src/accounts/rate-limit.js';
+import { Accounts } from '../src/accounts/accounts.js';
+import { PeriodClock } from '../src/accounts/spend.js';
+import { spendCharges, spendLines } from '../src/accounts/budget.js';
+import { parseCatalog } from '../src/catalog/catalog.js';
 import { RedisLimitStore } from '../src/accounts/redis-limit-store.js';
 import { closedLoop, median } from './support/load.js';
 import { CAN_PIN, ROOT, pinSelf, processCpuMicros, startFakeUpstream, startSignalbox, type Child } from './support/processes.js';
@@ -49,6 +55,8 @@ const CONCURRENCY = 16;
 /** Far above any load this machine makes: the limits are taken, never hit. */
 const RPM = 1_000_000_000;
 const TPM = 1_000_000_000_000;
+/** Far above what the runs spend: every reservation fits. */
+const BUDGET_USD = 1_000_000;
 const BENCH_KEY = 'bench'; // what closedLoop presents (Authorization: Bearer bench)
 const body = { model: 'auto', messages: [{ role: 'user', content: 'Say hello in one word.' }] };
 
@@ -77,7 +85,7 @@ function keysFile(size: number, limited: boolean): string {
   for (let i = 0; i < size; i++) {
     const last = i === size - 1;
     const digest = sha256(last ? BENCH_KEY : `bench-key-${i}`).toString('hex');
-    lines.push(`  - { name: key-${i}, sha256: ${digest}${last && limited ? `, team: bench-team, rpm: ${RPM}, tpm: ${TPM}` : ''} }`);
+    lines.push(`  - { name: key-${i}, sha256: ${digest}${last && limited ? `, team: bench-team, rpm: ${RPM}, tpm: ${TPM}, daily_usd: ${BUDGET_USD}, monthly_usd: ${BUDGET_USD}` : ''} }`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -110,32 +118,37 @@ async function rateLimit(store: LimitStore, runs: number): Promise<{ take: Timin
 
 // --- (e) budgets -----------------------------------------------------------------------------
 const allTakes = rateLimitTakes(caller, tokens);
-const MONTH_MS = 31 * 86_400_000;
-/** Caps far above what the runs reserve (runs x 1,000 nano-USD): every admission fits. */
-const reserves = (now: number) => [
-  { key: 'sp:key:bench:d:2026-11-30', capNano: 1e15, amountNano: 1_000, expireAt: now + MONTH_MS },
-  { key: 'sp:key:bench:m:2026-11', capNano: 1e15, amountNano: 1_000, expireAt: now + MONTH_MS },
-];
+/** The catalog the reservation is priced from: the model the benchmark's body names. */
+const benchCatalog = parseCatalog({ data: [{ id: 'openai/gpt-4o-mini', context_length: 128_000, pricing: { prompt: '0.00000015', completion: '0.0000006' } }] });
 
 interface BudgetTimings { readonly admit: Timing; readonly settle: Timing; readonly admit_with_takes: Timing }
 
-async function budgets(store: LimitStore, runs: number): Promise<BudgetTimings | string> {
-  try {
-    await store.admit({ takes: [], reserves: [], reads: [] }, Date.now());
-  } catch (err) {
-    return `skipped: ${err instanceof Error ? err.message : String(err)}`;
-  }
-  const admitOnce = async (takes: typeof allTakes) => {
-    const result = await store.admit({ takes, reserves: reserves(Date.now()), reads: [] }, Date.now());
-    if (!result.limits.allowed || result.budget !== undefined) throw new Error('the benchmark\'s budgets must admit every request');
+/**
+ * The account step as the chat route runs it (src/accounts/accounts.ts): `admit` with the
+ * reservation only (the rate limits taken before, as when the rules read spend fields), then the
+ * whole step with the four rate-limit takes and the reservation in one admission (the usual
+ * request), each with its token estimate and the catalog's worst case for the reservation; and
+ * the settle of the request afterwards (what the recorder does off the path).
+ */
+async function budgets(store: LimitStore, runs: number): Promise<BudgetTimings> {
+  const accounts = new Accounts(store, {
+    periods: new PeriodClock('UTC'), userSource: undefined, historyDays: 35, maxUsersPerKey: 1000, unpricedReserveUsd: 0.5,
+  });
+  const reserveFor = { models: ['openai/gpt-4o-mini'], catalog: benchCatalog };
+  const step = async (limits: boolean) => {
+    const outcome = await accounts.admit(accounts.open(caller, body, {}), { limits, reads: false, reserveFor });
+    if (outcome.refusal !== undefined || outcome.settlement === undefined) throw new Error('the benchmark\'s budgets must admit every request');
   };
-  const admit = await time(() => admitOnce([]), runs, Math.min(WARMUP, runs));
-  const settle = await time(() => {
-    const now = Date.now();
-    const counters = reserves(now);
-    return store.settle(counters.map((c) => ({ key: c.key, amountNano: c.amountNano })), counters.map((c) => ({ key: c.key, amountNano: 800, expireAt: c.expireAt })), now);
-  }, runs, Math.min(WARMUP, runs));
-  const admitWithTakes = await time(() => admitOnce(allTakes), runs, Math.min(WARMUP, runs));
+  const admit = await time(() => step(false), runs, Math.min(WARMUP, runs));
+  // The settle of one such request (src/accounts/accounts.ts, SpendSettlement): both reservations
+  // given back, its cost added to the key's day and month counters and the model's, in one store
+  // call, timed to its end (with Redis, the script's round trip; off the request's path).
+  const periods = new PeriodClock('UTC').at(Date.now());
+  const lines = spendLines(caller, undefined, periods, { historyDays: 35, maxUsersPerKey: 1000, unpricedReserveUsd: 0.5 });
+  const release = lines.filter((l) => l.capNano !== undefined).map((l) => ({ key: l.key, amountNano: 1 }));
+  const charges = spendCharges(lines, 'openai/gpt-4o-mini', 1, periods, 35);
+  const settle = await time(() => store.settle(release, charges, Date.now()), runs, Math.min(WARMUP, runs));
+  const admitWithTakes = await time(() => step(true), runs, Math.min(WARMUP, runs));
   return { admit, settle, admit_with_takes: admitWithTakes };
 }
 
@@ -162,7 +175,7 @@ if (redisPresent) {
 }
 
 // --- (d) through the proxy -------------------------------------------------------------------
-const VARIANTS = ['no keys', 'key, no limits', 'key, limits in memory', 'key, limits in Redis'] as const;
+const VARIANTS = ['no keys', 'key, no limits', 'key, limits in memory', 'key, limits in Redis'] as const; // limits: rpm, tpm and daily/monthly budgets
 type Variant = (typeof VARIANTS)[number];
 const rps = new Map<Variant, number[]>();
 const cpu = new Map<Variant, number[]>();
@@ -234,9 +247,9 @@ const budgetRows = (where: string, b: BudgetTimings | string): void => {
     console.log(`| ${`budgets, ${where}`.padEnd(59)} | ${b} |`);
     return;
   }
-  row(`budget admit, ${where} (2 reservations: key day + month)`, b.admit);
-  row(`budget settle, ${where} (2 released, 2 charged)`, b.settle);
-  row(`admit, ${where}: 4 rate-limit takes + 2 reservations`, b.admit_with_takes);
+  row(`account step, ${where}: reservation only (key day + month)`, b.admit);
+  row(`account step, ${where}: 4 rate-limit takes + reservation`, b.admit_with_takes);
+  row(`settle, ${where} (2 released, 3 counters charged)`, b.settle);
 };
 budgetRows('memory', memoryBudgets);
 budgetRows('Redis', redisBudgets);
