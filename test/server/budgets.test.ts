@@ -197,3 +197,35 @@ test('a key with a budget may not POST to a pass-through endpoint (not metered);
   assert.equal(models.status, 200);
   assert.equal(h.fake.received.filter((r) => r.url.includes('embeddings')).length, 1);
 });
+
+test('a classifier call counts toward its caller: the spend is the request\'s cost plus the classifier\'s', { timeout: 30_000 }, async (t) => {
+  const rules = `
+version: 1
+classifier:
+  method: llm
+  llm: { timeout_ms: 5000 }
+rules:
+  - name: hard
+    when: { classify.complexity: { in: [complex, frontier] } }
+    route: { model: openai/gpt-4o }
+`;
+  const h = await harness(t, [caller('alice')], { rules });
+  h.fake.cannedContent.set('openai/gpt-4o-mini', '{"complexity":"frontier","task":"math","confidence":0.9}');
+  const res = await chat(h, 'alice', { ...BODY, model: 'auto' }, { 'x-request-id': 'classified' });
+  assert.equal(res.status, 200);
+  const line = await h.logs.requestLine('classified');
+  const classifierUsd = line.classifier_cost_usd as number;
+  assert.ok(classifierUsd > 0);
+  const spend = metric(await scrape(h), 'signalbox_spend_usd_total{key="alice"}')!;
+  assert.ok(Math.abs(spend - ((line.cost_usd as number) + classifierUsd)) < 1e-12, `spend ${spend}`);
+});
+
+test('end users\' rate limits: each end user its own bucket under its key', async (t) => {
+  const h = await harness(t, [caller('alice', { users: { rpm: 1 } })], { env: { USER_SOURCE: 'header.x-end-user' } });
+  const as = (user: string) => chat(h, 'alice', BODY, { 'x-end-user': user });
+  assert.equal((await as('bob')).status, 200);
+  const limited = await as('bob');
+  assert.equal(limited.status, 429);
+  assert.equal(jsonOf<{ error: { message: string } }>(limited).error.message, 'Rate limit reached: requests per minute of end user bob of key alice (1)');
+  assert.equal((await as('carol')).status, 200);
+});
