@@ -553,7 +553,8 @@ test('x-fake-usage {"cost":false} omits usage.cost, in JSON and in the stream, k
   assert.equal(typeof plain.cost, 'number');
   const noCost = await usageOf(fake, { model: SONNET }, { cost: false });
   assert.equal('cost' in noCost, false);
-  const { cost: _, ...tokens } = plain;
+  // Without a cost there is no cost_details either, as from an upstream that reports none.
+  const { cost: _, cost_details: _details, ...tokens } = plain;
   assert.deepEqual(noCost, tokens);
 
   const res = await chat(fake, { model: SONNET, messages: MESSAGES, stream: true }, { ...AUTH, 'x-fake-usage': '{"cost":false}' });
@@ -570,6 +571,17 @@ test('x-fake-usage {"cost":false} omits usage.cost, in JSON and in the stream, k
   // Cached tokens cannot exceed the prompt.
   const capped = await usageOf(fake, { model: SONNET }, { prompt_tokens: 10, cached_tokens: 50, cache_write_tokens: 5 });
   assert.deepEqual(capped.prompt_tokens_details, { cached_tokens: 10, cache_write_tokens: 0 });
+});
+
+test('x-fake-usage {"byok":true}: is_byok, usage.cost OpenRouter\'s 5% fee, cost_details.upstream_inference_cost the provider\'s price', async (t) => {
+  const fake = await startFake(t);
+  const plain = await usageOf(fake, { model: SONNET });
+  const byok = await usageOf(fake, { model: SONNET }, { byok: true });
+  assert.equal(plain.is_byok, false);
+  assert.equal(plain.cost_details?.upstream_inference_cost, plain.cost, 'without BYOK, as on OpenRouter, both say the same');
+  assert.equal(byok.is_byok, true);
+  assert.equal(byok.cost_details?.upstream_inference_cost, plain.cost);
+  assert.ok(Math.abs(byok.cost! - plain.cost! * 0.05) < 1e-15);
 });
 
 test('through Signalbox, x-fake-usage reaches the fake: the client gets a usage without cost, as from an upstream that reports none', async (t) => {

@@ -123,7 +123,7 @@ test('usage on a chunk with empty choices (OpenAI\'s shape, usage null before) i
   const facts = tapOf([bytesOf(stream)]);
   assert.deepEqual(comparable(facts), {
     id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
-    usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cacheWrite: 0, cost: undefined, upstreamInferenceCost: undefined },
+    usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cacheWrite: 0, cost: undefined, upstreamInferenceCost: undefined, byok: false },
   });
 });
 
