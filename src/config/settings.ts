@@ -159,7 +159,7 @@ export const SETTINGS = Object.freeze([
   },
   {
     path: 'keys_file', env: 'KEYS_FILE', type: 'string', default: undefined, unit: 'path',
-    reason: 'unset: SIGNALBOX_API_KEYS (or no client authentication); set: the client keys with their names, tiers, teams and model allow-lists (docs/keys-and-budgets.md), hot-reloaded like the rules file (RULES_DEBOUNCE_MS, RULES_POLL_INTERVAL_MS), so a key is created or revoked without a restart',
+    reason: 'unset: SIGNALBOX_API_KEYS (or no client authentication); set: the client keys with their names, tiers, teams, model allow-lists, rate limits and budgets (docs/keys-and-budgets.md), hot-reloaded like the rules file (RULES_DEBOUNCE_MS, RULES_POLL_INTERVAL_MS), so a key is created or revoked without a restart',
   },
   {
     path: 'rules_file', env: 'RULES_FILE', type: 'string', default: './rules.yaml', unit: 'path',
@@ -191,7 +191,7 @@ export const SETTINGS = Object.freeze([
   },
   {
     path: 'redis.url', env: 'REDIS_URL', type: 'string', default: undefined, unit: 'redis:// or rediss:// URL', secret: true,
-    reason: 'unset keeps rate-limit state in process memory, so each replica counts alone; set, every replica takes from the same buckets in this Redis, one Lua script per request (docs/keys-and-budgets.md, State stores). Secret: the URL may hold a password',
+    reason: 'unset keeps rate-limit and spend state in process memory (spend snapshotted to DATA_DIR), so each replica counts alone; set, every replica takes from the same buckets and reserves against the same budgets in this Redis, one Lua script per request (docs/keys-and-budgets.md, State stores). Secret: the URL may hold a password',
   },
   {
     path: 'redis.failure_mode', env: 'REDIS_FAILURE_MODE', type: 'redis-failure-mode', default: 'open', unit: REDIS_FAILURE_MODES.join(' | '),

@@ -95,6 +95,7 @@ interface ComposeService {
   environment?: Record<string, string>;
   volumes?: string[];
   depends_on?: string[];
+  command?: string[];
 }
 
 /** The compose file as compose reads it: `<<` merges the replicas' shared anchor. */
@@ -110,6 +111,8 @@ test('the compose stack: two Signalbox replicas on distinct host ports sharing o
   const redis = services.redis;
   assert.ok(redis, 'a redis service');
   assert.match(redis.image ?? '', /^redis:7(\.\d+)*-bookworm$/, 'Debian-based like the Signalbox image');
+  assert.ok(redis.command?.includes('--appendonly') && redis.command[redis.command.indexOf('--appendonly') + 1] === 'yes', 'spend survives a restart of Redis');
+  assert.ok(redis.volumes?.includes('redis-data:/data'));
   const replicas = ['signalbox-1', 'signalbox-2'].map((name) => ({ name, service: services[name]! }));
   const hostPorts = new Set<string>();
   for (const { name, service } of replicas) {
