@@ -21,7 +21,7 @@ import type { ForwardResult } from './forward.js';
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
- * | classification                            |                                                  |
+ * | classification, variant                   |                                                  |
  * | classifierCostUsd                         | the classifier step (classify/resolver.ts)       |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
@@ -59,6 +59,8 @@ export class Exchange {
   baselineModel: string | undefined = undefined;
   /** The verdict the rules read (`classify.*`), when one did. */
   classification: Classification | undefined = undefined;
+  /** The arm of a `split` the request landed in (issue 17), when its rule splits. */
+  variant: string | undefined = undefined;
   /** What the llm or embedding classifier's upstream call for this request cost, USD (the caller's). */
   classifierCostUsd: number | undefined = undefined;
   /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
@@ -121,6 +123,7 @@ export class Exchange {
       routedModel: call?.model ?? this.routedModel,
       baselineModel: this.baselineModel,
       classification: this.classification,
+      variant: this.variant,
       classifierCostUsd: this.classifierCostUsd,
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,

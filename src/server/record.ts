@@ -39,6 +39,8 @@ export interface ExchangeRecord {
   readonly baselineModel: string | undefined;
   /** The verdict the rules read (`classify.*`), when one did. */
   readonly classification: Classification | undefined;
+  /** The arm of the rule's `split` the request landed in; undefined when the rule does not split. */
+  readonly variant?: string | undefined;
   /** What the classifier's upstream call for this request cost, USD; undefined when none was made or it is unknown. */
   readonly classifierCostUsd: number | undefined;
   readonly stream: boolean;

@@ -219,6 +219,7 @@ export class ExchangeRecorder {
     if (x.clientKeyId !== undefined) line.client_key = x.clientKeyId;
     if (x.requestedModel !== undefined) line.model = x.requestedModel;
     if (x.rule !== undefined) line.rule = x.rule;
+    if (x.variant !== undefined) line.variant = x.variant;
     if (x.classification !== undefined) {
       const v = x.classification;
       line.classify = { complexity: v.complexity, task: v.task, confidence: round3(v.confidence), method: v.method };
