@@ -187,7 +187,7 @@ export const SETTINGS = Object.freeze([
   },
   {
     path: 'data_dir', env: 'DATA_DIR', type: 'string', default: './data', unit: 'path',
-    reason: 'the last good model catalog is kept here (`catalog.json`), so a restart without network starts with it, and the embedding classifier\'s example vectors (`embeddings-*.f32`), so a restart does not pay to embed them again; relative paths resolve against the working directory (the container uses its volume /var/lib/signalbox)',
+    reason: 'the last good model catalog is kept here (`catalog.json`), so a restart without network starts with it, the embedding classifier\'s example vectors (`embeddings-*.f32`), so a restart does not pay to embed them again, and without REDIS_URL the spend snapshot (`spend.json`); relative paths resolve against the working directory (the container uses its volume /var/lib/signalbox)',
   },
   {
     path: 'redis.url', env: 'REDIS_URL', type: 'string', default: undefined, unit: 'redis:// or rediss:// URL', secret: true,

@@ -1,5 +1,7 @@
 import type { ChooseRoute } from './choose.js';
 import type { JsonObject } from './decision.js';
+import type { CascadeRoute } from './cascade.js';
+import type { SplitRoute } from './split.js';
 import type { TierFromRoute } from './tier-from.js';
 
 /**
@@ -44,7 +46,7 @@ export interface RejectRoute {
   readonly message: string;
 }
 
-export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute | ChooseRoute | TierFromRoute;
+export type CompiledRoute = RewriteRoute | PassRoute | RejectRoute | ChooseRoute | TierFromRoute | SplitRoute | CascadeRoute;
 
 export interface AppliedRoute {
   readonly body: Readonly<JsonObject>;

@@ -46,6 +46,8 @@ export interface CaseExpectation {
   readonly tier?: string | null;
   /** The tier the client's model named and the request was routed as (`aliases: true`); null: none. */
   readonly alias?: string | null;
+  /** The arm of a `split` the request lands in; null: the rule does not split. */
+  readonly variant?: string | null;
   readonly status?: number;
   readonly body_changed?: boolean;
   /** Dot paths into the body sent upstream, with the value expected there (null: absent). */
@@ -114,6 +116,7 @@ export const CASES_SCHEMA = {
               model: { type: ['string', 'null'] },
               tier: { type: ['string', 'null'] },
               alias: { type: ['string', 'null'] },
+              variant: { type: ['string', 'null'] },
               status: { type: 'integer' },
               body_changed: { type: 'boolean' },
               body: { type: 'object' },
@@ -175,6 +178,8 @@ export function caseContext(testCase: RuleCase, defaultNow?: string, catalog?: C
     ...(now !== undefined && { now: new Date(now) }),
     catalog,
     caller: callerOf(testCase.key),
+    // A split without a subject draws the middle of [0, 1): a case is the same on every run.
+    random: () => 0.5,
     ...(testCase.spend !== undefined && { resolved: { budget: budgetOf(testCase.spend) } }),
   };
 }
@@ -207,6 +212,7 @@ export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string,
   if (e.model !== undefined) check('model', e.model, explanation.model ?? null);
   if (e.tier !== undefined) check('tier', e.tier, explanation.tier ?? null);
   if (e.alias !== undefined) check('alias', e.alias, explanation.alias ?? null);
+  if (e.variant !== undefined) check('variant', e.variant, explanation.split?.variant ?? null);
   if (e.status !== undefined) check('status', e.status, explanation.reject?.status ?? null);
   if (e.body_changed !== undefined) check('body_changed', e.body_changed, explanation.body_changed);
   for (const [path, expected] of Object.entries(e.body ?? {})) {

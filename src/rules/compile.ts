@@ -7,6 +7,9 @@ import type { Capability } from '../catalog/capabilities.js';
 import type { ClassifierConfig, ClassifierSpec } from '../classify/config.js';
 import { COMPLEXITY_LABELS, TASK_LABELS } from '../classify/labels.js';
 import { deepMerge, type CompiledRoute, type RetryOverride, type RewriteRoute, type SystemPromptAction } from './actions.js';
+import { DEFAULT_STREAM_HOLD, type CascadeRoute } from './cascade.js';
+import { DEFAULT_JUDGE_PROMPT, DEFAULT_SHADOW_CONCURRENCY, type ShadowPlan } from './shadow.js';
+import { seedOf, type SplitArm, type SplitRoute } from './split.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
 import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
 import { builtinFields, isBudgetField, isClassifyField, type FieldGetter, type FieldRegistry } from './fields.js';
@@ -37,6 +40,15 @@ interface RouteSpec extends ActionSpec {
   baseline?: string;
   retry?: { max_attempts?: number; statuses?: number[]; budget_ms?: number };
   reject?: { status: number; message?: string };
+  split?: { sticky?: string; arms: (RouteSpec & { name: string; weight: number })[] };
+  cascade?: CascadeSpec;
+  shadow?: { model?: string; tier?: string; sample: number; max_concurrency?: number; judge?: { model: string; prompt?: string } };
+}
+interface CascadeSpec {
+  tiers: string[];
+  checks?: { min_length?: number; refusal_phrases?: string[]; uncertainty_phrases?: string[]; json?: 'auto' | boolean };
+  max_escalations?: number;
+  stream_hold?: { chars?: number; ms?: number };
 }
 interface TierFromSpec {
   field: string;
@@ -185,10 +197,11 @@ export function compileRules(text: string, file: string, options: CompileOptions
     if (isCatchAll) catchAll ??= ruleName(raw, index);
 
     const route = spec.route === undefined ? undefined
-      : spec.route.tier_from !== undefined ? compileTierFrom(spec, tiers, tierNames, [...path, 'route'], problems, cc)
-      : compileRoute(spec, tiers, tierNames, [...path, 'route'], problems, !routeCut.has(index));
+      : spec.route.split !== undefined ? compileSplit(spec, tiers, tierNames, [...path, 'route'], problems, cc)
+      : compileAnyRoute(spec, tiers, tierNames, [...path, 'route'], problems, cc, !routeCut.has(index));
     const baseline = typeof spec.route?.baseline === 'string' ? baselineModel(spec.route.baseline, tiers, tierNames, [...path, 'route', 'baseline'], problems) : undefined;
-    if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description, baseline });
+    const shadow = spec.route?.shadow === undefined ? undefined : compileShadow(spec, tiers, tierNames, [...path, 'route', 'shadow'], problems);
+    if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description, baseline, shadow });
   });
 
   // `aliases: true`: a client may send a tier's name as its model; each tier's route is compiled
@@ -208,9 +221,11 @@ export function compileRules(text: string, file: string, options: CompileOptions
   const models = new Set(cc.namedModels);
   for (const tier of Object.values(tiers)) for (const m of [tier.model, ...(tier.fallbacks ?? [])]) models.add(m);
   for (const rule of rules) {
-    if (rule.route.kind === 'rewrite') for (const m of [rule.route.model, ...rule.route.fallbacks]) models.add(m);
-    if (rule.route.kind === 'choose') for (const c of rule.route.candidates) for (const m of [c.route.model, ...c.route.fallbacks]) models.add(m);
-    if (rule.route.kind === 'tier_from') for (const t of rule.route.tiers.values()) for (const m of [t.model, ...t.fallbacks]) models.add(m);
+    for (const route of rule.route.kind === 'split' ? rule.route.arms.map((arm) => arm.route) : [rule.route]) addRouteModels(route, models);
+    if (rule.shadow !== undefined) {
+      for (const m of [rule.shadow.route.model, ...rule.shadow.route.fallbacks]) models.add(m);
+      if (rule.shadow.judge !== undefined) models.add(rule.shadow.judge.model);
+    }
   }
   if (baseline !== undefined) models.add(baseline);
   for (const rule of rules) if (rule.baseline !== undefined) models.add(rule.baseline);
@@ -219,6 +234,17 @@ export function compileRules(text: string, file: string, options: CompileOptions
   return new RuleSet({
     file, hash, timezone, rules, tiers: Object.keys(tiers), aliases, baseline, usedFields: cc.usedFields, models: [...models], classifier, readsClassification, readsBudget,
   });
+}
+
+/** Every model a compiled route may send to (the rules' model list: metrics labels, catalog warnings). */
+function addRouteModels(route: CompiledRoute, models: Set<string>): void {
+  const add = (r: RewriteRoute) => {
+    for (const m of [r.model, ...r.fallbacks]) models.add(m);
+  };
+  if (route.kind === 'rewrite') add(route);
+  if (route.kind === 'choose') for (const c of route.candidates) add(c.route);
+  if (route.kind === 'tier_from') for (const t of route.tiers.values()) add(t);
+  if (route.kind === 'cascade') for (const step of route.plan.steps) add(step.route);
 }
 
 /**
@@ -383,7 +409,7 @@ function compileTierFrom(
   const route = spec.route;
   const t = route.tier_from!;
   const at = [...path, 'tier_from'];
-  const others = Object.keys(route).filter((k) => k !== 'tier_from' && k !== 'retry' && k !== 'baseline' && k !== 'description');
+  const others = Object.keys(route).filter((k) => k !== 'tier_from' && k !== 'retry' && k !== 'baseline' && k !== 'description' && k !== 'shadow');
   if (others.length > 0) {
     problems.push({ path, message: `route.tier_from stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in the tiers it maps to)` });
     return undefined;
@@ -457,6 +483,138 @@ function compileTierFrom(
   };
 }
 
+/** A route that is not a split: a cascade, a tier_from, or the others (compileRoute). */
+function compileAnyRoute(
+  spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[], cc: ConditionCompiler, complete: boolean,
+): CompiledRoute | undefined {
+  if (spec.route.cascade !== undefined) return compileCascade(spec, tiers, tierNames, path, problems);
+  if (spec.route.tier_from !== undefined) return compileTierFrom(spec, tiers, tierNames, path, problems, cc);
+  return compileRoute(spec, tiers, tierNames, path, problems, complete);
+}
+
+/** Keys a route may have beside the one that decides it (`split`, `cascade`): they apply to the rule, not to one arm or tier. */
+const BESIDE_EXPERIMENTS = new Set(['retry', 'baseline', 'description', 'shadow']);
+
+/** `split`: stands alone but for retry, baseline and shadow; each arm is a route of its own (not a split). */
+function compileSplit(
+  spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[], cc: ConditionCompiler,
+): SplitRoute | undefined {
+  const route = spec.route;
+  const split = route.split!;
+  const others = Object.keys(route).filter((k) => k !== 'split' && !BESIDE_EXPERIMENTS.has(k));
+  if (others.length > 0) {
+    problems.push({ path, message: `route.split stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in its arms)` });
+    return undefined;
+  }
+  if (!Array.isArray(split.arms)) return undefined;
+  const at = [...path, 'split'];
+  const sticky = split.sticky === undefined ? undefined : usedField(split.sticky, [...at, 'sticky'], cc, problems);
+  let ok = split.sticky === undefined || sticky !== undefined;
+  const arms: SplitArm[] = [];
+  const names = new Set<string>();
+  split.arms.forEach((armSpec, i) => {
+    if (!isObject(armSpec)) return;
+    const where = [...at, 'arms', i];
+    const { name, weight, ...armRoute } = armSpec;
+    if (names.has(name)) {
+      problems.push({ path: [...where, 'name'], message: `duplicate arm name "${name}"` });
+      ok = false;
+    }
+    names.add(name);
+    const compiled = compileAnyRoute({ name: spec.name, route: armRoute }, tiers, tierNames, where, problems, cc, true);
+    if (compiled === undefined || typeof weight !== 'number') {
+      ok = false;
+      return;
+    }
+    if (compiled.kind === 'reject') {
+      problems.push({ path: where, message: 'an arm cannot reject: a split compares routes (put the reject in a rule before it)' });
+      ok = false;
+      return;
+    }
+    arms.push({ name, weight, route: compiled, seed: seedOf(`${spec.name}\u0000${name}`) });
+  });
+  const totalWeight = arms.reduce((sum, arm) => sum + arm.weight, 0);
+  if (ok && totalWeight <= 0) {
+    problems.push({ path: [...at, 'arms'], message: 'the arms\' weights add up to 0: give at least one a weight' });
+    ok = false;
+  }
+  if (!ok) return undefined;
+  return { kind: 'split', sticky: sticky === undefined ? undefined : { field: split.sticky!, read: sticky }, arms, totalWeight, retry: compileRetry(route.retry) };
+}
+
+/** A tier's compiled route (a rule's `route: { tier }`); undefined after a problem. */
+function tierRouteOf(ruleName: string, name: string, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, where: Path, problems: CompileProblem[], what: string): RewriteRoute | undefined {
+  if (!Object.hasOwn(tiers, name)) {
+    if (!tierNames.has(name)) problems.push({ path: where, message: `unknown tier "${name}" (${what}; tiers: ${[...tierNames].join(', ') || 'none defined'})` });
+    return undefined;
+  }
+  const route = compileRoute({ name: ruleName, route: { tier: name } }, tiers, tierNames, where, problems, true);
+  return route?.kind === 'rewrite' ? route : undefined;
+}
+
+/** `cascade`: stands alone but for retry, baseline and shadow; its tiers must exist. */
+function compileCascade(spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[]): CascadeRoute | undefined {
+  const route = spec.route;
+  const cascade = route.cascade!;
+  const others = Object.keys(route).filter((k) => k !== 'cascade' && !BESIDE_EXPERIMENTS.has(k));
+  if (others.length > 0) {
+    problems.push({ path, message: `route.cascade stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in its tiers)` });
+    return undefined;
+  }
+  if (!Array.isArray(cascade.tiers)) return undefined;
+  const at = [...path, 'cascade'];
+  const steps: { tier: string; route: RewriteRoute }[] = [];
+  let ok = true;
+  cascade.tiers.forEach((tier, i) => {
+    const compiled = tierRouteOf(spec.name, tier, tiers, tierNames, [...at, 'tiers', i], problems, 'a cascade tries tiers');
+    if (compiled === undefined) ok = false;
+    else steps.push({ tier, route: compiled });
+  });
+  const checks = cascade.checks ?? {};
+  const maxEscalations = Math.min(cascade.max_escalations ?? cascade.tiers.length - 1, cascade.tiers.length - 1);
+  if (!ok) return undefined;
+  return {
+    kind: 'cascade',
+    plan: Object.freeze({
+      rule: spec.name,
+      steps,
+      checks: {
+        minLength: checks.min_length,
+        refusalPhrases: checks.refusal_phrases ?? [],
+        uncertaintyPhrases: checks.uncertainty_phrases ?? [],
+        json: checks.json ?? 'auto',
+      },
+      maxEscalations,
+      streamHold: { chars: cascade.stream_hold?.chars ?? DEFAULT_STREAM_HOLD.chars, ms: cascade.stream_hold?.ms ?? DEFAULT_STREAM_HOLD.ms },
+    }),
+    retry: compileRetry(route.retry),
+  };
+}
+
+/** `shadow`: a tier or a model, exactly one. */
+function compileShadow(spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[]): ShadowPlan | undefined {
+  const shadow = spec.route.shadow!;
+  if (spec.route.reject !== undefined) {
+    problems.push({ path, message: 'a rule that rejects has no answer to shadow' });
+    return undefined;
+  }
+  if ((shadow.model === undefined) === (shadow.tier === undefined)) {
+    problems.push({ path, message: 'a shadow needs exactly one of "model" or "tier"' });
+    return undefined;
+  }
+  const route = shadow.tier !== undefined
+    ? tierRouteOf(spec.name, shadow.tier, tiers, tierNames, [...path, 'tier'], problems, 'a shadow copies to a tier or a model')
+    : { kind: 'rewrite' as const, tier: undefined, model: shadow.model!, fallbacks: [], provider: undefined, maxTokens: undefined, params: undefined, systemPrompt: undefined, headers: undefined, retry: undefined };
+  if (route === undefined) return undefined;
+  return Object.freeze({
+    rule: spec.name,
+    route,
+    sample: shadow.sample,
+    maxConcurrency: shadow.max_concurrency ?? DEFAULT_SHADOW_CONCURRENCY,
+    judge: shadow.judge === undefined ? undefined : { model: shadow.judge.model, prompt: shadow.judge.prompt ?? DEFAULT_JUDGE_PROMPT },
+  });
+}
+
 /**
  * `complete` is false when the schema cut something out of this route: whether it lacks a model
  * or tier is then unknown, so only what is present is checked.
@@ -465,7 +623,8 @@ function compileRoute(
   spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[], complete: boolean,
 ): CompiledRoute | undefined {
   const route = spec.route;
-  const actionKeys = Object.keys(route).filter((k) => k !== 'description');
+  // A shadow is the rule's, beside any route (compileShadow).
+  const actionKeys = Object.keys(route).filter((k) => k !== 'description' && k !== 'shadow');
   const retry = compileRetry(route.retry);
   if (route.choose) {
     // Stands alone but for retry and baseline: each candidate brings its own actions (a tier's).

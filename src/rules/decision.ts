@@ -1,6 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BudgetFields } from '../accounts/budget.js';
 import type { Caller } from '../accounts/caller.js';
+import type { CascadePlan } from './cascade.js';
+import type { ShadowPlan } from './shadow.js';
+import type { SplitAssignment } from './split.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Classification } from '../classify/labels.js';
 import { InvalidMessagesError } from '../errors.js';
@@ -36,6 +39,8 @@ export interface RequestContext {
   readonly resolved?: ResolvedFields | undefined;
   /** Who the request's key says the caller is (`key.*`); absent without client keys: those fields are missing. */
   readonly caller?: Caller | undefined;
+  /** Draws of a split without a subject, in [0, 1); Math.random when absent (tests inject one). */
+  readonly random?: (() => number) | undefined;
   /**
    * The tiers conversations keep (`tier_from.stick_by`), read-only: the server stores what a
    * decision's `stick` says. Absent: no tier is kept (each request is classified).
@@ -89,6 +94,12 @@ export interface RouteDecision {
   readonly droppedFallbacks?: readonly { readonly model: string; readonly reason: string }[];
   /** A `tier_from` rule with `stick_by` chose a conversation's tier: the server keeps it for `ttlMs`. */
   readonly stick?: StickyTier;
+  /** The arm of the rule's `split` the request landed in, and how it was assigned. */
+  readonly split?: { readonly variant: string; readonly assignment: SplitAssignment };
+  /** The rule's `cascade`: the decision's route is its first tier; the server escalates along the plan. */
+  readonly cascade?: CascadePlan;
+  /** The rule's `shadow`: the server copies a sample of its requests to the candidate. */
+  readonly shadow?: ShadowPlan;
 }
 
 export const NO_RULE = 'none';

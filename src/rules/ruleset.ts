@@ -7,6 +7,9 @@ import { EvalInput, type FieldGetter } from './fields.js';
 import type { ClassifierConfig } from '../classify/config.js';
 import type { Classification } from '../classify/labels.js';
 import { tierFrom, type TierFromExplanation, type TierFromResult } from './tier-from.js';
+import type { CascadePlan } from './cascade.js';
+import type { ShadowPlan } from './shadow.js';
+import { chooseArm, type SplitChoice } from './split.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -17,6 +20,8 @@ export interface CompiledRule {
   readonly description: string | undefined;
   /** The rule's own baseline model, over the file's. */
   readonly baseline: string | undefined;
+  /** The rule's shadow, when it copies a sample of its requests to a candidate. */
+  readonly shadow?: ShadowPlan | undefined;
 }
 
 export interface RuleTrace {
@@ -41,6 +46,12 @@ export interface Explanation {
   readonly baseline: string | undefined;
   /** For a `tier_from` rule: the value read (the verdict, its confidence and method), any raise, the tier, and whether it was a conversation's kept tier. */
   readonly tier_from?: TierFromExplanation;
+  /** For a `split` rule: the arm, how it was assigned, the sticky field and every arm's weight. */
+  readonly split?: { variant: string; assignment: string; sticky: string | undefined; arms: { name: string; weight: number }[] };
+  /** For a `cascade` rule: the plan (tiers in order, checks, escalations, stream hold). */
+  readonly cascade?: Record<string, unknown>;
+  /** For a rule with a `shadow`: the candidate, the sample, the concurrency and the judge's model. */
+  readonly shadow?: Record<string, unknown>;
   /** For a `choose` rule: every candidate, its estimated cost, and why it was kept or dropped. */
   readonly choice?: readonly CandidateVerdict[];
   /** Fallbacks of the route that were not sent because they cannot serve this request, and why. */
@@ -68,6 +79,9 @@ interface Match {
   readonly index: number;
   readonly choice: Choice | undefined;
   readonly mapped?: TierFromResult | undefined;
+  /** The route that decides: the rule's, or the arm's of its split. */
+  readonly route?: CompiledRoute;
+  readonly split?: SplitChoice | undefined;
 }
 const NO_MATCH: Match = Object.freeze({ index: -1, choice: undefined });
 
@@ -163,7 +177,9 @@ export class RuleSet {
           continue;
         }
       }
-      const route = rule.route;
+      // A split's arm is the route from here on (src/rules/split.ts).
+      const split = rule.route.kind === 'split' ? chooseArm(rule.route, (get) => get(input), context.random ?? Math.random) : undefined;
+      const route = split?.arm.route ?? rule.route;
       const choice = route.kind === 'choose' ? choose(route, context.body, context.catalog, input.now) : undefined;
       if (choice !== undefined && choice.route === undefined && route.kind === 'choose' && route.otherwise === 'next_rule') {
         trace?.push({ rule: rule.name, matched: true, skipped: `no candidate fits: ${noModelFits(choice.verdicts)}` });
@@ -175,7 +191,7 @@ export class RuleSet {
         continue;
       }
       trace?.push({ rule: rule.name, matched: true });
-      return { index: i, choice, mapped };
+      return { index: i, choice, mapped, route, split };
     }
     return NO_MATCH;
   }
@@ -183,22 +199,43 @@ export class RuleSet {
   decide(context: RequestContext): RouteDecision {
     const input = this.input(context);
     const match = this.firstMatch(input, context);
-    return this.finished(match.index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[match.index]!, context, match), match.index, input.verdict);
+    return this.finished(match.index === -1 ? this.unrewritten(context, NO_RULE, undefined) : this.apply(this.rules[match.index]!, context, match), match, input.verdict);
   }
 
-  /** The decision with the baseline it is measured against (its rule's, else the file's) and the verdict the rules read. */
-  private finished(decision: RouteDecision, index: number, verdict: Classification | undefined): RouteDecision {
-    const baseline = (index === -1 ? undefined : this.rules[index]!.baseline) ?? this.baseline;
-    if (baseline === undefined && verdict === undefined) return decision;
-    return { ...decision, ...(baseline !== undefined && { baseline }), ...(verdict !== undefined && { classification: verdict }) };
+  /**
+   * The decision with the baseline it is measured against (its rule's, else the file's), the
+   * verdict the rules read, and the rule's experiments: its split arm and its shadow (a rejected
+   * request has no answer to shadow).
+   */
+  private finished(decision: RouteDecision, match: Match, verdict: Classification | undefined): RouteDecision {
+    const rule = match.index === -1 ? undefined : this.rules[match.index]!;
+    const baseline = rule?.baseline ?? this.baseline;
+    const split = match.split;
+    const shadow = decision.reject === undefined ? rule?.shadow : undefined;
+    if (baseline === undefined && verdict === undefined && split === undefined && shadow === undefined) return decision;
+    return {
+      ...decision,
+      ...(baseline !== undefined && { baseline }),
+      ...(verdict !== undefined && { classification: verdict }),
+      ...(split !== undefined && { split: { variant: split.arm.name, assignment: split.assignment } }),
+      ...(shadow !== undefined && { shadow }),
+    };
   }
 
-  private apply(rule: CompiledRule, context: RequestContext, { choice, mapped }: Match): RouteDecision {
-    const route = rule.route;
+  private apply(rule: CompiledRule, context: RequestContext, { choice, mapped, route: matched }: Match): RouteDecision {
+    const route = matched ?? rule.route;
+    const retry = rule.route.kind === 'split' ? rule.route.retry : undefined;
     switch (route.kind) {
+      case 'split':
+        // Arms are never splits (compileSplit); a split is replaced by its arm in firstMatch.
+        throw new Error('unreachable: a split route is resolved to its arm before it applies');
+      case 'cascade': {
+        const first = route.plan.steps[0]!;
+        return { ...rewritten(rule.name, first.route, context, retry ?? route.retry ?? first.route.retry), tier: first.tier, cascade: route.plan };
+      }
       case 'tier_from': {
         const picked = mapped!.route!;
-        const decision = rewritten(rule.name, picked, context, route.retry ?? picked.retry);
+        const decision = rewritten(rule.name, picked, context, route.retry ?? retry ?? picked.retry);
         return mapped!.stick === undefined ? decision : { ...decision, stick: mapped!.stick };
       }
       case 'choose': {
@@ -206,14 +243,14 @@ export class RuleSet {
         if (picked === undefined) {
           return { ...unchanged(context, rule.name), reject: { status: 400, message: noModelFits(choice?.verdicts ?? []), code: 'no_model_fits' } };
         }
-        return { ...rewritten(rule.name, picked, context, picked.retry), ...(choice?.warning !== undefined && { warning: choice.warning }) };
+        return { ...rewritten(rule.name, picked, context, route.retry ?? retry ?? picked.retry), ...(choice?.warning !== undefined && { warning: choice.warning }) };
       }
       case 'pass':
-        return this.unrewritten(context, rule.name, route.retry);
+        return this.unrewritten(context, rule.name, route.retry ?? retry);
       case 'reject':
         return { ...unchanged(context, rule.name), reject: { status: route.status, message: route.message } };
       case 'rewrite':
-        return rewritten(rule.name, route, context, route.retry);
+        return rewritten(rule.name, route, context, route.retry ?? retry);
     }
   }
 
@@ -239,8 +276,8 @@ export class RuleSet {
     const fields: Record<string, unknown> = {};
     for (const [name, get] of this.usedFields) fields[name] = shown(get(input));
 
-    const decision = this.finished(matched ? this.apply(matched, context, match) : this.unrewritten(context, NO_RULE, undefined), index, input.verdict);
-    const route = matched?.route;
+    const decision = this.finished(matched ? this.apply(matched, context, match) : this.unrewritten(context, NO_RULE, undefined), match, input.verdict);
+    const route = match.route ?? matched?.route;
     const alias = decision.alias === undefined ? undefined : this.aliases.get(decision.alias);
     return {
       rules_file: this.file,
@@ -255,8 +292,17 @@ export class RuleSet {
         : route?.kind === 'rewrite' ? describeRoute(route)
         : route?.kind === 'choose' && choice?.route !== undefined ? describeRoute(choice.route)
         : route?.kind === 'tier_from' && mapped?.route !== undefined ? describeRoute(mapped.route)
+        : route?.kind === 'cascade' ? describeRoute(route.plan.steps[0]!.route)
         : route?.kind === 'pass' && route.retry ? { pass: true, retry: describeRetry(route.retry) } : undefined,
       ...(mapped !== undefined && { tier_from: mapped.explanation }),
+      ...(match.split !== undefined && matched?.route.kind === 'split' && {
+        split: {
+          variant: match.split.arm.name, assignment: match.split.assignment, sticky: matched.route.sticky?.field,
+          arms: matched.route.arms.map((arm) => ({ name: arm.name, weight: arm.weight })),
+        },
+      }),
+      ...(decision.cascade !== undefined && { cascade: describeCascade(decision.cascade) }),
+      ...(decision.shadow !== undefined && { shadow: describeShadow(decision.shadow) }),
       ...(choice !== undefined && { choice: choice.verdicts }),
       ...(decision.droppedFallbacks !== undefined && { dropped_fallbacks: decision.droppedFallbacks }),
       ...(choice?.warning !== undefined && { warning: choice.warning }),
@@ -327,6 +373,38 @@ function describeRoute(route: Extract<CompiledRoute, { kind: 'rewrite' }>): Reco
   if (route.headers) out.headers = route.headers;
   if (route.retry) out.retry = describeRetry(route.retry);
   return out;
+}
+
+/** A cascade's plan as explain shows it: the rules file's words. */
+function describeCascade(plan: CascadePlan): Record<string, unknown> {
+  const checks: Record<string, unknown> = { json: plan.checks.json };
+  if (plan.checks.minLength !== undefined) checks.min_length = plan.checks.minLength;
+  if (plan.checks.refusalPhrases.length > 0) checks.refusal_phrases = plan.checks.refusalPhrases;
+  if (plan.checks.uncertaintyPhrases.length > 0) checks.uncertainty_phrases = plan.checks.uncertaintyPhrases;
+  return {
+    tiers: plan.steps.map((step) => ({ tier: step.tier, model: step.route.model })),
+    checks,
+    max_escalations: plan.maxEscalations,
+    stream_hold: { chars: plan.streamHold.chars, ms: plan.streamHold.ms },
+  };
+}
+
+/** A shadow as explain shows it. */
+function describeShadow(plan: ShadowPlan): Record<string, unknown> {
+  return {
+    model: plan.route.model, ...(plan.route.tier !== undefined && { tier: plan.route.tier }),
+    sample: plan.sample, max_concurrency: plan.maxConcurrency, ...(plan.judge !== undefined && { judge: plan.judge.model }),
+  };
+}
+
+/**
+ * The decision for a cascade's step `index` (its first is the rule's decision): the step's tier
+ * applied to the client's request, as a rule routing to that tier would. Built by the server only
+ * when an answer fails its checks.
+ */
+export function cascadeStep(plan: CascadePlan, index: number, context: RequestContext, retry: RetryOverride | undefined): RouteDecision {
+  const step = plan.steps[index]!;
+  return { ...rewritten(plan.rule, step.route, context, retry ?? step.route.retry), tier: step.tier };
 }
 
 /** A rule's retry settings as the rules file writes them. */

@@ -268,6 +268,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     exchange.routedModel = clipText(decision.model);
     exchange.baselineModel = decision.baseline;
     exchange.classification = decision.classification;
+    exchange.variant = decision.split?.variant;
     if (decision.reject) {
       if (decision.reject.code === 'no_model_fits') throw new NoModelFitsError(decision.reject.message);
       throw new RuleRejectedError(decision.reject.status, decision.reject.message);
