@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SignalboxConfig } from '../config/load.js';
 import type { ReloadEvent } from '../rules-file/live-rules.js';
-import { UNROUTED } from '../rules/decision.js';
+import { NO_VARIANT, UNROUTED } from '../rules/decision.js';
 import type { Cost } from '../catalog/cost.js';
 import type { ClassifierOutcome, RemoteMethod } from '../classify/remote.js';
 import type { RedisLimitStoreStats } from '../accounts/redis-limit-store.js';
@@ -41,6 +41,7 @@ export class SignalboxMetrics {
   private readonly cooldowns: FastCounter;
   private readonly rejections: FastCounter;
   private readonly spend: FastCounter;
+  private readonly splitAssignments: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
@@ -59,12 +60,13 @@ export class SignalboxMetrics {
     }
     const r = this.registry;
     // Per-request series: label values positional, in the order of the label names given here.
-    this.requests = new FastCounter(r, 'signalbox_requests_total', 'Responses to /v1 requests, by endpoint, rule, requested model, serving model, HTTP status and stream',
-      ['endpoint', 'rule', 'requested_model', 'model', 'status', 'stream']);
+    // `variant`: the arm of the rule's split (issue 17), `none` without one; arm names come from the rules file.
+    this.requests = new FastCounter(r, 'signalbox_requests_total', 'Responses to /v1 requests, by endpoint, rule, requested model, serving model, HTTP status, stream and split arm',
+      ['endpoint', 'rule', 'requested_model', 'model', 'status', 'stream', 'variant']);
     this.duration = new FastHistogram(r, 'signalbox_request_duration_seconds', 'Time from request arrival to the last response byte',
-      ['endpoint', 'rule', 'model', 'stream'], config.duration_buckets_seconds);
+      ['endpoint', 'rule', 'model', 'stream', 'variant'], config.duration_buckets_seconds);
     this.ttft = new FastHistogram(r, 'signalbox_time_to_first_token_seconds', 'Time from request arrival to the first streamed event carrying content or a tool call',
-      ['rule', 'model'], config.ttft_buckets_seconds);
+      ['rule', 'model', 'variant'], config.ttft_buckets_seconds);
     this.overhead = new FastHistogram(r, 'signalbox_overhead_seconds', 'Time spent inside the proxy (before the upstream call and writing the response head), not waiting on upstream',
       [], config.overhead_buckets_seconds);
     this.upstreamRequests = new FastCounter(r, 'signalbox_upstream_requests_total', 'Upstream attempts, by model and HTTP status (or error code when there was no response)',
@@ -72,7 +74,8 @@ export class SignalboxMetrics {
     this.tokens = new FastCounter(r, 'signalbox_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
       ['model', 'type']);
     this.baselineCost = new FastCounter(r, 'signalbox_baseline_cost_usd_total', 'What the same token counts would have cost on the rules\' baseline model (catalog prices), by rule: beside signalbox_cost_usd_total, what routing saved', ['rule']);
-    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD: the upstream\'s usage.cost, else the catalog\'s price of the reported tokens; by rule, model and where it came from', ['rule', 'model', 'source']);
+    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD: the upstream\'s usage.cost, else the catalog\'s price of the reported tokens; by rule, model, where it came from and split arm', ['rule', 'model', 'source', 'variant']);
+    this.splitAssignments = new FastCounter(r, 'signalbox_split_assignments_total', 'Requests of split rules by arm and how the arm was chosen: sticky (by the subject), random (no sticky field) or missing (the request had no value there, so it was drawn at random)', ['rule', 'variant', 'assignment']);
     this.substitutions = new FastCounter(r, 'signalbox_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
       ['routed_model', 'served_model']);
     this.streamErrors = new FastCounter(r, 'signalbox_stream_errors_total', 'Responses that ended in an error after their head was sent, by kind', ['kind']);
@@ -214,8 +217,8 @@ export class SignalboxMetrics {
   }
 
   /** A cost looked up afterwards from the upstream's generation stats (a cut stream's). */
-  costReconciled(rule: string, model: string | undefined, usd: number): void {
-    this.cost.inc([rule, this.labels.model(model), 'generation'], usd);
+  costReconciled(rule: string, model: string | undefined, usd: number, variant: string | undefined): void {
+    this.cost.inc([rule, this.labels.model(model), 'generation', variant ?? NO_VARIANT], usd);
   }
 
   exchangeFinished(r: ExchangeRecord, endpoint: Endpoint, cost?: Cost, baselineCost?: number): void {
@@ -237,7 +240,9 @@ export class SignalboxMetrics {
     const stream = r.stream ? 'true' : 'false';
     // Routed: a chat request that went through the rules; `unrouted` when the rules never saw it.
     const rule = r.rule ?? UNROUTED;
-    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, statusLabel(r.status), stream]);
+    const variant = r.variant ?? NO_VARIANT;
+    this.requests.inc([endpoint, rule, labels.requested(r.requestedModel), model, statusLabel(r.status), stream, variant]);
+    if (r.splitAssignment !== undefined) this.splitAssignments.inc([rule, variant, r.splitAssignment]);
     if (r.rule !== undefined) this.ruleMatches.inc([rule]);
     const verdict = r.classification;
     if (verdict !== undefined) {
@@ -245,16 +250,16 @@ export class SignalboxMetrics {
       this.classifications.inc(['task', verdict.task, verdict.method]);
       this.classifications.inc(['confidence', confidenceDecile(verdict.confidence), verdict.method]);
     }
-    this.duration.observe([endpoint, rule, model, stream], r.durationMs / 1000);
+    this.duration.observe([endpoint, rule, model, stream, variant], r.durationMs / 1000);
     this.overhead.observe(NO_LABELS, r.overheadMs / 1000);
-    if (r.ttftMs !== undefined) this.ttft.observe([rule, model], r.ttftMs / 1000);
+    if (r.ttftMs !== undefined) this.ttft.observe([rule, model, variant], r.ttftMs / 1000);
     const u = r.facts?.usage;
     if (u) {
       if (u.prompt > 0) this.tokens.inc([model, 'prompt'], u.prompt);
       if (u.completion > 0) this.tokens.inc([model, 'completion'], u.completion);
       if (u.reasoning > 0) this.tokens.inc([model, 'reasoning'], u.reasoning);
       if (u.cached > 0) this.tokens.inc([model, 'cached'], u.cached);
-      if (cost !== undefined) this.cost.inc([rule, model, cost.source], cost.usd);
+      if (cost !== undefined) this.cost.inc([rule, model, cost.source, variant], cost.usd);
       if (baselineCost !== undefined) this.baselineCost.inc([rule], baselineCost);
     }
     if (servedModel !== undefined && r.routedModel !== undefined && servedModel !== r.routedModel) {
@@ -297,6 +302,7 @@ export interface LimitStoreHealth {
 }
 
 const NO_LABELS: readonly string[] = [];
+
 
 /** `signalbox_rejections_total`'s reasons: a fixed label set, by the code of the refusal. */
 const REJECTION_REASONS: Partial<Record<string, string>> = { rate_limit_exceeded: 'rate_limit', insufficient_quota: 'budget', invalid_api_key: 'auth' };

@@ -11,7 +11,7 @@ import { DEFAULT_STREAM_HOLD, type CascadeRoute } from './cascade.js';
 import { DEFAULT_JUDGE_PROMPT, DEFAULT_SHADOW_CONCURRENCY, type ShadowPlan } from './shadow.js';
 import { seedOf, type SplitArm, type SplitRoute } from './split.js';
 import { ALWAYS, compileRegexSets, compileWhen, type CompileProblem, type Condition, type ConditionCompiler, type FieldRegexSet } from './conditions.js';
-import { NO_RULE, UNROUTED, type JsonObject } from './decision.js';
+import { NO_RULE, NO_VARIANT, UNROUTED, type JsonObject } from './decision.js';
 import { builtinFields, isBudgetField, isClassifyField, type FieldGetter, type FieldRegistry } from './fields.js';
 import { RuleSet, type CompiledRule } from './ruleset.js';
 import { validateRulesDocument } from './schema.js';
@@ -518,6 +518,10 @@ function compileSplit(
     const { name, weight, ...armRoute } = armSpec;
     if (names.has(name)) {
       problems.push({ path: [...where, 'name'], message: `duplicate arm name "${name}"` });
+      ok = false;
+    }
+    if (name === NO_VARIANT) {
+      problems.push({ path: [...where, 'name'], message: `the arm name "${NO_VARIANT}" is reserved: it labels requests of rules without a split` });
       ok = false;
     }
     names.add(name);

@@ -104,6 +104,9 @@ export interface RouteDecision {
 
 export const NO_RULE = 'none';
 
+/** The `variant` (metrics, reports) of a request whose rule does not split; no arm may be named so. */
+export const NO_VARIANT = 'none';
+
 function kindOf(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';

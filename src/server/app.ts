@@ -196,7 +196,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
   // afterwards from GET /generation; a client's own key is never kept for that.
   const serverKey = config.upstream.api_key;
   const generationCosts = serverKey === undefined || !config.catalog.generation_costs ? undefined : new GenerationCosts(upstream, `Bearer ${serverKey}`, ({ lookup, usd }) => {
-    metrics?.costReconciled(lookup.rule, lookup.model, usd);
+    metrics?.costReconciled(lookup.rule, lookup.model, usd, lookup.variant);
     lookup.reconcileSpend?.(usd);
     options.logger.info({ reqId: lookup.requestId, generation_id: lookup.id, rule: lookup.rule, cost_usd: usd, cost_source: 'generation' }, 'generation cost');
   });

@@ -1,6 +1,7 @@
 import type { SpendSettlement } from '../accounts/accounts.js';
 import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
+import type { SplitAssignment } from '../rules/split.js';
 import type { SignalboxError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
@@ -41,6 +42,8 @@ export interface ExchangeRecord {
   readonly classification: Classification | undefined;
   /** The arm of the rule's `split` the request landed in; undefined when the rule does not split. */
   readonly variant?: string | undefined;
+  /** How the arm was chosen (signalbox_split_assignments_total). */
+  readonly splitAssignment?: SplitAssignment | undefined;
   /** What the classifier's upstream call for this request cost, USD; undefined when none was made or it is unknown. */
   readonly classifierCostUsd: number | undefined;
   readonly stream: boolean;

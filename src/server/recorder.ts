@@ -129,7 +129,7 @@ export class ExchangeRecorder {
     if (this.generationCosts === undefined || id === undefined) return;
     if (x.facts?.usage !== undefined && x.streamErrorKind === undefined && !x.clientClosed) return;
     const requestId = (finished.log as unknown as Logger).bindings?.().reqId;
-    this.generationCosts.add({ id, rule: x.rule ?? 'unrouted', model: x.facts?.model ?? x.routedModel, requestId: typeof requestId === 'string' ? requestId : '-', reconcileSpend });
+    this.generationCosts.add({ id, rule: x.rule ?? 'unrouted', variant: x.variant, model: x.facts?.model ?? x.routedModel, requestId: typeof requestId === 'string' ? requestId : '-', reconcileSpend });
   }
 
   /**

@@ -19,6 +19,8 @@ export interface GenerationLookup {
   /** OpenRouter's generation id (the response's `id`). */
   readonly id: string;
   readonly rule: string;
+  /** The split arm of the request (the cost metric's `variant`), when its rule splits. */
+  readonly variant?: string | undefined;
   /** The model label the metrics use for this request. */
   readonly model: string | undefined;
   readonly requestId: string;

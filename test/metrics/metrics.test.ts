@@ -112,7 +112,7 @@ async function scrape(url: string): Promise<Scrape> {
 
 /** Label set of signalbox_requests_total, in prom-client's labelNames order. */
 function requestLabels(rule: string, requested: string, model: string, status: number | string, stream: boolean, endpoint = 'chat'): Record<string, string> {
-  return { endpoint, rule, requested_model: requested, model, status: String(status), stream: String(stream) };
+  return { endpoint, rule, requested_model: requested, model, status: String(status), stream: String(stream), variant: 'none' };
 }
 
 function sorted(labelSets: Record<string, string>[]): string[] {
@@ -290,7 +290,7 @@ test('signalbox_tokens_total and signalbox_cost_usd_total equal the usage the up
     assert.equal(s.value('signalbox_tokens_total', { model, type: 'reasoning' }), undefined);
     assert.equal(s.value('signalbox_tokens_total', { model, type: 'cached' }), undefined);
     const rule = model === SMART ? 'code' : 'default';
-    const cost = s.value('signalbox_cost_usd_total', { rule, model, source: 'upstream' });
+    const cost = s.value('signalbox_cost_usd_total', { rule, model, source: 'upstream', variant: 'none' });
     const expected = sum(usages.map((u) => u.cost ?? 0));
     assert.ok(expected > 0);
     assert.ok(cost !== undefined && Math.abs(cost - expected) < 1e-12, `cost ${cost} for ${rule}/${model}, expected ${expected}`);
@@ -304,18 +304,18 @@ test('duration, time-to-first-token and overhead histograms count every request 
   await knownSequence(h);
   const s = await scrape(h.url);
   const duration = 'signalbox_request_duration_seconds_count';
-  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true' }), 2);
-  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'default', model: FAST, stream: 'true' }), 1);
-  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'false' }), 1);
-  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'default', model: FAST, stream: 'false' }), 1);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true', variant: 'none' }), 2);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'default', model: FAST, stream: 'true', variant: 'none' }), 1);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'false', variant: 'none' }), 1);
+  assert.equal(s.value(duration, { endpoint: 'chat', rule: 'default', model: FAST, stream: 'false', variant: 'none' }), 1);
   assert.equal(s.series(duration).length, 4);
   const ttft = 'signalbox_time_to_first_token_seconds_count';
-  assert.equal(s.value(ttft, { rule: 'code', model: SMART }), 2);
-  assert.equal(s.value(ttft, { rule: 'default', model: FAST }), 1);
+  assert.equal(s.value(ttft, { rule: 'code', model: SMART, variant: 'none' }), 2);
+  assert.equal(s.value(ttft, { rule: 'default', model: FAST, variant: 'none' }), 1);
   assert.equal(s.series(ttft).length, 2);
   assert.equal(s.value('signalbox_overhead_seconds_count'), 5);
   // Durations are real times: positive, and the +Inf bucket holds every observation.
-  assert.ok(s.value('signalbox_request_duration_seconds_sum', { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true' })! > 0);
+  assert.ok(s.value('signalbox_request_duration_seconds_sum', { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true', variant: 'none' })! > 0);
   assert.equal(s.value('signalbox_overhead_seconds_bucket', { le: '+Inf' }), 5);
 });
 
@@ -369,7 +369,7 @@ test('a client that leaves a stream after its usage chunk counts a disconnect, a
   assert.equal(s.series('signalbox_requests_total').length, 1);
   assert.equal(s.value('signalbox_tokens_total', { model: FAST, type: 'prompt' }), 37);
   assert.equal(s.value('signalbox_tokens_total', { model: FAST, type: 'completion' }), 11);
-  const cost = s.value('signalbox_cost_usd_total', { rule: 'default', model: FAST, source: 'upstream' });
+  const cost = s.value('signalbox_cost_usd_total', { rule: 'default', model: FAST, source: 'upstream', variant: 'none' });
   assert.ok(cost !== undefined && Math.abs(cost - 0.000059) < 1e-12, `cost ${cost}`);
   // A client leaving is not a stream error.
   assert.equal(s.series('signalbox_stream_errors_total').length, 0);
@@ -822,7 +822,7 @@ test('METRICS_DURATION_BUCKETS_SECONDS sets exactly the le values of the duratio
   const s = await scrape(h.url);
   const buckets = s.series('signalbox_request_duration_seconds_bucket');
   assert.equal(buckets.length, 2 * 4);
-  for (const labels of [{ endpoint: 'chat', rule: 'default', model: FAST, stream: 'false' }, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true' }]) {
+  for (const labels of [{ endpoint: 'chat', rule: 'default', model: FAST, stream: 'false', variant: 'none' }, { endpoint: 'chat', rule: 'code', model: SMART, stream: 'true', variant: 'none' }]) {
     const les = buckets.filter((b) => b.labels.rule === labels.rule).map((b) => b.labels.le);
     assert.deepEqual(les, ['0.5', '1', '2', '+Inf']);
     assert.equal(s.value('signalbox_request_duration_seconds_bucket', { ...labels, le: '+Inf' }), 1);

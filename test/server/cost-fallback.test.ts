@@ -37,6 +37,6 @@ test('an answer without usage.cost is priced from the catalog: the log says cost
   assert.equal(reportedLine.cost_usd, reported.usage.cost);
 
   const scrape = await (await fetch(`${h.url}/metrics`)).text();
-  assert.match(scrape, /^signalbox_cost_usd_total\{rule="none",model="[^"]+",source="catalog"\} \S+$/m);
-  assert.match(scrape, /^signalbox_cost_usd_total\{rule="none",model="[^"]+",source="upstream"\} \S+$/m);
+  assert.match(scrape, /^signalbox_cost_usd_total\{rule="none",model="[^"]+",source="catalog",variant="none"\} \S+$/m);
+  assert.match(scrape, /^signalbox_cost_usd_total\{rule="none",model="[^"]+",source="upstream",variant="none"\} \S+$/m);
 });

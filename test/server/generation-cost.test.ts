@@ -22,7 +22,7 @@ test('a stream cut before its usage chunk gets its cost afterwards from GET /gen
   assert.equal(lookups.length, 1);
   assert.equal(lookups[0]!.headers.authorization, 'Bearer sk-or-v1-server-key-for-tests');
   const scrape = await (await fetch(`${h.url}/metrics`)).text();
-  assert.match(scrape, /^signalbox_cost_usd_total\{rule="none",model="[^"]+",source="generation"\} \S+$/m);
+  assert.match(scrape, /^signalbox_cost_usd_total\{rule="none",model="[^"]+",source="generation",variant="none"\} \S+$/m);
 });
 
 test('GENERATION_COSTS=false, or no server key, looks nothing up', { timeout: 30_000 }, async (t) => {

@@ -269,6 +269,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     exchange.baselineModel = decision.baseline;
     exchange.classification = decision.classification;
     exchange.variant = decision.split?.variant;
+    exchange.splitAssignment = decision.split?.assignment;
     if (decision.reject) {
       if (decision.reject.code === 'no_model_fits') throw new NoModelFitsError(decision.reject.message);
       throw new RuleRejectedError(decision.reject.status, decision.reject.message);
