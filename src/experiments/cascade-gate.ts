@@ -14,6 +14,7 @@ import { checkAnswer, checkWindow, type EscalationReason } from './cascade-check
  * - A stream is held until its window is known: `stream_hold.chars` characters of content, or
  *   `stream_hold.ms` after its first token (content or reasoning), or its end; then the window is
  *   checked (checkWindow: only what the prefix proves fails; a stream that ended is checked whole).
+ *   A failure the first characters already prove (a refusal, a non-JSON start) escalates at once.
  * - A tool call passes (the checks read text). A 5xx or a 429 that the tier's retries did not
  *   cure, an in-band error, a body that is no answer: `error`. Other statuses (a 4xx) are the
  *   client's to see, as without a cascade: released.
@@ -42,6 +43,9 @@ export const MAX_CASCADE_BODY_BYTES = 4 * 1024 * 1024;
  * released as it is.
  */
 export const MAX_STREAM_HOLD_BYTES = 1024 * 1024;
+
+/** Up to this many characters of content, each event re-checks the window for a failure it already proves. */
+const EARLY_CHECK_CHARS = 256;
 
 type Json = Record<string, unknown>;
 
@@ -105,10 +109,17 @@ export class CascadeGate {
       this.body.push(chunk);
       return this.bytes > MAX_CASCADE_BODY_BYTES ? PASS : undefined;
     }
+    const before = this.text.length;
     this.parser!.feed(this.decoder!.write(chunk));
     if (this.inbandError) return ERROR;
     if (this.toolCall) return PASS;
     if (this.text.length >= this.plan.streamHold.chars) return this.window(false);
+    // A failure the start already proves (a refusal, a non-JSON start) escalates at once, without
+    // waiting for the window: checked while the text is short, so the checks cost O(EARLY_CHECK_CHARS) per event.
+    if (this.text.length > before && before < EARLY_CHECK_CHARS) {
+      const early = this.window(false);
+      if (!early.pass) return early;
+    }
     return this.bytes > MAX_STREAM_HOLD_BYTES ? PASS : undefined;
   }
 
