@@ -5,6 +5,7 @@ import { requestCost } from '../catalog/cost.js';
 import type { RequestContext, RouteDecision } from '../rules/decision.js';
 import { cascadeStep } from '../rules/ruleset.js';
 import { Forwarding, type ForwardDeps, type ForwardTarget } from '../server/forward.js';
+import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
 import { asksJson, type EscalationReason } from './cascade-checks.js';
 import { CascadeGate } from './cascade-gate.js';
@@ -58,6 +59,8 @@ export async function runCascade(request: FastifyRequest, reply: FastifyReply, d
   const res = reply.raw;
   const escalations: Escalation[] = [];
   exchange.escalations = escalations;
+  /** The attempts of the tiers left so far (each at most RETRY_MAX_ATTEMPTS, at most MAX_CASCADE_TIERS tiers). */
+  let discardedAttempts: readonly AttemptRecord[] = [];
   let index = 0;
   let decision = cascade.decision;
   let target = cascade.targetFor(decision)!;
@@ -72,8 +75,9 @@ export async function runCascade(request: FastifyRequest, reply: FastifyReply, d
     const gate = next === undefined ? undefined : new CascadeGate(plan, askedJson);
     // On the raw response: merged into whichever head is written, the relay's or an error's.
     res.setHeader(ESCALATIONS_HEADER, String(escalations.length));
-    const escalated = await new Forwarding(request, reply, deps, { ...target, gate }).run();
+    const escalated = await new Forwarding(request, reply, deps, { ...target, gate, earlierAttempts: discardedAttempts }).run();
     if (escalated === undefined || next === undefined) return;
+    discardedAttempts = exchange.upstream?.attempts ?? discardedAttempts;
     const model = clipText(target.model);
     const costUsd = discardedCost(gate!.facts(), model, cascade.catalog);
     escalations.push({ from: plan.steps[index]!.tier, to: plan.steps[index + 1]!.tier, reason: escalated.reason, model, costUsd });

@@ -54,6 +54,12 @@ export interface ForwardTarget {
    * ends the call with an escalation instead of an answer.
    */
   readonly gate?: CascadeGate | undefined;
+  /**
+   * A cascade's attempts of the tiers before this one: the request's record lists them first
+   * (signalbox_upstream_requests_total, the debug lines). Set on the exchange in `finish`, since
+   * the record may be assembled in the same 'close' event that settles the relay.
+   */
+  readonly earlierAttempts?: readonly AttemptRecord[] | undefined;
 }
 
 /** A call that ended without answering the client, so that the cascade's next tier answers. */
@@ -600,8 +606,9 @@ export class Forwarding {
     if (this.phase === 'done' && this.settle === undefined) return;
     this.phase = 'done';
     const exchange = this.exchange;
+    const earlier = this.io.target.earlierAttempts;
     exchange.upstream = {
-      attempts: this.io.machine.attempts,
+      attempts: earlier === undefined || earlier.length === 0 ? this.io.machine.attempts : [...earlier, ...this.io.machine.attempts],
       model: this.model,
       routed: this.routed,
       upstreamStatus: this.upstreamStatus,

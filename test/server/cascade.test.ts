@@ -108,7 +108,11 @@ for (const reason of ['short', 'refusal', 'uncertain', 'invalid_json'] as const)
     assert.deepEqual(upstreamModels(h), [BUDGET, STANDARD]);
     const line = await h.logs.waitFor((r) => r.msg === 'request' && r.rule === 'cheap-first');
     assert.deepEqual(line.escalations, [{ from: 'budget', to: 'standard', reason }]);
-    assert.equal(metric(await scrape(h), `signalbox_escalations_total{from="budget",to="standard",reason="${reason}"}`), 1);
+    const metrics = await scrape(h);
+    assert.equal(metric(metrics, `signalbox_escalations_total{from="budget",to="standard",reason="${reason}"}`), 1);
+    // Every tier's attempt is counted, the discarded one's too.
+    assert.equal(metric(metrics, `signalbox_upstream_requests_total{model="${BUDGET}",status="200"}`), 1);
+    assert.equal(metric(metrics, `signalbox_upstream_requests_total{model="${STANDARD}",status="200"}`), 1);
   });
 }
 
