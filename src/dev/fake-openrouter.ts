@@ -204,6 +204,15 @@ export class FakeOpenRouter extends EventEmitter {
    * JSON an LLM classifier's model gives (`fake.cannedContent.set('openai/gpt-4o-mini', '{...}')`).
    */
   readonly cannedContent = new Map<string, string>();
+
+  /**
+   * What `model` answers from now on: one of the FAKE_ANSWERS modes (`refusal`, `short`,
+   * `invalid_json`, `json`, `uncertain`) or any other text as it is; as `x-fake-answer` does per request.
+   */
+  answer(model: string, modeOrText: string): this {
+    this.cannedContent.set(model, answerText(modeOrText));
+    return this;
+  }
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly faults: Fault[] = [];
@@ -454,7 +463,7 @@ export class FakeOpenRouter extends EventEmitter {
     const id = `gen-${1_700_000_000 + record.seq}-fake${record.seq}`;
     const created = 1_700_000_000 + record.seq;
     const call = toolCall(body, record.seq);
-    const content = this.cannedContent.get(model) ?? this.options.content;
+    const content = answerFromHeader(record.headers['x-fake-answer'], model) ?? this.cannedContent.get(model) ?? this.options.content;
     const words = content.split(/(?<= )/);
     // A tool call's arguments stream in pieces of a few characters, as a model emits them.
     const argumentPieces = call ? call.arguments.match(ARGUMENT_PIECE) ?? [''] : [];
@@ -671,6 +680,36 @@ function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
   return hash;
+}
+
+/**
+ * The answers `x-fake-answer` and `answer()` name, so that cascades (issue 17) are exercised:
+ * each fails one check of docs/experiments.md's example (or, `json`, passes JSON mode).
+ */
+export const FAKE_ANSWERS: Readonly<Record<string, string>> = Object.freeze({
+  refusal: "I'm sorry, but I can't help with that request.",
+  short: 'Ok.',
+  invalid_json: 'Sure! Here is the JSON: {"answer": 42',
+  json: '{"answer": 42, "unit": "none", "source": "the fake"}',
+  uncertain: "The answer might be 42, but I'm not sure about that at all.",
+});
+
+function answerText(modeOrText: string): string {
+  return Object.hasOwn(FAKE_ANSWERS, modeOrText) ? FAKE_ANSWERS[modeOrText]! : modeOrText;
+}
+
+/** The answer `x-fake-answer` (JSON: `{"<model id>": "<mode or text>"}`) gives `model`; anything invalid is ignored, like a bad `x-fake-fault`. */
+function answerFromHeader(header: string | string[] | undefined, model: string): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(header);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(parsed) || !Object.hasOwn(parsed, model)) return undefined;
+  const value = parsed[model];
+  return typeof value === 'string' ? answerText(value) : undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -35,6 +35,7 @@ export class SignalboxMetrics {
   private readonly ruleMatches: FastCounter;
   private readonly classifications: FastCounter;
   private readonly classifierRequests: FastCounter;
+  private readonly escalations: FastCounter;
   private readonly classifierCost: FastCounter;
   private readonly classifierDuration: FastHistogram;
   private readonly fallbacks: FastCounter;
@@ -74,7 +75,7 @@ export class SignalboxMetrics {
     this.tokens = new FastCounter(r, 'signalbox_tokens_total', 'Tokens reported by the upstream, by model and type (prompt, completion, reasoning, cached)',
       ['model', 'type']);
     this.baselineCost = new FastCounter(r, 'signalbox_baseline_cost_usd_total', 'What the same token counts would have cost on the rules\' baseline model (catalog prices), by rule: beside signalbox_cost_usd_total, what routing saved', ['rule']);
-    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD: the upstream\'s usage.cost, else the catalog\'s price of the reported tokens; by rule, model, where it came from and split arm', ['rule', 'model', 'source', 'variant']);
+    this.cost = new FastCounter(r, 'signalbox_cost_usd_total', 'Cost in USD: the upstream\'s usage.cost, else the catalog\'s price of the reported tokens; by rule, model, where it came from (escalation: an answer a cascade discarded) and split arm', ['rule', 'model', 'source', 'variant']);
     this.splitAssignments = new FastCounter(r, 'signalbox_split_assignments_total', 'Requests of split rules by arm and how the arm was chosen: sticky (by the subject), random (no sticky field) or missing (the request had no value there, so it was drawn at random)', ['rule', 'variant', 'assignment']);
     this.substitutions = new FastCounter(r, 'signalbox_model_substitutions_total', 'Responses served by another model than the one routed to (a fallback of the list)',
       ['routed_model', 'served_model']);
@@ -85,6 +86,8 @@ export class SignalboxMetrics {
     this.classifications = new FastCounter(r, 'signalbox_classifications_total', 'Classifier verdicts the rules read, by field (complexity, task, confidence as a decile 0.0-0.9), label and the method that made them',
       ['field', 'label', 'method']);
     // method: llm or embedding (a hybrid's calls are llm's); outcome: five values.
+    // Tier names come from the rules file (a cascade has at most MAX_CASCADE_TIERS), reasons are a fixed set.
+    this.escalations = new FastCounter(r, 'signalbox_escalations_total', 'Cascade escalations: a tier\'s answer failed a check (short, refusal, uncertain, invalid_json) or the tier failed outright (error), and the next tier was asked', ['from', 'to', 'reason']);
     this.classifierRequests = new FastCounter(r, 'signalbox_classifier_requests_total', 'Classifications by the llm and embedding methods, by outcome: ok, cached, timeout, error, unparseable (all but ok and cached fell back to the local verdict)',
       ['method', 'outcome']);
     this.classifierCost = new FastCounter(r, 'signalbox_classifier_cost_usd_total', 'What the classifiers\' upstream calls cost in USD (usage.cost, else the catalog\'s price), examples\' embeddings included', ['method']);
@@ -264,6 +267,14 @@ export class SignalboxMetrics {
     }
     if (servedModel !== undefined && r.routedModel !== undefined && servedModel !== r.routedModel) {
       this.substitutions.inc([labels.model(r.routedModel), model]);
+    }
+    const escalations = r.escalations;
+    if (escalations !== undefined) {
+      for (const e of escalations) {
+        this.escalations.inc([e.from, e.to, e.reason]);
+        // A discarded answer's cost: beside the answer's own, told apart by its source.
+        if (e.costUsd !== undefined) this.cost.inc([rule, labels.model(e.model), 'escalation', variant], e.costUsd);
+      }
     }
     const rejection = r.error === undefined ? undefined : REJECTION_REASONS[r.error.code];
     if (rejection !== undefined) this.rejections.inc([rejection]);

@@ -3,6 +3,7 @@ import type { SpendSettlement } from '../accounts/accounts.js';
 import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
+import type { Escalation } from '../experiments/cascade.js';
 import type { JsonObject } from '../rules/decision.js';
 import type { SplitAssignment } from '../rules/split.js';
 import { lastUserText } from '../rules/fields.js';
@@ -24,6 +25,7 @@ import type { ForwardResult } from './forward.js';
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
  * | classification, variant, splitAssignment  |                                                  |
  * | classifierCostUsd                         | the classifier step (classify/resolver.ts)       |
+ * | escalations, escalationCostUsd            | the cascade (experiments/cascade.ts)             |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
  * | sentBytes                                 | a body Fastify sent itself (plugins/exchange.ts) |
@@ -66,6 +68,10 @@ export class Exchange {
   splitAssignment: SplitAssignment | undefined = undefined;
   /** What the llm or embedding classifier's upstream call for this request cost, USD (the caller's). */
   classifierCostUsd: number | undefined = undefined;
+  /** A cascade rule's escalations, in order (empty: the first tier answered); undefined for other rules. */
+  escalations: readonly Escalation[] | undefined = undefined;
+  /** What the answers a cascade discarded cost, USD, as far as known (the caller's, like the answer's). */
+  escalationCostUsd: number | undefined = undefined;
   /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
   upstream: ForwardResult | undefined = undefined;
   /** The proxy's own error, answered by Fastify's error handler. */
@@ -129,6 +135,8 @@ export class Exchange {
       variant: this.variant,
       splitAssignment: this.splitAssignment,
       classifierCostUsd: this.classifierCostUsd,
+      escalations: this.escalations,
+      escalationCostUsd: this.escalationCostUsd,
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,
       upstreamStatus: call?.upstreamStatus,

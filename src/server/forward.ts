@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { clipText } from '../bounded-text.js';
+import type { CascadeGate, GateVerdict } from '../experiments/cascade-gate.js';
+import type { EscalationReason } from '../experiments/cascade-checks.js';
 import { ClientClosedError, InternalError, SignalboxError, UpstreamUnreachableError } from '../errors.js';
 import { AttemptMachine, type AttemptPlan, type AttemptRecord, type AttemptStep } from '../upstream/attempts.js';
 import { parseHeaders, type UpstreamClient, type UpstreamHandler } from '../upstream/client.js';
@@ -46,6 +48,23 @@ export interface ForwardTarget {
   readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
   /** Read usage, model and errors from the response (completions, embeddings), not just relay it. */
   readonly tap: boolean;
+  /**
+   * A cascade tier with a tier after it (src/experiments/cascade.ts): the response the attempts
+   * settle on is held until the gate passes it; a failed check, or the tier failing outright,
+   * ends the call with an escalation instead of an answer.
+   */
+  readonly gate?: CascadeGate | undefined;
+  /**
+   * A cascade's attempts of the tiers before this one: the request's record lists them first
+   * (signalbox_upstream_requests_total, the debug lines). Set on the exchange in `finish`, since
+   * the record may be assembled in the same 'close' event that settles the relay.
+   */
+  readonly earlierAttempts?: readonly AttemptRecord[] | undefined;
+}
+
+/** A call that ended without answering the client, so that the cascade's next tier answers. */
+export interface Escalated {
+  readonly reason: EscalationReason;
 }
 
 /**
@@ -95,7 +114,7 @@ function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
-type Phase = 'sending' | 'holding' | 'waiting' | 'relaying' | 'done';
+type Phase = 'sending' | 'holding' | 'gating' | 'waiting' | 'relaying' | 'done';
 
 /** The request, its reply and the upstream call's working objects, while the call runs. */
 interface CallIO {
@@ -216,6 +235,8 @@ export class Forwarding {
   /** Milliseconds spent writing response heads (from the upstream's head to the client's). */
   private headMs = 0;
   private settle: ((error?: SignalboxError) => void) | undefined = undefined;
+  /** Set when a cascade's gate failed this tier: what `run` resolves with. */
+  private escalated: Escalated | undefined = undefined;
   private readonly onClientClose = (): void => this.clientClosed();
 
   /** The model of the current (or last) attempt, clipped. */
@@ -257,10 +278,13 @@ export class Forwarding {
     return this.io.target.plan !== undefined;
   }
 
-  /** Runs the attempts and the relay; settles when the relay is over or the request has been given up. */
-  run(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.settle = (error) => (error === undefined ? resolve() : reject(error));
+  /**
+   * Runs the attempts and the relay; settles when the relay is over or the request has been given
+   * up, with the escalation when a cascade's gate left this tier (nothing was written then).
+   */
+  run(): Promise<Escalated | undefined> {
+    return new Promise<Escalated | undefined>((resolve, reject) => {
+      this.settle = (error) => (error === undefined ? resolve(this.escalated) : reject(error));
       this.deps.lifecycle.add(this);
       // First in line: a client that leaves settles the relay (and the tap's facts) before the
       // exchange's own 'close' listener assembles the record.
@@ -297,13 +321,20 @@ export class Forwarding {
     this.guard(() => {
       if (this.phase === 'relaying') this.relayChunk(chunk);
       else if (this.phase === 'holding') this.hold(chunk);
+      else if (this.phase === 'gating') {
+        this.held!.push(chunk);
+        this.applyVerdict(this.io.target.gate!.push(chunk));
+      }
     });
   }
 
   onEnd(): void {
     this.guard(() => {
       if (this.phase === 'relaying') this.endRelay();
-      else if (this.phase === 'holding') {
+      else if (this.phase === 'gating') {
+        this.heldEnded = true;
+        this.applyVerdict(this.io.target.gate!.end());
+      } else if (this.phase === 'holding') {
         this.heldEnded = true;
         this.firstTokenSeen();
       }
@@ -318,6 +349,10 @@ export class Forwarding {
         return;
       }
       if (this.phase === 'done') return;
+      if (this.phase === 'gating') {
+        this.escalate('error');
+        return;
+      }
       this.attemptFailed(error, undefined);
     });
   }
@@ -364,10 +399,13 @@ export class Forwarding {
         this.timer.unref();
         return;
       case 'relay':
-        this.startRelay();
+        if (this.io.target.gate === undefined) this.startRelay();
+        else this.openGate(this.io.target.gate);
         return;
       case 'give_up':
-        this.giveUp(step.error);
+        // A cascade tier that failed outright (5xx after its retries, unreachable): the next tier answers.
+        if (this.io.target.gate !== undefined && !(step.error instanceof ClientClosedError)) this.escalate('error');
+        else this.giveUp(step.error);
         return;
     }
   }
@@ -376,6 +414,8 @@ export class Forwarding {
     this.timer = undefined;
     if (this.phase === 'waiting') {
       this.step(this.io.machine.waited(wallNow()));
+    } else if (this.phase === 'gating') {
+      this.applyVerdict(this.io.target.gate!.timeUp());
     } else if (this.phase === 'holding') {
       this.held = undefined;
       this.probe = undefined;
@@ -401,6 +441,54 @@ export class Forwarding {
     this.step(this.io.machine.next({ kind: 'first_token' }, wallNow()));
   }
 
+  /**
+   * A cascade tier's response, as the attempts settled on it: held, nothing written to the client,
+   * until the gate passes it (src/experiments/cascade-gate.ts). Bytes already held for the first
+   * token are the gate's first.
+   */
+  private openGate(gate: CascadeGate): void {
+    const verdict = gate.head(this.headStatus, isSse(this.headHeaders));
+    if (verdict !== 'hold') {
+      this.applyVerdict(verdict);
+      return;
+    }
+    this.phase = 'gating';
+    const held = this.held ?? [];
+    this.held = held;
+    for (const chunk of held) {
+      const early = gate.push(chunk);
+      if (early !== undefined) {
+        this.applyVerdict(early);
+        return;
+      }
+    }
+    this.applyVerdict(this.heldEnded ? gate.end() : undefined);
+  }
+
+  /** The gate's verdict on the held response: release it, escalate, or hold on (with the window's timer once its first token came). */
+  private applyVerdict(verdict: GateVerdict | undefined): void {
+    if (verdict === undefined) {
+      const ms = this.io.target.gate!.holdMs;
+      if (this.timer === undefined && ms !== undefined) {
+        this.timer = setTimeout(() => this.guard(() => this.timerFired()), ms);
+        this.timer.unref();
+      }
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (verdict.pass) this.startRelay();
+    else this.escalate(verdict.reason);
+  }
+
+  /** This tier's answer is not given: its call is aborted, and `run` resolves with the reason. */
+  private escalate(reason: EscalationReason): void {
+    this.held = undefined;
+    this.dropAttempt(new UpstreamUnreachableError('cascade escalated'));
+    this.escalated = { reason };
+    this.finish(undefined);
+  }
+
   /** Drops the current attempt, aborting its call when `reason` is given. */
   private dropAttempt(reason: Error | undefined): void {
     const handler = this.current;
@@ -416,6 +504,10 @@ export class Forwarding {
     this.probe = undefined;
     if (this.phase === 'sending' || this.phase === 'holding') {
       this.attemptFailed(error, error);
+    } else if (this.phase === 'gating') {
+      // The machine has settled on this response: nothing to retry, the call is aborted.
+      this.dropAttempt(error);
+      this.giveUp(error);
     } else if (this.phase === 'waiting') {
       this.giveUp(error);
     }
@@ -514,8 +606,9 @@ export class Forwarding {
     if (this.phase === 'done' && this.settle === undefined) return;
     this.phase = 'done';
     const exchange = this.exchange;
+    const earlier = this.io.target.earlierAttempts;
     exchange.upstream = {
-      attempts: this.io.machine.attempts,
+      attempts: earlier === undefined || earlier.length === 0 ? this.io.machine.attempts : [...earlier, ...this.io.machine.attempts],
       model: this.model,
       routed: this.routed,
       upstreamStatus: this.upstreamStatus,
@@ -578,6 +671,6 @@ export class Forwarding {
 }
 
 /** The attempts and relay stages of one exchange (see Forwarding). */
-export function forward(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, target: ForwardTarget): Promise<void> {
+export function forward(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, target: ForwardTarget): Promise<Escalated | undefined> {
   return new Forwarding(request, reply, deps, target).run();
 }

@@ -3,6 +3,7 @@ import type { TokenCharge } from '../accounts/rate-limit.js';
 import type { Classification } from '../classify/labels.js';
 import type { SplitAssignment } from '../rules/split.js';
 import type { SignalboxError } from '../errors.js';
+import type { Escalation } from '../experiments/cascade.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
@@ -46,6 +47,10 @@ export interface ExchangeRecord {
   readonly splitAssignment?: SplitAssignment | undefined;
   /** What the classifier's upstream call for this request cost, USD; undefined when none was made or it is unknown. */
   readonly classifierCostUsd: number | undefined;
+  /** A cascade rule's escalations (empty: none); undefined for other rules. */
+  readonly escalations?: readonly Escalation[] | undefined;
+  /** What the answers the cascade discarded cost, USD, as far as known. */
+  readonly escalationCostUsd?: number | undefined;
   readonly stream: boolean;
   /** Every upstream attempt, in order (empty when none was made). */
   readonly attempts: readonly AttemptRecord[];

@@ -150,7 +150,8 @@ export class ExchangeRecorder {
     const usage = x.facts?.usage;
     const status = x.upstreamStatus;
     const refused = x.attempts.length === 0 || (status !== undefined && (status < 200 || status > 299));
-    const classifierNano = toNano(x.classifierCostUsd ?? 0);
+    // The answers a cascade discarded are the caller's too (issue 17: every attempt's cost counts).
+    const classifierNano = toNano(x.classifierCostUsd ?? 0) + toNano(x.escalationCostUsd ?? 0);
     let requestNano: number;
     let provisional = false;
     if (usage !== undefined && usage.byok && usage.cost !== undefined) {
@@ -225,6 +226,8 @@ export class ExchangeRecorder {
       line.classify = { complexity: v.complexity, task: v.task, confidence: round3(v.confidence), method: v.method };
     }
     if (x.classifierCostUsd !== undefined) line.classifier_cost_usd = x.classifierCostUsd;
+    if (x.escalations !== undefined) line.escalations = x.escalations.map((e) => ({ from: e.from, to: e.to, reason: e.reason }));
+    if (x.escalationCostUsd !== undefined) line.escalation_cost_usd = x.escalationCostUsd;
     if (x.routedModel !== x.requestedModel) line.routed_model = x.routedModel;
     if (x.stream) line.stream = true;
     if (x.upstreamStatus !== undefined) line.upstream_status = x.upstreamStatus;

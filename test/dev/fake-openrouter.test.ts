@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import OpenAI from 'openai';
 import { parse } from 'yaml';
-import { FakeOpenRouter, type FakeOpenRouterOptions, type FakeUsage } from '../../src/dev/fake-openrouter.js';
+import { FAKE_ANSWERS, FakeOpenRouter, type FakeOpenRouterOptions, type FakeUsage } from '../../src/dev/fake-openrouter.js';
 import { startHarness } from '../support/harness.js';
 
 const MESSAGES: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Say hello' }];
@@ -596,4 +596,22 @@ test('through Signalbox, x-fake-usage reaches the fake: the client gets a usage 
   const usage = ((await res.json()) as { usage: Record<string, unknown> }).usage;
   assert.equal('cost' in usage, false);
   assert.equal(usage.prompt_tokens, h.fake.received[0]?.usage?.prompt_tokens);
+});
+
+test('x-fake-answer and answer() choose what a model answers, as JSON and as a stream', async (t) => {
+  const fake = await startFake(t);
+  const header = { ...AUTH, 'x-fake-answer': JSON.stringify({ 'openai/gpt-4o-mini': 'refusal', 'openai/gpt-4o': 'A text of my own.' }) };
+  const messages = [{ role: 'user', content: 'hi' }];
+  const json = async (model: string, headers: Record<string, string>) =>
+    ((await (await chat(fake, { model, messages }, headers)).json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+  assert.equal(await json('openai/gpt-4o-mini', header), FAKE_ANSWERS.refusal);
+  assert.equal(await json('openai/gpt-4o', header), 'A text of my own.');
+  // A model the header does not name, and an invalid header, answer as usual.
+  assert.equal(await json('anthropic/claude-3.5-haiku', header), await json('anthropic/claude-3.5-haiku', AUTH));
+  assert.equal(await json('openai/gpt-4o-mini', { ...AUTH, 'x-fake-answer': '{nope' }), await json('anthropic/claude-3.5-haiku', AUTH));
+  fake.answer('openai/gpt-4o-mini', 'invalid_json');
+  const stream = await (await chat(fake, { model: 'openai/gpt-4o-mini', messages, stream: true }, AUTH)).text();
+  const streamed = stream.split('\n').filter((l) => l.startsWith('data: {'))
+    .map((l) => (JSON.parse(l.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]!.delta.content ?? '').join('');
+  assert.equal(streamed, FAKE_ANSWERS.invalid_json);
 });

@@ -6,7 +6,7 @@ import type { Catalog } from '../../catalog/catalog.js';
 import type { Caller } from '../../accounts/caller.js';
 import { modelAllowed } from '../../accounts/keys-file.js';
 import { InvalidJsonError, InvalidRequestError, ModelNotAllowedError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
-import { invalidMessages, type JsonObject, type RequestContext } from '../../rules/decision.js';
+import { invalidMessages, type JsonObject, type RequestContext, type RouteDecision } from '../../rules/decision.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
 import type { Exchange } from '../exchange.js';
@@ -15,7 +15,8 @@ import type { AttemptPlan } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import { withRetryOverride } from '../../upstream/retry.js';
 import { scanJsonBody } from '../json-body.js';
-import { forward, type ForwardDeps } from '../forward.js';
+import { forward, type ForwardDeps, type ForwardTarget } from '../forward.js';
+import { runCascade } from '../../experiments/cascade.js';
 import type { StickyTiers } from '../sticky-tiers.js';
 
 const CHAT_PATH = '/v1/chat/completions';
@@ -166,6 +167,38 @@ function checkRoutedModels(caller: Caller | undefined, body: Readonly<JsonObject
   for (const m of models) if (!modelAllowed(caller, m)) throw new ModelNotAllowedError(clipText(m));
 }
 
+function routedModelsAllowed(caller: Caller | undefined, decision: RouteDecision): boolean {
+  try {
+    checkRoutedModels(caller, decision.body, decision.model);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The upstream call of a routed decision: the client's bytes when no rule rewrote the body. */
+function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: ForwardDeps, decision: RouteDecision): ForwardTarget {
+  let upstreamBody: Buffer | string = parsed.raw;
+  let extraHeaders = decision.upstreamHeaders;
+  if (decision.bodyChanged) {
+    upstreamBody = JSON.stringify(decision.body);
+    extraHeaders = { ...extraHeaders, 'content-type': 'application/json' };
+  }
+  const exactBytesOnly = parsed.unsafeNumberPath !== undefined;
+  return {
+    method: 'POST',
+    path: `/chat/completions${queryOf(request.url)}`,
+    body: upstreamBody,
+    model: decision.model,
+    // Built only when an attempt needs the route's models: a retry, or a breaker holding state.
+    plan: () => attemptPlan(decision.body, decision.model, upstreamBody, exactBytesOnly),
+    retry: decision.retry ? withRetryOverride(proxy.retry, decision.retry) : proxy.retry,
+    firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
+    extraHeaders,
+    tap: true,
+  };
+}
+
 /**
  * POST /v1/chat/completions: parse once, route, forward, relay.
  * POST /v1/routing/explain: the same input, the routing decision and its reasons, nothing sent upstream.
@@ -278,14 +311,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     if (decision.warning !== undefined) warnOnce(rules.current, decision.warning, request.log);
 
     const parsed = request.body as ParsedJsonBody;
-    let upstreamBody: Buffer | string = parsed.raw;
-    let extraHeaders = decision.upstreamHeaders;
     if (decision.bodyChanged && parsed.unsafeNumberPath !== undefined) throw unsafeNumberError(parsed.unsafeNumberPath);
-    if (decision.bodyChanged) {
-      upstreamBody = JSON.stringify(decision.body);
-      extraHeaders = { ...extraHeaders, 'content-type': 'application/json' };
-    }
-    const exactBytesOnly = parsed.unsafeNumberPath !== undefined;
     if (account !== undefined) {
       // Last before sending: the rate limits (unless taken above) and the reservation of the routed
       // models' worst case against every budget, in one atomic step; a budget that cannot hold it
@@ -294,18 +320,14 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       applyOutcome(outcome, request, reply);
       exchange.spendSettlement = outcome.settlement;
     }
-    await forward(request, reply, proxy, {
-      method: 'POST',
-      path: `/chat/completions${queryOf(request.url)}`,
-      body: upstreamBody,
-      model: decision.model,
-      // Built only when an attempt needs the route's models: a retry, or a breaker holding state.
-      plan: () => attemptPlan(decision.body, decision.model, upstreamBody, exactBytesOnly),
-      retry: decision.retry ? withRetryOverride(proxy.retry, decision.retry) : proxy.retry,
-      firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
-      extraHeaders,
-      tap: true,
-    });
+    const target = (d: RouteDecision): ForwardTarget => chatTarget(request, parsed, proxy, d);
+    if (decision.cascade !== undefined) {
+      // Later tiers the caller may not use, or whose rewrite would change the client's numbers, are not escalated to.
+      const targetFor = (d: RouteDecision) => (d.bodyChanged && parsed.unsafeNumberPath !== undefined) || !routedModelsAllowed(exchange.caller, d) ? undefined : target(d);
+      await runCascade(request, reply, proxy, { decision, context: resolved, targetFor, catalog: catalog.current });
+      return;
+    }
+    await forward(request, reply, proxy, target(decision));
   });
 
   app.post(EXPLAIN_PATH, async (request) => {
