@@ -41,8 +41,11 @@ export interface AccountRequest {
 export interface AccountStep {
   readonly limits: boolean;
   readonly reads: boolean;
-  /** The models the upstream may run (routed first); absent: nothing reserved in this step. */
-  readonly reserveFor?: { readonly models: readonly string[]; readonly catalog: Catalog | undefined } | undefined;
+  /**
+   * The models the upstream may run (routed first), and for a cascade the models of each tier it may
+   * escalate to (each a paid answer: their worst cases add up); absent: nothing reserved in this step.
+   */
+  readonly reserveFor?: { readonly models: readonly string[]; readonly laterSteps?: readonly (readonly string[])[]; readonly catalog: Catalog | undefined } | undefined;
 }
 
 export interface AccountOutcome {
@@ -82,9 +85,14 @@ export class Accounts {
     let reservedNano = 0;
     let admission: Admission = { takes, reserves: [], reads };
     if (step.reserveFor !== undefined) {
-      const reserves = lines.some((line) => line.capNano !== undefined)
-        ? budgetReserves(lines, reservationNano(step.reserveFor.models, account.body, step.reserveFor.catalog, new Date(now), this.options))
-        : [];
+      let reserves: ReturnType<typeof budgetReserves> = [];
+      if (lines.some((line) => line.capNano !== undefined)) {
+        const reserve = step.reserveFor;
+        const at = new Date(now);
+        let amountNano = 0;
+        for (const models of [reserve.models, ...(reserve.laterSteps ?? [])]) amountNano += reservationNano(models, account.body, reserve.catalog, at, this.options);
+        reserves = budgetReserves(lines, amountNano);
+      }
       reservedNano = reserves[0]?.amountNano ?? 0;
       admission = { ...admission, reserves, user: user === undefined ? undefined : userTouch(caller, user, periods, this.options) };
     }

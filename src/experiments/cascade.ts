@@ -68,7 +68,7 @@ export async function runCascade(request: FastifyRequest, reply: FastifyReply, d
     // The next tier, when one is left that can be sent; otherwise this tier is the last and is not held.
     let next: { decision: RouteDecision; target: ForwardTarget } | undefined;
     if (index < plan.maxEscalations) {
-      const nextDecision = cascadeStep(plan, index + 1, cascade.context, undefined);
+      const nextDecision = cascadeStep(plan, index + 1, cascade.context);
       const nextTarget = nextDecision.reject === undefined ? cascade.targetFor(nextDecision) : undefined;
       if (nextTarget !== undefined) next = { decision: nextDecision, target: nextTarget };
     }

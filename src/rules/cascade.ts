@@ -34,6 +34,8 @@ export interface CascadePlan {
   /** At most this many escalations (tiers after the first), at most steps.length - 1. */
   readonly maxEscalations: number;
   readonly streamHold: StreamHold;
+  /** The rule's own retry settings, for every tier (each tier's own otherwise). */
+  readonly retry: RetryOverride | undefined;
 }
 
 export interface CascadeRoute {

@@ -590,6 +590,7 @@ function compileCascade(spec: RuleSpec, tiers: Record<string, TierSpec>, tierNam
       },
       maxEscalations,
       streamHold: { chars: cascade.stream_hold?.chars ?? DEFAULT_STREAM_HOLD.chars, ms: cascade.stream_hold?.ms ?? DEFAULT_STREAM_HOLD.ms },
+      retry: compileRetry(route.retry),
     }),
     retry: compileRetry(route.retry),
   };

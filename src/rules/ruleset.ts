@@ -402,7 +402,7 @@ function describeShadow(plan: ShadowPlan): Record<string, unknown> {
  * applied to the client's request, as a rule routing to that tier would. Built by the server only
  * when an answer fails its checks.
  */
-export function cascadeStep(plan: CascadePlan, index: number, context: RequestContext, retry: RetryOverride | undefined): RouteDecision {
+export function cascadeStep(plan: CascadePlan, index: number, context: RequestContext, retry: RetryOverride | undefined = plan.retry): RouteDecision {
   const step = plan.steps[index]!;
   return { ...rewritten(plan.rule, step.route, context, retry ?? step.route.retry), tier: step.tier };
 }

@@ -316,7 +316,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       // Last before sending: the rate limits (unless taken above) and the reservation of the routed
       // models' worst case against every budget, in one atomic step; a budget that cannot hold it
       // refuses the request before it costs anything (429 insufficient_quota).
-      const outcome = await accounts!.admit(account, { limits: !limitsTaken, reads: false, reserveFor: { models: routeModels(decision.body, decision.model), catalog: catalog.current } });
+      // A cascade may pay for every tier it escalates to: their worst cases are reserved too.
+      const laterSteps = decision.cascade?.steps.slice(1, 1 + decision.cascade.maxEscalations).map((step) => [step.route.model, ...step.route.fallbacks]);
+      const outcome = await accounts!.admit(account, {
+        limits: !limitsTaken, reads: false, reserveFor: { models: routeModels(decision.body, decision.model), laterSteps, catalog: catalog.current },
+      });
       applyOutcome(outcome, request, reply);
       exchange.spendSettlement = outcome.settlement;
     }
