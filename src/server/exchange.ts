@@ -5,6 +5,7 @@ import type { Classification } from '../classify/labels.js';
 import type { SignalboxError } from '../errors.js';
 import type { JsonObject } from '../rules/decision.js';
 import { lastUserText } from '../rules/fields.js';
+import type { PreparedShadow } from '../experiments/shadow.js';
 import type { ExchangeRecord } from './record.js';
 import type { ForwardResult } from './forward.js';
 
@@ -21,7 +22,7 @@ import type { ForwardResult } from './forward.js';
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
- * | classification, variant                   |                                                  |
+ * | classification, variant, shadow           |                                                  |
  * | classifierCostUsd                         | the classifier step (classify/resolver.ts)       |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
  * | error                                     | the error handler (app.ts)                       |
@@ -61,6 +62,8 @@ export class Exchange {
   classification: Classification | undefined = undefined;
   /** The arm of a `split` the request landed in (issue 17), when its rule splits. */
   variant: string | undefined = undefined;
+  /** The rule's shadow copy, when the decision had one and it was sampled: sent once the exchange is recorded. */
+  shadow: PreparedShadow | undefined = undefined;
   /** What the llm or embedding classifier's upstream call for this request cost, USD (the caller's). */
   classifierCostUsd: number | undefined = undefined;
   /** What the upstream call came to (its attempts, its relay's result), once it has settled. */
@@ -124,6 +127,7 @@ export class Exchange {
       baselineModel: this.baselineModel,
       classification: this.classification,
       variant: this.variant,
+      shadow: this.shadow,
       classifierCostUsd: this.classifierCostUsd,
       stream: this.stream,
       attempts: call?.attempts ?? NO_ATTEMPTS,

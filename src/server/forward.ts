@@ -46,6 +46,8 @@ export interface ForwardTarget {
   readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
   /** Read usage, model and errors from the response (completions, embeddings), not just relay it. */
   readonly tap: boolean;
+  /** With `tap`: keep this many characters of the answer's text (facts.answerText; a judged shadow's comparison). */
+  readonly captureAnswerChars?: number | undefined;
 }
 
 /**
@@ -484,7 +486,7 @@ export class Forwarding {
       eventId: `gen-signalbox-${this.io.request.id}`,
       model: this.model,
       writeTimeoutMs: this.deps.clientWriteTimeoutMs,
-      tap: this.io.target.tap ? new ResponseTap(sse) : undefined,
+      tap: this.io.target.tap ? new ResponseTap(sse, this.io.target.captureAnswerChars) : undefined,
       onSettled: (result) => {
         this.relayResult = result;
         this.streaming = false;

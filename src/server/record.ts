@@ -5,6 +5,7 @@ import type { SignalboxError } from '../errors.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
+import type { PreparedShadow } from '../experiments/shadow.js';
 
 /**
  * What happened to one client request, assembled once when its response has closed
@@ -41,6 +42,8 @@ export interface ExchangeRecord {
   readonly classification: Classification | undefined;
   /** The arm of the rule's `split` the request landed in; undefined when the rule does not split. */
   readonly variant?: string | undefined;
+  /** The shadow copy to send now that the response has ended (src/experiments/shadow.ts). */
+  readonly shadow?: PreparedShadow | undefined;
   /** What the classifier's upstream call for this request cost, USD; undefined when none was made or it is unknown. */
   readonly classifierCostUsd: number | undefined;
   readonly stream: boolean;

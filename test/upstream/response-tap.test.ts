@@ -46,12 +46,12 @@ const OPENROUTER_STREAM = OPENROUTER_EVENTS.join('');
 
 /** The facts of OPENROUTER_STREAM, `firstTokenAt` aside. */
 const OPENROUTER_FACTS = {
-  id: 'gen-1', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false,
+  id: 'gen-1', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false, answerText: undefined,
 };
 
 const NO_FACTS: ResponseFacts = {
   id: undefined, model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
-  firstTokenAt: undefined, done: false, oversizeEvent: false,
+  firstTokenAt: undefined, done: false, oversizeEvent: false, answerText: undefined,
 };
 
 /** Feeds every chunk to a new tap, ends it, and returns its facts. */
@@ -122,7 +122,7 @@ test('usage on a chunk with empty choices (OpenAI\'s shape, usage null before) i
   ].join('');
   const facts = tapOf([bytesOf(stream)]);
   assert.deepEqual(comparable(facts), {
-    id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
+    id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false, answerText: undefined,
     usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cacheWrite: 0, cost: undefined, upstreamInferenceCost: undefined, byok: false },
   });
 });
@@ -211,7 +211,7 @@ test('an in-band error chunk gives inbandError and finish reason error', () => {
   })}\n\n`;
   const facts = tapOf([bytesOf(ROLE + chunk({ content: 'Hi' }, null) + error)]);
   assert.deepEqual(comparable(facts), {
-    id: 'gen-1', model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false,
+    id: 'gen-1', model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false, answerText: undefined,
     inbandError: { code: '502', message: 'Provider disconnected unexpectedly' },
   });
 });

@@ -10,6 +10,7 @@ import { invalidMessages, type JsonObject, type RequestContext } from '../../rul
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
 import type { Exchange } from '../exchange.js';
+import { MAX_JUDGED_ANSWER_CHARS, type Shadows } from '../../experiments/shadow.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import type { AttemptPlan } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
@@ -183,6 +184,8 @@ export interface ChatRoutesOptions {
   readonly classifiers: ClassifierResolver;
   /** Rate limits, budgets and spend per key, team and end user (src/accounts/accounts.ts): asked for requests with a caller. */
   readonly accounts?: Accounts;
+  /** Shadow copies of a sample of the requests of rules with `route.shadow` (src/experiments/shadow.ts). */
+  readonly shadows?: Shadows;
 }
 
 /**
@@ -216,7 +219,7 @@ function applyOutcome(outcome: AccountOutcome, request: FastifyRequest, reply: F
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, accounts } = opts;
+  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, accounts, shadows } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
@@ -293,6 +296,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       applyOutcome(outcome, request, reply);
       exchange.spendSettlement = outcome.settlement;
     }
+    // Sent once the response has ended (the recorder), from the client's body as it is now.
+    if (decision.shadow !== undefined) exchange.shadow = shadows?.prepare(decision.shadow, context.body, decision.body);
     await forward(request, reply, proxy, {
       method: 'POST',
       path: `/chat/completions${queryOf(request.url)}`,
@@ -304,6 +309,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
       extraHeaders,
       tap: true,
+      captureAnswerChars: exchange.shadow?.judged === true ? MAX_JUDGED_ANSWER_CHARS : undefined,
     });
   });
 
