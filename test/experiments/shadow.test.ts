@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import { compileKeys } from '../../src/accounts/keys-file.js';
+import { parseCatalog } from '../../src/catalog/catalog.js';
+import { LiveCatalog } from '../../src/catalog/refresher.js';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { parseVerdict } from '../../src/experiments/shadow.js';
 import { CHAT_BODY, startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
@@ -154,6 +156,29 @@ test('a shadow model with no endpoint for the request\'s data policy (OpenRouter
   assert.equal(line.status, '404');
   assert.deepEqual((h.fake.received[1]!.json as { provider: unknown }).provider, { data_collection: 'deny', order: ['OpenAI'] });
   assert.equal(metricValue(await metricsText(h), 'signalbox_shadow_dropped_total{rule="shadowed",reason="data_policy"}'), 1);
+});
+
+test('under zdr: true, a shadow model the catalog does not list is skipped up front; one it lists is sent', async (t) => {
+  const catalog = new LiveCatalog();
+  // The fake serves invented/* without listing it in its catalog.
+  const h = await harness(t, { catalog, rules: `version: 1
+rules:
+  - name: unlisted
+    when: { header.x-case: unlisted }
+    route: { model: a/primary, shadow: { model: invented/shadow, sample: 1 } }
+  - name: listed
+    route: { model: a/primary, shadow: { model: b/second, sample: 1 } }
+` });
+  catalog.replace(parseCatalog(await (await fetch(`${h.fake.baseUrl}/models`)).json()), Date.now());
+  const zdr = { ...CHAT_BODY, provider: { zdr: true } };
+  const before = h.fake.received.length;
+  await chat(h, zdr, { 'x-case': 'unlisted', 'x-request-id': 'unlisted' });
+  await h.logs.requestLine('unlisted');
+  assert.equal(metricValue(await metricsText(h), 'signalbox_shadow_dropped_total{rule="unlisted",reason="data_policy"}'), 1);
+  await chat(h, zdr, { 'x-request-id': 'listed' });
+  assert.equal((await shadowLine(h, (r) => r.reqId === 'listed')).status, '200');
+  assert.deepEqual((h.fake.received[before + 2]!.json as { model: string; provider: unknown }).provider, { zdr: true });
+  assert.equal(h.fake.received.length, before + 3, 'no copy of the unlisted model was sent');
 });
 
 test('a judge compares the real answer (streamed or not) with the shadow\'s: agree, disagree and unparseable verdicts, their score and cost', async (t) => {
