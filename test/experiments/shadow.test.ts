@@ -6,7 +6,7 @@ import { parseCatalog } from '../../src/catalog/catalog.js';
 import { LiveCatalog } from '../../src/catalog/refresher.js';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
 import { parseVerdict } from '../../src/experiments/shadow.js';
-import { CHAT_BODY, startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
+import { CHAT_BODY, startHarness, testConfig, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
 import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
 import { withTimeout } from '../support/timeout.js';
 
@@ -254,4 +254,9 @@ test('closing the app aborts a shadow in flight without waiting for it', async (
   await withTimeout(h.app.close(), 'the app\'s close');
   assert.equal(await withTimeout(held.request.outcome, 'the shadow\'s abort'), 'aborted');
   assert.equal((await shadowLine(h, (r) => r.reqId === 'closing')).status, 'shutdown');
+});
+
+test('SHADOW_ACCOUNT must be a spend account name: it becomes a counter key and a metric label', () => {
+  assert.equal(testConfig({ SHADOW_ACCOUNT: 'experiments.v2' }).shadow.account, 'experiments.v2');
+  for (const bad of ['a:b', 'x'.repeat(65), 'sp key']) assert.throws(() => testConfig({ SHADOW_ACCOUNT: bad }), /must be 1 to 64/, bad);
 });

@@ -379,3 +379,27 @@ test('a large body that is not JSON gives no facts and does not throw', () => {
   tap.push(Buffer.from(`<html>${'"usage":{"prompt_tokens":1}} '.repeat(40_000)}</html>`));
   assert.deepEqual(tap.end(), NO_FACTS);
 });
+
+test('the answer\'s text is captured only when asked, up to its bound, from a stream or a JSON body within one window', () => {
+  const stream = new ResponseTap(true, 8);
+  for (const event of OPENROUTER_EVENTS) stream.push(Buffer.from(event));
+  // 'héllo 🌍' is 8 UTF-16 units; ' again' is past the bound.
+  assert.equal(stream.end().answerText, CONTENT);
+  const whole = new ResponseTap(true, 1000);
+  for (const event of OPENROUTER_EVENTS) whole.push(Buffer.from(event));
+  assert.equal(whole.end().answerText, `${CONTENT} again`);
+  const off = new ResponseTap(true);
+  for (const event of OPENROUTER_EVENTS) off.push(Buffer.from(event));
+  assert.equal(off.end().answerText, undefined);
+
+  const body = JSON.stringify({ id: 'gen-1', model: MODEL, choices: [{ index: 0, message: { role: 'assistant', content: 'the answer' }, finish_reason: 'stop' }], usage: USAGE });
+  const json = new ResponseTap(false, 3);
+  json.push(Buffer.from(body));
+  assert.equal(json.end().answerText, 'the');
+  // A body past one window is never parsed for it.
+  const big = new ResponseTap(false, 100);
+  big.push(Buffer.from(JSON.stringify({ id: 'gen-1', choices: [{ message: { content: 'x'.repeat(JSON_SCAN_WINDOW_BYTES) } }], usage: USAGE })));
+  const facts = big.end();
+  assert.equal(facts.answerText, undefined);
+  assert.deepEqual(facts.usage, EXPECTED_USAGE);
+});
