@@ -167,7 +167,9 @@ export class Shadows {
     if (answer === undefined) this.drop(plan, dropReasonOf(end.status));
     let judgement: Judgement | undefined;
     if (plan.judge !== undefined && answer !== undefined) {
-      judgement = await this.judge(prepared, record.facts?.answerText, answer);
+      // A real answer cut short (the client left, the stream failed) is no fair comparison.
+      const realText = record.clientClosed || record.streamErrorKind !== undefined ? undefined : record.facts?.answerText;
+      judgement = await this.judge(prepared, realText, answer);
       this.deps.metrics?.shadowJudged(plan.rule, plan.judge.model, judgement.agreement, judgement.score, judgement.costUsd);
       if (judgement.costUsd !== undefined && judgement.costUsd > 0) this.deps.charge(judgement.costUsd, plan.judge.model, log);
     }

@@ -246,6 +246,17 @@ test('a shadow\'s and its judge\'s spend go to SHADOW_ACCOUNT, never to the call
   assert.equal(metricValue(text, 'signalbox_spend_usd_total{key="alice"}'), realCost);
 });
 
+test('a shadow past SHADOW_TIMEOUT_MS is aborted and counted as a timeout', async (t) => {
+  const h = await harness(t, { env: { SHADOW_TIMEOUT_MS: '50' } });
+  h.fake.enqueue({ type: 'latency', ms: 0 }, { type: 'hang' });
+  await chat(h, CHAT_BODY, { 'x-request-id': 'slow' });
+  assert.equal((await shadowLine(h, (r) => r.reqId === 'slow')).status, 'timeout');
+  assert.equal(await withTimeout(h.fake.received[1]!.outcome, 'the shadow\'s abort'), 'aborted');
+  const text = await metricsText(h);
+  assert.equal(metricValue(text, 'signalbox_shadow_requests_total{rule="shadowed",model="b/second",status="timeout"}'), 1);
+  assert.equal(metricValue(text, 'signalbox_shadow_dropped_total{rule="shadowed",reason="timeout"}'), 1);
+});
+
 test('closing the app aborts a shadow in flight without waiting for it', async (t) => {
   const h = await harness(t);
   h.fake.enqueue({ type: 'latency', ms: 0 }, { type: 'manual' });
