@@ -142,6 +142,17 @@ export class Accounts {
     });
   }
 
+  /**
+   * Adds `costNano` to an account's own day and month counters and to `model`'s day counter, with
+   * no reservation and no budget check: the spend of the server's own calls (shadow copies and
+   * their judge, SHADOW_ACCOUNT), shown by GET /admin/spend like a key's. A store failure is `onError`'s.
+   */
+  charge(account: string, costNano: number, model: string | undefined, onError: (err: unknown) => void): void {
+    const periods = this.options.periods.at(this.clock());
+    const owner: Caller = { name: account, tier: undefined, team: undefined, meta: {}, models: undefined, limits: {}, budgets: {}, users: undefined };
+    new SpendSettlement(this.store, account, spendLines(owner, undefined, periods, this.options), 0, periods, this.options.historyDays, this.clock).settle(costNano, model, onError);
+  }
+
   /** The spend fields alone, nothing taken or reserved (explain). */
   async read(account: AccountRequest): Promise<BudgetFields> {
     const result = await this.store.admit({ takes: [], reserves: [], reads: account.lines.map((line) => line.key) }, this.clock());

@@ -313,6 +313,9 @@ function semanticProblems(config: Settings, origin: Map<string, string>): string
   if (userSource !== undefined && userSource !== 'body.user' && !/^header\.[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(userSource)) {
     problems.push(`${origin.get('budget.user_source') ?? 'budget.user_source'}: budget.user_source must be body.user or header.<name>, got ${JSON.stringify(userSource)}`);
   }
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(config.shadow.account)) {
+    problems.push(`${origin.get('shadow.account') ?? 'shadow.account'}: shadow.account must be 1 to 64 of A-Z a-z 0-9 _ . - (a spend account name, as key names), got ${JSON.stringify(config.shadow.account)}`);
+  }
   const adminKey = config.admin.key;
   if (adminKey !== undefined && adminKey.length < 16) {
     // Not quoted: a secret.

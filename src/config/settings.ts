@@ -226,6 +226,14 @@ export const SETTINGS = Object.freeze([
     reason: 'without REDIS_URL, spend lives in memory and is written to DATA_DIR/spend.json this often (and on shutdown), atomically; a crash loses at most this much spend, and a snapshot every 10 s costs nothing a request would notice',
   },
   {
+    path: 'shadow.timeout_ms', env: 'SHADOW_TIMEOUT_MS', type: 'integer', default: 60_000, unit: 'milliseconds', minimum: 1,
+    reason: 'the longest a shadow copy (route.shadow) and its judge call may each take before they are aborted and counted as timeout: a copy runs after the real answer has ended and nobody waits for it, so this only bounds what a slow candidate holds (a slot of its max_concurrency, a connection); a minute covers a long non-streamed answer',
+  },
+  {
+    path: 'shadow.account', env: 'SHADOW_ACCOUNT', type: 'string', default: 'shadow', unit: 'account name ([A-Za-z0-9_.-], 1-64)',
+    reason: 'the spend account whose counters (sp:key:<account>:d:/m:, GET /admin/spend) take what shadow copies and their judge calls cost, never the caller\'s: an experiment is the operator\'s expense, not the client\'s budget. Name it apart from every client key, or that key\'s counters get the shadows\' cost too',
+  },
+  {
     path: 'admin.key', env: 'ADMIN_KEY', type: 'string', default: undefined, unit: 'secret', secret: true,
     reason: 'unset, the admin API (/admin/spend, /admin/keys, spend resets) is off; set, it answers requests that present this key, which is never a client key (a request to /v1 presenting it is refused), so a leaked client key cannot read or reset spend',
   },

@@ -43,6 +43,14 @@ export class SignalboxMetrics {
   private readonly rejections: FastCounter;
   private readonly spend: FastCounter;
   private readonly splitAssignments: FastCounter;
+  private readonly shadowRequests: FastCounter;
+  private readonly shadowDuration: FastHistogram;
+  private readonly shadowTokens: FastCounter;
+  private readonly shadowCost: FastCounter;
+  private readonly shadowDrops: FastCounter;
+  private readonly shadowJudgements: FastCounter;
+  private readonly shadowJudgeScore: FastHistogram;
+  private readonly shadowJudgeCost: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
@@ -120,6 +128,16 @@ export class SignalboxMetrics {
         for (const row of rows) this.set({ key: row.key, period: row.period }, row.usd);
       },
     });
+    // Shadow copies (src/experiments/shadow.ts): rule names come from the rules file, models
+    // through ModelLabels, status, reason and agreement from fixed sets (docs/metrics.md).
+    this.shadowRequests = new FastCounter(r, 'signalbox_shadow_requests_total', 'Shadow copies sent (route.shadow), by rule, shadow model and how they ended: the upstream\'s HTTP status, timeout or error', ['rule', 'model', 'status']);
+    this.shadowDuration = new FastHistogram(r, 'signalbox_shadow_duration_seconds', 'Time a shadow copy took, from sending it to its whole answer', ['rule', 'model'], SHADOW_BUCKETS_SECONDS);
+    this.shadowTokens = new FastCounter(r, 'signalbox_shadow_tokens_total', 'Tokens shadow copies used, by rule, shadow model and type (prompt, completion)', ['rule', 'model', 'type']);
+    this.shadowCost = new FastCounter(r, 'signalbox_shadow_cost_usd_total', 'What shadow copies cost in USD (usage.cost, else the catalog\'s price), counted to SHADOW_ACCOUNT, never to the caller', ['rule', 'model']);
+    this.shadowDrops = new FastCounter(r, 'signalbox_shadow_dropped_total', 'Sampled shadow copies that gave no answer, by reason: concurrency, no_server_key, data_policy, unanswered (the real request failed), error, timeout, shutdown', ['rule', 'reason']);
+    this.shadowJudgements = new FastCounter(r, 'signalbox_shadow_judgements_total', 'Judge verdicts on shadow answers, by rule, shadow model and agreement: agree, disagree, unparseable, error, timeout, data_policy, no_answer (the real answer\'s text was not captured)', ['rule', 'model', 'agreement']);
+    this.shadowJudgeScore = new FastHistogram(r, 'signalbox_shadow_judge_score', 'The judge\'s score of shadow answers against the real ones, 0 to 1', ['rule'], JUDGE_SCORE_BUCKETS);
+    this.shadowJudgeCost = new FastCounter(r, 'signalbox_shadow_judge_cost_usd_total', 'What judge calls on shadow answers cost in USD, counted to SHADOW_ACCOUNT', ['rule']);
     this.fallbacks = new FastCounter(r, 'signalbox_fallbacks_total', 'Proxy-side retries: an attempt failed before any byte reached the client and the next one went to `to`',
       ['from', 'to', 'reason']);
     this.reloads = new Counter({
@@ -217,6 +235,29 @@ export class SignalboxMetrics {
   /** A client key's spend (a settled or reconciled request). */
   spendRecorded(key: string, usd: number): void {
     if (usd > 0) this.spend.inc([key], usd);
+  }
+
+  /** One shadow copy that was sent and ended (an answer, an error status, a timeout or an error). */
+  shadowFinished(rule: string, model: string, status: string, seconds: number, tokens: { prompt: number; completion: number } | undefined, costUsd: number | undefined): void {
+    const label = this.labels.model(model);
+    this.shadowRequests.inc([rule, label, status]);
+    this.shadowDuration.observe([rule, label], seconds);
+    if (tokens !== undefined) {
+      this.shadowTokens.inc([rule, label, 'prompt'], tokens.prompt);
+      this.shadowTokens.inc([rule, label, 'completion'], tokens.completion);
+    }
+    if (costUsd !== undefined) this.shadowCost.inc([rule, label], costUsd);
+  }
+
+  shadowDropped(rule: string, reason: string): void {
+    this.shadowDrops.inc([rule, reason]);
+  }
+
+  /** A judge's verdict (or why there is none) on one shadow answer, its score and what judging cost. */
+  shadowJudged(rule: string, model: string, agreement: string, score: number | undefined, costUsd: number | undefined): void {
+    this.shadowJudgements.inc([rule, this.labels.model(model), agreement]);
+    if (score !== undefined) this.shadowJudgeScore.observe([rule], score);
+    if (costUsd !== undefined) this.shadowJudgeCost.inc([rule], costUsd);
   }
 
   /** A cost looked up afterwards from the upstream's generation stats (a cut stream's). */
@@ -320,6 +361,11 @@ const REJECTION_REASONS: Partial<Record<string, string>> = { rate_limit_exceeded
 
 /** 10 ms (a cache hit is faster) to 5 s (past the llm's default 1.5 s timeout: a longer configured one). */
 const CLASSIFIER_BUCKETS_SECONDS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5];
+
+/** 250 ms to 60 s (SHADOW_TIMEOUT_MS's default): a whole non-streamed answer. */
+const SHADOW_BUCKETS_SECONDS: readonly number[] = [0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
+/** Tenths of the judge's 0-1 score. */
+const JUDGE_SCORE_BUCKETS: readonly number[] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1];
 
 /** Statuses whose label string is made once, at load: up to the end of RFC 9110 §15's range. */
 const MAX_CACHED_STATUS = 599;

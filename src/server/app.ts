@@ -29,6 +29,8 @@ import { ModelCooldowns } from '../upstream/cooldown.js';
 import { GenerationCosts } from '../upstream/generation-costs.js';
 import { upstreamAuthorization, upstreamHeaderOptions } from '../upstream/headers.js';
 import { ClassifierResolver } from '../classify/resolver.js';
+import { Shadows } from '../experiments/shadow.js';
+import { toNano } from '../accounts/spend.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
 import { adminRoutes } from './routes/admin.js';
@@ -52,6 +54,8 @@ export interface AppOptions {
   readonly keys?: KeysSource;
   /** Where rate-limit and spend state lives (in memory when absent) and its clock (Date.now when absent). */
   readonly limits?: { readonly store?: LimitStore; readonly clock?: () => number };
+  /** The shadow copies' sample draw (route.shadow), in [0, 1); Math.random when absent (tests inject one). */
+  readonly shadowRandom?: () => number;
 }
 
 export interface SignalboxApp {
@@ -241,7 +245,17 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     periods, userSource: compileUserSource(budget.user_source),
     historyDays: budget.history_days, maxUsersPerKey: budget.max_users_per_key, unpricedReserveUsd: budget.unpriced_reserve_usd,
   }, options.limits?.clock);
-  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts });
+  // Shadow copies and their judge are paid with the server key only, and counted to SHADOW_ACCOUNT.
+  const shadowAccount = config.shadow.account;
+  const shadows = new Shadows({
+    upstream, serverAuthorization: serverKey === undefined ? undefined : `Bearer ${serverKey}`, catalog: () => catalog.current, metrics,
+    timeoutMs: config.shadow.timeout_ms, ...(options.shadowRandom && { random: options.shadowRandom }),
+    charge: (usd, model, log) => {
+      accounts!.charge(shadowAccount, toNano(usd), model, (err) => log.warn({ err: String(err) }, 'counting a shadow\'s spend failed'));
+      metrics?.spendRecorded(shadowAccount, usd);
+    },
+  });
+  const recorder = new ExchangeRecorder({ metrics, logPrompts: config.log.prompts, catalog, generationCosts, shadows });
   await app.register(exchangePlugin, { recorder, lifecycle });
   const refusals = { recorder, log: app.log, maxHeaderBytes: config.server.max_header_bytes, requestTimeoutMs: config.server.request_timeout_ms };
   const refuseClient = clientErrorHandler(refusals);
@@ -306,7 +320,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (keys !== undefined || adminDigest !== undefined) v1.addHook('onRequest', clientAuthHook(keys, adminDigest));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
-    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts });
+    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts, shadows });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(passthroughRoutes, { proxy });
   });
@@ -317,6 +331,8 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // be lost on exit (issue 12, defect 13). Every connection is gone, so they come at once; the
     // bound only guards against a response that never closes.
     await lifecycle.waitForIdle(LAST_RESPONSES_CLOSE_MS);
+    // Shadows in flight are aborted, and the exchanges flushed below start none: nothing waits for them.
+    shadows.close();
     recorder.flush();
     // After the last flush: the spend it settled is in the last snapshot.
     await snapshots?.close();

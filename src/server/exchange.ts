@@ -7,6 +7,7 @@ import type { Escalation } from '../experiments/cascade.js';
 import type { JsonObject } from '../rules/decision.js';
 import type { SplitAssignment } from '../rules/split.js';
 import { lastUserText } from '../rules/fields.js';
+import type { PreparedShadow } from '../experiments/shadow.js';
 import type { ExchangeRecord } from './record.js';
 import type { ForwardResult } from './forward.js';
 
@@ -23,7 +24,8 @@ import type { ForwardResult } from './forward.js';
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
  * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
- * | classification, variant, splitAssignment  |                                                  |
+ * | classification, variant, splitAssignment, |                                                  |
+ * | shadow                                    |                                                  |
  * | classifierCostUsd                         | the classifier step (classify/resolver.ts)       |
  * | escalations, escalationCostUsd            | the cascade (experiments/cascade.ts)             |
  * | upstream (attempts, relay result)         | the upstream call, when it settles (forward.ts)  |
@@ -66,6 +68,8 @@ export class Exchange {
   variant: string | undefined = undefined;
   /** How the arm was chosen: by the subject, at random, or at random because the subject was missing. */
   splitAssignment: SplitAssignment | undefined = undefined;
+  /** The rule's shadow copy, when the decision had one and it was sampled: sent once the exchange is recorded. */
+  shadow: PreparedShadow | undefined = undefined;
   /** What the llm or embedding classifier's upstream call for this request cost, USD (the caller's). */
   classifierCostUsd: number | undefined = undefined;
   /** A cascade rule's escalations, in order (empty: the first tier answered); undefined for other rules. */
@@ -134,6 +138,7 @@ export class Exchange {
       classification: this.classification,
       variant: this.variant,
       splitAssignment: this.splitAssignment,
+      shadow: this.shadow,
       classifierCostUsd: this.classifierCostUsd,
       escalations: this.escalations,
       escalationCostUsd: this.escalationCostUsd,

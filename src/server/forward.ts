@@ -60,6 +60,8 @@ export interface ForwardTarget {
    * the record may be assembled in the same 'close' event that settles the relay.
    */
   readonly earlierAttempts?: readonly AttemptRecord[] | undefined;
+  /** With `tap`: keep this many characters of the answer's text (facts.answerText; a judged shadow's comparison). */
+  readonly captureAnswerChars?: number | undefined;
 }
 
 /** A call that ended without answering the client, so that the cascade's next tier answers. */
@@ -576,7 +578,7 @@ export class Forwarding {
       eventId: `gen-signalbox-${this.io.request.id}`,
       model: this.model,
       writeTimeoutMs: this.deps.clientWriteTimeoutMs,
-      tap: this.io.target.tap ? new ResponseTap(sse) : undefined,
+      tap: this.io.target.tap ? new ResponseTap(sse, this.io.target.captureAnswerChars) : undefined,
       onSettled: (result) => {
         this.relayResult = result;
         this.streaming = false;

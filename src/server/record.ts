@@ -7,6 +7,7 @@ import type { Escalation } from '../experiments/cascade.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
+import type { PreparedShadow } from '../experiments/shadow.js';
 
 /**
  * What happened to one client request, assembled once when its response has closed
@@ -45,6 +46,8 @@ export interface ExchangeRecord {
   readonly variant?: string | undefined;
   /** How the arm was chosen (signalbox_split_assignments_total). */
   readonly splitAssignment?: SplitAssignment | undefined;
+  /** The shadow copy to send now that the response has ended (src/experiments/shadow.ts). */
+  readonly shadow?: PreparedShadow | undefined;
   /** What the classifier's upstream call for this request cost, USD; undefined when none was made or it is unknown. */
   readonly classifierCostUsd: number | undefined;
   /** A cascade rule's escalations (empty: none); undefined for other rules. */

@@ -9,6 +9,7 @@ import { catalogCost, requestCost, type Cost } from '../catalog/cost.js';
 import { fromNano, toNano } from '../accounts/spend.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { GenerationCosts } from '../upstream/generation-costs.js';
+import type { Shadows } from '../experiments/shadow.js';
 import type { ExchangeRecord } from './record.js';
 import { writeLine } from './logger.js';
 import { TimedBatch } from './timed-batch.js';
@@ -52,6 +53,8 @@ export interface ExchangeRecorderOptions {
   readonly catalog?: { readonly current: Catalog | undefined };
   /** Looks up later the cost of a response that reported none (a cut stream); absent without a server key. */
   readonly generationCosts?: GenerationCosts;
+  /** Sends the shadow copy of a recorded exchange that has one (route.shadow), off the request path. */
+  readonly shadows?: Pick<Shadows, 'finished'>;
 }
 
 /**
@@ -69,12 +72,14 @@ export class ExchangeRecorder {
   private readonly catalog: { readonly current: Catalog | undefined } | undefined;
   private readonly generationCosts: GenerationCosts | undefined;
   private readonly batch: TimedBatch<Finished>;
+  private readonly shadows: Pick<Shadows, 'finished'> | undefined;
 
   constructor(options: ExchangeRecorderOptions) {
     this.metrics = options.metrics;
     this.logPrompts = options.logPrompts;
     this.catalog = options.catalog;
     this.generationCosts = options.generationCosts;
+    this.shadows = options.shadows;
     this.batch = new TimedBatch<Finished>({ intervalMs: FLUSH_INTERVAL_MS, maxWeight: MAX_PENDING, flush: (batch) => this.process(batch) });
   }
 
@@ -101,6 +106,7 @@ export class ExchangeRecorder {
         if (cost === undefined) this.reconcileLater(finished, reconcileSpend);
         settleTokens(finished);
         this.log(finished, cost, baselineCost);
+        if (finished.record.shadow !== undefined) this.shadows?.finished(finished.record, finished.log);
         if (this.metrics) {
           // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
           const endpoint = finished.endpoint ?? endpointOf(finished.record.url);

@@ -55,6 +55,12 @@ export interface ResponseFacts {
   done: boolean;
   /** An event was larger than the cap and was skipped (the bytes still reached the client). */
   oversizeEvent: boolean;
+  /**
+   * The start of the assistant's text (`content` of the first choice), only when the tap was asked
+   * to capture it (a judged shadow compares it): at most `captureChars` characters. A non-streaming
+   * body is read for it only when it fits one JSON_SCAN_WINDOW_BYTES window (never parsed whole).
+   */
+  answerText: string | undefined;
 }
 
 /** One SSE event may not buffer more than this many characters: 4 MiB holds any real chunk. */
@@ -72,6 +78,8 @@ export const MAX_SSE_EVENT_CHARS = 4 * 1024 * 1024;
 export const JSON_SCAN_WINDOW_BYTES = 64 * 1024;
 /** The top-level members the facts are read from. */
 const FACT_MEMBERS: ReadonlySet<string> = new Set(['id', 'model', 'provider', 'usage', 'error']);
+/** The same, and `choices`, for a tap that captures the answer's text. */
+const FACT_AND_ANSWER_MEMBERS: ReadonlySet<string> = new Set([...FACT_MEMBERS, 'choices']);
 /**
  * The first choice's finish reason, found without parsing `choices`: in JSON text a quote inside a
  * string is always escaped, so `"finish_reason"` followed by a colon is a key, never content.
@@ -162,8 +170,10 @@ function carriesToken(choice: Json | undefined): boolean {
 export class ResponseTap {
   readonly facts: ResponseFacts = {
     id: undefined, model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
-    firstTokenAt: undefined, done: false, oversizeEvent: false,
+    firstTokenAt: undefined, done: false, oversizeEvent: false, answerText: undefined,
   };
+  /** How many characters of the answer's text to keep (0: none, the usual case). */
+  private readonly captureChars: number;
   private readonly sse: boolean;
   private readonly decoder: StringDecoder | undefined;
   private readonly parser: EventSourceParser | undefined;
@@ -178,8 +188,9 @@ export class ResponseTap {
   /** The body's first JSON_SCAN_WINDOW_BYTES, once it is larger than one window. */
   private jsonHead: Buffer | undefined;
 
-  constructor(sse: boolean) {
+  constructor(sse: boolean, captureChars = 0) {
     this.sse = sse;
+    this.captureChars = captureChars;
     if (sse) {
       // UTF-8 split across reads is completed here, not mangled.
       this.decoder = new StringDecoder('utf8');
@@ -241,7 +252,10 @@ export class ResponseTap {
       const head = this.jsonHead;
       const found = new Map<string, unknown>();
       // From the end first, so that the last of duplicate names wins, as with JSON.parse.
-      membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
+      // The answer's text only from a body within one window: its `choices` are then walked whole.
+      const wanted = this.captureChars > 0 && head === undefined ? FACT_AND_ANSWER_MEMBERS : FACT_MEMBERS;
+      membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, wanted, found);
+      if (found.has('choices')) this.captureText(firstChoice({ choices: found.get('choices') })?.message);
       if (head !== undefined) membersFromStart(head, JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
       if (found.size > 0) this.readObject(Object.fromEntries(found));
       const finishReason = finishReasonIn(head ?? tail) ?? (head === undefined ? undefined : finishReasonIn(tail));
@@ -269,8 +283,9 @@ export class ResponseTap {
       return;
     }
     const f = this.facts;
-    // After the first token most chunks are plain deltas: parse only those that can change a fact.
-    if (f.firstTokenAt !== undefined && f.model !== undefined && !data.includes('"usage"') && !data.includes('"error"') && !FINISH_REASON_SET.test(data)) {
+    // After the first token most chunks are plain deltas: parse only those that can change a fact
+    // (or all, while the answer's text is captured).
+    if (!this.capturing() && f.firstTokenAt !== undefined && f.model !== undefined && !data.includes('"usage"') && !data.includes('"error"') && !FINISH_REASON_SET.test(data)) {
       return;
     }
     let obj: Json;
@@ -284,5 +299,19 @@ export class ResponseTap {
     const choice = firstChoice(obj);
     if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = performance.now();
     if (typeof choice?.finish_reason === 'string') f.finishReason = clipText(choice.finish_reason);
+    if (this.capturing()) this.captureText(choice?.delta);
+  }
+
+  /** Whether the answer's text is still wanted. */
+  private capturing(): boolean {
+    return this.captureChars > 0 && (this.facts.answerText?.length ?? 0) < this.captureChars;
+  }
+
+  /** Adds a message's or a delta's `content` to the captured text, up to captureChars. */
+  private captureText(message: unknown): void {
+    const content = message !== null && typeof message === 'object' ? (message as Json).content : undefined;
+    if (typeof content !== 'string' || content.length === 0) return;
+    const text = (this.facts.answerText ?? '') + content;
+    this.facts.answerText = text.length > this.captureChars ? text.slice(0, this.captureChars) : text;
   }
 }

@@ -132,7 +132,7 @@ export interface HarnessOptions {
   /** The client keys in force (a LiveKeys of a keys file); absent: SIGNALBOX_API_KEYS, if set. */
   readonly keys?: KeysSource;
   /** The rate limits' store and clock (src/server/app.ts). */
-  readonly app?: Pick<AppOptions, 'limits'>;
+  readonly app?: Pick<AppOptions, 'limits' | 'shadowRandom'>;
 }
 
 /** A fake OpenRouter and a Signalbox in front of it, both on port 0. `close()` stops both. */

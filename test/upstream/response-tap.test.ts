@@ -46,12 +46,12 @@ const OPENROUTER_STREAM = OPENROUTER_EVENTS.join('');
 
 /** The facts of OPENROUTER_STREAM, `firstTokenAt` aside. */
 const OPENROUTER_FACTS = {
-  id: 'gen-1', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false,
+  id: 'gen-1', model: MODEL, provider: PROVIDER, usage: EXPECTED_USAGE, finishReason: 'stop', inbandError: undefined, done: true, oversizeEvent: false, answerText: undefined,
 };
 
 const NO_FACTS: ResponseFacts = {
   id: undefined, model: undefined, provider: undefined, usage: undefined, finishReason: undefined, inbandError: undefined,
-  firstTokenAt: undefined, done: false, oversizeEvent: false,
+  firstTokenAt: undefined, done: false, oversizeEvent: false, answerText: undefined,
 };
 
 /** Feeds every chunk to a new tap, ends it, and returns its facts. */
@@ -122,7 +122,7 @@ test('usage on a chunk with empty choices (OpenAI\'s shape, usage null before) i
   ].join('');
   const facts = tapOf([bytesOf(stream)]);
   assert.deepEqual(comparable(facts), {
-    id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false,
+    id: 'gen-1', model: MODEL, provider: PROVIDER, finishReason: 'length', inbandError: undefined, done: true, oversizeEvent: false, answerText: undefined,
     usage: { prompt: 3, completion: 1, reasoning: 0, cached: 0, cacheWrite: 0, cost: undefined, upstreamInferenceCost: undefined, byok: false },
   });
 });
@@ -211,7 +211,7 @@ test('an in-band error chunk gives inbandError and finish reason error', () => {
   })}\n\n`;
   const facts = tapOf([bytesOf(ROLE + chunk({ content: 'Hi' }, null) + error)]);
   assert.deepEqual(comparable(facts), {
-    id: 'gen-1', model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false,
+    id: 'gen-1', model: MODEL, provider: PROVIDER, usage: undefined, finishReason: 'error', done: false, oversizeEvent: false, answerText: undefined,
     inbandError: { code: '502', message: 'Provider disconnected unexpectedly' },
   });
 });
@@ -378,4 +378,28 @@ test('a large body that is not JSON gives no facts and does not throw', () => {
   const tap = new ResponseTap(false);
   tap.push(Buffer.from(`<html>${'"usage":{"prompt_tokens":1}} '.repeat(40_000)}</html>`));
   assert.deepEqual(tap.end(), NO_FACTS);
+});
+
+test('the answer\'s text is captured only when asked, up to its bound, from a stream or a JSON body within one window', () => {
+  const stream = new ResponseTap(true, 8);
+  for (const event of OPENROUTER_EVENTS) stream.push(Buffer.from(event));
+  // 'héllo 🌍' is 8 UTF-16 units; ' again' is past the bound.
+  assert.equal(stream.end().answerText, CONTENT);
+  const whole = new ResponseTap(true, 1000);
+  for (const event of OPENROUTER_EVENTS) whole.push(Buffer.from(event));
+  assert.equal(whole.end().answerText, `${CONTENT} again`);
+  const off = new ResponseTap(true);
+  for (const event of OPENROUTER_EVENTS) off.push(Buffer.from(event));
+  assert.equal(off.end().answerText, undefined);
+
+  const body = JSON.stringify({ id: 'gen-1', model: MODEL, choices: [{ index: 0, message: { role: 'assistant', content: 'the answer' }, finish_reason: 'stop' }], usage: USAGE });
+  const json = new ResponseTap(false, 3);
+  json.push(Buffer.from(body));
+  assert.equal(json.end().answerText, 'the');
+  // A body past one window is never parsed for it.
+  const big = new ResponseTap(false, 100);
+  big.push(Buffer.from(JSON.stringify({ id: 'gen-1', choices: [{ message: { content: 'x'.repeat(JSON_SCAN_WINDOW_BYTES) } }], usage: USAGE })));
+  const facts = big.end();
+  assert.equal(facts.answerText, undefined);
+  assert.deepEqual(facts.usage, EXPECTED_USAGE);
 });

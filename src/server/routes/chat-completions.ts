@@ -10,6 +10,7 @@ import { invalidMessages, type JsonObject, type RequestContext, type RouteDecisi
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
 import type { Exchange } from '../exchange.js';
+import { MAX_JUDGED_ANSWER_CHARS, type Shadows } from '../../experiments/shadow.js';
 import { attemptModels } from '../../upstream/cooldown.js';
 import type { AttemptPlan } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
@@ -177,7 +178,7 @@ function routedModelsAllowed(caller: Caller | undefined, decision: RouteDecision
 }
 
 /** The upstream call of a routed decision: the client's bytes when no rule rewrote the body. */
-function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: ForwardDeps, decision: RouteDecision): ForwardTarget {
+function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: ForwardDeps, decision: RouteDecision, captureAnswerChars: number | undefined): ForwardTarget {
   let upstreamBody: Buffer | string = parsed.raw;
   let extraHeaders = decision.upstreamHeaders;
   if (decision.bodyChanged) {
@@ -196,6 +197,7 @@ function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: Forw
     firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
     extraHeaders,
     tap: true,
+    captureAnswerChars,
   };
 }
 
@@ -216,6 +218,8 @@ export interface ChatRoutesOptions {
   readonly classifiers: ClassifierResolver;
   /** Rate limits, budgets and spend per key, team and end user (src/accounts/accounts.ts): asked for requests with a caller. */
   readonly accounts?: Accounts;
+  /** Shadow copies of a sample of the requests of rules with `route.shadow` (src/experiments/shadow.ts). */
+  readonly shadows?: Shadows;
 }
 
 /**
@@ -249,7 +253,7 @@ function applyOutcome(outcome: AccountOutcome, request: FastifyRequest, reply: F
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
-  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, accounts } = opts;
+  const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, accounts, shadows } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
@@ -324,7 +328,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       applyOutcome(outcome, request, reply);
       exchange.spendSettlement = outcome.settlement;
     }
-    const target = (d: RouteDecision): ForwardTarget => chatTarget(request, parsed, proxy, d);
+    // Sent once the response has ended (the recorder), from the client's body as it is now.
+    if (decision.shadow !== undefined) exchange.shadow = shadows?.prepare(decision.shadow, context.body, decision.body);
+    const captureAnswerChars = exchange.shadow?.judged === true ? MAX_JUDGED_ANSWER_CHARS : undefined;
+    const target = (d: RouteDecision): ForwardTarget => chatTarget(request, parsed, proxy, d, captureAnswerChars);
     if (decision.cascade !== undefined) {
       // Later tiers the caller may not use, or whose rewrite would change the client's numbers, are not escalated to.
       const targetFor = (d: RouteDecision) => (d.bodyChanged && parsed.unsafeNumberPath !== undefined) || !routedModelsAllowed(exchange.caller, d) ? undefined : target(d);
