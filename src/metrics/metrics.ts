@@ -41,6 +41,7 @@ export class SignalboxMetrics {
   private readonly cooldowns: FastCounter;
   private readonly rejections: FastCounter;
   private readonly spend: FastCounter;
+  private readonly feedback: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
@@ -96,6 +97,9 @@ export class SignalboxMetrics {
     });
     this.rejections = new FastCounter(r, 'signalbox_rejections_total', 'Requests the proxy refused for the caller: rate_limit (429 rate_limit_exceeded), budget (429 insufficient_quota), auth (401 invalid_api_key)', ['reason']);
     // One series per configured key that spent (the keys file bounds them, MAX_KEYS).
+    // Rule and variant come from tokens this proxy signed (the rules' names), the model through
+    // ModelLabels and the label from FEEDBACK_LABELS: a client can grow none of them.
+    this.feedback = new FastCounter(r, 'signalbox_feedback_total', 'Quality feedback clients sent (POST /v1/feedback), by the rule, split arm (none: no split) and model its token names, and label', ['rule', 'variant', 'model', 'label']);
     this.spend = new FastCounter(r, 'signalbox_spend_usd_total', 'What each client key spent, USD: the cost of its requests (BYOK: usage.cost plus upstream_inference_cost) and of their classifier calls; a cost reconciled later is counted then', ['key']);
     new Gauge({
       name: 'signalbox_budget_remaining_usd', help: 'USD left of each key\'s own daily and monthly budget (daily_usd, monthly_usd), reservations of requests in flight counted; keys with a budget only',
@@ -211,6 +215,11 @@ export class SignalboxMetrics {
   /** A client key's spend (a settled or reconciled request). */
   spendRecorded(key: string, usd: number): void {
     if (usd > 0) this.spend.inc([key], usd);
+  }
+
+  /** One accepted POST /v1/feedback; `label` is one of FEEDBACK_LABELS. */
+  feedbackReceived(rule: string, variant: string | undefined, model: string | undefined, label: string): void {
+    this.feedback.inc([rule, variant ?? 'none', this.labels.model(model), label]);
   }
 
   /** A cost looked up afterwards from the upstream's generation stats (a cut stream's). */
