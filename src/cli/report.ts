@@ -30,16 +30,19 @@ export interface Report {
   readonly skipped: number;
 }
 
-function num(v: unknown): number {
+export function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
 }
 
-function str(v: unknown): string | undefined {
+export function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-export async function buildReport(input: Readable): Promise<Report> {
-  const rows = new Map<string, Row>();
+/**
+ * Reads a log line by line and hands each JSON object line to `onRecord`; counts the lines read
+ * and those skipped (not JSON, or longer than MAX_LINE_CHARS).
+ */
+export async function readLogRecords(input: Readable, onRecord: (record: Record<string, unknown>) => void): Promise<{ lines: number; skipped: number }> {
   let lines = 0;
   let skipped = 0;
   const lineReader = createInterface({ input, crlfDelay: Infinity });
@@ -49,14 +52,22 @@ export async function buildReport(input: Readable): Promise<Report> {
       skipped++;
       continue;
     }
-    let record: Record<string, unknown>;
+    let record: unknown;
     try {
-      record = JSON.parse(line) as Record<string, unknown>;
+      record = JSON.parse(line);
     } catch {
       skipped++;
       continue;
     }
-    if (record === null || typeof record !== 'object' || record.msg !== 'request') continue;
+    if (record !== null && typeof record === 'object' && !Array.isArray(record)) onRecord(record as Record<string, unknown>);
+  }
+  return { lines, skipped };
+}
+
+export async function buildReport(input: Readable): Promise<Report> {
+  const rows = new Map<string, Row>();
+  const { lines, skipped } = await readLogRecords(input, (record) => {
+    if (record.msg !== 'request') return;
     const rule = str(record.rule) ?? 'unrouted';
     const model = str(record.served_model) ?? str(record.routed_model) ?? str(record.model) ?? 'unknown';
     let key = `${rule}\u0000${model}`;
@@ -78,7 +89,7 @@ export async function buildReport(input: Readable): Promise<Report> {
       row.comparedCostUsd += cost;
       row.baselineUsd += num(record.baseline_cost_usd);
     }
-  }
+  });
   return { rows: [...rows.values()].sort((a, b) => b.costUsd - a.costUsd), lines, skipped };
 }
 
@@ -106,11 +117,15 @@ export function formatReport(report: Report): string[] {
 
 /** The `report` subcommand; resolves to the exit code. */
 export async function reportCommand(args: readonly string[], io: { out: (line: string) => void; err: (line: string) => void }, stdin: Readable): Promise<number> {
-  if (args.length !== 1) {
-    io.err('usage: signalbox report <request log file | ->');
+  const byVariant = args[0] === '--by' && args[1] === 'variant';
+  const rest = byVariant ? args.slice(2) : args;
+  const json = byVariant && rest[0] === '--json';
+  const files = json ? rest.slice(1) : rest;
+  if (files.length !== 1 || files[0]!.startsWith('--')) {
+    io.err('usage: signalbox report [--by variant [--json]] <request log file | ->');
     return 2;
   }
-  const file = args[0]!;
+  const file = files[0]!;
   let input: Readable = stdin;
   if (file !== '-') {
     const stream = createReadStream(file);
@@ -123,6 +138,14 @@ export async function reportCommand(args: readonly string[], io: { out: (line: s
       return 1;
     }
     input = stream;
+  }
+  if (byVariant) {
+    // Loaded only for this report: the default one does not pay for it.
+    const { buildVariantReport, formatVariantReport } = await import('./variant-report.js');
+    const report = await buildVariantReport(input);
+    if (json) io.out(JSON.stringify(report, null, 2));
+    else for (const line of formatVariantReport(report)) io.out(line);
+    return 0;
   }
   for (const line of formatReport(await buildReport(input))) io.out(line);
   return 0;
