@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { num, readLogRecords, str, type LogReport } from './log-reader.js';
+import { buildVariantReport, formatVariantReport } from './variant-report.js';
 
 /**
  * `signalbox report <log file | ->`: reads a request log (the JSON lines Signalbox writes) and
@@ -11,8 +12,6 @@ import type { Readable } from 'node:stream';
 
 /** Distinct (rule, model) rows kept; the rest are summed into one `(other)` row: a log with a million invented model names stays small. */
 export const MAX_REPORT_ROWS = 10_000;
-/** A longer line is no request line of ours (they are a few KiB); it is skipped unread. */
-export const MAX_LINE_CHARS = 1024 * 1024;
 
 interface Row {
   rule: string;
@@ -24,45 +23,7 @@ interface Row {
   baselineUsd: number;
 }
 
-export interface Report {
-  readonly rows: readonly Row[];
-  readonly lines: number;
-  readonly skipped: number;
-}
-
-export function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
-}
-
-export function str(v: unknown): string | undefined {
-  return typeof v === 'string' ? v : undefined;
-}
-
-/**
- * Reads a log line by line and hands each JSON object line to `onRecord`; counts the lines read
- * and those skipped (not JSON, or longer than MAX_LINE_CHARS).
- */
-export async function readLogRecords(input: Readable, onRecord: (record: Record<string, unknown>) => void): Promise<{ lines: number; skipped: number }> {
-  let lines = 0;
-  let skipped = 0;
-  const lineReader = createInterface({ input, crlfDelay: Infinity });
-  for await (const line of lineReader) {
-    lines++;
-    if (line.length > MAX_LINE_CHARS || !line.startsWith('{')) {
-      skipped++;
-      continue;
-    }
-    let record: unknown;
-    try {
-      record = JSON.parse(line);
-    } catch {
-      skipped++;
-      continue;
-    }
-    if (record !== null && typeof record === 'object' && !Array.isArray(record)) onRecord(record as Record<string, unknown>);
-  }
-  return { lines, skipped };
-}
+export type Report = LogReport<Row>;
 
 export async function buildReport(input: Readable): Promise<Report> {
   const rows = new Map<string, Row>();
@@ -140,8 +101,6 @@ export async function reportCommand(args: readonly string[], io: { out: (line: s
     input = stream;
   }
   if (byVariant) {
-    // Loaded only for this report: the default one does not pay for it.
-    const { buildVariantReport, formatVariantReport } = await import('./variant-report.js');
     const report = await buildVariantReport(input);
     if (json) io.out(JSON.stringify(report, null, 2));
     else for (const line of formatVariantReport(report)) io.out(line);

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { MeanAccumulator, quantileInterval, wilson, type Interval } from '../experiments/intervals.js';
 import { mulberry32 } from '../seeded-random.js';
-import { num, readLogRecords, str } from './report.js';
+import { num, readLogRecords, str, type LogReport } from './log-reader.js';
 
 /**
  * `signalbox report --by variant`: the arms of each rule's split compared (issue 17, item 5), from
@@ -85,11 +85,7 @@ export interface VariantFigures {
   readonly judgeScore: Interval | undefined;
 }
 
-export interface VariantReport {
-  readonly rows: readonly VariantFigures[];
-  readonly lines: number;
-  readonly skipped: number;
-}
+export type VariantReport = LogReport<VariantFigures>;
 
 export async function buildVariantReport(input: Readable): Promise<VariantReport> {
   const rows = new Map<string, VariantRow>();

@@ -103,11 +103,10 @@ test('report --by variant: latency percentiles come from a bounded uniform sampl
   assert.equal(bounded.rows.find((r) => r.rule === '(other)')?.requests, 5);
 });
 
-test('report --by: an unknown grouping or a missing file is a usage error', async () => {
-  const err: string[] = [];
-  const io = { out: () => undefined, err: (l: string) => err.push(l), env: {} };
-  assert.equal(await main(['report', '--by', 'model', 'x.log'], io), 2);
-  assert.equal(await main(['report', '--by', 'variant'], io), 2);
-  assert.equal(await main(['report', '--json', 'x.log'], io), 2);
-  assert.match(err[0]!, /usage: signalbox report \[--by variant \[--json\]\]/);
+test('report --by: an unknown grouping, --json without --by variant, or no file is a usage error', async () => {
+  for (const args of [['--by', 'model', 'x.log'], ['--by', 'variant'], ['--json', 'x.log'], ['--by', 'variant', '--json']]) {
+    const err: string[] = [];
+    assert.equal(await main(['report', ...args], { out: () => undefined, err: (l) => err.push(l), env: {} }), 2, args.join(' '));
+    assert.match(err[0]!, /usage: signalbox report \[--by variant \[--json\]\]/);
+  }
 });
