@@ -57,6 +57,9 @@ export const ERRORS = {
   rejected_by_rule: { status: 'rule', type: 'rule', shouldRetry: false, message: '%s' },
   // A `choose` rule found no candidate that can serve this request (its size, tools, images...).
   no_model_fits: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'No model of the routing rule fits this request: %s' },
+  // POST /v1/feedback: a token that is not one this proxy signed, is cut, expired or from the future; or a label or score outside what is accepted.
+  invalid_feedback_token: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'Invalid feedback token: %s' },
+  invalid_feedback: { status: 400, type: 'invalid_request_error', shouldRetry: false, message: 'Invalid feedback: %s' },
   invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid API key for this Signalbox proxy' },
   // The admin API's own key (ADMIN_KEY); a client key is never one.
   invalid_admin_key: { status: 401, type: 'authentication_error', shouldRetry: false, message: 'Missing or invalid admin key for this Signalbox admin API' },
@@ -70,6 +73,8 @@ export const ERRORS = {
   not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No route for %s' },
   // An admin request names a key the keys in force do not hold.
   key_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'No client key named %s' },
+  // FEEDBACK_SECRET is unset: no tokens are issued, so there is nothing to send feedback about.
+  feedback_disabled: { status: 404, type: 'not_found_error', shouldRetry: false, message: 'Feedback is not enabled on this Signalbox proxy (FEEDBACK_SECRET is unset)' },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, message: 'Request body is larger than %s' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, message: 'Unsupported content type %s: send application/json' },
   // Node's HTTP parser (HPE_HEADER_OVERFLOW): the request line and headers exceed MAX_HEADER_BYTES.
@@ -200,6 +205,15 @@ export class RouteNotFoundError extends SignalboxError {
     super('not_found', `${method} ${path}`);
   }
 }
+
+/** POST /v1/feedback with a token this proxy did not sign, or one malformed, oversized, expired or future-dated. */
+export class InvalidFeedbackTokenError extends errorClass('invalid_feedback_token') {}
+
+/** POST /v1/feedback with a label outside FEEDBACK_LABELS, a score outside 0..1 or a body of another shape. */
+export class InvalidFeedbackError extends errorClass('invalid_feedback') {}
+
+/** POST /v1/feedback while FEEDBACK_SECRET is unset. */
+export class FeedbackDisabledError extends errorClass('feedback_disabled') {}
 
 export class ShuttingDownError extends errorClass('shutting_down') {}
 

@@ -5,6 +5,7 @@
  * signalbox test <cases.yaml> [--rules rules.yaml]
  *                                          run rule unit tests (exit 1 when a case fails)
  * signalbox report <log | ->               cost, baseline cost and savings per rule and model, from a request log
+ * signalbox report --by variant [--json] <log | ->   the arms of splits compared, with confidence intervals
  * signalbox keys hash|new ...               hash a client key, make one (keys.ts)
  * signalbox spend [reset <name>] ...        a running server's spend, a key's reset, through its admin API (spend.ts)
  * signalbox classifier train|eval ...      retrain the local classifier, measure a model on a labelled set (classifier.ts)
@@ -48,6 +49,7 @@ const USAGE = `usage:
   signalbox test <cases.yaml> [--rules rules.yaml] [--catalog models.json]
                                                     run rule unit tests against a rules file (and a pinned model catalog)
   signalbox report <request.log | ->                cost, baseline cost and what routing saved, per rule and model
+  signalbox report --by variant [--json] <log | ->  per rule and split arm: cost, latency, errors, feedback, shadow agreement, with 95% intervals
   signalbox fake-openrouter [--port 8081] ...       run a fake OpenRouter (docs/fake-openrouter.md)
 ${KEYS_USAGE.slice('usage:\n'.length)}
 ${SPEND_USAGE.slice('usage:\n'.length)}

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { num, readLogRecords, str, type LogReport } from './log-reader.js';
+import { buildVariantReport, formatVariantReport } from './variant-report.js';
 
 /**
  * `signalbox report <log file | ->`: reads a request log (the JSON lines Signalbox writes) and
@@ -11,8 +12,6 @@ import type { Readable } from 'node:stream';
 
 /** Distinct (rule, model) rows kept; the rest are summed into one `(other)` row: a log with a million invented model names stays small. */
 export const MAX_REPORT_ROWS = 10_000;
-/** A longer line is no request line of ours (they are a few KiB); it is skipped unread. */
-export const MAX_LINE_CHARS = 1024 * 1024;
 
 interface Row {
   rule: string;
@@ -24,39 +23,12 @@ interface Row {
   baselineUsd: number;
 }
 
-export interface Report {
-  readonly rows: readonly Row[];
-  readonly lines: number;
-  readonly skipped: number;
-}
-
-function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
-}
-
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' ? v : undefined;
-}
+export type Report = LogReport<Row>;
 
 export async function buildReport(input: Readable): Promise<Report> {
   const rows = new Map<string, Row>();
-  let lines = 0;
-  let skipped = 0;
-  const lineReader = createInterface({ input, crlfDelay: Infinity });
-  for await (const line of lineReader) {
-    lines++;
-    if (line.length > MAX_LINE_CHARS || !line.startsWith('{')) {
-      skipped++;
-      continue;
-    }
-    let record: Record<string, unknown>;
-    try {
-      record = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      skipped++;
-      continue;
-    }
-    if (record === null || typeof record !== 'object' || record.msg !== 'request') continue;
+  const { lines, skipped } = await readLogRecords(input, (record) => {
+    if (record.msg !== 'request') return;
     const rule = str(record.rule) ?? 'unrouted';
     const model = str(record.served_model) ?? str(record.routed_model) ?? str(record.model) ?? 'unknown';
     let key = `${rule}\u0000${model}`;
@@ -78,7 +50,7 @@ export async function buildReport(input: Readable): Promise<Report> {
       row.comparedCostUsd += cost;
       row.baselineUsd += num(record.baseline_cost_usd);
     }
-  }
+  });
   return { rows: [...rows.values()].sort((a, b) => b.costUsd - a.costUsd), lines, skipped };
 }
 
@@ -106,11 +78,15 @@ export function formatReport(report: Report): string[] {
 
 /** The `report` subcommand; resolves to the exit code. */
 export async function reportCommand(args: readonly string[], io: { out: (line: string) => void; err: (line: string) => void }, stdin: Readable): Promise<number> {
-  if (args.length !== 1) {
-    io.err('usage: signalbox report <request log file | ->');
+  const byVariant = args[0] === '--by' && args[1] === 'variant';
+  const rest = byVariant ? args.slice(2) : args;
+  const json = byVariant && rest[0] === '--json';
+  const files = json ? rest.slice(1) : rest;
+  if (files.length !== 1 || files[0]!.startsWith('--')) {
+    io.err('usage: signalbox report [--by variant [--json]] <request log file | ->');
     return 2;
   }
-  const file = args[0]!;
+  const file = files[0]!;
   let input: Readable = stdin;
   if (file !== '-') {
     const stream = createReadStream(file);
@@ -123,6 +99,12 @@ export async function reportCommand(args: readonly string[], io: { out: (line: s
       return 1;
     }
     input = stream;
+  }
+  if (byVariant) {
+    const report = await buildVariantReport(input);
+    if (json) io.out(JSON.stringify(report, null, 2));
+    else for (const line of formatVariantReport(report)) io.out(line);
+    return 0;
   }
   for (const line of formatReport(await buildReport(input))) io.out(line);
   return 0;

@@ -321,5 +321,10 @@ function semanticProblems(config: Settings, origin: Map<string, string>): string
     // Not quoted: a secret.
     problems.push(`${origin.get('admin.key') ?? 'admin.key'}: admin.key must be at least 16 characters (signalbox keys new makes one)`);
   }
+  const feedbackSecret = config.feedback.secret;
+  if (feedbackSecret !== undefined && feedbackSecret.length < 32) {
+    // Not quoted: a secret.
+    problems.push(`${origin.get('feedback.secret') ?? 'feedback.secret'}: feedback.secret must be at least 32 characters (openssl rand -base64 32 makes one)`);
+  }
   return problems;
 }

@@ -238,6 +238,18 @@ export const SETTINGS = Object.freeze([
     reason: 'unset, the admin API (/admin/spend, /admin/keys, spend resets) is off; set, it answers requests that present this key, which is never a client key (a request to /v1 presenting it is refused), so a leaked client key cannot read or reset spend',
   },
   {
+    path: 'feedback.secret', env: 'FEEDBACK_SECRET', type: 'string', default: undefined, unit: 'secret (at least 32 characters)', secret: true,
+    reason: 'unset, no feedback tokens are issued and POST /v1/feedback answers 404; set, every routed chat answer carries x-signalbox-feedback-token, signed with this key (HMAC-SHA256), which POST /v1/feedback verifies without any lookup: every replica given the same secret accepts the others\' tokens (docs/experiments.md). 32 characters: an HMAC key shorter than its 256-bit output weakens it',
+  },
+  {
+    path: 'feedback.labels', env: 'FEEDBACK_LABELS', type: 'string[]', default: ['good', 'bad'], unit: 'labels (comma-separated)',
+    reason: 'the labels a client may send to POST /v1/feedback (any other is a 400): they are a label of signalbox_feedback_total, so the client must not choose them freely; `signalbox report --by variant` shows the share of `good`',
+  },
+  {
+    path: 'feedback.token_ttl_ms', env: 'FEEDBACK_TOKEN_TTL_MS', type: 'integer', default: 7 * 24 * 3_600_000, unit: 'milliseconds', minimum: 1000,
+    reason: 'a week: long enough for a user to rate an answer they come back to, short enough that a leaked token cannot be replayed for ever (each replay counts once more)',
+  },
+  {
     path: 'metrics.enabled', env: 'METRICS_ENABLED', type: 'boolean', default: true, unit: 'true | false',
     reason: 'GET /metrics in the Prometheus text format; cost and latency are half of what the proxy is for',
   },

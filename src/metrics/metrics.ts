@@ -51,6 +51,7 @@ export class SignalboxMetrics {
   private readonly shadowJudgements: FastCounter;
   private readonly shadowJudgeScore: FastHistogram;
   private readonly shadowJudgeCost: FastCounter;
+  private readonly feedback: FastCounter;
   private readonly reloads: Counter<'result'>;
   private readonly lastReload: Gauge;
   private readonly lastReloadSuccessful: Gauge;
@@ -110,6 +111,9 @@ export class SignalboxMetrics {
     });
     this.rejections = new FastCounter(r, 'signalbox_rejections_total', 'Requests the proxy refused for the caller: rate_limit (429 rate_limit_exceeded), budget (429 insufficient_quota), auth (401 invalid_api_key)', ['reason']);
     // One series per configured key that spent (the keys file bounds them, MAX_KEYS).
+    // Rule and variant come from tokens this proxy signed (the rules' names), the model through
+    // ModelLabels and the label from FEEDBACK_LABELS: a client can grow none of them.
+    this.feedback = new FastCounter(r, 'signalbox_feedback_total', 'Quality feedback clients sent (POST /v1/feedback), by the rule, split arm (none: no split) and model its token names, and label', ['rule', 'variant', 'model', 'label']);
     this.spend = new FastCounter(r, 'signalbox_spend_usd_total', 'What each client key spent, USD: the cost of its requests (BYOK: usage.cost plus upstream_inference_cost) and of their classifier calls; a cost reconciled later is counted then', ['key']);
     new Gauge({
       name: 'signalbox_budget_remaining_usd', help: 'USD left of each key\'s own daily and monthly budget (daily_usd, monthly_usd), reservations of requests in flight counted; keys with a budget only',
@@ -258,6 +262,11 @@ export class SignalboxMetrics {
     this.shadowJudgements.inc([rule, this.labels.model(model), agreement]);
     if (score !== undefined) this.shadowJudgeScore.observe([rule], score);
     if (costUsd !== undefined) this.shadowJudgeCost.inc([rule], costUsd);
+  }
+
+  /** One accepted POST /v1/feedback; `label` is one of FEEDBACK_LABELS. */
+  feedbackReceived(rule: string, variant: string | undefined, model: string | undefined, label: string): void {
+    this.feedback.inc([rule, variant ?? NO_VARIANT, this.labels.model(model), label]);
   }
 
   /** A cost looked up afterwards from the upstream's generation stats (a cut stream's). */

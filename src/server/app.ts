@@ -38,6 +38,8 @@ import { chatCompletionsRoutes } from './routes/chat-completions.js';
 import { healthRoutes } from './routes/health.js';
 import { modelsRoute } from './routes/models.js';
 import { passthroughRoutes } from './routes/passthrough.js';
+import { feedbackRoutes } from './routes/feedback.js';
+import { FeedbackTokens } from '../experiments/feedback.js';
 
 /** How long closing waits for the 'close' events of the responses still open once the server closed. */
 const LAST_RESPONSES_CLOSE_MS = 1000;
@@ -158,6 +160,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     cooldowns,
     firstTokenTimeoutMs: config.upstream.first_token_timeout_ms,
     clientWriteTimeoutMs: config.server.client_write_timeout_ms,
+    feedbackTokens: config.feedback.secret === undefined ? undefined : new FeedbackTokens(config.feedback.secret, config.feedback.token_ttl_ms),
     retry: config.policies.retry,
     headerOptions: upstreamHeaderOptions({
       apiKey: config.upstream.api_key,
@@ -322,6 +325,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
     await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts, shadows });
     await v1.register(modelsRoute, { rules, proxy });
+    await v1.register(feedbackRoutes, { tokens: proxy.feedbackTokens, labels: config.feedback.labels, metrics });
     await v1.register(passthroughRoutes, { proxy });
   });
 

@@ -12,6 +12,7 @@ import { ResponseRelay, type RelayResult, type RelaySource } from '../upstream/r
 import { ResponseTap } from '../upstream/response-tap.js';
 import type { RetryPolicy } from '../upstream/retry.js';
 import { SecretScrubber } from '../upstream/scrub.js';
+import type { FeedbackTokens } from '../experiments/feedback.js';
 import type { Exchange } from './exchange.js';
 import type { Lifecycle } from './lifecycle.js';
 import { relayedHead } from './response-head.js';
@@ -28,6 +29,8 @@ export interface ForwardDeps {
   readonly firstTokenTimeoutMs: number;
   /** See RelayOptions.writeTimeoutMs. */
   readonly clientWriteTimeoutMs: number;
+  /** Signs the feedback token of routed answers; undefined while FEEDBACK_SECRET is unset. */
+  readonly feedbackTokens?: FeedbackTokens | undefined;
 }
 
 /** The decision stage's answer, as the upstream call needs it. */
@@ -552,6 +555,8 @@ export class Forwarding {
       model: this.routed ? this.model : undefined,
       attempts: this.io.machine.count,
       overheadMs: this.proxyMs() + (now - this.headAt),
+      // A routed chat answer can be rated (issue 17): the model is the answering attempt's, since the served one is not known yet.
+      feedbackToken: this.routed && exchange.rule !== undefined ? this.deps.feedbackTokens?.issue(exchange.rule, exchange.variant, this.model) : undefined,
     });
     const res = this.io.res;
     try {

@@ -29,6 +29,8 @@ export interface ProxyHeaderValues {
   /** Upstream attempts made (x-signalbox-attempts); 0: none, no header. */
   readonly attempts: number;
   readonly overheadMs: number;
+  /** A routed answer's feedback token (x-signalbox-feedback-token, src/experiments/feedback.ts); relayed answers only. */
+  readonly feedbackToken?: string | undefined;
 }
 
 /** x-signalbox-* headers from their values (x-request-id is Fastify's, set on arrival, for its own answers). */
@@ -60,6 +62,7 @@ export function relayedHead(status: number, upstream: IncomingHttpHeaders, optio
   if (options.sse) Object.assign(out, SSE_HEADERS);
   out['x-request-id'] = values.requestId;
   Object.assign(out, proxyHeaders(values));
+  if (values.feedbackToken !== undefined) out['x-signalbox-feedback-token'] = values.feedbackToken;
   // An upstream error the proxy already retried, or that no retry can fix: the SDK must not try
   // again (else 3 proxy attempts times 3 SDK calls reach OpenRouter; issue 11).
   if (status >= 400 && (values.attempts > 1 || !sdkRetriesStatus(status))) out['x-should-retry'] = 'false';

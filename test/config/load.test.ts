@@ -295,3 +295,15 @@ test('a settings group whose settings all default to unset exists: without ADMIN
   assert.deepEqual(config.admin, {});
   assert.equal(loadConfig({ env: { ADMIN_KEY: 'sk-sb-admin-0123456789' }, readFile: () => { throw Object.assign(new Error('none'), { code: 'ENOENT' }); } }).admin.key, 'sk-sb-admin-0123456789');
 });
+
+test('FEEDBACK_SECRET shorter than 32 characters is refused without being printed; unset, feedback is off', () => {
+  const err = configError(() => load({ FEEDBACK_SECRET: 'short-feedback-SECRET' }));
+  assert.match(problemAt(err, 'FEEDBACK_SECRET'), /at least 32 characters/);
+  assert.equal(err.message.includes('short-feedback-SECRET'), false, err.message);
+  const secret = 'f'.repeat(32);
+  assert.equal(load({ FEEDBACK_SECRET: secret }).config.feedback.secret, secret);
+  const { config } = load();
+  assert.equal(config.feedback.secret, undefined);
+  assert.deepEqual(config.feedback.labels, ['good', 'bad']);
+  assert.equal(config.feedback.token_ttl_ms, 7 * 86_400_000);
+});

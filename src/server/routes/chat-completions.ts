@@ -22,8 +22,11 @@ import type { StickyTiers } from '../sticky-tiers.js';
 
 const CHAT_PATH = '/v1/chat/completions';
 const EXPLAIN_PATH = '/v1/routing/explain';
-/** The paths whose requests the rules see; the pass-through route refuses every other spelling of them. */
-export const ROUTED_V1_PATHS: readonly string[] = [CHAT_PATH, EXPLAIN_PATH];
+/**
+ * The paths whose requests the rules see, and the proxy's own POST /v1/feedback (routes/feedback.ts):
+ * the pass-through route refuses every other spelling of them.
+ */
+export const ROUTED_V1_PATHS: readonly string[] = [CHAT_PATH, EXPLAIN_PATH, '/v1/feedback'];
 
 /** A chat body as parsed once: the value for the router, the bytes for a body nobody rewrote. */
 export interface ParsedJsonBody {
