@@ -46,3 +46,24 @@ test('a split request carries its arm: the upstream model, the log line variant,
   assert.match(scrape, /^signalbox_split_assignments_total\{rule="ab",variant="[a-z]+",assignment="missing"\} 1$/m);
   assert.match(scrape, new RegExp(`^signalbox_requests_total\\{endpoint="chat",rule="ab",[^}]*,variant="${variant}"\\} `, 'm'));
 });
+
+test('the feedback token of a split answer carries its arm, and feedback on it is counted under that variant', async (t) => {
+  const h = await startHarness({ rules: RULES, env: { FEEDBACK_SECRET: 'a-feedback-secret-of-at-least-32-characters' } });
+  t.after(() => h.close());
+  const res = await fetch(`${h.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-or-client', 'x-session-id': 'session-42' },
+    body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.equal(res.status, 200);
+  await res.arrayBuffer();
+  const token = res.headers.get('x-signalbox-feedback-token')!;
+  const payload = JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { r: string; v: string };
+  assert.equal(payload.r, 'ab');
+  assert.ok(payload.v === 'control' || payload.v === 'candidate', `variant ${payload.v}`);
+  const feedback = await fetch(`${h.url}/v1/feedback`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-or-client' }, body: JSON.stringify({ token, label: 'good' }),
+  });
+  assert.equal(feedback.status, 200);
+  const scrape = await (await fetch(`${h.url}/metrics`)).text();
+  assert.match(scrape, new RegExp(`^signalbox_feedback_total\\{rule="ab",variant="${payload.v}",model="[^"]+",label="good"\\} 1$`, 'm'));
+});
