@@ -8,6 +8,7 @@ import { YamlSource, pointerToPath } from '../config/yaml-source.js';
 import { RulesError } from './compile.js';
 import { invalidMessages, type JsonObject, type RequestContext } from './decision.js';
 import { BUDGET_FIELD_SLOTS, compilePath } from './fields.js';
+import { APIS, type Api } from './shapes.js';
 import type { Explanation, RuleSet } from './ruleset.js';
 
 /**
@@ -20,6 +21,8 @@ export interface RuleCase {
   readonly headers?: Record<string, string>;
   /** The caller's key as the keys file would describe it (`key.*` fields); absent: no client key. */
   readonly key?: CaseKey;
+  /** The request's shape: `chat` (default), `responses` or `messages` (`request.api`; src/rules/shapes.ts). */
+  readonly api?: Api;
   /** The caller's spend fields as the account store would give them (`budget.remaining_usd: 0.5`); absent: missing. */
   readonly spend?: Readonly<Record<string, number>>;
   readonly body: JsonObject;
@@ -101,6 +104,7 @@ export const CASES_SCHEMA = {
               meta: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } },
             },
           },
+          api: { enum: [...APIS] },
           spend: {
             type: 'object', propertyNames: { enum: [...BUDGET_FIELD_SLOTS.keys()] },
             additionalProperties: { type: 'number' },
@@ -178,6 +182,7 @@ export function caseContext(testCase: RuleCase, defaultNow?: string, catalog?: C
     ...(now !== undefined && { now: new Date(now) }),
     catalog,
     caller: callerOf(testCase.key),
+    api: testCase.api,
     // A split without a subject draws the middle of [0, 1): a case is the same on every run.
     random: () => 0.5,
     ...(testCase.spend !== undefined && { resolved: { budget: budgetOf(testCase.spend) } }),
@@ -195,8 +200,8 @@ function budgetOf(spend: Readonly<Record<string, number>>): BudgetFields {
 export function runCase(rules: RuleSet, testCase: RuleCase, defaultNow?: string, catalog?: Catalog): CaseResult {
   const body = testCase.body;
   const e = testCase.expect;
-  // The server's own check, before routing: a refused request has no explanation to compare.
-  const refused = invalidMessages(body);
+  // The server's own check of a chat body, before routing: a refused request has no explanation to compare.
+  const refused = (testCase.api ?? 'chat') === 'chat' ? invalidMessages(body) : undefined;
   if (refused !== undefined || e.error !== undefined) {
     const passed = refused?.code === e.error;
     const got = refused ? `${refused.code} (${refused.message})` : 'none: the request is routed';

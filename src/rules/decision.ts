@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { BudgetFields } from '../accounts/budget.js';
 import type { Caller } from '../accounts/caller.js';
 import type { CascadePlan } from './cascade.js';
+import type { Api } from './shapes.js';
 import type { ShadowPlan } from './shadow.js';
 import type { SplitAssignment } from './split.js';
 import type { Catalog } from '../catalog/catalog.js';
@@ -39,6 +40,8 @@ export interface RequestContext {
   readonly resolved?: ResolvedFields | undefined;
   /** Who the request's key says the caller is (`key.*`); absent without client keys: those fields are missing. */
   readonly caller?: Caller | undefined;
+  /** The request's shape (src/rules/shapes.ts); chat when absent. */
+  readonly api?: Api | undefined;
   /** Draws of a split without a subject, in [0, 1); Math.random when absent (tests inject one). */
   readonly random?: (() => number) | undefined;
   /**

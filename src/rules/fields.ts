@@ -9,6 +9,7 @@ import type { ClassifierConfig } from '../classify/config.js';
 import type { Classification } from '../classify/labels.js';
 import { classifierInput } from '../classify/window.js';
 import type { JsonObject, ResolvedFields } from './decision.js';
+import { chatView, type Api } from './shapes.js';
 
 /**
  * The fields a rule condition can read, as a registry: a field is found by its exact name or by
@@ -23,7 +24,10 @@ import type { JsonObject, ResolvedFields } from './decision.js';
  */
 export class EvalInput {
   readonly headers: IncomingHttpHeaders;
+  /** The client's own body, in its own shape (`body.*` fields). */
   readonly body: Readonly<JsonObject>;
+  /** The request's shape: chat completions, Responses or Messages (`request.api`). */
+  readonly api: Api;
   private readonly fixedNow: Date | undefined;
   private readonly clock: (() => Date) | undefined;
   /** The model catalog in force, for `model.*` and the cost estimate; undefined without one. */
@@ -36,19 +40,29 @@ export class EvalInput {
   verdict: Classification | undefined;
   private time: Date | undefined;
   private cache: Map<string, unknown> | undefined;
+  private chat: Readonly<JsonObject> | undefined;
 
   /**
    * `now` fixes the evaluation time; otherwise `clock` (default: the system clock) is called at
    * most once, the first time a `time.*` field is read.
    */
-  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog, resolved?: ResolvedFields, caller?: Caller) {
+  constructor(headers: IncomingHttpHeaders, body: Readonly<JsonObject>, now?: Date, clock?: () => Date, catalog?: Catalog, resolved?: ResolvedFields, caller?: Caller, api: Api = 'chat') {
     this.headers = headers;
+    this.api = api;
     this.caller = caller;
     this.body = body;
     this.catalog = catalog;
     this.resolved = resolved;
     this.fixedNow = now;
     this.clock = clock;
+  }
+
+  /**
+   * The body in the chat shape, which `request.*` and `classify.*` read (src/rules/shapes.ts): the
+   * body itself for chat, built once, on first read, for the Responses and Messages shapes.
+   */
+  get view(): Readonly<JsonObject> {
+    return (this.chat ??= chatView(this.api, this.body));
   }
 
   /** Evaluation time; injectable so that `time.*` rules can be tested. Fixed for the decision once read. */
@@ -315,27 +329,28 @@ export function builtinFields(): FieldRegistry {
         };
       },
     })
+    .register(exact('request.api', 'the request\'s shape: chat (chat completions), responses (the Responses API) or messages (Anthropic\'s Messages API)', (input) => input.api))
     .register(exact('model', 'the model the client asked for', (input) => (typeof input.body.model === 'string' ? input.body.model : undefined)))
-    .register(exact('request.stream', 'true when the client asked for a stream', (input) => input.body.stream === true))
+    .register(exact('request.stream', 'true when the client asked for a stream', (input) => input.view.stream === true))
     .register(exact('request.tokens', 'estimated prompt tokens (about 4 characters a token; computed only when a rule uses it)',
-      derived('request.tokens', (input) => estimatePromptTokens(input.body))))
+      derived('request.tokens', (input) => estimatePromptTokens(input.view))))
     .register(exact('request.context_needed', 'the context window the request needs: the conservative prompt estimate + max_tokens '
       + `(or max_completion_tokens, else ${DEFAULT_COMPLETION_TOKENS}); computed only when a rule uses it`,
-    derived('request.context_needed', (input) => contextNeeded(input.body))))
+    derived('request.context_needed', (input) => contextNeeded(input.view))))
     .register(exact('request.max_tokens', 'the max_tokens (or max_completion_tokens) the client asked for', (input) => {
-      const v = input.body.max_tokens ?? input.body.max_completion_tokens;
+      const v = input.view.max_tokens ?? input.view.max_completion_tokens;
       return typeof v === 'number' ? v : undefined;
     }))
-    .register(exact('request.messages', 'the number of messages', (input) => messagesOf(input.body).length))
-    .register(exact('request.has_tools', 'true when the request offers tools or functions', (input) => hasTools(input.body)))
-    .register(exact('request.has_images', 'true when a message has an image part', derived('request.has_images', (input) => hasImages(input.body))))
-    .register(exact('request.json_mode', 'true when response_format asks for JSON (json_object or json_schema)', (input) => asksForJson(input.body)))
-    .register(exact('request.text', 'the text of the last user message', derived('request.text', (input) => lastUserText(input.body))))
+    .register(exact('request.messages', 'the number of messages', (input) => messagesOf(input.view).length))
+    .register(exact('request.has_tools', 'true when the request offers tools or functions', (input) => hasTools(input.view)))
+    .register(exact('request.has_images', 'true when a message has an image part', derived('request.has_images', (input) => hasImages(input.view))))
+    .register(exact('request.json_mode', 'true when response_format asks for JSON (json_object or json_schema)', (input) => asksForJson(input.view)))
+    .register(exact('request.text', 'the text of the last user message', derived('request.text', (input) => lastUserText(input.view))))
     .register(exact('request.cost_estimate_usd', 'what the request would cost on the requested model, from the catalog: conservative prompt estimate, '
       + `max_tokens (else ${DEFAULT_COMPLETION_TOKENS}) of completion, the request and image prices; null without a catalog or for an unknown model`,
     derived('request.cost_estimate_usd', (input) => {
       const model = requestedModel(input);
-      return model === undefined ? undefined : requestEstimateUsd(model, input.body, input.now);
+      return model === undefined ? undefined : requestEstimateUsd(model, input.view, input.now);
     })))
     .register(exact('model.known', 'true when the catalog lists the requested model (by id or canonical slug); null without a catalog', (input) => {
       if (input.catalog === undefined) return undefined;
@@ -364,7 +379,7 @@ export function builtinFields(): FieldRegistry {
         if (config === undefined) return 'classify fields need a classifier: this compilation has none (compile through src/rules-file/loader.ts)';
         // Loaded now, at rules load: the first request must not pay for reading the model.
         const local = config.local();
-        return (input) => read(input.verdict ??= input.resolved?.classification ?? local.classify(classifierInput(messagesOf(input.body))));
+        return (input) => read(input.verdict ??= input.resolved?.classification ?? local.classify(classifierInput(messagesOf(input.view))));
       },
     });
   }

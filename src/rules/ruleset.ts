@@ -152,7 +152,7 @@ export class RuleSet {
   }
 
   private input(context: RequestContext): EvalInput {
-    return new EvalInput(context.headers, context.body, context.now, context.clock, context.catalog, context.resolved, context.caller);
+    return new EvalInput(context.headers, context.body, context.now, context.clock, context.catalog, context.resolved, context.caller, context.api);
   }
 
   /** With `aliases: true`: the tiers a client may name as its model, with their models; empty otherwise. */

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileRules } from '../../src/rules/compile.js';
+import type { JsonObject, RequestContext } from '../../src/rules/decision.js';
+import { chatView } from '../../src/rules/shapes.js';
+import type { Api } from '../../src/rules/shapes.js';
+
+const RULES = compileRules(`
+version: 1
+rules:
+  - name: probe
+    when: { request.api: { exists: true }, request.text: { exists: true }, request.messages: { gte: 0 }, request.max_tokens: { gte: 0 }, request.has_images: { exists: true }, request.json_mode: { exists: true }, request.has_tools: { exists: true }, request.tokens: { gte: 0 }, request.stream: { exists: true } }
+    route: { pass: true }
+`, 'rules.yaml');
+
+function fields(api: Api, body: JsonObject): Record<string, unknown> {
+  const context: RequestContext = { headers: {}, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, api };
+  return RULES.explain(context).fields;
+}
+
+test('the same fields mean the same thing in the three shapes: the last user text, counts, caps, images, JSON mode, tools', () => {
+  const chat = fields('chat', {
+    model: 'm', stream: true, max_tokens: 300, response_format: { type: 'json_object' }, tools: [{ type: 'function' }],
+    messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'what is 2+2?' }, { type: 'image_url', image_url: { url: 'data:' } }] }],
+  });
+  const responses = fields('responses', {
+    model: 'm', stream: true, max_output_tokens: 300, text: { format: { type: 'json_object' } }, tools: [{ type: 'function' }],
+    instructions: 'be brief',
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'what is 2+2?' }, { type: 'input_image', image_url: 'data:' }] }],
+  });
+  const messages = fields('messages', {
+    model: 'm', stream: true, max_tokens: 300, tools: [{ name: 'calc' }],
+    system: [{ type: 'text', text: 'be brief' }],
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'what is 2+2?' }, { type: 'image', source: { type: 'base64', data: '' } }] }],
+  });
+  for (const [api, f] of [['chat', chat], ['responses', responses], ['messages', messages]] as const) {
+    assert.equal(f['request.api'], api);
+    assert.equal(f['request.text'], 'what is 2+2?', api);
+    assert.equal(f['request.messages'], 2, api);
+    assert.equal(f['request.max_tokens'], 300, api);
+    assert.equal(f['request.has_images'], true, api);
+    assert.equal(f['request.has_tools'], true, api);
+    assert.equal(f['request.stream'], true, api);
+  }
+  assert.equal(chat['request.json_mode'], true);
+  assert.equal(responses['request.json_mode'], true);
+  assert.equal(messages['request.json_mode'], false, 'the Messages API has no JSON mode');
+  assert.equal(chat['request.tokens'], responses['request.tokens']);
+});
+
+test('Responses input as a plain string; Messages tool results are not user input; any JSON is read without throwing', () => {
+  assert.equal(fields('responses', { model: 'm', input: 'hello' })['request.text'], 'hello');
+  const toolTurn = fields('messages', {
+    model: 'm', max_tokens: 10,
+    messages: [
+      { role: 'user', content: 'look it up' },
+      { role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'search', input: {} }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: 'result text' }] },
+    ],
+  });
+  assert.equal(toolTurn['request.text'], 'look it up', 'the last input the user wrote, not the tool\'s answer');
+  // Function-call items of the Responses API are not messages.
+  assert.equal(fields('responses', { model: 'm', input: [{ role: 'user', content: 'q' }, { type: 'function_call_output', output: 'x' }] })['request.messages'], 1);
+  for (const hostile of [{ input: 42 }, { input: [null, 'x', [1], { role: 'user', content: 7 }] }, { messages: 'nope', system: 5 }, { messages: [{ role: 'user', content: [null, { type: 'text', text: 3 }] }] }]) {
+    assert.doesNotThrow(() => chatView('responses', hostile));
+    assert.doesNotThrow(() => chatView('messages', hostile));
+  }
+  const body = { messages: [{ role: 'user', content: 'x' }] };
+  assert.equal(chatView('chat', body), body, 'a chat body is its own view: nothing copied');
+});
