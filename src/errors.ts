@@ -3,7 +3,7 @@
  * its HTTP status, OpenAI error `type`, whether a client should try again (`x-should-retry`) and
  * its message. Shaped after fastify's lib/errors.js (createError(code, message, status)): the
  * classes below are made from the rows, so a code, its status and its retry advice live in one
- * place. `toOpenAIError` (src/server/error-envelope.ts) is the one place they become a response,
+ * place. `toClientError` (src/server/error-envelope.ts) is the one place they become a response,
  * Fastify's and Node's own errors (FST_ERR_*, the HTTP parser's) included. README.md's "Errors"
  * table lists every row (test/errors.test.ts reads ERRORS and keeps it true).
  */
@@ -27,7 +27,7 @@ export interface ErrorSpec {
   /**
    * Sent as `x-should-retry`, which the official OpenAI and Anthropic SDKs obey over their own
    * status-based guess: true only when another try (on this or another instance) can succeed.
-   * Always false once the proxy itself made more than one upstream attempt (toOpenAIError).
+   * Always false once the proxy itself made more than one upstream attempt (toClientError).
    */
   readonly shouldRetry: boolean;
   /** `%s` is replaced by the detail the error is created with (fastify's createError does the same). */

@@ -18,7 +18,7 @@ import { flatKeyRing, sha256 } from '../accounts/keys-file.js';
 import { PeriodClock } from '../accounts/spend.js';
 import { clientAuthHook, type KeysSource } from './client-auth.js';
 import { clientErrorHandler, connectHandler, frameworkErrorHandler } from './client-error.js';
-import { toOpenAIError } from './error-envelope.js';
+import { envelopeOf, toClientError } from './error-envelope.js';
 import { proxyHeaders } from './response-head.js';
 import { Lifecycle } from './lifecycle.js';
 import { answeredBeforeBody, inviteBodiesWithinLimit } from './lingering-close.js';
@@ -275,10 +275,11 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     const exchange = request.exchange;
     const call = exchange.upstream;
     const attempts = call?.attempts.length ?? 0;
-    const { status, body, error, headers } = toOpenAIError(err, {
+    const { status, body, error, headers } = toClientError(err, {
       contentType: request.headers['content-type'],
       bodyLimitBytes: request.routeOptions.bodyLimit,
       upstreamAttempts: attempts,
+      envelope: envelopeOf(request.url),
     });
     exchange.error = error;
     // The routing headers from their values: the rule, and the attempts made before giving up.
@@ -292,7 +293,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     void reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
-    const { status, body, headers } = toOpenAIError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
+    const { status, body, headers } = toClientError(new RouteNotFoundError(request.method, request.url.split('?')[0] ?? ''));
     closeAfterBody(request, reply);
     void reply.code(status).headers(headers).send(body);
   });

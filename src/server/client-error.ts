@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { HeadersTooLargeError, InvalidRequestError, RequestTimeoutError, type SignalboxError } from '../errors.js';
-import { toOpenAIError } from './error-envelope.js';
+import { envelopeOf, toClientError } from './error-envelope.js';
 import { Exchange } from './exchange.js';
 import type { ExchangeRecorder } from './recorder.js';
 
@@ -38,7 +38,7 @@ function responseStarted(socket: Socket | Duplex): boolean {
  * `error` in the OpenAI envelope, then logs and counts it. The caller guards against throws.
  */
 function refuseSocket(options: RefusalOptions, socket: Socket | Duplex, error: SignalboxError, remoteAddress: string | undefined): void {
-  const { status, body, headers } = toOpenAIError(error);
+  const { status, body, headers } = toClientError(error);
   const id = randomUUID();
   const payload = JSON.stringify(body);
   const exchange = new Exchange();
@@ -123,7 +123,7 @@ export function frameworkErrorHandler(recorder: () => ExchangeRecorder) {
     request.exchange = exchange;
     exchange.clientAddress = request.raw.socket.remoteAddress;
     exchange.userAgent = request.headers['user-agent'];
-    const { status, body, error, headers } = toOpenAIError(err);
+    const { status, body, error, headers } = toClientError(err, { envelope: envelopeOf(request.url) });
     exchange.error = error;
     const payload = JSON.stringify(body);
     exchange.sentBytes = Buffer.byteLength(payload);

@@ -9,6 +9,38 @@ export interface OpenAIErrorBody {
 }
 
 /**
+ * Anthropic's error envelope (https://docs.anthropic.com/en/api/errors), which the Anthropic SDKs
+ * and coding agents read: what a client of the Messages API (`/v1/messages`) gets.
+ */
+export interface AnthropicErrorBody {
+  readonly type: 'error';
+  readonly error: { readonly type: string; readonly message: string };
+}
+
+/** Which envelope a client reads: Anthropic's for the Messages API, OpenAI's for everything else. */
+export type ErrorEnvelope = 'openai' | 'anthropic';
+
+/** The envelope of a request path: `/v1/messages` (and its query) is Anthropic's. */
+export function envelopeOf(url: string | undefined): ErrorEnvelope {
+  return url !== undefined && (url === '/v1/messages' || url.startsWith('/v1/messages?') || url.startsWith('/v1/messages/')) ? 'anthropic' : 'openai';
+}
+
+/** Anthropic's error type for a status (its documented set; 503 is its `overloaded_error`, which it sends as 529). */
+function anthropicType(status: number): string {
+  switch (status) {
+    case 400: case 405: case 408: case 415: case 431: return 'invalid_request_error';
+    case 401: return 'authentication_error';
+    case 402: return 'billing_error';
+    case 403: return 'permission_error';
+    case 404: return 'not_found_error';
+    case 413: return 'request_too_large';
+    case 429: return 'rate_limit_error';
+    case 503: return 'overloaded_error';
+    default: return status < 500 ? 'invalid_request_error' : 'api_error';
+  }
+}
+
+/**
  * The one place an error becomes what the client sees. Errors that are not Signalbox's own
  * (Fastify's body parsing, anything unexpected) are first mapped to a Signalbox class; anything
  * unknown is a 500 whose message hides the details (they go to the log, not to the client).
@@ -52,16 +84,21 @@ export interface ErrorContext {
    * already, and `x-should-retry: false` stops the SDK from multiplying them (issue 11).
    */
   readonly upstreamAttempts?: number | undefined;
+  /** The client's envelope (envelopeOf the request's path); OpenAI's when absent. */
+  readonly envelope?: ErrorEnvelope | undefined;
 }
 
-export function toOpenAIError(err: unknown, context: ErrorContext = {}): {
-  status: number; body: OpenAIErrorBody; error: SignalboxError; headers: { 'x-should-retry': 'true' | 'false' };
+export function toClientError(err: unknown, context: ErrorContext = {}): {
+  status: number; body: OpenAIErrorBody | AnthropicErrorBody; error: SignalboxError; headers: { 'x-should-retry': 'true' | 'false' };
 } {
   const error = toSignalboxError(err, context.contentType, context.bodyLimitBytes);
   const shouldRetry = error.shouldRetry && (context.upstreamAttempts ?? 0) <= 1;
   return {
     status: error.status,
-    body: { error: { message: error.message, type: error.type, code: error.code } },
+    // Anthropic's envelope has no code: the stable code leads the message, so a client still sees it.
+    body: context.envelope === 'anthropic'
+      ? { type: 'error', error: { type: anthropicType(error.status), message: `${error.code}: ${error.message}` } }
+      : { error: { message: error.message, type: error.type, code: error.code } },
     error,
     headers: { 'x-should-retry': shouldRetry ? 'true' : 'false' },
   };

@@ -17,6 +17,9 @@ const HOP_BY_HOP = [
 const DROPPED_UPSTREAM = new Set([
   ...HOP_BY_HOP,
   'host', 'content-length', 'cookie', 'authorization', 'accept-encoding',
+  // Anthropic's SDKs send their key here: it is a credential like Authorization, never forwarded as
+  // such (upstreamAuthorization turns a pass-through client's into the Bearer OpenRouter reads).
+  'x-api-key',
   // The body has been read already; the upstream must not wait for a 100-continue handshake.
   'expect',
   // Internal addresses and hops are nobody's business at a third-party API (the x-forwarded-*
@@ -127,7 +130,12 @@ export function upstreamHeaderOptions(config: Omit<UpstreamHeaderOptions, 'autho
  */
 export function upstreamAuthorization(client: IncomingHttpHeaders, options: UpstreamHeaderOptions): string | undefined {
   if (options.authorization !== undefined) return options.authorization;
-  return typeof client.authorization === 'string' && !options.strip?.matches('authorization') ? client.authorization : undefined;
+  if (options.strip?.matches('authorization')) return undefined;
+  if (typeof client.authorization === 'string') return client.authorization;
+  // Pass-through mode: an Anthropic client's key (`x-api-key`) is its OpenRouter key, which
+  // OpenRouter reads as a Bearer token (its Messages API too). Only a valid header value.
+  const apiKey = client['x-api-key'];
+  return typeof apiKey === 'string' && apiKey !== '' && isFieldValue(apiKey) ? `Bearer ${apiKey}` : undefined;
 }
 
 /** Headers for the upstream request, from the client's request headers. */
