@@ -1,5 +1,6 @@
 import type { ChooseRoute } from './choose.js';
 import type { JsonObject } from './decision.js';
+import type { Api } from './shapes.js';
 import type { CascadeRoute } from './cascade.js';
 import type { SplitRoute } from './split.js';
 import type { TierFromRoute } from './tier-from.js';
@@ -81,8 +82,24 @@ function withSystemPrompt(list: readonly unknown[], action: SystemPromptAction):
   return [{ role: 'system', content: action.prepend }, ...list];
 }
 
-/** Applies a rewrite route to a body; `changed: false` means the body is the client's, untouched. */
-export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>): AppliedRoute {
+/** `instructions` (Responses) or `system` (Messages) with the route's system prompt. */
+function withTopSystem(current: unknown, action: SystemPromptAction): unknown {
+  if ('replace' in action) return action.replace;
+  if (typeof current === 'string' && current !== '') return `${action.prepend}\n\n${current}`;
+  // Messages' system as text blocks: the prompt goes first, as a block of its own.
+  if (Array.isArray(current) && current.length > 0) return [{ type: 'text', text: action.prepend }, ...current];
+  return action.prepend;
+}
+
+/**
+ * Applies a rewrite route to a body; `changed: false` means the body is the client's, untouched.
+ * Per shape (src/rules/shapes.ts): the cap is `max_tokens` (or `max_completion_tokens`) in chat,
+ * `max_output_tokens` in Responses, `max_tokens` in Messages; the system prompt goes into the
+ * messages in chat, `instructions` in Responses and `system` in Messages; fallbacks become
+ * OpenRouter's `models` list in chat only (the other shapes get them as proxy-side retries:
+ * the decision's `fallbacks`).
+ */
+export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>, api: Api = 'chat'): AppliedRoute {
   const out: JsonObject = { ...body };
   let changed = false;
 
@@ -90,12 +107,16 @@ export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>): A
     out.model = route.model;
     changed = true;
   }
-  if (route.fallbacks.length > 0) {
-    // OpenRouter's native fallback list: the routed model first, then the fallbacks, no repeats.
-    out.models = [...new Set([route.model, ...route.fallbacks])];
-    changed = true;
+  if (api === 'chat') {
+    if (route.fallbacks.length > 0) {
+      // OpenRouter's native fallback list: the routed model first, then the fallbacks, no repeats.
+      out.models = [...new Set([route.model, ...route.fallbacks])];
+      changed = true;
+    } else if (changed && Array.isArray(body.models)) {
+      // The client's own list named other models; the rule's model wins.
+      delete out.models;
+    }
   } else if (changed && Array.isArray(body.models)) {
-    // The client's own list named other models; the rule's model wins.
     delete out.models;
   }
   if (route.provider) {
@@ -104,7 +125,8 @@ export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>): A
   }
   if (route.maxTokens !== undefined) {
     // A cap: lower the client's value, set one when absent; never raise it.
-    const field = typeof body.max_completion_tokens === 'number' && typeof body.max_tokens !== 'number' ? 'max_completion_tokens' : 'max_tokens';
+    const field = api === 'responses' ? 'max_output_tokens'
+      : api === 'chat' && typeof body.max_completion_tokens === 'number' && typeof body.max_tokens !== 'number' ? 'max_completion_tokens' : 'max_tokens';
     const current = body[field];
     if (typeof current !== 'number' || current > route.maxTokens) {
       out[field] = route.maxTokens;
@@ -115,11 +137,19 @@ export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>): A
     Object.assign(out, route.params);
     changed = true;
   }
-  // Only onto a list of messages: anything else would be replaced by the system prompt alone (the
-  // chat route refuses such bodies before routing, see invalidMessages in decision.ts).
-  if (route.systemPrompt && Array.isArray(body.messages)) {
-    out.messages = withSystemPrompt(body.messages, route.systemPrompt);
-    changed = true;
+  if (route.systemPrompt) {
+    if (api === 'responses') {
+      out.instructions = withTopSystem(body.instructions, route.systemPrompt);
+      changed = true;
+    } else if (api === 'messages') {
+      out.system = withTopSystem(body.system, route.systemPrompt);
+      changed = true;
+    } else if (Array.isArray(body.messages)) {
+      // Only onto a list of messages: anything else would be replaced by the system prompt alone (the
+      // chat route refuses such bodies before routing, see invalidMessages in decision.ts).
+      out.messages = withSystemPrompt(body.messages, route.systemPrompt);
+      changed = true;
+    }
   }
   return changed ? { body: out, changed } : { body, changed };
 }

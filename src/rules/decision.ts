@@ -85,6 +85,11 @@ export interface RouteDecision {
    * `baseline:`, else the file's; a tier resolved to its model).
    */
   readonly baseline?: string | undefined;
+  /**
+   * The route's fallbacks, for a shape that has no `models` list (Responses, Messages): the proxy
+   * tries them itself. Chat puts them in the body's `models`, where OpenRouter walks them.
+   */
+  readonly fallbacks?: readonly string[] | undefined;
   /** The rule's own retry settings, over the global ones. */
   readonly retry?: RetryOverride | undefined;
   /** Answer the client with this error instead of calling upstream (`no_model_fits`: a `choose` none of whose candidates fits). */

@@ -10,6 +10,7 @@ import { tierFrom, type TierFromExplanation, type TierFromResult } from './tier-
 import type { CascadePlan } from './cascade.js';
 import type { ShadowPlan } from './shadow.js';
 import { chooseArm, type SplitChoice } from './split.js';
+import { chatView } from './shapes.js';
 
 export interface CompiledRule {
   readonly name: string;
@@ -180,7 +181,7 @@ export class RuleSet {
       // A split's arm is the route from here on (src/rules/split.ts).
       const split = rule.route.kind === 'split' ? chooseArm(rule.route, (get) => get(input), context.random ?? Math.random) : undefined;
       const route = split?.arm.route ?? rule.route;
-      const choice = route.kind === 'choose' ? choose(route, context.body, context.catalog, input.now) : undefined;
+      const choice = route.kind === 'choose' ? choose(route, input.view, context.catalog, input.now) : undefined;
       if (choice !== undefined && choice.route === undefined && route.kind === 'choose' && route.otherwise === 'next_rule') {
         trace?.push({ rule: rule.name, matched: true, skipped: `no candidate fits: ${noModelFits(choice.verdicts)}` });
         continue;
@@ -344,8 +345,11 @@ export function explanationForClient(explanation: Explanation): Explanation {
 
 function rewritten(rule: string, route: RewriteRoute, context: RequestContext, retry: RetryOverride | undefined): RouteDecision {
   // Fallbacks that cannot serve this request are not sent (only with a catalog, and only when it says so).
-  const fallbacks = servingFallbacks(route.fallbacks, context.body, context.catalog);
-  const applied = applyRewrite(fallbacks.dropped.length === 0 ? route : { ...route, fallbacks: fallbacks.kept }, context.body);
+  const api = context.api ?? 'chat';
+  // What the request needs (images, tools, JSON, its size), read in the chat shape whatever the client's.
+  const fallbacks = servingFallbacks(route.fallbacks, chatView(api, context.body), context.catalog);
+  const kept = fallbacks.dropped.length === 0 ? route : { ...route, fallbacks: fallbacks.kept };
+  const applied = applyRewrite(kept, context.body, api);
   return {
     rule,
     tier: route.tier,
@@ -353,6 +357,8 @@ function rewritten(rule: string, route: RewriteRoute, context: RequestContext, r
     body: applied.body,
     bodyChanged: applied.changed,
     retry,
+    // Shapes without OpenRouter's `models` list: the fallbacks are the proxy's to try.
+    ...(api !== 'chat' && kept.fallbacks.length > 0 && { fallbacks: kept.fallbacks }),
     ...(route.headers && { upstreamHeaders: route.headers }),
     ...(fallbacks.dropped.length > 0 && { droppedFallbacks: fallbacks.dropped }),
   };

@@ -68,3 +68,34 @@ test('Responses input as a plain string; Messages tool results are not user inpu
   const body = { messages: [{ role: 'user', content: 'x' }] };
   assert.equal(chatView('chat', body), body, 'a chat body is its own view: nothing copied');
 });
+
+test('actions per shape: the cap, the system prompt and the fallbacks where each shape keeps them', () => {
+  const rules = compileRules(`
+version: 1
+rules:
+  - name: cheap
+    route:
+      model: openai/gpt-4o-mini
+      fallbacks: [anthropic/claude-3.5-haiku]
+      max_tokens: 256
+      system_prompt: { prepend: "Be brief." }
+      params: { temperature: 0 }
+`, 'rules.yaml');
+  const decide = (api: Api, body: JsonObject) => rules.decide({ headers: {}, body, requestedModel: body.model as string, api });
+
+  const responses = decide('responses', { model: 'auto', input: 'hi', instructions: 'You are helpful.', max_output_tokens: 4000 });
+  assert.deepEqual(responses.body, { model: 'openai/gpt-4o-mini', input: 'hi', instructions: 'Be brief.\n\nYou are helpful.', max_output_tokens: 256, temperature: 0 });
+  assert.deepEqual(responses.fallbacks, ['anthropic/claude-3.5-haiku'], 'no models list in the body: the proxy tries them');
+
+  const messages = decide('messages', { model: 'auto', max_tokens: 100, system: [{ type: 'text', text: 'You are helpful.' }], messages: [{ role: 'user', content: 'hi' }] });
+  assert.deepEqual(messages.body.system, [{ type: 'text', text: 'Be brief.' }, { type: 'text', text: 'You are helpful.' }]);
+  assert.equal(messages.body.max_tokens, 100, 'a cap never raises the client\'s value');
+  assert.equal(messages.body.models, undefined);
+  assert.deepEqual(messages.fallbacks, ['anthropic/claude-3.5-haiku']);
+  assert.equal(decide('messages', { model: 'auto', max_tokens: 9000, messages: [{ role: 'user', content: 'hi' }] }).body.system, 'Be brief.');
+
+  const chat = decide('chat', { model: 'auto', messages: [{ role: 'user', content: 'hi' }] });
+  assert.deepEqual(chat.body.models, ['openai/gpt-4o-mini', 'anthropic/claude-3.5-haiku']);
+  assert.equal(chat.fallbacks, undefined, 'chat hands its fallbacks to OpenRouter');
+  assert.deepEqual((chat.body.messages as unknown[])[0], { role: 'system', content: 'Be brief.' });
+});
