@@ -6,6 +6,7 @@ import { LlmClassifier } from './llm.js';
 import type { RemoteDeps, RemoteVerdict } from './remote.js';
 import type { Classification } from './labels.js';
 import { classifierInput } from './window.js';
+import { chatView } from '../rules/shapes.js';
 
 /**
  * The asynchronous step before the pure engine (issue 15, "the engine stays pure"): the verdicts
@@ -65,7 +66,8 @@ export class ClassifierResolver {
     if (config.method === 'hybrid' && local.confidence >= config.hybrid.minConfidence) return { resolved: { classification: local }, costUsd: undefined };
     const classifier = this.classifierFor(config);
     if (classifier === undefined) return undefined;
-    const messages = context.body.messages;
+    // The chat-shaped view: the Responses and Messages shapes are classified alike (src/rules/shapes.ts).
+    const messages = chatView(context.api ?? 'chat', context.body).messages;
     const window = classifierInput(Array.isArray(messages) ? messages : []).text;
     return classifier.classify(window, local, this.deps.credential(context.headers))
       .then((verdict) => ({ resolved: { classification: verdict.classification }, costUsd: verdict.costUsd }));

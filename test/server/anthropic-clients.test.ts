@@ -44,3 +44,19 @@ test('pass-through mode: an Anthropic client\'s x-api-key is its OpenRouter key,
   await both.arrayBuffer();
   assert.equal(h.fake.received.at(-1)!.headers.authorization, 'Bearer sk-or-a');
 });
+
+test('explain takes any of the three shapes: ?api=messages reads a Messages body as a request of that shape', async (t) => {
+  const h = await startHarness({ rules: 'version: 1\nrules:\n  - name: cheap\n    when: { request.text: { contains: spam } }\n    route: { model: openai/gpt-4o-mini, max_tokens: 64, system_prompt: { prepend: "Answer yes or no." } }\n' });
+  t.after(() => h.close());
+  const explain = (query: string, body: object) => fetch(`${h.url}/v1/routing/explain${query}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-or-x' }, body: JSON.stringify(body) });
+  const res = await explain('?api=messages', { model: 'anthropic/claude-3.5-sonnet', max_tokens: 1000, system: 'Be kind.', messages: [{ role: 'user', content: [{ type: 'text', text: 'is this spam?' }] }] });
+  assert.equal(res.status, 200);
+  const explained = (await res.json()) as { rule: string; fields: Record<string, unknown>; body: Record<string, unknown> };
+  assert.equal(explained.rule, 'cheap');
+  assert.equal(explained.fields['request.text'], 'is this spam?');
+  assert.deepEqual([explained.body.max_tokens, explained.body.system, explained.body.models], [64, 'Answer yes or no.\n\nBe kind.', undefined]);
+  const responses = (await (await explain('?api=responses', { model: 'x/y', input: 'spam?' })).json()) as { rule: string; body: Record<string, unknown> };
+  assert.deepEqual([responses.rule, responses.body.max_output_tokens, responses.body.instructions], ['cheap', 64, 'Answer yes or no.']);
+  assert.equal((await explain('?api=grpc', { model: 'x/y' })).status, 400);
+  assert.equal((await explain('', { model: 'x/y', input: 'spam?' })).status, 400, 'chat by default: a body without messages is refused');
+});

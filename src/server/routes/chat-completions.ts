@@ -7,6 +7,7 @@ import type { Caller } from '../../accounts/caller.js';
 import { modelAllowed } from '../../accounts/keys-file.js';
 import { InvalidJsonError, InvalidRequestError, ModelNotAllowedError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext, type RouteDecision } from '../../rules/decision.js';
+import { APIS, type Api } from '../../rules/shapes.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
 import type { Exchange } from '../exchange.js';
@@ -137,15 +138,25 @@ export function queryOf(url: string): string {
   return q === -1 ? '' : url.slice(q);
 }
 
-function chatContext(request: FastifyRequest, catalog: Catalog | undefined, stickyTiers: StickyTiers | undefined): RequestContext {
+function chatContext(request: FastifyRequest, catalog: Catalog | undefined, stickyTiers: StickyTiers | undefined, api: Api = 'chat'): RequestContext {
   const parsed = request.body as ParsedJsonBody | undefined;
   if (parsed === undefined || !isJsonObject(parsed.value)) {
     throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
   }
   const body = parsed.value;
-  const refused = invalidMessages(body);
-  if (refused) throw refused;
-  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog, stickyTiers, caller: request.exchange.caller };
+  // The chat shape's own check; the other shapes are read through their view (src/rules/shapes.ts).
+  if (api === 'chat') {
+    const refused = invalidMessages(body);
+    if (refused) throw refused;
+  }
+  return { headers: request.headers, body, requestedModel: typeof body.model === 'string' ? body.model : undefined, catalog, stickyTiers, caller: request.exchange.caller, api };
+}
+
+/** `?api=responses` or `?api=messages` on explain: the body is in that shape (chat by default). */
+function explainApi(url: string): Api {
+  const api = new URLSearchParams(queryOf(url)).get('api') ?? 'chat';
+  if (!(APIS as readonly string[]).includes(api)) throw new InvalidRequestError(`api must be one of ${APIS.join(', ')}`, 'bad_request');
+  return api as Api;
 }
 
 /**
@@ -345,7 +356,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
   });
 
   app.post(EXPLAIN_PATH, async (request) => {
-    const context = chatContext(request, catalog.current, stickyTiers);
+    const context = chatContext(request, catalog.current, stickyTiers, explainApi(request.url));
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
     const authorization = buildUpstreamHeaders(request.headers, proxy.headerOptions, request.id).authorization;
@@ -366,7 +377,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     const explanation = explanationForClient(ruleSet.explain(pending === undefined ? resolved : await resolvedContext(pending, resolved, request.exchange)));
     // A request the chat route would refuse is refused here too, for the same reason.
     if (explanation.reject === undefined) checkRoutedModels(request.exchange.caller, (explanation.body ?? context.body) as Readonly<JsonObject>, explanation.model);
-    if (explanation.body === undefined) return { ...explanation, cooling_models: cooling };
+    // The other shapes have no `models` list to leave cooling models out of.
+    if (explanation.body === undefined || context.api !== 'chat') return { ...explanation, cooling_models: cooling };
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
     const body = explanation.body as Readonly<JsonObject>;
     const route = routeModels(body, explanation.model);
