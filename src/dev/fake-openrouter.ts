@@ -198,7 +198,8 @@ function countImages(messages: readonly unknown[]): number {
 
 /** The three API shapes the fake serves, by the path under the base path. */
 type Shape = 'chat' | 'responses' | 'messages';
-const SHAPE_PATHS: Readonly<Record<string, Shape>> = { '/chat/completions': 'chat', '/responses': 'responses', '/messages': 'messages' };
+// A Map, not an object literal: a path such as `/api/v1__proto__` must not find a prototype's member.
+const SHAPE_PATHS: ReadonlyMap<string, Shape> = new Map([['/chat/completions', 'chat'], ['/responses', 'responses'], ['/messages', 'messages']]);
 
 /** An error body in the shape's own terms: Anthropic's for Messages, OpenRouter's otherwise. */
 function errorBody(shape: Shape | undefined, status: number, message?: string): unknown {
@@ -390,7 +391,7 @@ export class FakeOpenRouter extends EventEmitter {
     const fault = record.fault;
     const path = (record.url.split('?')[0] ?? '').replace(/\/+$/, '');
     const base = this.options.basePath;
-    const shape = record.method === 'POST' && path.startsWith(base) ? SHAPE_PATHS[path.slice(base.length)] : undefined;
+    const shape = record.method === 'POST' && path.startsWith(base) ? SHAPE_PATHS.get(path.slice(base.length)) : undefined;
 
     switch (fault?.type) {
       case 'hang':

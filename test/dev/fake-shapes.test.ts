@@ -320,3 +320,12 @@ for (const shape of SHAPES) {
     }
   });
 }
+
+test('paths that name no shape are 404s, prototype members included', async (t) => {
+  const fake = await startFake(t);
+  for (const path of ['__proto__', 'constructor', '/toString', '/responses/extra']) {
+    const res = await post(fake, path, MESSAGES_BODY);
+    assert.equal(res.status, 404, path);
+    assert.deepEqual(await res.json(), { error: { code: 404, message: 'Not Found' } });
+  }
+});
