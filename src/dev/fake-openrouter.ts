@@ -3,6 +3,10 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo, Socket } from 'node:net';
 import { mulberry32 } from '../seeded-random.js';
 import { buildCatalog, type Catalog, DEFAULT_MODEL, filterByOutput, isServed, priceUsage } from './fake-models.js';
+import {
+  anthropicErrorBody, isObjectBody, messagesBody, messagesErrorEvent, messagesEvents, messagesPrompt, messagesRequestProblem, outputCap,
+  responsesBody, responsesErrorEvents, responsesEvents, responsesPrompt, type ShapeReply,
+} from './fake-shapes.js';
 
 /**
  * A fake OpenRouter for tests, benchmarks and trying Signalbox by hand. It answers like the real
@@ -114,7 +118,7 @@ export interface ReceivedRequest {
   readonly fault: Fault | undefined;
   /** Every chunk written to the response, in order. */
   readonly sent: Buffer[];
-  /** Usage reported for a chat completion, when one was sent. */
+  /** Usage of the generation, in chat completion terms whatever the shape (Responses, Messages) that reported it. */
   usage: FakeUsage | undefined;
   /** Settles when the exchange is over: `complete` (response ended) or `aborted` (peer closed first). */
   readonly outcome: Promise<'complete' | 'aborted'>;
@@ -178,15 +182,29 @@ export function openRouterErrorBody(status: number, message?: string): { error: 
   return { error: { code: status, message: message ?? OPENROUTER_ERROR_MESSAGES[status] ?? `HTTP ${status}` } };
 }
 
-/** Image parts (`image_url`) in the messages: each is priced at the model's `image` price. */
+/** Image parts in each shape: chat's `image_url`, Responses' `input_image`, Messages' `image`. */
+const IMAGE_PART_TYPES = new Set(['image_url', 'input_image', 'image']);
+
+/** Image parts in the messages (or input items): each is priced at the model's `image` price. */
 function countImages(messages: readonly unknown[]): number {
   let images = 0;
   for (const message of messages) {
     const content = isRecord(message) ? message.content : undefined;
     if (!Array.isArray(content)) continue;
-    for (const part of content) if (isRecord(part) && part.type === 'image_url') images++;
+    for (const part of content) if (isRecord(part) && typeof part.type === 'string' && IMAGE_PART_TYPES.has(part.type)) images++;
   }
   return images;
+}
+
+/** The three API shapes the fake serves, by the path under the base path. */
+type Shape = 'chat' | 'responses' | 'messages';
+// A Map, not an object literal: a path such as `/api/v1__proto__` must not find a prototype's member.
+const SHAPE_PATHS: ReadonlyMap<string, Shape> = new Map([['/chat/completions', 'chat'], ['/responses', 'responses'], ['/messages', 'messages']]);
+
+/** An error body in the shape's own terms: Anthropic's for Messages, OpenRouter's otherwise. */
+function errorBody(shape: Shape | undefined, status: number, message?: string): unknown {
+  const openRouter = openRouterErrorBody(status, message);
+  return shape === 'messages' ? anthropicErrorBody(status, openRouter.error.message) : openRouter;
 }
 
 const DONE_EVENT = 'data: [DONE]\n\n';
@@ -373,6 +391,7 @@ export class FakeOpenRouter extends EventEmitter {
     const fault = record.fault;
     const path = (record.url.split('?')[0] ?? '').replace(/\/+$/, '');
     const base = this.options.basePath;
+    const shape = record.method === 'POST' && path.startsWith(base) ? SHAPE_PATHS.get(path.slice(base.length)) : undefined;
 
     switch (fault?.type) {
       case 'hang':
@@ -381,7 +400,7 @@ export class FakeOpenRouter extends EventEmitter {
         req.socket.destroy();
         return;
       case 'status':
-        sendJson(res, fault.status, fault.body ?? openRouterErrorBody(fault.status), fault.headers);
+        sendJson(res, fault.status, fault.body ?? errorBody(shape, fault.status), fault.headers);
         return;
       case 'garbage':
         res.writeHead(200, { 'content-type': fault.contentType ?? 'application/json' });
@@ -404,13 +423,15 @@ export class FakeOpenRouter extends EventEmitter {
     // The model list is public on OpenRouter: it answers without a key.
     const publicPath = record.method === 'GET' && path === `${base}/models`;
     if (this.options.requireAuth && !publicPath && !/^Bearer\s+\S+/i.test(record.headers.authorization ?? '')) {
-      sendJson(res, 401, openRouterErrorBody(401));
+      sendJson(res, 401, errorBody(shape, 401));
       return;
     }
 
-    if (record.method === 'POST' && path === `${base}/chat/completions`) {
-      if (this.refuseUnknownModel(record, res)) return;
-      await this.chatCompletion(record, res);
+    if (shape !== undefined) {
+      if (this.refuseUnknownModel(record, res, shape)) return;
+      if (shape === 'chat') await this.chatCompletion(record, res);
+      else if (shape === 'responses') await this.responses(record, res);
+      else await this.messages(record, res);
     } else if (record.method === 'GET' && path === `${base}/models`) {
       const query = new URL(record.url, 'http://fake').searchParams.get('output_modalities');
       sendJson(res, 200, { data: filterByOutput(this.catalog.models.values(), query) });
@@ -428,7 +449,7 @@ export class FakeOpenRouter extends EventEmitter {
         });
       }
     } else if (record.method === 'POST' && path === `${base}/embeddings`) {
-      if (this.refuseUnknownModel(record, res)) return;
+      if (this.refuseUnknownModel(record, res, undefined)) return;
       sendJson(res, 200, embeddingsResponse(record.json));
     } else {
       sendJson(res, 404, openRouterErrorBody(404));
@@ -440,14 +461,14 @@ export class FakeOpenRouter extends EventEmitter {
    * in its body shape: `{"error":{"message":"<id> is not a valid model ID","code":400}}` (as
    * reported in https://github.com/OpenRouterTeam/openrouter-examples/issues/74). True when refused.
    */
-  private refuseUnknownModel(record: ReceivedRequest, res: ServerResponse): boolean {
+  private refuseUnknownModel(record: ReceivedRequest, res: ServerResponse, shape: Shape | undefined): boolean {
     const json = record.json;
     if (json === null || typeof json !== 'object') return false;
     const { model, models } = json as Record<string, unknown>;
     const ids = [model, ...(Array.isArray(models) ? models : [])].filter((m): m is string => typeof m === 'string');
     const unknown = ids.find((id) => !isServed(this.catalog, id));
     if (unknown === undefined) return false;
-    sendJson(res, 400, openRouterErrorBody(400, `${unknown} is not a valid model ID`));
+    sendJson(res, 400, errorBody(shape, 400, `${unknown} is not a valid model ID`));
     return true;
   }
 
@@ -457,36 +478,20 @@ export class FakeOpenRouter extends EventEmitter {
       sendJson(res, 400, openRouterErrorBody(400, 'Input required: specify "messages"'));
       return;
     }
-    const models = Array.isArray(body.models) ? body.models.filter((m): m is string => typeof m === 'string') : [];
-    // Without a model OpenRouter uses the account's default model.
-    const model = models[0] ?? (typeof body.model === 'string' ? body.model : DEFAULT_MODEL);
-    const id = `gen-${1_700_000_000 + record.seq}-fake${record.seq}`;
+    const model = requestedModel(body);
     const created = 1_700_000_000 + record.seq;
     const call = toolCall(body, record.seq);
-    const content = answerFromHeader(record.headers['x-fake-answer'], model) ?? this.cannedContent.get(model) ?? this.options.content;
-    const words = content.split(/(?<= )/);
+    const words = this.answerOf(record, model).split(/(?<= )/);
     // A tool call's arguments stream in pieces of a few characters, as a model emits them.
     const argumentPieces = call ? call.arguments.match(ARGUMENT_PIECE) ?? [''] : [];
-    const usage = this.usage(model, body.messages, call ? argumentPieces.length + 1 : words.length, parseUsageRequest(record.headers['x-fake-usage']));
-    record.usage = usage;
-    // Stored whatever the answer reports: GET /generation knows the cost even of a stream cut
-    // before its usage chunk, or of an answer that left `cost` out.
-    const used = { prompt: usage.prompt_tokens, completion: usage.completion_tokens, cachedRead: usage.prompt_tokens_details.cached_tokens, cacheWrite: usage.prompt_tokens_details.cache_write_tokens, reasoning: usage.completion_tokens_details.reasoning_tokens, images: countImages(body.messages) };
-    if (this.generations.size >= MAX_GENERATIONS) this.generations.delete(this.generations.keys().next().value!);
-    this.generations.set(id, { model, usage, cost: priceUsage(this.catalog, model, used, this.options.now()) });
+    const { id, usage, headers } = this.generate(record, model, body.messages, call ? argumentPieces.length + 1 : words.length);
     const provider = this.options.provider;
-    const headers = {
-      'x-generation-id': id,
-      'x-ratelimit-limit': '200',
-      'x-ratelimit-remaining': '199',
-      'x-ratelimit-reset': String(Date.now() + 60_000),
-    };
 
     const finishReason = call ? 'tool_calls' : 'stop';
     if (body.stream !== true) {
       const message = call
         ? { role: 'assistant', content: null, refusal: null, reasoning: null, tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] }
-        : { role: 'assistant', content, refusal: null, reasoning: null };
+        : { role: 'assistant', content: words.join(''), refusal: null, reasoning: null };
       sendJson(res, 200, {
         id, provider, model, object: 'chat.completion', created,
         choices: [{ logprobs: null, finish_reason: finishReason, native_finish_reason: finishReason, index: 0, message }],
@@ -495,23 +500,13 @@ export class FakeOpenRouter extends EventEmitter {
       return;
     }
 
-    const fault = record.fault;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...headers });
-    res.flushHeaders();
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}): string =>
       `data: ${JSON.stringify({
         id, provider, model, object: 'chat.completion.chunk', created,
         choices: [{ index: 0, delta, finish_reason: finish, native_finish_reason: finish, logprobs: null }],
         ...extra,
       })}\n\n`;
-
-    if (fault?.type === 'hang-after-headers') {
-      res.write(': OPENROUTER PROCESSING\n\n');
-      return;
-    }
-    const events: string[] = [];
-    for (let i = 0; i < this.options.processingComments; i++) events.push(': OPENROUTER PROCESSING\n\n');
-    events.push(chunk({ role: 'assistant', content: '' }, null));
+    const events: string[] = [chunk({ role: 'assistant', content: '' }, null)];
     if (call) {
       // The first delta of a call carries its index, id, type and name; later ones only argument text.
       events.push(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }, null));
@@ -523,28 +518,116 @@ export class FakeOpenRouter extends EventEmitter {
     // OpenRouter's real shape: usage rides on a last chunk whose `choices` is not empty.
     events.push(chunk({ role: 'assistant', content: '' }, null, { usage }));
     events.push(DONE_EVENT);
+    await this.stream(record, res, headers, events, (fault) => `data: ${JSON.stringify({
+      id, object: 'chat.completion.chunk', created, model, provider,
+      error: { code: fault.code ?? 'server_error', message: fault.message ?? 'Provider disconnected unexpectedly' },
+      choices: [{ index: 0, delta: { content: '' }, finish_reason: 'error' }],
+    })}\n\n`);
+  }
 
+  /** `POST /responses`: OpenAI's Responses API as OpenRouter serves it (beta); the events are in fake-shapes.ts. */
+  private async responses(record: ReceivedRequest, res: ServerResponse): Promise<void> {
+    const body = record.json;
+    if (!isObjectBody(body) || (typeof body.input !== 'string' && !Array.isArray(body.input))) {
+      sendJson(res, 400, openRouterErrorBody(400, 'Input required: specify "input"'));
+      return;
+    }
+    const reply = this.shapeReply(record, body, responsesPrompt(body), outputCap(body.max_output_tokens));
+    if (body.stream !== true) {
+      sendJson(res, 200, responsesBody(reply.shape, body), reply.headers);
+      return;
+    }
+    const events = responsesEvents(reply.shape, body);
+    await this.stream(record, res, reply.headers, events, (fault, sent) => responsesErrorEvents(
+      reply.shape, body, sent, typeof fault.code === 'string' ? fault.code : 'server_error', fault.message ?? 'Provider disconnected unexpectedly'));
+  }
+
+  /** `POST /messages`: Anthropic's Messages API as OpenRouter serves it; the events are in fake-shapes.ts. */
+  private async messages(record: ReceivedRequest, res: ServerResponse): Promise<void> {
+    const body = record.json;
+    const problem = isObjectBody(body) ? messagesRequestProblem(body) : 'The request body is not valid JSON.';
+    if (problem !== undefined || !isObjectBody(body)) {
+      sendJson(res, 400, anthropicErrorBody(400, problem ?? ''));
+      return;
+    }
+    const reply = this.shapeReply(record, body, messagesPrompt(body), outputCap(body.max_tokens));
+    if (body.stream !== true) {
+      sendJson(res, 200, messagesBody(reply.shape), reply.headers);
+      return;
+    }
+    await this.stream(record, res, reply.headers, messagesEvents(reply.shape), (fault) =>
+      messagesErrorEvent(typeof fault.code === 'string' ? fault.code : undefined, fault.message));
+  }
+
+  /** The answer of a Responses or Messages request: its words cut at the output cap (one token a word), priced. */
+  private shapeReply(record: ReceivedRequest, body: Record<string, unknown>, prompt: unknown[], cap: number | undefined): { shape: ShapeReply; headers: Record<string, string> } {
+    const model = requestedModel(body);
+    const all = this.answerOf(record, model).split(/(?<= )/);
+    const words = cap !== undefined && cap < all.length ? all.slice(0, cap) : all;
+    const { usage, headers } = this.generate(record, model, prompt, words.length);
+    return { shape: { seq: record.seq, model, words, truncated: words.length < all.length, usage }, headers };
+  }
+
+  /** What `model` answers this request: `x-fake-answer`, else `answer()`/`cannedContent`, else the fake's content. */
+  private answerOf(record: ReceivedRequest, model: string): string {
+    return answerFromHeader(record.headers['x-fake-answer'], model) ?? this.cannedContent.get(model) ?? this.options.content;
+  }
+
+  /** Prices and records one generation of any shape, and returns the response headers OpenRouter sends with it. */
+  private generate(record: ReceivedRequest, model: string, prompt: readonly unknown[], completionTokens: number): { id: string; usage: FakeUsage; headers: Record<string, string> } {
+    const id = `gen-${1_700_000_000 + record.seq}-fake${record.seq}`;
+    const usage = this.usage(model, prompt, completionTokens, parseUsageRequest(record.headers['x-fake-usage']));
+    record.usage = usage;
+    // Stored whatever the answer reports: GET /generation knows the cost even of a stream cut
+    // before its usage chunk, or of an answer that left `cost` out.
+    const used = { prompt: usage.prompt_tokens, completion: usage.completion_tokens, cachedRead: usage.prompt_tokens_details.cached_tokens, cacheWrite: usage.prompt_tokens_details.cache_write_tokens, reasoning: usage.completion_tokens_details.reasoning_tokens, images: countImages(prompt) };
+    if (this.generations.size >= MAX_GENERATIONS) this.generations.delete(this.generations.keys().next().value!);
+    this.generations.set(id, { model, usage, cost: priceUsage(this.catalog, model, used, this.options.now()) });
+    const headers = {
+      'x-generation-id': id,
+      'x-ratelimit-limit': '200',
+      'x-ratelimit-remaining': '199',
+      'x-ratelimit-reset': String(Date.now() + 60_000),
+    };
+    return { id, usage, headers };
+  }
+
+  /**
+   * Streams `events` (each a whole SSE event) after the processing comments, applying the
+   * request's stream faults: `inBandError` writes the shape's own error event(s), given the fault
+   * and how many events were sent before it.
+   */
+  private async stream(
+    record: ReceivedRequest, res: ServerResponse, headers: Record<string, string>, events: readonly string[],
+    inBandError: (fault: Extract<Fault, { type: 'error-mid-stream' }>, sent: number) => string,
+  ): Promise<void> {
+    const fault = record.fault;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...headers });
+    res.flushHeaders();
+    if (fault?.type === 'hang-after-headers') {
+      res.write(': OPENROUTER PROCESSING\n\n');
+      return;
+    }
     const gapMs = fault?.type === 'slow-stream' ? fault.ms : 0;
     const stamp = fault?.type === 'slow-stream' && fault.stamp === true;
+    for (let i = 0; i < this.options.processingComments; i++) {
+      await writeAndWait(res, ': OPENROUTER PROCESSING\n\n');
+      if (gapMs > 0) await delay(gapMs);
+    }
     let dataEvents = 0;
     for (const event of events) {
       if (res.destroyed) return;
-      const isData = event.startsWith('data:');
-      if (isData && fault?.type === 'reset-mid-stream' && dataEvents === fault.afterEvents) {
+      if (fault?.type === 'reset-mid-stream' && dataEvents === fault.afterEvents) {
         res.socket?.destroy();
         return;
       }
-      if (isData && fault?.type === 'error-mid-stream' && dataEvents === fault.afterEvents) {
-        res.end(`data: ${JSON.stringify({
-          id, object: 'chat.completion.chunk', created, model, provider,
-          error: { code: fault.code ?? 'server_error', message: fault.message ?? 'Provider disconnected unexpectedly' },
-          choices: [{ index: 0, delta: { content: '' }, finish_reason: 'error' }],
-        })}\n\n`);
+      if (fault?.type === 'error-mid-stream' && dataEvents === fault.afterEvents) {
+        res.end(inBandError(fault, dataEvents));
         return;
       }
-      if (isData) dataEvents++;
+      dataEvents++;
       // A JSON event ends in `}\n\n`: the stamp goes in before its closing brace, at write time.
-      await writeAndWait(res, stamp && isData && event !== DONE_EVENT
+      await writeAndWait(res, stamp && event !== DONE_EVENT
         ? `${event.slice(0, -3)},"x_sent_ns":"${process.hrtime.bigint()}"}\n\n`
         : event);
       if (gapMs > 0) await delay(gapMs);
@@ -710,6 +793,12 @@ function answerFromHeader(header: string | string[] | undefined, model: string):
   if (!isRecord(parsed) || !Object.hasOwn(parsed, model)) return undefined;
   const value = parsed[model];
   return typeof value === 'string' ? answerText(value) : undefined;
+}
+
+/** The model that answers: the first of `models`, else `model`; without either OpenRouter uses the account's default model. */
+function requestedModel(body: Record<string, unknown>): string {
+  const models = Array.isArray(body.models) ? body.models.filter((m): m is string => typeof m === 'string') : [];
+  return models[0] ?? (typeof body.model === 'string' ? body.model : DEFAULT_MODEL);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
