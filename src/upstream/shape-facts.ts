@@ -88,8 +88,12 @@ export function responsesUsageOf(raw: unknown): TokenUsage | undefined {
   };
 }
 
-/** The finish reason of a Responses `response` object: why it is incomplete, else its status. */
+/** Statuses of a response still being generated: no finish reason yet (a stream cut there has none, as in chat). */
+const RESPONSES_UNFINISHED_STATUSES: ReadonlySet<unknown> = new Set(['in_progress', 'queued']);
+
+/** The finish reason of a Responses `response` object: why it is incomplete, else its status once it is final. */
 function responsesFinishReason(response: Json): string | undefined {
+  if (RESPONSES_UNFINISHED_STATUSES.has(response.status)) return undefined;
   if (response.status === 'incomplete') {
     const reason = stringOf(objectOr(response.incomplete_details).reason);
     if (reason !== undefined) return reason;
