@@ -330,16 +330,21 @@ export function messagesErrorEvent(type: string, message: string, tail?: Buffer)
 export interface ResponsesErrorEventFields {
   readonly id?: string | undefined;
   readonly model?: string | undefined;
+  /** One past the last `sequence_number` the client saw, when the tap tracked it (OpenAI numbers every event). */
+  readonly sequenceNumber?: number | undefined;
 }
 
 /**
  * The event that ends a Responses stream the proxy must cut: `response.failed` with the error on
  * its response, a terminal event a client waits for (https://platform.openai.com/docs/api-reference/responses-streaming/response/failed).
  * Not the bare `error` event: the openai SDK yields that without ending, and it carries no status.
+ * (The SDK's `responses.stream()` helper throws on any event before `response.created`, so a
+ * stream cut before its first event reaches such a client as an error either way.)
  */
 export function responsesErrorEvent(code: string, message: string, fields: ResponsesErrorEventFields = {}, tail?: Buffer): Buffer {
   return sseEvent('response.failed', {
     type: 'response.failed',
+    ...(fields.sequenceNumber === undefined ? {} : { sequence_number: fields.sequenceNumber }),
     response: {
       id: fields.id ?? 'resp_signalbox',
       object: 'response',

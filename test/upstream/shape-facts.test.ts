@@ -281,6 +281,7 @@ test('responsesErrorEvent: a terminal response.failed carrying the error, read b
     inbandError: { code: 'upstream_timeout', message: 'No bytes for 30 s' },
   });
   assert.ok(responsesErrorEvent('c', 'x'.repeat(100_000)).length < 2000);
+  assert.equal((eventsIn(responsesErrorEvent('c', 'm', { sequenceNumber: 42 }))[0]!.data as { sequence_number: unknown }).sequence_number, 42);
 });
 
 test('the error events first end an event the stream left half-written', () => {
