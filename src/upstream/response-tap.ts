@@ -102,16 +102,17 @@ const FINISH_REASON_SET = /"finish_reason"\s*:\s*"/;
  * Prometheus counter refuses to go down.
  */
 
-function num(v: unknown): number {
+/** A token count: finite and not negative, else 0 (the shape readers in shape-facts.ts count the same way). */
+export function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
 }
 
-function objectOr(v: unknown): Json {
+export function objectOr(v: unknown): Json {
   return v !== null && typeof v === 'object' ? (v as Json) : {};
 }
 
 /** A cost in USD: finite and not negative (a Prometheus counter refuses to go down), else none. */
-function usdOf(v: unknown): number | undefined {
+export function usdOf(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
@@ -134,7 +135,8 @@ export function usageOf(raw: unknown): TokenUsage | undefined {
   };
 }
 
-function errorOf(raw: unknown): InbandError | undefined {
+/** An upstream `{code, message}` error object as an InbandError, code and message clipped. */
+export function errorOf(raw: unknown): InbandError | undefined {
   if (raw === null || typeof raw !== 'object') return undefined;
   const e = raw as Json;
   // OpenRouter's codes are numbers (its HTTP status) or short strings; anything else is no code.
