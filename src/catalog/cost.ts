@@ -69,6 +69,18 @@ export function requestCost(
 }
 
 /**
+ * What a response cost its account, USD: with a bring-your-own provider key (`usage.is_byok`),
+ * `usage.cost` is only OpenRouter's fee and the provider billed `cost_details.upstream_inference_cost`
+ * on top, so the spend is both; otherwise the response's `priced` cost (requestCost). The caller's
+ * spend (src/server/recorder.ts) and a cascade's discarded answers (src/experiments/cascade.ts)
+ * count it alike.
+ */
+export function spentUsd(usage: { readonly byok: boolean; readonly cost: number | undefined; readonly upstreamInferenceCost: number | undefined }, priced: Cost | undefined): number | undefined {
+  if (usage.byok && usage.cost !== undefined) return usage.cost + (usage.upstreamInferenceCost ?? 0);
+  return priced?.usd;
+}
+
+/**
  * What a request would cost on `model` before it is sent (`request.cost_estimate_usd`, and
  * `choose` later): the conservative prompt estimate at the prompt price (overrides for that prompt
  * size and `at` applied), the expected completion (`max_tokens`, else the default of

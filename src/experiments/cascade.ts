@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { clipText } from '../bounded-text.js';
 import type { Catalog } from '../catalog/catalog.js';
-import { requestCost } from '../catalog/cost.js';
+import { requestCost, spentUsd } from '../catalog/cost.js';
 import type { RequestContext, RouteDecision } from '../rules/decision.js';
 import { cascadeStep } from '../rules/ruleset.js';
 import { Forwarding, type ForwardDeps, type ForwardTarget } from '../server/forward.js';
@@ -44,12 +44,11 @@ export interface CascadeRequest {
   readonly catalog: Catalog | undefined;
 }
 
-/** What a discarded answer cost: `usage.cost` (plus the provider's price under BYOK), else the catalog's price. */
+/** What a discarded answer cost its caller, as the answer's own is counted (spentUsd). */
 function discardedCost(facts: ResponseFacts | undefined, model: string | undefined, catalog: Catalog | undefined): number | undefined {
   const usage = facts?.usage;
   if (usage === undefined) return undefined;
-  if (usage.byok && usage.cost !== undefined) return usage.cost + (usage.upstreamInferenceCost ?? 0);
-  return requestCost(usage.cost, catalog, facts?.model ?? model, usage, new Date())?.usd;
+  return spentUsd(usage, requestCost(usage.cost, catalog, facts?.model ?? model, usage, new Date()));
 }
 
 export async function runCascade(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, cascade: CascadeRequest): Promise<void> {

@@ -5,7 +5,7 @@ import { endpointOf, type Endpoint } from '../metrics/endpoints.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { MAX_CLIENT_TEXT_CHARS, clipText } from '../bounded-text.js';
 import type { Catalog } from '../catalog/catalog.js';
-import { catalogCost, requestCost, type Cost } from '../catalog/cost.js';
+import { catalogCost, requestCost, spentUsd, type Cost } from '../catalog/cost.js';
 import { fromNano, toNano } from '../accounts/spend.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { GenerationCosts } from '../upstream/generation-costs.js';
@@ -158,12 +158,11 @@ export class ExchangeRecorder {
     const refused = x.attempts.length === 0 || (status !== undefined && (status < 200 || status > 299));
     // The answers a cascade discarded are the caller's too (issue 17: every attempt's cost counts).
     const classifierNano = toNano(x.classifierCostUsd ?? 0) + toNano(x.escalationCostUsd ?? 0);
+    const spent = usage === undefined ? undefined : spentUsd(usage, cost);
     let requestNano: number;
     let provisional = false;
-    if (usage !== undefined && usage.byok && usage.cost !== undefined) {
-      requestNano = toNano(usage.cost + (usage.upstreamInferenceCost ?? 0));
-    } else if (cost !== undefined) {
-      requestNano = toNano(cost.usd);
+    if (spent !== undefined) {
+      requestNano = toNano(spent);
     } else if (usage === undefined && refused) {
       requestNano = 0;
     } else {

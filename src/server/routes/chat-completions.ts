@@ -176,19 +176,17 @@ function checkRequestedModel(caller: Caller | undefined, context: RequestContext
  * model). No model at all would be the account's default: refused too.
  */
 function checkRoutedModels(caller: Caller | undefined, body: Readonly<JsonObject>, model: string | undefined): void {
-  if (caller?.models === undefined) return;
-  const models = routeModels(body, model);
-  if (models.length === 0) throw new ModelNotAllowedError(undefined);
-  for (const m of models) if (!modelAllowed(caller, m)) throw new ModelNotAllowedError(clipText(m));
+  const refused = routedModelRefusal(caller, body, model);
+  if (refused !== undefined) throw refused;
 }
 
-function routedModelsAllowed(caller: Caller | undefined, decision: RouteDecision): boolean {
-  try {
-    checkRoutedModels(caller, decision.body, decision.model);
-    return true;
-  } catch {
-    return false;
-  }
+/** Why the caller may not send this route (a model off its allow-list, or no model at all), or undefined. */
+function routedModelRefusal(caller: Caller | undefined, body: Readonly<JsonObject>, model: string | undefined): ModelNotAllowedError | undefined {
+  if (caller?.models === undefined) return undefined;
+  const models = routeModels(body, model);
+  if (models.length === 0) return new ModelNotAllowedError(undefined);
+  for (const m of models) if (!modelAllowed(caller, m)) return new ModelNotAllowedError(clipText(m));
+  return undefined;
 }
 
 /** The upstream call of a routed decision: the client's bytes when no rule rewrote the body. */
@@ -348,7 +346,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     const target = (d: RouteDecision): ForwardTarget => chatTarget(request, parsed, proxy, d, captureAnswerChars);
     if (decision.cascade !== undefined) {
       // Later tiers the caller may not use, or whose rewrite would change the client's numbers, are not escalated to.
-      const targetFor = (d: RouteDecision) => (d.bodyChanged && parsed.unsafeNumberPath !== undefined) || !routedModelsAllowed(exchange.caller, d) ? undefined : target(d);
+      const targetFor = (d: RouteDecision) => (d.bodyChanged && parsed.unsafeNumberPath !== undefined) || routedModelRefusal(exchange.caller, d.body, d.model) !== undefined ? undefined : target(d);
       await runCascade(request, reply, proxy, { decision, context: resolved, targetFor, catalog: catalog.current });
       return;
     }
