@@ -54,6 +54,38 @@ export interface AppliedRoute {
   readonly changed: boolean;
 }
 
+/**
+ * `params` that mean something in some request shapes only (issue 18, item 2): each names the
+ * shapes whose API has that field. In any other shape the parameter is skipped (the upstream
+ * would refuse it or ignore it), and a rule restricted by `request.api` to such a shape does
+ * not load (compile.ts). Parameters not listed are sent in every shape.
+ */
+export const SHAPE_PARAMS: Readonly<Record<string, readonly Api[]>> = {
+  // Chat's output format; Responses has `text.format`, Messages has none.
+  response_format: ['chat'],
+  // Chat's stop strings and choice count: Responses has neither, Messages has `stop_sequences`.
+  stop: ['chat'],
+  n: ['chat'],
+  logprobs: ['chat'],
+  // The Responses API's output format (https://platform.openai.com/docs/api-reference/responses/create).
+  text: ['responses'],
+  // Anthropic's names (https://docs.anthropic.com/en/api/messages): chat and Responses say `stop` and `reasoning`.
+  stop_sequences: ['messages'],
+  thinking: ['messages'],
+};
+
+/** `params` as a shape receives them: those that mean nothing in it are left out. */
+function paramsFor(params: Readonly<JsonObject>, api: Api): Readonly<JsonObject> {
+  let kept: JsonObject | undefined;
+  for (const key in params) {
+    const shapes = SHAPE_PARAMS[key];
+    if (shapes === undefined || shapes.includes(api)) continue;
+    kept ??= { ...params };
+    delete kept[key];
+  }
+  return kept ?? params;
+}
+
 function isObject(v: unknown): v is JsonObject {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -134,8 +166,11 @@ export function applyRewrite(route: RewriteRoute, body: Readonly<JsonObject>, ap
     }
   }
   if (route.params) {
-    Object.assign(out, route.params);
-    changed = true;
+    const params = paramsFor(route.params, api);
+    if (Object.keys(params).length > 0) {
+      Object.assign(out, params);
+      changed = true;
+    }
   }
   if (route.systemPrompt) {
     if (api === 'responses') {

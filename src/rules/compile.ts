@@ -6,7 +6,7 @@ import { FIELD_VALUE_RULE, isFieldValue } from '../upstream/headers.js';
 import type { Capability } from '../catalog/capabilities.js';
 import type { ClassifierConfig, ClassifierSpec } from '../classify/config.js';
 import { COMPLEXITY_LABELS, TASK_LABELS } from '../classify/labels.js';
-import { deepMerge, type CompiledRoute, type RetryOverride, type RewriteRoute, type SystemPromptAction } from './actions.js';
+import { deepMerge, SHAPE_PARAMS, type CompiledRoute, type RetryOverride, type RewriteRoute, type SystemPromptAction } from './actions.js';
 import { DEFAULT_STREAM_HOLD, type CascadeRoute } from './cascade.js';
 import { DEFAULT_JUDGE_PROMPT, DEFAULT_SHADOW_CONCURRENCY, type ShadowPlan } from './shadow.js';
 import { seedOf, type SplitArm, type SplitRoute } from './split.js';
@@ -16,6 +16,7 @@ import { builtinFields, isBudgetField, isClassifyField, type FieldGetter, type F
 import { RuleSet, type CompiledRule } from './ruleset.js';
 import { validateRulesDocument } from './schema.js';
 import { DEFAULT_STICK_TTL_MS, type TierFromRoute } from './tier-from.js';
+import { APIS, type Api } from './shapes.js';
 
 /** The rules document after schema validation. */
 interface ActionSpec {
@@ -97,6 +98,12 @@ const FORBIDDEN_PARAMS: Record<string, string> = {
   stream: 'the client decides whether it reads a stream',
   max_tokens: 'use route.max_tokens (a cap)',
   provider: 'use route.provider',
+  // The same fields in the other shapes (src/rules/shapes.ts).
+  max_completion_tokens: 'use route.max_tokens (a cap)',
+  max_output_tokens: 'use route.max_tokens (a cap)',
+  instructions: 'use route.system_prompt',
+  system: 'use route.system_prompt',
+  input: 'the client\'s input is its own',
 };
 
 /** Upstream headers a rule may not set: credentials and what the proxy computes itself. */
@@ -201,7 +208,11 @@ export function compileRules(text: string, file: string, options: CompileOptions
       : compileAnyRoute(spec, tiers, tierNames, [...path, 'route'], problems, cc, !routeCut.has(index));
     const baseline = typeof spec.route?.baseline === 'string' ? baselineModel(spec.route.baseline, tiers, tierNames, [...path, 'route', 'baseline'], problems) : undefined;
     const shadow = spec.route?.shadow === undefined ? undefined : compileShadow(spec, tiers, tierNames, [...path, 'route', 'shadow'], problems);
-    if (route) rules.push({ name: spec.name, index, condition, route, description: spec.description, baseline, shadow });
+    if (route) {
+      const shapes = restrictedShapes(spec.when?.['request.api']);
+      if (shapes !== undefined) checkShapeParams(route, shapes, [...path, 'route'], problems);
+      rules.push({ name: spec.name, index, condition, route, description: spec.description, baseline, shadow });
+    }
   });
 
   // `aliases: true`: a client may send a tier's name as its model; each tier's route is compiled
@@ -373,6 +384,56 @@ function compileRetry(retry: RouteSpec['retry']): RetryOverride | undefined {
         ...(retry.budget_ms !== undefined && { budgetMs: retry.budget_ms }),
       }
     : undefined;
+}
+
+/**
+ * The shapes a top-level `request.api` condition lets a rule match (`eq`, `in`, `ne`, `not_in`,
+ * or a plain value); undefined when the rule does not restrict them. Deeper conditions (under
+ * any/all/not) are not read: they restrict less plainly, and such a rule's shape-only params are
+ * skipped per request instead.
+ */
+function restrictedShapes(condition: unknown): readonly Api[] | undefined {
+  if (condition === undefined) return undefined;
+  const ops = condition !== null && typeof condition === 'object' && !Array.isArray(condition) ? Object.entries(condition) : [['eq', condition] as const];
+  let shapes: readonly Api[] = APIS;
+  for (const [op, value] of ops) {
+    const list = Array.isArray(value) ? value : [value];
+    if (op === 'eq' || op === 'in') shapes = shapes.filter((api) => list.includes(api));
+    else if (op === 'ne' || op === 'not_in') shapes = shapes.filter((api) => !list.includes(api));
+  }
+  return shapes.length < APIS.length ? shapes : undefined;
+}
+
+/** Every rewrite a route may send (its own, a tier's, a split arm's, a cascade step's...). */
+function rewritesOf(route: CompiledRoute): RewriteRoute[] {
+  switch (route.kind) {
+    case 'rewrite': return [route];
+    case 'choose': return route.candidates.map((c) => c.route);
+    case 'tier_from': return [...route.map.values(), ...(route.otherwise === undefined ? [] : [route.otherwise])];
+    case 'split': return route.arms.flatMap((arm) => rewritesOf(arm.route));
+    case 'cascade': return route.plan.steps.map((step) => step.route);
+    default: return [];
+  }
+}
+
+/**
+ * A rule restricted to some shapes by `request.api` may not set a parameter that means nothing in
+ * one of them (SHAPE_PARAMS): it would be skipped for every request the rule matches there.
+ */
+function checkShapeParams(route: CompiledRoute, shapes: readonly Api[], path: Path, problems: CompileProblem[]): void {
+  const reported = new Set<string>();
+  for (const rewrite of rewritesOf(route)) {
+    for (const key of Object.keys(rewrite.params ?? {})) {
+      const meaningful = SHAPE_PARAMS[key];
+      const without = meaningful === undefined ? [] : shapes.filter((api) => !meaningful.includes(api));
+      if (without.length === 0 || reported.has(key)) continue;
+      reported.add(key);
+      problems.push({
+        path: [...path, 'params', key], key: true,
+        message: `params.${key} has no meaning in the ${without.join(' and ')} API, which this rule's request.api condition lets it match (it is a ${meaningful!.join('/')} field)`,
+      });
+    }
+  }
 }
 
 function checkActions(spec: ActionSpec, path: (string | number)[], problems: CompileProblem[]): void {

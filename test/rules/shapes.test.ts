@@ -99,3 +99,37 @@ rules:
   assert.equal(chat.fallbacks, undefined, 'chat hands its fallbacks to OpenRouter');
   assert.deepEqual((chat.body.messages as unknown[])[0], { role: 'system', content: 'Be brief.' });
 });
+
+const SHAPE_PARAM_RULES = (when: string) => `
+version: 1
+tiers:
+  json: { model: openai/gpt-4o-mini, params: { response_format: { type: json_object } } }
+rules:
+  - name: structured
+    when: ${when}
+    route: { tier: json, params: { temperature: 0 } }
+`;
+
+test('a parameter one shape lacks is skipped in it; a rule restricted to that shape by request.api does not load', () => {
+  const open = compileRules(SHAPE_PARAM_RULES('{ request.text: { exists: true } }'), 'rules.yaml');
+  const decide = (api: Api, body: JsonObject) => open.decide({ headers: {}, body, requestedModel: undefined, api }).body;
+  const chat = decide('chat', { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+  assert.deepEqual([chat.response_format, chat.temperature], [{ type: 'json_object' }, 0]);
+  const messages = decide('messages', { model: 'm', max_tokens: 9, messages: [{ role: 'user', content: 'hi' }] });
+  assert.deepEqual([messages.response_format, messages.temperature], [undefined, 0], 'Messages has no response_format');
+  assert.equal(decide('responses', { model: 'm', input: 'hi' }).response_format, undefined);
+
+  for (const when of ['{ request.api: messages }', '{ request.api: { in: [chat, responses] } }', '{ request.api: { ne: chat } }']) {
+    assert.throws(() => compileRules(SHAPE_PARAM_RULES(when), 'rules.yaml'),
+      /rules\.yaml:\d+:\d+: .*params\.response_format has no meaning in the (messages|responses)/, when);
+  }
+  // Restricted to chat, where it means something: loads.
+  compileRules(SHAPE_PARAM_RULES('{ request.api: chat }'), 'rules.yaml');
+  compileRules(SHAPE_PARAM_RULES('{ request.api: { not_in: [responses, messages] } }'), 'rules.yaml');
+});
+
+test('params may not set the other shapes\' own fields either: cap, instructions, system, input', () => {
+  for (const key of ['max_output_tokens', 'max_completion_tokens', 'instructions', 'system', 'input']) {
+    assert.throws(() => compileRules(`version: 1\nrules:\n  - name: r\n    route: { model: a/b, params: { ${key}: 1 } }\n`, 'rules.yaml'), new RegExp(`params may not set "${key}"`));
+  }
+});
