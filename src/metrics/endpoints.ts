@@ -1,8 +1,7 @@
 /**
  * The `endpoint` label of the request metrics: which `/v1` endpoint a response answered. The
  * same list is the table in docs/metrics.md (a test compares them). `responses` and `messages`
- * are forwarded as `other` endpoints are today; they get their own value now so that their
- * series do not change name when they get routes of their own.
+ * are routed like `chat` (issue 18), their sub-paths forwarded.
  */
 export const ENDPOINTS = ['chat', 'responses', 'messages', 'explain', 'models', 'embeddings', 'other'] as const;
 

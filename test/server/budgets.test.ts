@@ -196,6 +196,13 @@ test('a key with a budget may not POST to a pass-through endpoint (not metered);
   const models = await rawRequest(h.url, { method: 'GET', path: '/v1/models', headers: { authorization: 'Bearer alice' } });
   assert.equal(models.status, 200);
   assert.equal(h.fake.received.filter((r) => r.url.includes('embeddings')).length, 1);
+  // A token count generates nothing and costs nothing: coding agents call it before their turns.
+  const count = await rawRequest(h.url, {
+    method: 'POST', path: '/v1/messages/count_tokens', headers: { 'content-type': 'application/json', 'x-api-key': 'alice' },
+    body: JSON.stringify({ model: 'anthropic/claude-3.5-haiku', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.notEqual(count.status, 403);
+  assert.equal(h.fake.received.at(-1)!.url, '/api/v1/messages/count_tokens');
 });
 
 test('a classifier call counts toward its caller: the spend is the request\'s cost plus the classifier\'s', { timeout: 30_000 }, async (t) => {

@@ -56,6 +56,13 @@ function canonicalPath(path: string): string | undefined {
  */
 const ROUTED_PATHS: ReadonlySet<string> = new Set(ROUTED_V1_PATHS.map((path) => canonicalPath(path.slice(V1_PREFIX.length)) ?? path));
 
+/**
+ * POSTs that generate nothing and cost nothing: token counts (Anthropic's
+ * https://docs.anthropic.com/en/api/messages-count-tokens, which coding agents call before a
+ * turn, and OpenAI's Responses input_tokens). A key with an allow-list or a budget may send them.
+ */
+const FREE_POSTS: ReadonlySet<string> = new Set(['/messages/count_tokens', '/responses/input_tokens']);
+
 const MODEL_MEMBER: ReadonlySet<string> = new Set(['model']);
 /**
  * How far into a body, from either end, `model` is looked for: clients write it first or last,
@@ -94,14 +101,16 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: For
     // A pass-through body is never parsed, so its model cannot be checked: a key with an
     // allow-list may only read (GET /v1/models, generation records), or its allow-list could be
     // spent on /v1/completions or /v1/embeddings with any model.
-    if (request.exchange.caller?.models !== undefined && request.method !== 'GET' && request.method !== 'HEAD') {
+    const path = q === -1 ? upstreamPath : upstreamPath.slice(0, q);
+    const reads = request.method === 'GET' || request.method === 'HEAD' || (request.method === 'POST' && FREE_POSTS.has(path));
+    if (request.exchange.caller?.models !== undefined && !reads) {
       throw new ModelNotAllowedError(undefined, `${request.method} ${clipText(request.url.split('?')[0])}: a key with a model allow-list may only send the routed endpoints (chat completions, responses, messages)`);
     }
     // Likewise for a key with budgets or rate limits: a pass-through answer is not metered against
     // them, so its POSTs would be spend and traffic no budget or limit counts (the bypass of
     // LiteLLM's budgets, BerriAI/litellm#26672).
     const caller = request.exchange.caller;
-    if (caller !== undefined && isAccountable(caller) && request.method !== 'GET' && request.method !== 'HEAD') {
+    if (caller !== undefined && isAccountable(caller) && !reads) {
       throw new EndpointNotAllowedError(`${request.method} ${clipText(request.url.split('?')[0])}: a key with budgets or rate limits may only send the routed endpoints here (chat completions, responses, messages: the others are not metered)`);
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
