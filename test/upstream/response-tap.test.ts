@@ -403,3 +403,87 @@ test('the answer\'s text is captured only when asked, up to its bound, from a st
   assert.equal(facts.answerText, undefined);
   assert.deepEqual(facts.usage, EXPECTED_USAGE);
 });
+
+// ---------------------------------------------------------------- the other shapes (issue 18)
+
+function shapeEvent(name: string, data: Record<string, unknown>): string {
+  return `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+}
+
+const RESPONSES_USAGE = {
+  input_tokens: 20, input_tokens_details: { cached_tokens: 4 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 2 }, total_tokens: 27, cost: 0.0002, is_byok: false,
+};
+const RESPONSE = { id: 'resp_1', object: 'response', model: MODEL, status: 'in_progress', output: [] };
+const RESPONSES_STREAM = [
+  shapeEvent('response.created', { sequence_number: 0, response: RESPONSE }),
+  shapeEvent('response.output_text.delta', { sequence_number: 1, item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Hi' }),
+  shapeEvent('response.output_text.delta', { sequence_number: 2, item_id: 'msg_1', output_index: 0, content_index: 0, delta: ' there' }),
+  shapeEvent('response.completed', { sequence_number: 3, response: { ...RESPONSE, status: 'completed', usage: RESPONSES_USAGE } }),
+];
+
+const MESSAGES_STREAM = [
+  shapeEvent('message_start', { message: { id: 'msg_1', type: 'message', role: 'assistant', model: MODEL, content: [], usage: { input_tokens: 10, cache_read_input_tokens: 6, cache_creation_input_tokens: 2, output_tokens: 1 } } }),
+  shapeEvent('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+  shapeEvent('ping', {}),
+  shapeEvent('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'Hello' } }),
+  shapeEvent('content_block_stop', { index: 0 }),
+  shapeEvent('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 15, cost: 0.0003 } }),
+  shapeEvent('message_stop', {}),
+];
+
+/** Feeds `text` in pieces of `size` bytes (events split across reads, UTF-8 split too). */
+function shapeTap(api: 'responses' | 'messages', sse: boolean, text: string, size = 7): ResponseFacts {
+  const tap = new ResponseTap(sse, 0, api);
+  const bytes = Buffer.from(text);
+  for (let i = 0; i < bytes.length; i += size) tap.push(bytes.subarray(i, i + size));
+  return tap.end();
+}
+
+test('Responses stream: usage from response.completed with cached and reasoning tokens, first content event, terminal event', () => {
+  const f = shapeTap('responses', true, RESPONSES_STREAM.join(''));
+  assert.deepEqual(f.usage, { prompt: 20, completion: 7, reasoning: 2, cached: 4, cacheWrite: 0, cost: 0.0002, upstreamInferenceCost: undefined, byok: false });
+  assert.deepEqual([f.id, f.model, f.finishReason, f.done], ['resp_1', MODEL, 'completed', true]);
+  assert.ok(f.firstTokenAt !== undefined);
+  const cut = shapeTap('responses', true, RESPONSES_STREAM.slice(0, 3).join(''));
+  assert.deepEqual([cut.done, cut.usage, cut.finishReason], [false, undefined, undefined], 'no terminal event: not done, no usage');
+});
+
+test('Messages stream: usage folded from message_start and message_delta, stop reason, message_stop ends it', () => {
+  const f = shapeTap('messages', true, MESSAGES_STREAM.join(''), 5);
+  assert.deepEqual(f.usage, { prompt: 18, completion: 15, reasoning: 0, cached: 6, cacheWrite: 2, cost: 0.0003, upstreamInferenceCost: undefined, byok: false });
+  assert.deepEqual([f.id, f.model, f.finishReason, f.done], ['msg_1', MODEL, 'end_turn', true]);
+  assert.ok(f.firstTokenAt !== undefined);
+  // Cut after message_start: the input counts are known, the stream is not done.
+  const cut = shapeTap('messages', true, MESSAGES_STREAM.slice(0, 4).join(''));
+  assert.deepEqual([cut.usage?.prompt, cut.usage?.completion, cut.done], [18, 1, false]);
+  const errored = shapeTap('messages', true, MESSAGES_STREAM.slice(0, 4).join('') + shapeEvent('error', { error: { type: 'overloaded_error', message: 'Overloaded' } }));
+  assert.deepEqual(errored.inbandError, { code: 'overloaded_error', message: 'Overloaded' });
+});
+
+test('the other shapes\' whole answers: usage and facts read from their JSON, also past one scan window', () => {
+  const message = { id: 'msg_2', type: 'message', role: 'assistant', model: MODEL, content: [{ type: 'text', text: 'x'.repeat(3 * JSON_SCAN_WINDOW_BYTES) }], stop_reason: 'max_tokens', usage: { input_tokens: 3, output_tokens: 9 } };
+  const f = shapeTap('messages', false, JSON.stringify(message), 4096);
+  assert.deepEqual([f.id, f.model, f.finishReason, f.usage?.prompt, f.usage?.completion], ['msg_2', MODEL, 'max_tokens', 3, 9]);
+  const response = { ...RESPONSE, status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output: [{ type: 'message', content: [{ type: 'output_text', text: 'y'.repeat(100) }] }], usage: RESPONSES_USAGE };
+  const r = shapeTap('responses', false, JSON.stringify(response));
+  assert.deepEqual([r.id, r.finishReason, r.usage?.prompt, r.usage?.reasoning], ['resp_1', 'max_output_tokens', 20, 2]);
+  const error = shapeTap('messages', false, JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'bad' } }));
+  assert.deepEqual(error.inbandError, { code: 'invalid_request_error', message: 'bad' });
+});
+
+test('hostile events of the other shapes are skipped, never thrown on: wrong types, toString keys, huge numbers, no JSON', () => {
+  const hostile = [
+    'event: message_start\ndata: {"type":"message_start","message":{"toString":1,"usage":{"input_tokens":1e400,"output_tokens":-5,"valueOf":"x"}}}\n\n',
+    'event: message_delta\ndata: {"type":"message_delta","usage":null,"delta":[]}\n\n',
+    'event: content_block_delta\ndata: not json\n\n',
+    'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":{"toString":"x"}}}\n\n',
+    'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":"7"},"status":{"a":1}}}\n\n',
+    'event: error\ndata: {"type":"error","error":"nope"}\n\n',
+    'data: 12\n\n', 'data: null\n\n', 'data: []\n\n',
+  ].join('');
+  for (const api of ['responses', 'messages'] as const) {
+    const f = shapeTap(api, true, hostile, 3);
+    for (const n of [f.usage?.prompt ?? 0, f.usage?.completion ?? 0]) assert.ok(Number.isFinite(n) && n >= 0, `${api}: ${n}`);
+    assert.equal(f.firstTokenAt, undefined, `${api}: no content was real`);
+  }
+});
