@@ -20,7 +20,7 @@ export type JsonObject = Record<string, unknown>;
 
 export interface RequestContext {
   readonly headers: IncomingHttpHeaders;
-  /** The parsed chat-completions body, as the client sent it. The rules must not mutate it. */
+  /** The parsed body, as the client sent it, in its shape (`api`). The rules must not mutate it. */
   readonly body: Readonly<JsonObject>;
   /** `body.model` when it is a string. */
   readonly requestedModel: string | undefined;

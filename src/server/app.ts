@@ -34,7 +34,7 @@ import { toNano } from '../accounts/spend.js';
 import exchangePlugin, { requestIdFrom } from './plugins/exchange.js';
 import type { ForwardDeps } from './forward.js';
 import { adminRoutes } from './routes/admin.js';
-import { chatCompletionsRoutes } from './routes/chat-completions.js';
+import { routedRoutes } from './routes/routed.js';
 import { healthRoutes } from './routes/health.js';
 import { modelsRoute } from './routes/models.js';
 import { passthroughRoutes } from './routes/passthrough.js';
@@ -324,7 +324,7 @@ export async function buildApp(options: AppOptions): Promise<SignalboxApp> {
     if (keys !== undefined || adminDigest !== undefined) v1.addHook('onRequest', clientAuthHook(keys, adminDigest));
     // The request log line hashes the last user message: the body is kept for it only when such lines are written.
     // The tiers conversations keep (`tier_from.stick_by`): bounded, no timer (expired on read).
-    await v1.register(chatCompletionsRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts, shadows });
+    await v1.register(routedRoutes, { rules, proxy, keepPrompt: options.logger.isLevelEnabled('warn'), catalog, classifiers, stickyTiers: new StickyTiers(), accounts, shadows });
     await v1.register(modelsRoute, { rules, proxy });
     await v1.register(feedbackRoutes, { tokens: proxy.feedbackTokens, labels: config.feedback.labels, metrics });
     await v1.register(passthroughRoutes, { proxy });

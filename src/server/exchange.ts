@@ -20,10 +20,10 @@ import type { ForwardResult } from './forward.js';
  * | ----------------------------------------- | ------------------------------------------------ |
  * | startedAt, clientAddress, userAgent       | arrival (plugins/exchange.ts)                    |
  * | clientKeyId, caller                       | authentication (client-auth.ts)                  |
- * | tokenCharge, spendSettlement              | the account step (routes/chat-completions.ts)    |
+ * | tokenCharge, spendSettlement              | the account step (routes/routed.ts)    |
  * | bytesIn                                   | the body parser (routes/*)                       |
  * | requestedModel, stream, chatBody          | the context stage (routes/*)                     |
- * | rule, routedModel, baselineModel,         | the decision stage (routes/chat-completions.ts)  |
+ * | rule, routedModel, baselineModel,         | the decision stage (routes/routed.ts)  |
  * | classification, variant, splitAssignment, |                                                  |
  * | shadow                                    |                                                  |
  * | classifierCostUsd                         | the classifier step (classify/resolver.ts)       |

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { FeedbackDisabledError, InvalidFeedbackError, InvalidFeedbackTokenError } from '../../errors.js';
 import type { FeedbackTokens, TokenProblem } from '../../experiments/feedback.js';
 import type { SignalboxMetrics } from '../../metrics/metrics.js';
-import { parseJsonBody, type ParsedJsonBody } from './chat-completions.js';
+import { parseJsonBody, type ParsedJsonBody } from './routed.js';
 
 export const FEEDBACK_PATH = '/v1/feedback';
 

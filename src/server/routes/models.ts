@@ -4,7 +4,7 @@ import { NO_RETRY } from '../../upstream/attempts.js';
 import { buildUpstreamHeaders } from '../../upstream/headers.js';
 import { scrubSecret } from '../../upstream/scrub.js';
 import { forward, type ForwardDeps } from '../forward.js';
-import { queryOf } from './chat-completions.js';
+import { queryOf } from './routed.js';
 
 /**
  * The largest model list the proxy reads whole to add its tiers to. OpenRouter's whole catalog

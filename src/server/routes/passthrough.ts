@@ -5,7 +5,7 @@ import { isAccountable } from '../../accounts/budget.js';
 import { topLevelMembers } from '../../upstream/json-members.js';
 import { NO_RETRY } from '../../upstream/attempts.js';
 import { forward, type ForwardDeps } from '../forward.js';
-import { ROUTED_V1_PATHS } from './chat-completions.js';
+import { ROUTED_V1_PATHS } from './routed.js';
 
 const V1_PREFIX = '/v1';
 
@@ -51,7 +51,7 @@ function canonicalPath(path: string): string | undefined {
 }
 
 /**
- * The endpoints the rules route (chat-completions.ts), below /v1, as `canonicalPath` gives them.
+ * The endpoints the rules route (routed.ts), below /v1, as `canonicalPath` gives them.
  * A request for one of them must never be forwarded unrouted, whatever its spelling.
  */
 const ROUTED_PATHS: ReadonlySet<string> = new Set(ROUTED_V1_PATHS.map((path) => canonicalPath(path.slice(V1_PREFIX.length)) ?? path));

@@ -238,7 +238,7 @@ function routedTarget(request: FastifyRequest, api: Api, parsed: ParsedJsonBody,
  * POST /v1/chat/completions, /v1/responses and /v1/messages: parse once, route, forward, relay.
  * POST /v1/routing/explain: the same input, the routing decision and its reasons, nothing sent upstream.
  */
-export interface ChatRoutesOptions {
+export interface RoutedRoutesOptions {
   readonly rules: RulesSource;
   readonly proxy: ForwardDeps;
   /** The request log will want the prompt's hash: keep the parsed body until the head is written. */
@@ -285,7 +285,7 @@ function applyOutcome(outcome: AccountOutcome, request: FastifyRequest, reply: F
   }
 }
 
-export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRoutesOptions): Promise<void> {
+export async function routedRoutes(app: FastifyInstance, opts: RoutedRoutesOptions): Promise<void> {
   const { rules, proxy, keepPrompt, catalog, classifiers, stickyTiers, accounts, shadows } = opts;
   // Only JSON is a chat request: any other content type is a 415 (Fastify's answer when no parser matches).
   app.removeAllContentTypeParsers();
