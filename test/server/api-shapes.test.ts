@@ -180,3 +180,23 @@ test('keys with limits and allow-lists: the other shapes are metered and checked
   assert.equal(jsonOf<{ error: { type: string } }>(refused).error.type, 'permission_error');
   assert.equal(h.fake.received.length, sentBefore);
 });
+
+test('a body no rule changed goes upstream as the client\'s own bytes, in every shape', async (t) => {
+  const h = await harness(t);
+  // Spacing, key order and a number JSON.stringify would rewrite: kept because nothing is re-serialised.
+  const messages = '{ "max_tokens": 50,\n  "model": "anthropic/claude-3.5-sonnet", "temperature": 1.0, "messages": [{"role":"user","content":"hello"}] }';
+  const responses = '{"input" : "hello", "model":"anthropic/claude-3.5-sonnet", "top_p": 1.00}';
+  for (const [path, body] of [['/v1/messages', messages], ['/v1/responses', responses]] as const) {
+    const res = await rawRequest(h.url, { method: 'POST', path, headers: { 'content-type': 'application/json' }, body });
+    assert.equal(res.status, 200, path);
+    assert.equal(res.headers['x-signalbox-rule'], 'none');
+    assert.equal(h.fake.received.at(-1)!.body.toString(), body, path);
+  }
+});
+
+test('explain shows the proxy-side fallbacks of a shape without `models`', async (t) => {
+  const h = await harness(t);
+  const res = await post(h, '/v1/routing/explain?api=messages', { ...MESSAGES, messages: [{ role: 'user', content: 'fallback' }] });
+  const explained = jsonOf<{ rule: string; model: string; fallbacks: string[]; body: Record<string, unknown> }>(res);
+  assert.deepEqual([explained.rule, explained.model, explained.fallbacks, explained.body.models], ['with-fallback', 'anthropic/claude-3.5-haiku', ['openai/gpt-4o-mini'], undefined]);
+});
