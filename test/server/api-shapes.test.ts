@@ -200,3 +200,14 @@ test('explain shows the proxy-side fallbacks of a shape without `models`', async
   const explained = jsonOf<{ rule: string; model: string; fallbacks: string[]; body: Record<string, unknown> }>(res);
   assert.deepEqual([explained.rule, explained.model, explained.fallbacks, explained.body.models], ['with-fallback', 'anthropic/claude-3.5-haiku', ['openai/gpt-4o-mini'], undefined]);
 });
+
+test('without an upstream cost, the catalog prices a shape\'s usage', async (t) => {
+  const h = await harness(t);
+  const res = await post(h, '/v1/messages', { ...MESSAGES, stream: true }, { 'x-fake-usage': JSON.stringify({ cost: false }) });
+  assert.equal(res.status, 200);
+  const line = await requestLine(h, res);
+  assert.equal(line.cost_source, 'catalog');
+  // gpt-4o-mini in the fake's catalog: $0.15 and $0.60 per million prompt and completion tokens.
+  const expected = ((line.prompt_tokens as number) * 0.15 + (line.completion_tokens as number) * 0.6) / 1e6;
+  assert.ok(Math.abs((line.cost_usd as number) - expected) < 1e-12, `${String(line.cost_usd)} vs ${expected}`);
+});
