@@ -273,6 +273,8 @@ export function messagesBodyFacts(body: unknown): ShapeFacts {
   if (body === null || typeof body !== 'object') return NO_FACTS;
   const b = body as Json;
   if (b.type === 'error') return { ...NO_FACTS, inbandError: messagesErrorOf(b.error) };
+  // OpenRouter's own refusals (before any provider) may come in its OpenAI-style `{error: {code, message}}`.
+  if (b.error !== null && typeof b.error === 'object') return { ...NO_FACTS, inbandError: errorOf(b.error) };
   return messageObjectFacts(b);
 }
 

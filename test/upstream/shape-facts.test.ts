@@ -295,3 +295,7 @@ test('the error events first end an event the stream left half-written', () => {
   createParser({ onEvent: (e) => events.push(e.event ?? '') }).feed(Buffer.concat([half, bytes]).toString('utf8'));
   assert.deepEqual(events, ['content_block_delta', 'error']);
 });
+
+test('a Messages error body in OpenRouter\'s OpenAI-style envelope is an error too', () => {
+  assert.deepEqual(messagesBodyFacts({ error: { code: 402, message: 'Insufficient credits' } }).inbandError, { code: '402', message: 'Insufficient credits' });
+});
