@@ -53,6 +53,8 @@ function assertRoutedUpstream(sent: ReceivedRequest): void {
   assert.equal(body.system, 'Be brief.\n\nYou are a coding agent.');
   assert.equal(sent.headers.authorization, `Bearer ${SERVER_KEY}`);
   assert.equal(sent.headers['x-api-key'], undefined, 'the client key never travels upstream');
+  // Claude Code's gateway requirements: anthropic-version and anthropic-beta are forwarded (https://code.claude.com/docs/en/llm-gateway).
+  assert.match(String(sent.headers['anthropic-version']), /^\d{4}-\d{2}-\d{2}$/, 'the SDK\'s API version reached upstream');
 }
 
 async function requestsCounted(h: Harness, labels: string[]): Promise<number> {
