@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import type { Harness } from '../support/harness.js';
+import { CLIENT_KEY, SERVER_KEY, onlyUpstream, requestsCounted, routedHarness } from '../support/routed-shapes.js';
 
 /**
  * Issue 18, item 7: the official `@anthropic-ai/sdk`, the client coding agents use with
@@ -12,37 +13,20 @@ import { startHarness, type Harness } from '../support/harness.js';
  * Anthropic's envelope with the status that picks the SDK's error class.
  */
 
-const CLIENT_KEY = 'sk-sb-messages-client';
-const SERVER_KEY = 'sk-or-v1-messages-server';
-
-const RULES = `version: 1
-rules:
-  - name: refused
-    when: { request.text: { contains: "refuse me" } }
-    route: { reject: { status: 400, message: "refused by policy" } }
-  - name: throttled
-    when: { request.text: { contains: "throttle me" } }
-    route: { reject: { status: 429, message: "slow down" } }
-  - name: agent-background
+const RULES = `  - name: agent-background
     when: { request.api: messages }
     route: { model: anthropic/claude-3-haiku, max_tokens: 50, system_prompt: { prepend: "Be brief." } }
 `;
 
-/** Signalbox with a client key and a server key, and the SDK as a coding agent configures it: the proxy's origin, no /v1. */
+/** Signalbox (routedHarness: client and server keys, refusals first), and the SDK as a coding agent configures it: the proxy's origin, no /v1. */
 async function anthropicClient(t: TestContext): Promise<{ h: Harness; client: Anthropic }> {
-  const h = await startHarness({ rules: RULES, env: { SIGNALBOX_API_KEYS: CLIENT_KEY, OPENROUTER_API_KEY: SERVER_KEY } });
-  t.after(() => h.close());
+  const h = await routedHarness(t, RULES);
   // No retries: one call is one request (the SDK retries 429 by default).
   const client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
   return { h, client };
 }
 
 const ASK = { model: 'anthropic/claude-3.5-sonnet', max_tokens: 4096, system: 'You are a coding agent.', messages: [{ role: 'user' as const, content: 'Summarise this diff' }] };
-
-function only(h: Harness): ReceivedRequest {
-  assert.equal(h.fake.received.length, 1, 'exactly one upstream request');
-  return h.fake.received[0]!;
-}
 
 /** What upstream got: OpenRouter's Messages path, the rule's model and cap, the prompt prepended, the server key. */
 function assertRoutedUpstream(sent: ReceivedRequest): void {
@@ -57,19 +41,13 @@ function assertRoutedUpstream(sent: ReceivedRequest): void {
   assert.match(String(sent.headers['anthropic-version']), /^\d{4}-\d{2}-\d{2}$/, 'the SDK\'s API version reached upstream');
 }
 
-async function requestsCounted(h: Harness, labels: string[]): Promise<number> {
-  const text = await (await fetch(`${h.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('signalbox_requests_total{') && labels.every((label) => l.includes(label)));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
 /** The request line and the counters say this was a routed, metered Messages request. */
 async function assertMetered(h: Harness, reqId: string, usage: { input_tokens: number; output_tokens: number }): Promise<void> {
   const line = await h.logs.requestLine(reqId);
   assert.equal(line.rule, 'agent-background');
   assert.equal(line.completion_tokens, usage.output_tokens);
   assert.ok(typeof line.prompt_tokens === 'number' && line.prompt_tokens >= usage.input_tokens, 'cached and written input counted in the prompt');
-  assert.equal(line.cost_usd, only(h).usage?.cost);
+  assert.equal(line.cost_usd, onlyUpstream(h).usage?.cost);
   assert.equal(await requestsCounted(h, ['endpoint="messages"', 'rule="agent-background"', 'status="200"']), 1);
 }
 
@@ -82,7 +60,7 @@ test('messages.create through Signalbox: routed by the rule (model, cap, system)
   assert.equal(message.model, 'anthropic/claude-3-haiku');
   assert.equal(response.headers.get('x-signalbox-rule'), 'agent-background');
   assert.equal(response.headers.get('x-signalbox-model'), 'anthropic/claude-3-haiku');
-  const sent = only(h);
+  const sent = onlyUpstream(h);
   assertRoutedUpstream(sent);
   assert.equal(message.usage.output_tokens, sent.usage?.completion_tokens);
   assert.ok(message.usage.input_tokens > 0);
@@ -101,7 +79,7 @@ test('messages.stream through Signalbox: text events add up to the reply, finalM
   assert.ok(texts.length > 1, 'streamed in pieces, not one block');
   assert.equal(message.stop_reason, 'end_turn');
   assert.equal(response.headers.get('x-signalbox-rule'), 'agent-background');
-  const sent = only(h);
+  const sent = onlyUpstream(h);
   assertRoutedUpstream(sent);
   assert.equal((sent.json as { stream?: unknown }).stream, true);
   assert.equal(message.usage.output_tokens, sent.usage?.completion_tokens);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import OpenAI from 'openai';
 import type { ReceivedRequest } from '../../src/dev/fake-openrouter.js';
-import { startHarness, type Harness } from '../support/harness.js';
+import type { Harness } from '../support/harness.js';
+import { CLIENT_KEY, SERVER_KEY, onlyUpstream, requestsCounted, routedHarness } from '../support/routed-shapes.js';
 
 /**
  * Issue 18, item 7: the official `openai` SDK's Responses API (`responses.create`, streaming and
@@ -11,33 +12,19 @@ import { startHarness, type Harness } from '../support/harness.js';
  * `instructions`; metered; and the proxy's own refusals reach it in OpenAI's envelope.
  */
 
-const CLIENT_KEY = 'sk-sb-responses-client';
-const SERVER_KEY = 'sk-or-v1-responses-server';
-
-const RULES = `version: 1
-rules:
-  - name: refused
-    when: { request.text: { contains: "refuse me" } }
-    route: { reject: { status: 400, message: "refused by policy" } }
-  - name: responses-cheap
+const RULES = `  - name: responses-cheap
     when: { request.api: responses }
     route: { model: openai/gpt-4o-mini, max_tokens: 40, system_prompt: { prepend: "Be brief." } }
 `;
 
 async function openaiClient(t: TestContext): Promise<{ h: Harness; client: OpenAI }> {
-  const h = await startHarness({ rules: RULES, env: { SIGNALBOX_API_KEYS: CLIENT_KEY, OPENROUTER_API_KEY: SERVER_KEY } });
-  t.after(() => h.close());
+  const h = await routedHarness(t, RULES);
   // No retries: one call is one upstream request.
   const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
   return { h, client };
 }
 
 const ASK = { model: 'openai/gpt-4o', input: 'Summarise this diff', instructions: 'You review code.', max_output_tokens: 2000 };
-
-function only(h: Harness): ReceivedRequest {
-  assert.equal(h.fake.received.length, 1, 'exactly one upstream request');
-  return h.fake.received[0]!;
-}
 
 /** What upstream got: OpenRouter's Responses path, the rule's model, the cap as max_output_tokens, instructions prepended. */
 function assertRoutedUpstream(sent: ReceivedRequest, stream: boolean): void {
@@ -51,15 +38,9 @@ function assertRoutedUpstream(sent: ReceivedRequest, stream: boolean): void {
   assert.equal(sent.headers.authorization, `Bearer ${SERVER_KEY}`);
 }
 
-async function requestsCounted(h: Harness, labels: string[]): Promise<number> {
-  const text = await (await fetch(`${h.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('signalbox_requests_total{') && labels.every((label) => l.includes(label)));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
 /** The usage the client saw matches upstream's, and the request line and counters carry it. */
 async function assertMetered(h: Harness, reqId: string | null, usage: OpenAI.Responses.ResponseUsage | undefined): Promise<void> {
-  const upstream = only(h).usage;
+  const upstream = onlyUpstream(h).usage;
   assert.ok(usage && upstream);
   assert.equal(usage.input_tokens, upstream.prompt_tokens);
   assert.equal(usage.output_tokens, upstream.completion_tokens);
@@ -77,7 +58,7 @@ test('responses.create through Signalbox: routed (model, max_output_tokens, inst
   assert.equal(response.output_text, h.fake.options.content);
   assert.equal(raw.headers.get('x-signalbox-rule'), 'responses-cheap');
   assert.equal(raw.headers.get('x-signalbox-model'), 'openai/gpt-4o-mini');
-  assertRoutedUpstream(only(h), false);
+  assertRoutedUpstream(onlyUpstream(h), false);
   await assertMetered(h, raw.headers.get('x-request-id'), response.usage);
 });
 
@@ -94,7 +75,7 @@ test('responses.create with stream: true: the deltas add up to the reply, respon
   assert.equal(deltas.join(''), h.fake.options.content);
   assert.ok(deltas.length > 1, 'streamed in pieces');
   assert.equal(raw.headers.get('x-signalbox-rule'), 'responses-cheap');
-  assertRoutedUpstream(only(h), true);
+  assertRoutedUpstream(onlyUpstream(h), true);
   await assertMetered(h, raw.headers.get('x-request-id'), completed?.usage);
 });
 
@@ -107,13 +88,13 @@ test('responses.stream through Signalbox: text events and finalResponse with its
 
   assert.equal(deltas.join(''), h.fake.options.content);
   assert.equal(final.output_text, h.fake.options.content);
-  assertRoutedUpstream(only(h), true);
+  assertRoutedUpstream(onlyUpstream(h), true);
   // responses.stream exposes no response headers: the request id comes from the only request line.
   const line = await h.logs.waitFor((r) => r.msg === 'request');
   await assertMetered(h, String(line.reqId), final.usage);
 });
 
-test('the proxy\'s own refusals on /v1/responses come in OpenAI\'s envelope: AuthenticationError, BadRequestError with the code', async (t) => {
+test('the proxy\'s own refusals on /v1/responses come in OpenAI\'s envelope: AuthenticationError, BadRequestError, RateLimitError with the code', async (t) => {
   const { h, client } = await openaiClient(t);
   const stranger = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'sk-sb-not-a-key', maxRetries: 0 });
   await assert.rejects(stranger.responses.create(ASK), (err: unknown) => {
@@ -126,6 +107,11 @@ test('the proxy\'s own refusals on /v1/responses come in OpenAI\'s envelope: Aut
     assert.equal(err.code, 'rejected_by_rule');
     assert.equal(err.type, 'invalid_request_error');
     assert.match(err.message, /refused by policy/);
+    return true;
+  });
+  await assert.rejects(client.responses.create({ ...ASK, input: 'please throttle me' }), (err: unknown) => {
+    assert.ok(err instanceof OpenAI.RateLimitError, String(err));
+    assert.equal(err.code, 'rejected_by_rule');
     return true;
   });
   assert.equal(h.fake.received.length, 0, 'nothing sent upstream');
