@@ -207,7 +207,7 @@ export const SETTINGS = Object.freeze([
   },
   {
     path: 'budget.user_source', env: 'USER_SOURCE', type: 'string', default: undefined, unit: 'body.user | header.<name>',
-    reason: 'unset: no end users (spend, budgets and limits per key and team only); set, the end user a request is for is read from the body\'s `user` field (OpenAI\'s) or this header, under its key only, and gets its own spend, the keys file\'s `users:` budgets and limits (docs/keys-and-budgets.md)',
+    reason: 'unset: no end users (spend, budgets and limits per key and team only); set, the end user a request is for is read from the body\'s `user` field (OpenAI\'s; `metadata.user_id` in Messages) or this header, under its key only, and gets its own spend, the keys file\'s `users:` budgets and limits (docs/keys-and-budgets.md)',
   },
   {
     path: 'budget.max_users_per_key', env: 'MAX_USERS_PER_KEY', type: 'integer', default: 1000, unit: 'end users', minimum: 1,

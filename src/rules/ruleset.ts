@@ -63,6 +63,8 @@ export interface Explanation {
   readonly classification?: Classification;
   /** The model sent upstream. */
   readonly model: string | undefined;
+  /** In the Responses and Messages shapes (no `models` list): the models the proxy's retries try after `model`, in order. */
+  readonly fallbacks?: readonly string[];
   readonly route: Record<string, unknown> | undefined;
   readonly reject: { status: number; message: string } | undefined;
   /** Rules evaluated in order, up to and including the one that matched. */
@@ -305,6 +307,7 @@ export class RuleSet {
       ...(decision.cascade !== undefined && { cascade: describeCascade(decision.cascade) }),
       ...(decision.shadow !== undefined && { shadow: describeShadow(decision.shadow) }),
       ...(choice !== undefined && { choice: choice.verdicts }),
+      ...(decision.fallbacks !== undefined && { fallbacks: decision.fallbacks }),
       ...(decision.droppedFallbacks !== undefined && { dropped_fallbacks: decision.droppedFallbacks }),
       ...(choice?.warning !== undefined && { warning: choice.warning }),
       ...(input.verdict !== undefined && { classification: input.verdict }),

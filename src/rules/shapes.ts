@@ -77,7 +77,7 @@ function responsesView(body: Readonly<JsonObject>): JsonObject {
       if (role === 'user' || role === 'assistant' || role === 'system') messages.push({ role, content: chatContent(item.content) });
     }
   }
-  return withCommon(body, messages, body.max_output_tokens, responseFormatOf(body));
+  return withCommon(body, messages, body.max_output_tokens, responseFormatOf(body), body.user);
 }
 
 /** A Messages body (`system`, `messages` with content blocks) in the chat shape; tool results become tool messages. */
@@ -92,11 +92,15 @@ function messagesView(body: Readonly<JsonObject>): JsonObject {
       messages.push({ role, content: chatContent(message.content) });
     }
   }
-  return withCommon(body, messages, body.max_tokens, undefined);
+  // Anthropic's end-user id is `metadata.user_id` (https://docs.anthropic.com/en/api/messages).
+  const metadata = body.metadata;
+  return withCommon(body, messages, body.max_tokens, undefined, isObject(metadata) ? metadata.user_id : undefined);
 }
 
-function withCommon(body: Readonly<JsonObject>, messages: Json[], maxTokens: unknown, responseFormat: unknown): JsonObject {
+/** `user`: the shape's end-user id, as chat's `user` (USER_SOURCE=body.user reads it in every shape). */
+function withCommon(body: Readonly<JsonObject>, messages: Json[], maxTokens: unknown, responseFormat: unknown, user: unknown): JsonObject {
   const view: JsonObject = { messages };
+  if (user !== undefined) view.user = user;
   if (typeof body.model === 'string') view.model = body.model;
   if (body.stream === true) view.stream = true;
   if (Array.isArray(body.tools)) view.tools = body.tools;

@@ -1,3 +1,7 @@
+import type { Api } from '../rules/shapes.js';
+import type { ResponseFacts } from '../upstream/response-tap.js';
+import { messagesErrorEvent, responsesErrorEvent } from '../upstream/shape-facts.js';
+import { sseErrorEvent } from '../upstream/sse.js';
 import {
   BodyTooLargeError, InternalError, InvalidJsonError, InvalidRequestError, RouteNotFoundError,
   SignalboxError, UnsupportedMediaTypeError,
@@ -102,4 +106,30 @@ export function toClientError(err: unknown, context: ErrorContext = {}): {
     error,
     headers: { 'x-should-retry': shouldRetry ? 'true' : 'false' },
   };
+}
+
+/** What the proxy knows of a stream it must end with an error. */
+export interface StreamErrorFields {
+  readonly requestId: string;
+  /** The model of the attempt being relayed. */
+  readonly model: string | undefined;
+  /** What the tap read of the stream so far. */
+  readonly facts: ResponseFacts | undefined;
+}
+
+/**
+ * The event that ends a stream the proxy cuts (an upstream failure mid-body, the idle timeout,
+ * shutdown), in the form the client's SDK reads as an error: chat's OpenRouter-style chunk with
+ * `finish_reason: "error"`, a Responses `response.failed`, a Messages `error` event (whose message
+ * starts with the stable code, as Anthropic's envelope has no code field). Issue 18, item 3.
+ */
+export function streamErrorEvent(api: Api, error: SignalboxError, fields: StreamErrorFields, tail: Buffer | undefined): Buffer {
+  switch (api) {
+    case 'messages':
+      return messagesErrorEvent(anthropicType(error.status), `${error.code}: ${error.message}`, tail);
+    case 'responses':
+      return responsesErrorEvent(error.code, error.message, { id: fields.facts?.id, model: fields.facts?.model ?? fields.model }, tail);
+    default:
+      return sseErrorEvent({ id: `gen-signalbox-${fields.requestId}`, model: fields.model, code: error.code, message: error.message }, tail);
+  }
 }

@@ -13,8 +13,10 @@ import { ResponseTap } from '../upstream/response-tap.js';
 import type { RetryPolicy } from '../upstream/retry.js';
 import { SecretScrubber } from '../upstream/scrub.js';
 import type { FeedbackTokens } from '../experiments/feedback.js';
+import type { Api } from '../rules/shapes.js';
 import type { Exchange } from './exchange.js';
 import type { Lifecycle } from './lifecycle.js';
+import { streamErrorEvent } from './error-envelope.js';
 import { relayedHead } from './response-head.js';
 
 /** What the upstream call needs from the app, built once at start. */
@@ -51,6 +53,11 @@ export interface ForwardTarget {
   readonly extraHeaders?: Readonly<Record<string, string>> | undefined;
   /** Read usage, model and errors from the response (completions, embeddings), not just relay it. */
   readonly tap: boolean;
+  /**
+   * The routed request's shape: how its response is read (usage, first token, terminal event) and
+   * how the proxy ends its stream with an error. Chat (and pass-through) when absent.
+   */
+  readonly api?: Api | undefined;
   /**
    * A cascade tier with a tier after it (src/experiments/cascade.ts): the response the attempts
    * settle on is held until the gate passes it; a failed check, or the tier failing outright,
@@ -399,7 +406,7 @@ export class Forwarding {
         this.held = [];
         this.heldBytes = 0;
         this.heldEnded = false;
-        this.probe = new ResponseTap(true);
+        this.probe = new ResponseTap(true, 0, this.io.target.api);
         this.timer = setTimeout(() => this.guard(() => this.timerFired()), step.timeoutMs);
         this.timer.unref();
         return;
@@ -578,12 +585,15 @@ export class Forwarding {
     this.io.request.body = undefined;
     this.phase = 'relaying';
     this.streaming = sse;
+    const api = this.io.target.api ?? 'chat';
+    const requestId = this.io.request.id;
+    const model = this.model;
     this.relay = new ResponseRelay(res, handler, {
       sse,
-      eventId: `gen-signalbox-${this.io.request.id}`,
-      model: this.model,
+      errorEvent: (error, tail, facts) => streamErrorEvent(api, error, { requestId, model, facts }, tail),
       writeTimeoutMs: this.deps.clientWriteTimeoutMs,
-      tap: this.io.target.tap ? new ResponseTap(sse, this.io.target.captureAnswerChars) : undefined,
+      tap: this.io.target.tap ? new ResponseTap(sse, this.io.target.captureAnswerChars, this.io.target.api) : undefined,
+      api,
       onSettled: (result) => {
         this.relayResult = result;
         this.streaming = false;

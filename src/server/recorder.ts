@@ -105,13 +105,11 @@ export class ExchangeRecorder {
         const reconcileSpend = this.settleSpend(finished, cost);
         if (cost === undefined) this.reconcileLater(finished, reconcileSpend);
         settleTokens(finished);
-        this.log(finished, cost, baselineCost);
+        const endpoint = finished.endpoint ?? endpointOf(finished.record.url);
+        this.log(finished, endpoint, cost, baselineCost);
         if (finished.record.shadow !== undefined) this.shadows?.finished(finished.record, finished.log);
-        if (this.metrics) {
-          // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
-          const endpoint = finished.endpoint ?? endpointOf(finished.record.url);
-          if (endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint, cost, baselineCost);
-        }
+        // Every response to /v1 is counted, the proxy's own refusals included; probes and /metrics are not.
+        if (this.metrics && endpoint !== undefined) this.metrics.exchangeFinished(finished.record, endpoint, cost, baselineCost);
       } catch (err) {
         finished.log.error({ err }, 'recording the finished request failed');
       }
@@ -201,7 +199,7 @@ export class ExchangeRecorder {
     return catalogCost(catalog, x.baselineModel, usage, now);
   }
 
-  private log(finished: Finished, cost: Cost | undefined, baselineCost: number | undefined): void {
+  private log(finished: Finished, endpoint: Endpoint | undefined, cost: Cost | undefined, baselineCost: number | undefined): void {
     const x = finished.record;
     const status = x.status;
     const q = x.url.indexOf('?');
@@ -220,6 +218,8 @@ export class ExchangeRecorder {
       bytes_in: x.bytesIn,
       bytes_out: x.bytesOut,
     };
+    // The metrics' label: which API (chat, responses, messages...) the request spoke.
+    if (endpoint !== undefined) line.endpoint = endpoint;
     if (x.clientAddress !== undefined) line.remote_addr = x.clientAddress;
     if (x.userAgent !== undefined) line.user_agent = clipText(x.userAgent, MAX_NAME_CHARS);
     if (x.clientKeyId !== undefined) line.client_key = x.clientKeyId;

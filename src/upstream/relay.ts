@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { SignalboxError } from '../errors.js';
+import type { Api } from '../rules/shapes.js';
 import type { StreamErrorKind } from '../metrics/metrics.js';
 import type { ResponseFacts, ResponseTap } from './response-tap.js';
-import { sseErrorEvent } from './sse.js';
 
 /** `client_stalled`: the client read nothing for `writeTimeoutMs`; the relay ended the response. */
 export type RelayOutcome = 'complete' | 'client_closed' | 'client_stalled' | 'upstream_error' | 'terminated';
@@ -32,9 +32,18 @@ export interface RelaySource {
 export interface RelayOptions {
   /** The response is an SSE stream: a failure mid-way ends it with a final error event. */
   readonly sse: boolean;
-  /** Completion id and model for a final SSE error event. */
-  readonly eventId: string;
-  readonly model: string | undefined;
+  /**
+   * The request's shape. Its streams end with a terminal event of their own (Responses'
+   * `response.completed`, Messages' `message_stop`): one that ends without it was cut. (Chat
+   * streams are not held to `[DONE]`: OpenAI-compatible servers differ on it.)
+   */
+  readonly api: Api;
+  /**
+   * The final SSE event that ends a stream the proxy cuts, in the shape's own form
+   * (src/server/error-envelope.ts, streamErrorEvent); `tail`: the last bytes written, to finish a
+   * half-written event; `facts`: what the tap read so far (the response's id and model).
+   */
+  readonly errorEvent: (error: SignalboxError, tail: Buffer | undefined, facts: ResponseFacts | undefined) => Buffer;
   /**
    * How long the relay waits for the client's socket to drain before it ends the response and
    * aborts the upstream call: a paused upstream gets no idle timeout.
@@ -56,7 +65,7 @@ class ClientStalledError extends Error {
   }
 }
 
-function streamErrorKind(outcome: RelayOutcome, error: SignalboxError | undefined, sse: boolean, facts: ResponseFacts | undefined): StreamErrorKind | undefined {
+function streamErrorKind(outcome: RelayOutcome, error: SignalboxError | undefined, sse: boolean, api: Api, facts: ResponseFacts | undefined): StreamErrorKind | undefined {
   if (error !== undefined) {
     if (error.code === 'shutting_down') return 'shutdown';
     if (error.code === 'upstream_timeout') return 'idle_timeout';
@@ -64,6 +73,8 @@ function streamErrorKind(outcome: RelayOutcome, error: SignalboxError | undefine
   }
   if (outcome === 'client_stalled') return 'client_write_timeout';
   if (sse && outcome === 'complete' && facts?.inbandError !== undefined) return 'upstream_inband';
+  // The upstream closed the body cleanly but the answer never finished (a tap that read nothing says nothing).
+  if (sse && outcome === 'complete' && api !== 'chat' && facts !== undefined && !facts.done) return 'upstream_cut';
   return undefined;
 }
 
@@ -179,7 +190,9 @@ export class ResponseRelay {
   /** Ends the client's response because of `error`, as clearly as the format allows. */
   private endWithError(outcome: RelayOutcome, error: SignalboxError): void {
     if (this.options.sse && !this.res.destroyed) {
-      this.res.end(sseErrorEvent({ id: this.options.eventId, model: this.options.model, code: error.code, message: error.message }, this.tail));
+      // What the tap has read so far names the response the event ends (its id, its model).
+      if (this.options.tap !== undefined) this.runTap();
+      this.res.end(this.options.errorEvent(error, this.tail, this.options.tap?.facts));
     } else {
       // A JSON body cut half-way cannot carry an error; closing the connection is the signal.
       this.res.destroy();
@@ -224,7 +237,7 @@ export class ResponseRelay {
       bytesOut: this.bytesOut,
       facts,
       error,
-      streamErrorKind: streamErrorKind(outcome, error, this.options.sse, facts),
+      streamErrorKind: streamErrorKind(outcome, error, this.options.sse, this.options.api, facts),
       endedByProxy: error !== undefined || outcome === 'client_stalled',
     });
   }

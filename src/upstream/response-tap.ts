@@ -1,7 +1,9 @@
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import { clipText } from '../bounded-text.js';
+import type { Api } from '../rules/shapes.js';
 import { membersFromEnd, membersFromStart } from './json-members.js';
+import { MessagesUsageAccumulator, shapeBodyFacts, shapeEventFacts, type ShapeApi, type ShapeFacts } from './shape-facts.js';
 
 /**
  * Reads the facts Signalbox records (served model, provider, usage and cost, time to first
@@ -51,7 +53,10 @@ export interface ResponseFacts {
   inbandError: InbandError | undefined;
   /** performance.now() (ms) of the first event carrying content or a tool call. */
   firstTokenAt: number | undefined;
-  /** `data: [DONE]` was seen. */
+  /**
+   * The stream said it is over: chat's `data: [DONE]`, or the shape's terminal event (Responses'
+   * `response.completed` / `failed` / `incomplete`, Messages' `message_stop`).
+   */
   done: boolean;
   /** An event was larger than the cap and was skipped (the bytes still reached the client). */
   oversizeEvent: boolean;
@@ -78,6 +83,20 @@ export const MAX_SSE_EVENT_CHARS = 4 * 1024 * 1024;
 export const JSON_SCAN_WINDOW_BYTES = 64 * 1024;
 /** The top-level members the facts are read from. */
 const FACT_MEMBERS: ReadonlySet<string> = new Set(['id', 'model', 'provider', 'usage', 'error']);
+/** The same for the other shapes' whole answers (src/upstream/shape-facts.ts reads them). */
+const SHAPE_FACT_MEMBERS: Readonly<Record<ShapeApi, ReadonlySet<string>>> = {
+  responses: new Set(['id', 'model', 'usage', 'error', 'status', 'incomplete_details']),
+  messages: new Set(['id', 'model', 'usage', 'error', 'type', 'stop_reason']),
+};
+/**
+ * Events of the other shapes that only carry more of the answer: once the first token and the
+ * model are known they change no fact, and are not parsed (by their SSE `event:` name, which both
+ * shapes send; an event without one is parsed).
+ */
+const SHAPE_DELTA_EVENTS: ReadonlySet<string> = new Set([
+  'response.output_text.delta', 'response.reasoning_text.delta', 'response.reasoning_summary_text.delta',
+  'response.function_call_arguments.delta', 'response.refusal.delta', 'content_block_delta',
+]);
 /** The same, and `choices`, for a tap that captures the answer's text. */
 const FACT_AND_ANSWER_MEMBERS: ReadonlySet<string> = new Set([...FACT_MEMBERS, 'choices']);
 /**
@@ -190,9 +209,16 @@ export class ResponseTap {
   /** The body's first JSON_SCAN_WINDOW_BYTES, once it is larger than one window. */
   private jsonHead: Buffer | undefined;
 
-  constructor(sse: boolean, captureChars = 0) {
+  /** The Responses or Messages shape; undefined for chat (and the pass-through endpoints, which answer in chat's terms). */
+  private readonly shape: ShapeApi | undefined;
+  /** A Messages stream's usage, spread over `message_start` and `message_delta`. */
+  private readonly messagesUsage: MessagesUsageAccumulator | undefined;
+
+  constructor(sse: boolean, captureChars = 0, api: Api = 'chat') {
     this.sse = sse;
     this.captureChars = captureChars;
+    this.shape = api === 'chat' ? undefined : api;
+    this.messagesUsage = api === 'messages' && sse ? new MessagesUsageAccumulator() : undefined;
     if (sse) {
       // UTF-8 split across reads is completed here, not mangled.
       this.decoder = new StringDecoder('utf8');
@@ -255,6 +281,15 @@ export class ResponseTap {
       const found = new Map<string, unknown>();
       // From the end first, so that the last of duplicate names wins, as with JSON.parse.
       // The answer's text only from a body within one window: its `choices` are then walked whole.
+      const shape = this.shape;
+      if (shape !== undefined) {
+        membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, SHAPE_FACT_MEMBERS[shape], found);
+        if (head !== undefined) membersFromStart(head, JSON_SCAN_WINDOW_BYTES, SHAPE_FACT_MEMBERS[shape], found);
+        if (found.size > 0) this.readShapeFacts(shapeBodyFacts(shape, Object.fromEntries(found)));
+        this.jsonChunks.length = 0;
+        this.jsonHead = undefined;
+        return this.facts;
+      }
       const wanted = this.captureChars > 0 && head === undefined ? FACT_AND_ANSWER_MEMBERS : FACT_MEMBERS;
       membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, wanted, found);
       if (found.has('choices')) this.captureText(firstChoice({ choices: found.get('choices') })?.message);
@@ -278,7 +313,42 @@ export class ResponseTap {
     if (obj.error !== undefined) f.inbandError = errorOf(obj.error);
   }
 
+  /** One body's or event's facts of the other shapes: the first id and model, the latest usage, finish reason and error. */
+  private readShapeFacts(facts: ShapeFacts): void {
+    const f = this.facts;
+    if (f.id === undefined && facts.id !== undefined) f.id = facts.id;
+    if (f.model === undefined && facts.model !== undefined) f.model = facts.model;
+    if (facts.usage !== undefined) f.usage = facts.usage;
+    if (facts.finishReason !== undefined) f.finishReason = facts.finishReason;
+    if (facts.inbandError !== undefined) f.inbandError = facts.inbandError;
+    if (facts.content && f.firstTokenAt === undefined) f.firstTokenAt = performance.now();
+    if (facts.terminal) f.done = true;
+  }
+
+  private onShapeEvent(shape: ShapeApi, event: EventSourceMessage): void {
+    const f = this.facts;
+    if (!this.capturing() && f.firstTokenAt !== undefined && f.model !== undefined && event.event !== undefined && SHAPE_DELTA_EVENTS.has(event.event)) return;
+    let data: unknown;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    const facts = shapeEventFacts(shape, event.event, data);
+    if (this.messagesUsage === undefined) {
+      this.readShapeFacts(facts);
+      return;
+    }
+    // A Messages event's usage is a part of the whole (input counts first, output counts later).
+    this.messagesUsage.add(data);
+    this.readShapeFacts({ ...facts, usage: this.messagesUsage.usage });
+  }
+
   private onEvent(event: EventSourceMessage): void {
+    if (this.shape !== undefined) {
+      this.onShapeEvent(this.shape, event);
+      return;
+    }
     const data = event.data;
     if (data === '[DONE]') {
       this.facts.done = true;

@@ -46,7 +46,7 @@ test('relay: chunks pass one for one, and the tap reads each only once the socke
         push(chunk);
       };
       relay = new ResponseRelay(res, new FakeSource(), {
-        sse: true, eventId: 'gen-1', model: undefined, writeTimeoutMs: 60_000, tap, onSettled: (result) => (settled = result),
+        sse: true, api: 'chat', errorEvent: () => Buffer.from('data: {}\n\n'), writeTimeoutMs: 60_000, tap, onSettled: (result) => (settled = result),
       });
       resolve();
     });
@@ -89,7 +89,7 @@ test('relay: a client that reads nothing for writeTimeoutMs has its response end
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.flushHeaders();
       relay = new ResponseRelay(res, source, {
-        sse: true, eventId: 'gen-1', model: undefined, writeTimeoutMs: 200, tap: undefined, onSettled: (result) => settledWith(result),
+        sse: true, api: 'chat', errorEvent: () => Buffer.from('data: {}\n\n'), writeTimeoutMs: 200, tap: undefined, onSettled: (result) => settledWith(result),
       });
       resolve();
     });

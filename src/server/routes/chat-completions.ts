@@ -7,7 +7,7 @@ import type { Caller } from '../../accounts/caller.js';
 import { modelAllowed } from '../../accounts/keys-file.js';
 import { InvalidJsonError, InvalidRequestError, ModelNotAllowedError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext, type RouteDecision } from '../../rules/decision.js';
-import { APIS, type Api } from '../../rules/shapes.js';
+import { APIS, chatView, type Api } from '../../rules/shapes.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
 import type { Exchange } from '../exchange.js';
@@ -21,13 +21,22 @@ import { forward, type ForwardDeps, type ForwardTarget } from '../forward.js';
 import { runCascade } from '../../experiments/cascade.js';
 import type { StickyTiers } from '../sticky-tiers.js';
 
-const CHAT_PATH = '/v1/chat/completions';
 const EXPLAIN_PATH = '/v1/routing/explain';
+/**
+ * The routed endpoints of each request shape (src/rules/shapes.ts): the client's path, and the
+ * upstream's below OpenRouter's base URL. OpenRouter serves all three
+ * (https://openrouter.ai/docs/api-reference/responses-api, .../anthropic-messages).
+ */
+const SHAPE_PATHS: Readonly<Record<Api, { readonly client: string; readonly upstream: string }>> = {
+  chat: { client: '/v1/chat/completions', upstream: '/chat/completions' },
+  responses: { client: '/v1/responses', upstream: '/responses' },
+  messages: { client: '/v1/messages', upstream: '/messages' },
+};
 /**
  * The paths whose requests the rules see, and the proxy's own POST /v1/feedback (routes/feedback.ts):
  * the pass-through route refuses every other spelling of them.
  */
-export const ROUTED_V1_PATHS: readonly string[] = [CHAT_PATH, EXPLAIN_PATH, '/v1/feedback'];
+export const ROUTED_V1_PATHS: readonly string[] = [...APIS.map((api) => SHAPE_PATHS[api].client), EXPLAIN_PATH, '/v1/feedback'];
 
 /** A chat body as parsed once: the value for the router, the bytes for a body nobody rewrote. */
 export interface ParsedJsonBody {
@@ -86,29 +95,40 @@ function isJsonObject(value: unknown): value is JsonObject {
 }
 
 /**
- * The proxy's attempts for a chat request. OpenRouter's own fallback (`models`) is used first:
- * attempt 1 sends the routed model with the whole list, and OpenRouter moves along it inside that
- * one call. Only when the whole call fails (a retryable status, no answer) does the proxy try
+ * The proxy's attempts for a routed request. In chat, OpenRouter's own fallback (`models`) is used
+ * first: attempt 1 sends the routed model with the whole list, and OpenRouter moves along it inside
+ * that one call. Only when the whole call fails (a retryable status, no answer) does the proxy try
  * again, with the next model of the list first and the rest behind it; with a single model, the
- * same model again.
+ * same model again. The Responses and Messages shapes have no `models` list: each attempt sends one
+ * model, and the proxy's retries walk the route's fallbacks (RouteDecision.fallbacks).
  */
-export function attemptPlan(body: Readonly<JsonObject>, model: string | undefined, firstBody: Buffer | string, exactBytesOnly = false): AttemptPlan {
-  const models = routeModels(body, model);
+export function attemptPlan(decision: Pick<RouteDecision, 'body' | 'model' | 'fallbacks'>, firstBody: Buffer | string, exactBytesOnly = false, api: Api = 'chat'): AttemptPlan {
+  const { body } = decision;
+  const models = routeModels(decision);
   return {
     models,
     bodyFor(attemptModels) {
       // The routed list as it is (also a retry of a single model): the body already decided. A body
       // whose numbers JSON.stringify would change is resent as it is: OpenRouter still walks its
       // `models` inside the call, and the client's numbers reach the upstream unchanged.
-      return sameModels(attemptModels, models) || exactBytesOnly ? firstBody : JSON.stringify(withModels(body, attemptModels));
+      if (sameModels(attemptModels, models) || exactBytesOnly) return firstBody;
+      return JSON.stringify(api === 'chat' ? withModels(body, attemptModels) : { ...body, model: attemptModels[0] });
     },
   };
 }
 
-/** The route's models: the routed model, then OpenRouter's fallback list, without repeats. */
-function routeModels(body: Readonly<JsonObject>, model: string | undefined): string[] {
+/**
+ * The route's models, without repeats: the routed model, then OpenRouter's fallback list (`models`
+ * of the body: chat's, or one a client wrote into another shape), then the fallbacks the proxy
+ * tries itself in the shapes without that list. Every one of them may run: the allow-list checks
+ * them all and the budget reserves for the dearest.
+ */
+function routeModels(decision: Pick<RouteDecision, 'body' | 'model' | 'fallbacks'>): string[] {
+  const { body, model } = decision;
   const listed = Array.isArray(body.models) && body.models.every((m) => typeof m === 'string') ? (body.models as string[]) : [];
-  return [...new Set(model !== undefined ? [model, ...listed] : listed)];
+  const all = model !== undefined ? [model, ...listed] : [...listed];
+  if (decision.fallbacks !== undefined) all.push(...decision.fallbacks);
+  return [...new Set(all)];
 }
 
 function sameModels(a: readonly string[], b: readonly string[]): boolean {
@@ -138,7 +158,7 @@ export function queryOf(url: string): string {
   return q === -1 ? '' : url.slice(q);
 }
 
-function chatContext(request: FastifyRequest, catalog: Catalog | undefined, stickyTiers: StickyTiers | undefined, api: Api = 'chat'): RequestContext {
+function routedContext(request: FastifyRequest, catalog: Catalog | undefined, stickyTiers: StickyTiers | undefined, api: Api = 'chat'): RequestContext {
   const parsed = request.body as ParsedJsonBody | undefined;
   if (parsed === undefined || !isJsonObject(parsed.value)) {
     throw new InvalidRequestError('The request body must be a JSON object', 'invalid_body');
@@ -175,22 +195,22 @@ function checkRequestedModel(caller: Caller | undefined, context: RequestContext
  * fallbacks the body hands OpenRouter (`models`, which a client could otherwise use to reach any
  * model). No model at all would be the account's default: refused too.
  */
-function checkRoutedModels(caller: Caller | undefined, body: Readonly<JsonObject>, model: string | undefined): void {
-  const refused = routedModelRefusal(caller, body, model);
+function checkRoutedModels(caller: Caller | undefined, decision: Pick<RouteDecision, 'body' | 'model' | 'fallbacks'>): void {
+  const refused = routedModelRefusal(caller, decision);
   if (refused !== undefined) throw refused;
 }
 
 /** Why the caller may not send this route (a model off its allow-list, or no model at all), or undefined. */
-function routedModelRefusal(caller: Caller | undefined, body: Readonly<JsonObject>, model: string | undefined): ModelNotAllowedError | undefined {
+function routedModelRefusal(caller: Caller | undefined, decision: Pick<RouteDecision, 'body' | 'model' | 'fallbacks'>): ModelNotAllowedError | undefined {
   if (caller?.models === undefined) return undefined;
-  const models = routeModels(body, model);
+  const models = routeModels(decision);
   if (models.length === 0) return new ModelNotAllowedError(undefined);
   for (const m of models) if (!modelAllowed(caller, m)) return new ModelNotAllowedError(clipText(m));
   return undefined;
 }
 
 /** The upstream call of a routed decision: the client's bytes when no rule rewrote the body. */
-function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: ForwardDeps, decision: RouteDecision, captureAnswerChars: number | undefined): ForwardTarget {
+function routedTarget(request: FastifyRequest, api: Api, parsed: ParsedJsonBody, proxy: ForwardDeps, decision: RouteDecision, captureAnswerChars: number | undefined): ForwardTarget {
   let upstreamBody: Buffer | string = parsed.raw;
   let extraHeaders = decision.upstreamHeaders;
   if (decision.bodyChanged) {
@@ -200,11 +220,12 @@ function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: Forw
   const exactBytesOnly = parsed.unsafeNumberPath !== undefined;
   return {
     method: 'POST',
-    path: `/chat/completions${queryOf(request.url)}`,
+    path: `${SHAPE_PATHS[api].upstream}${queryOf(request.url)}`,
+    api,
     body: upstreamBody,
     model: decision.model,
     // Built only when an attempt needs the route's models: a retry, or a breaker holding state.
-    plan: () => attemptPlan(decision.body, decision.model, upstreamBody, exactBytesOnly),
+    plan: () => attemptPlan(decision, upstreamBody, exactBytesOnly, api),
     retry: decision.retry ? withRetryOverride(proxy.retry, decision.retry) : proxy.retry,
     firstTokenTimeoutMs: proxy.firstTokenTimeoutMs,
     extraHeaders,
@@ -214,7 +235,7 @@ function chatTarget(request: FastifyRequest, parsed: ParsedJsonBody, proxy: Forw
 }
 
 /**
- * POST /v1/chat/completions: parse once, route, forward, relay.
+ * POST /v1/chat/completions, /v1/responses and /v1/messages: parse once, route, forward, relay.
  * POST /v1/routing/explain: the same input, the routing decision and its reasons, nothing sent upstream.
  */
 export interface ChatRoutesOptions {
@@ -270,10 +291,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
 
-  app.post(CHAT_PATH, async (request, reply) => {
-    const context = chatContext(request, catalog.current, stickyTiers);
+  // One handler for the three shapes: the same stages, the shape's paths and fields (src/rules/shapes.ts).
+  const routed = (api: Api) => async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const context = routedContext(request, catalog.current, stickyTiers, api);
     const exchange = request.exchange;
-    if (keepPrompt) exchange.chatBody = context.body;
+    // The prompt's hash (and text) reads the chat shape's last user message.
+    if (keepPrompt) exchange.chatBody = chatView(api, context.body);
     exchange.requestedModel = clipText(context.requestedModel);
     exchange.stream = context.body.stream === true;
 
@@ -288,7 +311,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // Explain is not limited: it sends nothing upstream but a classifier call, and is the tool to
     // ask how a request would be routed while limited.
     const caller = exchange.caller;
-    const account: AccountRequest | undefined = accounts !== undefined && caller !== undefined ? accounts.open(caller, context.body, request.headers) : undefined;
+    const account: AccountRequest | undefined = accounts !== undefined && caller !== undefined ? accounts.open(caller, chatView(api, context.body), request.headers) : undefined;
     let limitsTaken = false;
     let resolved = context;
     if (account !== undefined && (ruleSet.readsBudget || asksRemoteClassifier(ruleSet))) {
@@ -323,7 +346,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       if (decision.reject.code === 'no_model_fits') throw new NoModelFitsError(decision.reject.message);
       throw new RuleRejectedError(decision.reject.status, decision.reject.message);
     }
-    checkRoutedModels(exchange.caller, decision.body, decision.model);
+    checkRoutedModels(exchange.caller, decision);
     if (decision.warning !== undefined) warnOnce(rules.current, decision.warning, request.log);
 
     const parsed = request.body as ParsedJsonBody;
@@ -335,7 +358,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
       // A cascade may pay for every tier it escalates to: their worst cases are reserved too.
       const laterSteps = decision.cascade?.steps.slice(1, 1 + decision.cascade.maxEscalations).map((step) => [step.route.model, ...step.route.fallbacks]);
       const outcome = await accounts!.admit(account, {
-        limits: !limitsTaken, reads: false, reserveFor: { models: routeModels(decision.body, decision.model), laterSteps, catalog: catalog.current },
+        limits: !limitsTaken, reads: false, reserveFor: { models: routeModels(decision), laterSteps, catalog: catalog.current },
       });
       applyOutcome(outcome, request, reply);
       exchange.spendSettlement = outcome.settlement;
@@ -343,18 +366,20 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // Sent once the response has ended (the recorder), from the client's body as it is now.
     if (decision.shadow !== undefined) exchange.shadow = shadows?.prepare(decision.shadow, context.body, decision.body);
     const captureAnswerChars = exchange.shadow?.judged === true ? MAX_JUDGED_ANSWER_CHARS : undefined;
-    const target = (d: RouteDecision): ForwardTarget => chatTarget(request, parsed, proxy, d, captureAnswerChars);
+    const target = (d: RouteDecision): ForwardTarget => routedTarget(request, api, parsed, proxy, d, captureAnswerChars);
     if (decision.cascade !== undefined) {
       // Later tiers the caller may not use, or whose rewrite would change the client's numbers, are not escalated to.
-      const targetFor = (d: RouteDecision) => (d.bodyChanged && parsed.unsafeNumberPath !== undefined) || routedModelRefusal(exchange.caller, d.body, d.model) !== undefined ? undefined : target(d);
+      const targetFor = (d: RouteDecision) => (d.bodyChanged && parsed.unsafeNumberPath !== undefined) || routedModelRefusal(exchange.caller, d) !== undefined ? undefined : target(d);
       await runCascade(request, reply, proxy, { decision, context: resolved, targetFor, catalog: catalog.current });
       return;
     }
     await forward(request, reply, proxy, target(decision));
-  });
+  };
+  for (const api of APIS) app.post(SHAPE_PATHS[api].client, routed(api));
 
   app.post(EXPLAIN_PATH, async (request) => {
-    const context = chatContext(request, catalog.current, stickyTiers, explainApi(request.url));
+    const api = explainApi(request.url);
+    const context = routedContext(request, catalog.current, stickyTiers, api);
     const now = Date.now();
     // The credential a chat request with these headers would send: cooldowns after a 429 are its own.
     const authorization = buildUpstreamHeaders(request.headers, proxy.headerOptions, request.id).authorization;
@@ -369,17 +394,19 @@ export async function chatCompletionsRoutes(app: FastifyInstance, opts: ChatRout
     // The spend fields as a request would read them; nothing is taken or reserved.
     let resolved = context;
     if (ruleSet.readsBudget && accounts !== undefined && caller !== undefined) {
-      resolved = { ...context, resolved: { budget: await accounts.read(accounts.open(caller, context.body, request.headers)) } };
+      resolved = { ...context, resolved: { budget: await accounts.read(accounts.open(caller, chatView(api, context.body), request.headers)) } };
     }
     const pending = classifiers.resolve(ruleSet, resolved);
     const explanation = explanationForClient(ruleSet.explain(pending === undefined ? resolved : await resolvedContext(pending, resolved, request.exchange)));
     // A request the chat route would refuse is refused here too, for the same reason.
-    if (explanation.reject === undefined) checkRoutedModels(request.exchange.caller, (explanation.body ?? context.body) as Readonly<JsonObject>, explanation.model);
+    if (explanation.reject === undefined) {
+      checkRoutedModels(request.exchange.caller, { body: (explanation.body ?? context.body) as Readonly<JsonObject>, model: explanation.model, fallbacks: explanation.fallbacks });
+    }
     // The other shapes have no `models` list to leave cooling models out of.
     if (explanation.body === undefined || context.api !== 'chat') return { ...explanation, cooling_models: cooling };
     // The body as the first attempt would send it: cooling models left out, the probe not taken.
     const body = explanation.body as Readonly<JsonObject>;
-    const route = routeModels(body, explanation.model);
+    const route = routeModels({ body, model: explanation.model });
     // As the chat route does: refused when rewritten, never re-serialised for the cooling models.
     const { unsafeNumberPath } = request.body as ParsedJsonBody;
     if (unsafeNumberPath !== undefined && explanation.body_changed) throw unsafeNumberError(unsafeNumberPath);

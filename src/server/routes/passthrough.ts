@@ -95,14 +95,14 @@ export async function passthroughRoutes(app: FastifyInstance, opts: { proxy: For
     // allow-list may only read (GET /v1/models, generation records), or its allow-list could be
     // spent on /v1/completions or /v1/embeddings with any model.
     if (request.exchange.caller?.models !== undefined && request.method !== 'GET' && request.method !== 'HEAD') {
-      throw new ModelNotAllowedError(undefined, `${request.method} ${clipText(request.url.split('?')[0])}: a key with a model allow-list may only send chat completions`);
+      throw new ModelNotAllowedError(undefined, `${request.method} ${clipText(request.url.split('?')[0])}: a key with a model allow-list may only send the routed endpoints (chat completions, responses, messages)`);
     }
     // Likewise for a key with budgets or rate limits: a pass-through answer is not metered against
     // them, so its POSTs would be spend and traffic no budget or limit counts (the bypass of
     // LiteLLM's budgets, BerriAI/litellm#26672).
     const caller = request.exchange.caller;
     if (caller !== undefined && isAccountable(caller) && request.method !== 'GET' && request.method !== 'HEAD') {
-      throw new EndpointNotAllowedError(`${request.method} ${clipText(request.url.split('?')[0])}: a key with budgets or rate limits may only send chat completions here (other endpoints are not metered)`);
+      throw new EndpointNotAllowedError(`${request.method} ${clipText(request.url.split('?')[0])}: a key with budgets or rate limits may only send the routed endpoints here (chat completions, responses, messages: the others are not metered)`);
     }
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
     const exchange = request.exchange;
