@@ -6,7 +6,7 @@ import type { Api } from '../rules/shapes.js';
  * (src/experiments/shadow.ts) and what the response tap captures of the real answer.
  *
  * - chat: `choices[0].message.content` (a string) and `tool_calls`; streamed, `choices[0].delta`.
- * - Responses: `output[]` items of type `message`, their `output_text` (and `refusal`) parts; a
+ * - Responses: `output[]` items of type `message`, their `output_text` parts (and `refusal` parts' refusal); a
  *   `function_call` item is a tool call. Streamed: `response.output_text.delta` (and
  *   `response.refusal.delta`, so a refusal is checked as one), reasoning deltas,
  *   `response.function_call_arguments.delta` or an added `function_call` item.
@@ -55,12 +55,13 @@ function textEvent(text: unknown): AnswerOfEvent {
   return nonEmpty(text) ? { text, reasoning: false, toolCall: false, error: false } : NOTHING;
 }
 
-/** Joins the `text` of the parts `wanted` accepts; undefined when none is a string. */
-function joinedText(parts: unknown, wanted: (part: Json) => boolean): string | undefined {
+/** Joins the text `textOf` finds in each part; undefined when it finds none. */
+function joinedText(parts: unknown, textOf: (part: Json) => unknown): string | undefined {
   if (!Array.isArray(parts)) return undefined;
   let text: string | undefined;
   for (const part of parts) {
-    if (isObject(part) && wanted(part) && typeof part.text === 'string') text = (text ?? '') + part.text;
+    const partText = isObject(part) ? textOf(part) : undefined;
+    if (typeof partText === 'string') text = (text ?? '') + partText;
   }
   return text;
 }
@@ -95,7 +96,11 @@ function chatEvent(data: Json): AnswerOfEvent {
 
 // ---------------------------------------------------------------- Responses
 
-const isResponsesText = (part: Json): boolean => part.type === 'output_text' || part.type === 'refusal';
+/** An `output_text` part's text, or a `refusal` part's refusal (so that a refusal check sees it). */
+function responsesPartText(part: Json): unknown {
+  if (part.type === 'output_text') return part.text;
+  return part.type === 'refusal' ? part.refusal : undefined;
+}
 
 function responsesBody(body: Json): AnswerOfBody {
   const output = body.output;
@@ -106,7 +111,7 @@ function responsesBody(body: Json): AnswerOfBody {
     if (!isObject(item)) continue;
     if (item.type === 'function_call') toolCall = true;
     else if (item.type === 'message') {
-      const part = joinedText(item.content, isResponsesText);
+      const part = joinedText(item.content, responsesPartText);
       if (part !== undefined) text = (text ?? '') + part;
     }
   }
@@ -135,12 +140,14 @@ function responsesEvent(type: unknown, data: Json): AnswerOfEvent {
 
 // ---------------------------------------------------------------- Messages
 
-const isMessagesText = (block: Json): boolean => block.type === 'text';
+function messagesBlockText(block: Json): unknown {
+  return block.type === 'text' ? block.text : undefined;
+}
 
 function messagesBody(body: Json): AnswerOfBody {
   const content = body.content;
   if (!Array.isArray(content)) return NO_ANSWER;
-  return { text: joinedText(content, isMessagesText), toolCall: content.some((block) => isObject(block) && block.type === 'tool_use') };
+  return { text: joinedText(content, messagesBlockText), toolCall: content.some((block) => isObject(block) && block.type === 'tool_use') };
 }
 
 function messagesEvent(type: unknown, data: Json): AnswerOfEvent {
