@@ -118,8 +118,9 @@ export class Shadows {
     const taken = this.inFlight.get(plan) ?? 0;
     if (taken >= plan.maxConcurrency) return this.drop(plan, 'concurrency');
     const copy: JsonObject = { ...applyRewrite(plan.route, clientBody, api).body, stream: false };
+    // Streaming options mean nothing without a stream (chat's and Responses' alike), and an API may refuse them then.
+    delete copy.stream_options;
     if (api === 'chat') {
-      delete copy.stream_options;
       // OpenRouter reports the call's cost in usage.cost (https://openrouter.ai/docs/use-cases/usage-accounting).
       // A chat parameter: the other shapes' bodies get no field their APIs do not define; their cost is
       // read where reported, else priced from the catalog.

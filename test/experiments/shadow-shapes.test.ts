@@ -27,7 +27,7 @@ function plan(judged: boolean): ShadowPlan {
 }
 
 const BODIES: Record<Exclude<Api, 'chat'>, Record<string, unknown>> = {
-  responses: { model: 'a/primary', instructions: 'Be brief.', input: [{ role: 'user', content: [{ type: 'input_text', text: 'What is the capital of France?' }] }], stream: true },
+  responses: { model: 'a/primary', instructions: 'Be brief.', input: [{ role: 'user', content: [{ type: 'input_text', text: 'What is the capital of France?' }] }], stream: true, stream_options: { include_obfuscation: false } },
   messages: { model: 'a/primary', system: 'Be brief.', max_tokens: 200, messages: [{ role: 'user', content: 'What is the capital of France?' }], stream: true },
 };
 
@@ -89,7 +89,8 @@ for (const api of ['responses', 'messages'] as const) {
     assert.equal(json.stream, false);
     // Chat's `usage: {include: true}` is no field of these shapes: the copy gets none.
     assert.equal('usage' in json, false);
-    const { model: _model, stream: _stream, ...rest } = clientBody;
+    assert.equal('stream_options' in json, false);
+    const { model: _model, stream: _stream, stream_options: _options, ...rest } = clientBody;
     const { model: _m, stream: _s, ...copied } = json;
     assert.deepEqual(copied, rest, 'the client\'s own fields, in its own shape');
     assert.equal(line.status, '200');
