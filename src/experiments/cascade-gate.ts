@@ -1,6 +1,8 @@
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { CascadePlan } from '../rules/cascade.js';
+import type { Api } from '../rules/shapes.js';
+import { answerOfBody, answerOfEvent } from '../upstream/answer-text.js';
 import { MAX_SSE_EVENT_CHARS, ResponseTap, type ResponseFacts } from '../upstream/response-tap.js';
 import { checkAnswer, checkWindow, type EscalationReason } from './cascade-checks.js';
 
@@ -47,23 +49,11 @@ export const MAX_STREAM_HOLD_BYTES = 1024 * 1024;
 /** Up to this many characters of content, each event re-checks the window for a failure it already proves. */
 const EARLY_CHECK_CHARS = 256;
 
-type Json = Record<string, unknown>;
-
-function firstChoice(obj: Json): Json | undefined {
-  const choices = obj.choices;
-  const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;
-  return choice !== null && typeof choice === 'object' ? (choice as Json) : undefined;
-}
-
-function hasToolCalls(message: unknown): boolean {
-  if (message === null || typeof message !== 'object') return false;
-  const calls = (message as Json).tool_calls;
-  return Array.isArray(calls) && calls.length > 0;
-}
-
 export class CascadeGate {
   private readonly plan: CascadePlan;
   private readonly askedJson: boolean;
+  /** The answer's shape: where its text and tool calls are (src/upstream/answer-text.ts). */
+  private readonly api: Api;
   private sse = false;
   /** Reads usage and the served model: what a discarded answer cost. */
   private tap: ResponseTap | undefined = undefined;
@@ -78,9 +68,10 @@ export class CascadeGate {
   private inbandError = false;
   private firstToken = false;
 
-  constructor(plan: CascadePlan, askedJson: boolean) {
+  constructor(plan: CascadePlan, askedJson: boolean, api: Api = 'chat') {
     this.plan = plan;
     this.askedJson = askedJson;
+    this.api = api;
   }
 
   /** The head of the response the tier's attempts settled on: hold it, or decide now. */
@@ -138,12 +129,10 @@ export class CascadeGate {
     } finally {
       this.body = [];
     }
-    if (parsed === null || typeof parsed !== 'object') return ERROR;
-    const message = firstChoice(parsed as Json)?.message;
-    if (hasToolCalls(message)) return PASS;
-    const content = message !== null && typeof message === 'object' ? (message as Json).content : undefined;
-    if (typeof content !== 'string') return ERROR;
-    return fail(checkAnswer(content, this.plan.checks, this.askedJson));
+    const answer = answerOfBody(this.api, parsed);
+    if (answer.toolCall) return PASS;
+    if (answer.text === undefined) return ERROR;
+    return fail(checkAnswer(answer.text, this.plan.checks, this.askedJson));
   }
 
   /** `stream_hold.ms` passed since the first token: the window is what arrived. */
@@ -169,17 +158,14 @@ export class CascadeGate {
     } catch {
       return;
     }
-    if (obj === null || typeof obj !== 'object') return;
-    if ((obj as Json).error !== undefined) this.inbandError = true;
-    const delta = firstChoice(obj as Json)?.delta;
-    if (delta === null || typeof delta !== 'object') return;
-    const d = delta as Json;
-    if (hasToolCalls(d)) this.toolCall = true;
-    if (typeof d.reasoning === 'string' && d.reasoning.length > 0) this.firstToken = true;
-    if (typeof d.content === 'string' && d.content.length > 0) {
+    const answer = answerOfEvent(this.api, event.event, obj);
+    if (answer.error) this.inbandError = true;
+    if (answer.toolCall) this.toolCall = true;
+    if (answer.reasoning) this.firstToken = true;
+    if (answer.text !== undefined) {
       this.firstToken = true;
       // Bounded: the window needs `chars` characters, and one event more is decided at once.
-      if (this.text.length < this.plan.streamHold.chars) this.text += d.content;
+      if (this.text.length < this.plan.streamHold.chars) this.text += answer.text;
     }
   }
 }

@@ -4,6 +4,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import { requestCost, spentUsd } from '../catalog/cost.js';
 import type { RequestContext, RouteDecision } from '../rules/decision.js';
 import { cascadeStep } from '../rules/ruleset.js';
+import { chatView } from '../rules/shapes.js';
 import { Forwarding, type ForwardDeps, type ForwardTarget } from '../server/forward.js';
 import type { AttemptRecord } from '../upstream/attempts.js';
 import type { ResponseFacts } from '../upstream/response-tap.js';
@@ -53,7 +54,9 @@ function discardedCost(facts: ResponseFacts | undefined, model: string | undefin
 
 export async function runCascade(request: FastifyRequest, reply: FastifyReply, deps: ForwardDeps, cascade: CascadeRequest): Promise<void> {
   const plan = cascade.decision.cascade!;
-  const askedJson = asksJson(cascade.context.body);
+  const api = cascade.context.api ?? 'chat';
+  // Read through the chat view: a Responses `text.format` asks for JSON as chat's `response_format` does.
+  const askedJson = asksJson(chatView(api, cascade.context.body));
   const exchange = request.exchange;
   const res = reply.raw;
   const escalations: Escalation[] = [];
@@ -71,7 +74,7 @@ export async function runCascade(request: FastifyRequest, reply: FastifyReply, d
       const nextTarget = nextDecision.reject === undefined ? cascade.targetFor(nextDecision) : undefined;
       if (nextTarget !== undefined) next = { decision: nextDecision, target: nextTarget };
     }
-    const gate = next === undefined ? undefined : new CascadeGate(plan, askedJson);
+    const gate = next === undefined ? undefined : new CascadeGate(plan, askedJson, api);
     // On the raw response: merged into whichever head is written, the relay's or an error's.
     res.setHeader(ESCALATIONS_HEADER, String(escalations.length));
     const escalated = await new Forwarding(request, reply, deps, { ...target, gate, earlierAttempts: discardedAttempts }).run();

@@ -1,13 +1,17 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Catalog } from '../catalog/catalog.js';
+import { catalogCost } from '../catalog/cost.js';
 import { answerCost, MAX_CLASSIFIER_ANSWER_BYTES } from '../classify/remote.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { applyRewrite } from '../rules/actions.js';
 import type { JsonObject } from '../rules/decision.js';
 import type { ShadowPlan } from '../rules/shadow.js';
+import type { Api } from '../rules/shapes.js';
 import type { ExchangeRecord } from '../server/record.js';
 import type { UpstreamClient } from '../upstream/client.js';
+import { answerOfBody } from '../upstream/answer-text.js';
 import { usageOf, type TokenUsage } from '../upstream/response-tap.js';
+import { shapeBodyFacts } from '../upstream/shape-facts.js';
 
 /**
  * Scored shadow traffic (issue 17, item 2): a sample of a rule's requests is copied, non-streaming,
@@ -51,6 +55,8 @@ export interface PreparedShadow {
   readonly plan: ShadowPlan;
   /** The copy's body, serialised: the exchange lets go of the client's body once the head is written. */
   readonly body: string;
+  /** The request's shape: the copy is sent in it, to its endpoint, and its answer read in it. */
+  readonly api: Api;
   readonly policy: DataPolicy;
   /** Whether a judge compares the answers: the real answer's text is then captured (MAX_JUDGED_ANSWER_CHARS). */
   readonly judged: boolean;
@@ -100,9 +106,9 @@ export class Shadows {
    * At decision time, for a decision with a shadow: the sample's draw, the server key, the data
    * policy and a slot of the plan's concurrency; the copy's body when all allow one, else
    * undefined (a drop is counted). `clientBody`: the body as the client sent it; `routedBody`:
-   * the decision's, whose data policy the copy inherits.
+   * the decision's, whose data policy the copy inherits; `api`: the request's shape, the copy's.
    */
-  prepare(plan: ShadowPlan, clientBody: Readonly<JsonObject>, routedBody: Readonly<JsonObject>): PreparedShadow | undefined {
+  prepare(plan: ShadowPlan, clientBody: Readonly<JsonObject>, routedBody: Readonly<JsonObject>, api: Api = 'chat'): PreparedShadow | undefined {
     if ((this.deps.random ?? Math.random)() >= plan.sample) return undefined;
     if (this.deps.serverAuthorization === undefined) return this.drop(plan, 'no_server_key');
     const policy = dataPolicyOf(routedBody);
@@ -111,14 +117,19 @@ export class Shadows {
     }
     const taken = this.inFlight.get(plan) ?? 0;
     if (taken >= plan.maxConcurrency) return this.drop(plan, 'concurrency');
-    const copy: JsonObject = { ...applyRewrite(plan.route, clientBody).body, stream: false };
+    const copy: JsonObject = { ...applyRewrite(plan.route, clientBody, api).body, stream: false };
+    // Streaming options mean nothing without a stream (chat's and Responses' alike), and an API may refuse them then.
     delete copy.stream_options;
-    // OpenRouter reports the call's cost in usage.cost (https://openrouter.ai/docs/use-cases/usage-accounting).
-    copy.usage = { include: true };
+    if (api === 'chat') {
+      // OpenRouter reports the call's cost in usage.cost (https://openrouter.ai/docs/use-cases/usage-accounting).
+      // A chat parameter: the other shapes' bodies get no field their APIs do not define; their cost is
+      // read where reported, else priced from the catalog.
+      copy.usage = { include: true };
+    }
     const provider = withPolicy(copy.provider, policy);
     if (provider !== undefined) copy.provider = provider;
     this.inFlight.set(plan, taken + 1);
-    return { plan, body: JSON.stringify(copy), policy, judged: plan.judge !== undefined };
+    return { plan, body: JSON.stringify(copy), api, policy, judged: plan.judge !== undefined };
   }
 
   /**
@@ -156,14 +167,14 @@ export class Shadows {
     const model = plan.route.model;
     const now = this.deps.now ?? (() => performance.now());
     const started = now();
-    const end = await this.call(prepared.body, MAX_SHADOW_ANSWER_BYTES);
+    const end = await this.call(SHAPE_PATHS[prepared.api], prepared.body, MAX_SHADOW_ANSWER_BYTES);
     const durationMs = now() - started;
-    const usage = end.json === undefined ? undefined : usageOf((end.json as { usage?: unknown } | null)?.usage);
-    const costUsd = end.json === undefined ? undefined : answerCost(end.json, model, this.deps.catalog());
+    const usage = end.json === undefined ? undefined : usageOfAnswer(prepared.api, end.json);
+    const costUsd = usage === undefined ? undefined : usage.cost ?? this.catalogCostOf(model, usage);
     const status = typeof end.status === 'number' ? String(end.status) : end.status;
     this.deps.metrics?.shadowFinished(plan.rule, model, status, durationMs / 1000, usage, costUsd);
     if (costUsd !== undefined && costUsd > 0) this.deps.charge(costUsd, model, log);
-    const answer = typeof end.status === 'number' && end.status >= 200 && end.status <= 299 ? contentOf(end.json) : undefined;
+    const answer = typeof end.status === 'number' && end.status >= 200 && end.status <= 299 ? answerOfBody(prepared.api, end.json).text : undefined;
     if (answer === undefined) this.drop(plan, dropReasonOf(end.status));
     let judgement: Judgement | undefined;
     if (plan.judge !== undefined && answer !== undefined) {
@@ -194,26 +205,32 @@ export class Shadows {
     };
     const provider = withPolicy(undefined, prepared.policy);
     if (provider !== undefined) body.provider = provider;
-    const end = await this.call(JSON.stringify(body), MAX_CLASSIFIER_ANSWER_BYTES);
+    const end = await this.call(SHAPE_PATHS.chat, JSON.stringify(body), MAX_CLASSIFIER_ANSWER_BYTES);
     if (typeof end.status !== 'number') return { agreement: end.status };
     if (end.status === NO_ENDPOINT_MATCHES) return { agreement: 'data_policy' };
     if (end.status < 200 || end.status > 299) return { agreement: 'error' };
     const costUsd = answerCost(end.json, judge.model, this.deps.catalog());
-    const content = contentOf(end.json);
+    const content = answerOfBody('chat', end.json).text;
     const verdict = content === undefined ? undefined : parseVerdict(content);
     if (verdict === undefined) return { agreement: 'unparseable', ...(costUsd !== undefined && { costUsd }) };
     return { agreement: verdict.agree ? 'agree' : 'disagree', score: verdict.score, ...(costUsd !== undefined && { costUsd }) };
   }
 
-  /** POSTs a chat completion with the server key, aborted after SHADOW_TIMEOUT_MS or by `close`. Never rejects. */
-  private async call(body: string, maxBytes: number): Promise<CallEnd> {
+  /** What a shadow's usage cost when its answer reported no cost: the catalog's price, when it lists the model. */
+  private catalogCostOf(model: string, usage: TokenUsage): number | undefined {
+    const catalog = this.deps.catalog();
+    return catalog === undefined ? undefined : catalogCost(catalog, model, usage, new Date());
+  }
+
+  /** POSTs `body` to `path` with the server key, aborted after SHADOW_TIMEOUT_MS or by `close`. Never rejects. */
+  private async call(path: string, body: string, maxBytes: number): Promise<CallEnd> {
     const controller = new AbortController();
     this.controllers.add(controller);
     const timer = setTimeout(() => controller.abort(new ShadowTimeout()), this.deps.timeoutMs);
     timer.unref();
     try {
       const headers = { 'content-type': 'application/json', 'accept-encoding': 'identity', authorization: this.deps.serverAuthorization! };
-      const answer = await this.deps.upstream.fetchWhole({ method: 'POST', path: '/chat/completions', headers, body }, maxBytes, controller.signal);
+      const answer = await this.deps.upstream.fetchWhole({ method: 'POST', path, headers, body }, maxBytes, controller.signal);
       let json: unknown;
       try {
         json = JSON.parse(answer.body.toString('utf8'));
@@ -287,11 +304,12 @@ function withPolicy(provider: unknown, policy: DataPolicy): JsonObject | undefin
   return { ...(isObject(provider) ? provider : {}), ...policy };
 }
 
-/** `choices[0].message.content` of a chat completion, when it is a string. */
-function contentOf(json: unknown): string | undefined {
-  const choices = (json as { choices?: unknown } | null)?.choices;
-  const content = Array.isArray(choices) ? (choices[0] as { message?: { content?: unknown } } | null | undefined)?.message?.content : undefined;
-  return typeof content === 'string' ? content : undefined;
+/** Where each shape is served, under OpenRouter's `/api/v1`. The judge is always a chat call (our own). */
+const SHAPE_PATHS: Readonly<Record<Api, string>> = { chat: '/chat/completions', responses: '/responses', messages: '/messages' };
+
+/** A whole answer's usage in its shape's terms (src/upstream/shape-facts.ts for the other shapes). */
+function usageOfAnswer(api: Api, json: unknown): TokenUsage | undefined {
+  return api === 'chat' ? usageOf((json as { usage?: unknown } | null)?.usage) : shapeBodyFacts(api, json).usage;
 }
 
 /** `{"agree": boolean, "score": 0..1}` and nothing else, or undefined. */
