@@ -79,7 +79,8 @@ export class CascadeGate {
     if (status >= 500 || status === 429) return ERROR;
     if (status < 200 || status > 299) return PASS;
     this.sse = sse;
-    this.tap = new ResponseTap(sse);
+    // What a discarded answer cost is read in its own shape.
+    this.tap = new ResponseTap(sse, 0, this.api);
     if (sse) {
       this.decoder = new StringDecoder('utf8');
       this.parser = createParser({ onEvent: (event) => this.onEvent(event), maxBufferSize: MAX_SSE_EVENT_CHARS });

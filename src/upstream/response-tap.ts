@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import { clipText } from '../bounded-text.js';
 import type { Api } from '../rules/shapes.js';
+import { answerOfBody, answerOfEvent } from './answer-text.js';
 import { membersFromEnd, membersFromStart } from './json-members.js';
 import { MessagesUsageAccumulator, shapeBodyFacts, shapeEventFacts, type ShapeApi, type ShapeFacts } from './shape-facts.js';
 
@@ -61,7 +62,7 @@ export interface ResponseFacts {
   /** An event was larger than the cap and was skipped (the bytes still reached the client). */
   oversizeEvent: boolean;
   /**
-   * The start of the assistant's text (`content` of the first choice), only when the tap was asked
+   * The start of the assistant's text (`content` of the first choice; per shape: answer-text.ts), only when the tap was asked
    * to capture it (a judged shadow compares it): at most `captureChars` characters. A non-streaming
    * body is read for it only when it fits one JSON_SCAN_WINDOW_BYTES window (never parsed whole).
    */
@@ -87,6 +88,11 @@ const FACT_MEMBERS: ReadonlySet<string> = new Set(['id', 'model', 'provider', 'u
 const SHAPE_FACT_MEMBERS: Readonly<Record<ShapeApi, ReadonlySet<string>>> = {
   responses: new Set(['id', 'model', 'usage', 'error', 'status', 'incomplete_details']),
   messages: new Set(['id', 'model', 'usage', 'error', 'type', 'stop_reason']),
+};
+/** The same, and the answer's own member, for a tap that captures the answer's text. */
+const SHAPE_FACT_AND_ANSWER_MEMBERS: Readonly<Record<ShapeApi, ReadonlySet<string>>> = {
+  responses: new Set([...SHAPE_FACT_MEMBERS.responses, 'output']),
+  messages: new Set([...SHAPE_FACT_MEMBERS.messages, 'content']),
 };
 /**
  * Events of the other shapes that only carry more of the answer: once the first token and the
@@ -283,9 +289,15 @@ export class ResponseTap {
       // The answer's text only from a body within one window: its `choices` are then walked whole.
       const shape = this.shape;
       if (shape !== undefined) {
-        membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, SHAPE_FACT_MEMBERS[shape], found);
+        // As for chat, the answer's text only from a body within one window.
+        const capture = this.captureChars > 0 && head === undefined;
+        membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, capture ? SHAPE_FACT_AND_ANSWER_MEMBERS[shape] : SHAPE_FACT_MEMBERS[shape], found);
         if (head !== undefined) membersFromStart(head, JSON_SCAN_WINDOW_BYTES, SHAPE_FACT_MEMBERS[shape], found);
-        if (found.size > 0) this.readShapeFacts(shapeBodyFacts(shape, Object.fromEntries(found)));
+        if (found.size > 0) {
+          const members = Object.fromEntries(found);
+          this.readShapeFacts(shapeBodyFacts(shape, members));
+          if (capture) this.appendAnswer(answerOfBody(shape, members).text);
+        }
         this.jsonChunks.length = 0;
         this.jsonHead = undefined;
         return this.facts;
@@ -335,6 +347,7 @@ export class ResponseTap {
       return;
     }
     const facts = shapeEventFacts(shape, event.event, data);
+    if (this.capturing()) this.appendAnswer(answerOfEvent(shape, event.event, data).text);
     if (this.messagesUsage === undefined) {
       this.readShapeFacts(facts);
       return;
@@ -379,10 +392,15 @@ export class ResponseTap {
     return this.captureChars > 0 && (this.facts.answerText?.length ?? 0) < this.captureChars;
   }
 
-  /** Adds a message's or a delta's `content` to the captured text, up to captureChars. */
+  /** Adds a chat message's or delta's `content` to the captured text, up to captureChars. */
   private captureText(message: unknown): void {
     const content = message !== null && typeof message === 'object' ? (message as Json).content : undefined;
-    if (typeof content !== 'string' || content.length === 0) return;
+    if (typeof content === 'string') this.appendAnswer(content);
+  }
+
+  /** Adds text of the answer to the captured text, up to captureChars. */
+  private appendAnswer(content: string | undefined): void {
+    if (content === undefined || content.length === 0) return;
     const text = (this.facts.answerText ?? '') + content;
     this.facts.answerText = text.length > this.captureChars ? text.slice(0, this.captureChars) : text;
   }

@@ -6,7 +6,7 @@ import { KeyRing, sha256 } from '../../src/accounts/keys-file.js';
 import { parseCatalog } from '../../src/catalog/catalog.js';
 import { LiveCatalog } from '../../src/catalog/refresher.js';
 import type { KeysSource } from '../../src/server/client-auth.js';
-import { startHarness, type Harness, type LogRecord } from '../support/harness.js';
+import { startHarness, type Harness, type HarnessOptions, type LogRecord } from '../support/harness.js';
 import { jsonOf, rawRequest, type RawResponse } from '../support/http.js';
 
 /**
@@ -28,9 +28,9 @@ rules:
 const MESSAGES = { model: 'anthropic/claude-3.5-sonnet', max_tokens: 1000, messages: [{ role: 'user', content: [{ type: 'text', text: 'write a title for this chat' }] }] };
 const RESPONSES = { model: 'anthropic/claude-3.5-sonnet', max_output_tokens: 1000, input: 'write a title for this chat' };
 
-async function harness(t: TestContext, options: { keys?: KeysSource; env?: Record<string, string> } = {}): Promise<Harness> {
+async function harness(t: TestContext, options: Pick<HarnessOptions, 'keys' | 'env' | 'rules' | 'app' | 'fake'> = {}): Promise<Harness> {
   const catalog = new LiveCatalog();
-  const h = await startHarness({ env: { OPENROUTER_API_KEY: 'sk-or-server-key', ...options.env }, rules: RULES, catalog, ...(options.keys && { keys: options.keys }) });
+  const h = await startHarness({ rules: RULES, ...options, env: { OPENROUTER_API_KEY: 'sk-or-server-key', ...options.env }, catalog });
   t.after(() => h.close());
   catalog.replace(parseCatalog(await (await fetch(`${h.fake.baseUrl}/models`)).json()), Date.now());
   return h;
@@ -210,4 +210,54 @@ test('without an upstream cost, the catalog prices a shape\'s usage', async (t) 
   // gpt-4o-mini in the fake's catalog: $0.15 and $0.60 per million prompt and completion tokens.
   const expected = ((line.prompt_tokens as number) * 0.15 + (line.completion_tokens as number) * 0.6) / 1e6;
   assert.ok(Math.abs((line.cost_usd as number) - expected) < 1e-12, `${String(line.cost_usd)} vs ${expected}`);
+});
+
+test('a cascade in the Messages shape: the cheap tier\'s streamed refusal is held and escalated, the client gets the next tier\'s answer', async (t) => {
+  const h = await harness(t, {
+    rules: `version: 1
+tiers:
+  budget: { model: openai/gpt-4o-mini }
+  standard: { model: openai/gpt-4o }
+rules:
+  - name: agent-cascade
+    when: { request.api: messages }
+    route:
+      cascade: { tiers: [budget, standard], checks: { min_length: 5, refusal_phrases: ["I'm sorry"] }, stream_hold: { chars: 40, ms: 5000 } }
+`,
+  });
+  const res = await post(h, '/v1/messages', { ...MESSAGES, stream: true }, { 'x-fake-answer': JSON.stringify({ 'openai/gpt-4o-mini': 'refusal', 'openai/gpt-4o': 'Paris is the capital of France.' }) });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['x-signalbox-escalations'], '1');
+  const sent = h.fake.received.slice(-2);
+  assert.deepEqual(sent.map((r) => [r.url, (JSON.parse(r.body.toString()) as { model: string }).model]), [['/api/v1/messages', 'openai/gpt-4o-mini'], ['/api/v1/messages', 'openai/gpt-4o']]);
+  const text = events(res.body).filter(([name]) => name === 'content_block_delta').map(([, d]) => (d as { delta: { text: string } }).delta.text).join('');
+  assert.equal(text, 'Paris is the capital of France.');
+  assert.ok(!res.body.toString().includes('sorry'), 'nothing of the refusal reached the client');
+  const line = await requestLine(h, res);
+  assert.deepEqual(line.escalations, [{ from: 'budget', to: 'standard', reason: 'refusal' }]);
+});
+
+test('a judged shadow of a Responses request: its copy goes to /responses, the judge compares the real streamed answer with the shadow\'s', async (t) => {
+  const h = await harness(t, {
+    rules: `version: 1
+rules:
+  - name: shadowed
+    route: { model: a/primary, shadow: { model: b/second, sample: 1, judge: { model: c/third } } }
+`,
+    app: { shadowRandom: () => 0 },
+    fake: { content: 'The real answer.' },
+  });
+  h.fake.cannedContent.set('b/second', 'The shadow answer.');
+  h.fake.cannedContent.set('c/third', '{"agree": false, "score": 0.25}');
+  const res = await post(h, '/v1/responses', { ...RESPONSES, stream: true }, { 'x-request-id': 'shadowed-1' });
+  assert.equal(res.status, 200);
+  const line = await h.logs.waitFor((r) => r.msg === 'shadow' && r.reqId === 'shadowed-1');
+  assert.equal(line.judge_score, 0.25);
+  const [real, shadow, judge] = h.fake.received.slice(-3);
+  assert.equal(real!.url, '/api/v1/responses');
+  const copy = JSON.parse(shadow!.body.toString()) as Record<string, unknown>;
+  assert.deepEqual([shadow!.url, copy.model, copy.stream, copy.input], ['/api/v1/responses', 'b/second', false, RESPONSES.input]);
+  const judged = JSON.parse(judge!.body.toString()) as { messages: { content: string }[] };
+  assert.equal(judge!.url, '/api/v1/chat/completions');
+  assert.deepEqual(JSON.parse(judged.messages[1]!.content), { answer_a: 'The real answer.', answer_b: 'The shadow answer.' });
 });

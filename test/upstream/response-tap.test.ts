@@ -487,3 +487,19 @@ test('hostile events of the other shapes are skipped, never thrown on: wrong typ
     assert.equal(f.firstTokenAt, undefined, `${api}: no content was real`);
   }
 });
+
+test('a capturing tap keeps the answer\'s text in each shape, streamed or whole, up to its cap', () => {
+  const capture = (api: 'responses' | 'messages', sse: boolean, text: string, chars: number): string | undefined => {
+    const tap = new ResponseTap(sse, chars, api);
+    tap.push(Buffer.from(text));
+    return tap.end().answerText;
+  };
+  assert.equal(capture('responses', true, RESPONSES_STREAM.join(''), 100), 'Hi there');
+  assert.equal(capture('responses', true, RESPONSES_STREAM.join(''), 4), 'Hi t');
+  assert.equal(capture('messages', true, MESSAGES_STREAM.join(''), 100), 'Hello');
+  const message = { id: 'm', type: 'message', model: MODEL, content: [{ type: 'text', text: 'Whole' }, { type: 'tool_use', id: 't', name: 'f', input: {} }], usage: { input_tokens: 1, output_tokens: 1 } };
+  assert.equal(capture('messages', false, JSON.stringify(message), 100), 'Whole');
+  const response = { ...RESPONSE, status: 'completed', output: [{ type: 'message', content: [{ type: 'output_text', text: 'Done.' }] }], usage: RESPONSES_USAGE };
+  assert.equal(capture('responses', false, JSON.stringify(response), 100), 'Done.');
+  assert.equal(capture('responses', false, JSON.stringify(response), 0), undefined, 'not asked: not kept');
+});

@@ -364,7 +364,7 @@ export async function routedRoutes(app: FastifyInstance, opts: RoutedRoutesOptio
       exchange.spendSettlement = outcome.settlement;
     }
     // Sent once the response has ended (the recorder), from the client's body as it is now.
-    if (decision.shadow !== undefined) exchange.shadow = shadows?.prepare(decision.shadow, context.body, decision.body);
+    if (decision.shadow !== undefined) exchange.shadow = shadows?.prepare(decision.shadow, context.body, decision.body, api);
     const captureAnswerChars = exchange.shadow?.judged === true ? MAX_JUDGED_ANSWER_CHARS : undefined;
     const target = (d: RouteDecision): ForwardTarget => routedTarget(request, api, parsed, proxy, d, captureAnswerChars);
     if (decision.cascade !== undefined) {
