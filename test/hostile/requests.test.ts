@@ -151,7 +151,11 @@ interface Case {
 }
 
 const caseArb: fc.Arbitrary<Case> = fc.record({
-  path: fc.constantFrom('/v1/chat/completions', '/v1/chat/completions', '/v1/chat/completions', '/v1/routing/explain', '/v1/embeddings', '/v1/completions'),
+  path: fc.constantFrom(
+    '/v1/chat/completions', '/v1/chat/completions', '/v1/chat/completions', '/v1/routing/explain', '/v1/embeddings', '/v1/completions',
+    // The other routed shapes read any body through their view (src/rules/shapes.ts), chat-shaped ones included.
+    '/v1/messages', '/v1/responses', '/v1/routing/explain?api=messages', '/v1/routing/explain?api=responses',
+  ),
   headers,
   body: bodyText.map((s) => Buffer.from(s, 'utf8').toString('latin1')),
 });
@@ -165,7 +169,14 @@ const FIXED: Case[] = [
   `{"model":"auto","messages":[{"role":"user","content":"hi"}],"x":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`,
   // Two 15 MB model names, then the batch's /metrics scrape (issue 12, defect 3).
   ...[1, 2].map((n) => `{"model":"invented/${String(n).repeat(15_000_000)}","messages":[{"role":"user","content":"hi"}]}`),
-].map((body) => ({ path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body }));
+].map((body) => ({ path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body })).concat([
+  // The Responses and Messages shapes' own fields, of every wrong type (issue 18).
+  ['/v1/responses', '{"model":"auto","input":[null,1,"x",{"type":"message","role":"user","content":[null,{"type":"input_text","text":{"toString":1}}]}],"instructions":{"a":1}}'],
+  ['/v1/responses', '{"model":"auto","input":{"toString":"x"},"text":{"format":null},"max_output_tokens":"9","stream":"yes"}'],
+  ['/v1/messages', '{"model":"auto","system":[null,{"type":"text","text":5}],"messages":[{"role":"user","content":[{"type":"tool_result"},null]},"x"],"max_tokens":-1}'],
+  ['/v1/messages', '{"model":"auto","messages":{"role":"user"},"metadata":{"user_id":{"valueOf":1}}}'],
+  ['/v1/routing/explain?api=messages', '{"messages":[{"role":"user","content":[{"type":"image"},{"type":"text","text":"hi"}]}]}'],
+].map(([path, body]) => ({ path: path!, headers: { 'content-type': 'application/json' }, body: body! })));
 
 // ---- running it -------------------------------------------------------------------------------
 

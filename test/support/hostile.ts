@@ -93,7 +93,8 @@ export interface SeenResponse {
 
 /**
  * Why a response is not acceptable, or undefined when it is: a success, the proxy's own error in
- * OpenAI's envelope `{"error":{"message","type","code"}}` (never a 500 internal_error, which means
+ * OpenAI's envelope `{"error":{"message","type","code"}}` or, on /v1/messages, Anthropic's
+ * `{"type":"error","error":{"type","message"}}` (never a 500 internal_error, which means
  * a client's bytes broke the proxy), or an upstream error relayed (OpenRouter's numeric `code`, or
  * a non-JSON body the upstream wrote).
  * Every response carries x-request-id, and none carries the server key.
@@ -115,6 +116,12 @@ export function verdict(res: SeenResponse): string | undefined {
   }
   const error = (body as { error?: Record<string, unknown> } | null)?.error;
   if (typeof error !== 'object' || error === null || typeof error.message !== 'string') return 'an error outside any envelope';
+  // Anthropic's envelope (the Messages API's clients, ours and the upstream's): `type` on the error, the code leading the message.
+  if ((body as { type?: unknown }).type === 'error') {
+    if (typeof error.type !== 'string') return 'an Anthropic error envelope without a string type';
+    if (res.status >= 500 && error.message.startsWith('internal_error:')) return 'internal_error: the request broke the proxy';
+    return undefined;
+  }
   if (typeof error.code === 'number') return undefined; // relayed from upstream (OpenRouter's shape)
   if (typeof error.type !== 'string' || typeof error.code !== 'string') return 'an error envelope without string type and code';
   if (res.status >= 500 && error.type === 'internal_error') return 'internal_error: the request broke the proxy';
