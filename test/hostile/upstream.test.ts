@@ -64,6 +64,8 @@ interface Case {
   /** A response cut short (or none) is fine: a non-streaming body cut mid-way is cut for the client too. */
   readonly mayBeCut?: boolean;
   readonly defect?: string;
+  /** The request's shape (issue 18): chat by default; `messages` and `responses` post to their own endpoints. */
+  readonly api?: 'messages' | 'responses';
 }
 
 async function endWith(socket: Socket, data: string): Promise<string> {
@@ -135,7 +137,42 @@ const CASES: Case[] = [
   }) + JSON.stringify({ error: { message: `invalid key: ${req.authorization}`, code: 401 } })) },
   { name: 'a 418 text body that echoes the server key', stream: false, defect: '24', answer: (s, req) =>
     endWith(s, head(418, { 'content-type': 'text/plain' }) + `teapot says ${req.authorization}`) },
+  // The other shapes' streams and bodies, every field of the wrong type (issue 18).
+  { name: 'Messages events of the wrong types, streamed', stream: true, api: 'messages', answer: async (s) => {
+    await endWith(s, head(200, SSE) + [
+      'event: message_start\ndata: {"type":"message_start","message":{"id":{"a":1},"model":7,"usage":{"input_tokens":"9","cache_read_input_tokens":1e400,"output_tokens":-1}}}\n\n',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":{"toString":1}}}\n\n',
+      'event: content_block_delta\ndata: {not json\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","delta":null,"usage":[1,2]}\n\n',
+      'event: error\ndata: {"type":"error","error":{"type":{"toString":1},"message":[]}}\n\n',
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ].join(''));
+    return undefined;
+  } },
+  { name: 'Responses events of the wrong types, streamed', stream: true, api: 'responses', answer: async (s) => {
+    await endWith(s, head(200, SSE) + [
+      'event: response.created\ndata: {"type":"response.created","response":{"id":[],"model":{"x":1},"status":{}}}\n\n',
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":5}\n\n',
+      'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":{"valueOf":1},"output_tokens_details":"x"},"error":{"code":{"a":1}}}}\n\n',
+    ].join(''));
+    return undefined;
+  } },
+  { name: 'a Messages stream cut before its terminal event', stream: true, api: 'messages', answer: async (s) => {
+    await endWith(s, head(200, SSE) + 'event: message_start\ndata: {"type":"message_start","message":{"id":"m","model":"x","usage":{"input_tokens":3}}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"hal');
+    return undefined;
+  } },
+  { name: 'a Messages error body of the wrong types', stream: false, api: 'messages', answer: (s) =>
+    endWith(s, head(529, JSON_TYPE) + JSON.stringify({ type: 'error', error: { type: { toString: 1 }, message: ['x'] } })) },
+  { name: 'a Responses body of the wrong types', stream: false, api: 'responses', answer: (s) =>
+    endWith(s, head(200, JSON_TYPE) + JSON.stringify({ id: 1, model: null, status: ['completed'], incomplete_details: 'x', output: { a: 1 }, usage: { input_tokens: '12', input_tokens_details: null } })) },
 ];
+
+/** The path and body of a case's request, in its shape. */
+function requestOf(c: Case): { path: string; body: Record<string, unknown> } {
+  if (c.api === 'messages') return { path: '/v1/messages', body: { model: MODEL, stream: c.stream, max_tokens: 32, messages: [{ role: 'user', content: 'hi' }] } };
+  if (c.api === 'responses') return { path: '/v1/responses', body: { model: MODEL, stream: c.stream, input: 'hi' } };
+  return { path: '/v1/chat/completions', body: { model: MODEL, stream: c.stream, messages: [{ role: 'user', content: 'hi' }] } };
+}
 
 /** A raw upstream: reads one request head and body, then lets the case named in its header answer. */
 async function startUpstream(t: TestContext): Promise<{ baseUrl: string; closed: Map<string, Promise<void>[]>; sent: Map<string, string> }> {
@@ -179,10 +216,11 @@ async function startUpstream(t: TestContext): Promise<{ baseUrl: string; closed:
   return { baseUrl: `http://127.0.0.1:${port}/api/v1`, closed, sent };
 }
 
-/** Sends one chat request; `leaveAfterBytes` makes the client go away mid-response. Never rejects. */
+/** Sends one request in the case's shape; `leaveAfterBytes` makes the client go away mid-response. Never rejects. */
 function ask(origin: string, c: Case, requestId: string): Promise<{ response?: SeenResponse; error?: string }> {
   return new Promise((resolve) => {
-    const req = httpRequest(`${origin}/v1/chat/completions`, {
+    const { path, body } = requestOf(c);
+    const req = httpRequest(`${origin}${path}`, {
       method: 'POST', timeout: 60_000,
       headers: { 'content-type': 'application/json', 'x-hostile-upstream': c.name, 'x-request-id': requestId, authorization: 'Bearer client' },
     });
@@ -204,7 +242,7 @@ function ask(origin: string, c: Case, requestId: string): Promise<{ response?: S
       res.on('error', (err) => resolve({ response: seen(), error: String(err) }));
       res.on('end', () => resolve({ response: seen() }));
     });
-    req.end(JSON.stringify({ model: MODEL, stream: c.stream, messages: [{ role: 'user', content: 'hi' }] }));
+    req.end(JSON.stringify(body));
   });
 }
 
