@@ -6,7 +6,7 @@ import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { applyRewrite } from '../rules/actions.js';
 import type { JsonObject } from '../rules/decision.js';
 import type { ShadowPlan } from '../rules/shadow.js';
-import type { Api } from '../rules/shapes.js';
+import { UPSTREAM_PATHS, type Api } from '../rules/shapes.js';
 import type { ExchangeRecord } from '../server/record.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { answerOfBody } from '../upstream/answer-text.js';
@@ -167,7 +167,7 @@ export class Shadows {
     const model = plan.route.model;
     const now = this.deps.now ?? (() => performance.now());
     const started = now();
-    const end = await this.call(SHAPE_PATHS[prepared.api], prepared.body, MAX_SHADOW_ANSWER_BYTES);
+    const end = await this.call(UPSTREAM_PATHS[prepared.api], prepared.body, MAX_SHADOW_ANSWER_BYTES);
     const durationMs = now() - started;
     const usage = end.json === undefined ? undefined : usageOfAnswer(prepared.api, end.json);
     const costUsd = usage === undefined ? undefined : usage.cost ?? this.catalogCostOf(model, usage);
@@ -205,7 +205,7 @@ export class Shadows {
     };
     const provider = withPolicy(undefined, prepared.policy);
     if (provider !== undefined) body.provider = provider;
-    const end = await this.call(SHAPE_PATHS.chat, JSON.stringify(body), MAX_CLASSIFIER_ANSWER_BYTES);
+    const end = await this.call(UPSTREAM_PATHS.chat, JSON.stringify(body), MAX_CLASSIFIER_ANSWER_BYTES);
     if (typeof end.status !== 'number') return { agreement: end.status };
     if (end.status === NO_ENDPOINT_MATCHES) return { agreement: 'data_policy' };
     if (end.status < 200 || end.status > 299) return { agreement: 'error' };
@@ -303,9 +303,6 @@ function withPolicy(provider: unknown, policy: DataPolicy): JsonObject | undefin
   if (policy.data_collection === undefined && policy.zdr === undefined) return isObject(provider) ? provider : undefined;
   return { ...(isObject(provider) ? provider : {}), ...policy };
 }
-
-/** Where each shape is served, under OpenRouter's `/api/v1`. The judge is always a chat call (our own). */
-const SHAPE_PATHS: Readonly<Record<Api, string>> = { chat: '/chat/completions', responses: '/responses', messages: '/messages' };
 
 /** A whole answer's usage in its shape's terms (src/upstream/shape-facts.ts for the other shapes). */
 function usageOfAnswer(api: Api, json: unknown): TokenUsage | undefined {

@@ -14,6 +14,13 @@ import type { JsonObject } from './decision.js';
 export const APIS = ['chat', 'responses', 'messages'] as const;
 export type Api = (typeof APIS)[number];
 
+/**
+ * Where OpenRouter serves each shape, below its `/api/v1` base
+ * (https://openrouter.ai/docs/api-reference/responses-api, .../anthropic-messages): routed
+ * requests, shadow copies and cascade tiers of a shape all go there.
+ */
+export const UPSTREAM_PATHS: Readonly<Record<Api, string>> = { chat: '/chat/completions', responses: '/responses', messages: '/messages' };
+
 type Json = Record<string, unknown>;
 
 function isObject(v: unknown): v is Json {

@@ -7,7 +7,7 @@ import type { Caller } from '../../accounts/caller.js';
 import { modelAllowed } from '../../accounts/keys-file.js';
 import { InvalidJsonError, InvalidRequestError, ModelNotAllowedError, NoModelFitsError, RuleRejectedError } from '../../errors.js';
 import { invalidMessages, type JsonObject, type RequestContext, type RouteDecision } from '../../rules/decision.js';
-import { APIS, chatView, type Api } from '../../rules/shapes.js';
+import { APIS, chatView, UPSTREAM_PATHS, type Api } from '../../rules/shapes.js';
 import { explanationForClient, type RuleSet, type RulesSource } from '../../rules/ruleset.js';
 import type { ClassifierResolver, Resolution } from '../../classify/resolver.js';
 import type { Exchange } from '../exchange.js';
@@ -22,21 +22,13 @@ import { runCascade } from '../../experiments/cascade.js';
 import type { StickyTiers } from '../sticky-tiers.js';
 
 const EXPLAIN_PATH = '/v1/routing/explain';
-/**
- * The routed endpoints of each request shape (src/rules/shapes.ts): the client's path, and the
- * upstream's below OpenRouter's base URL. OpenRouter serves all three
- * (https://openrouter.ai/docs/api-reference/responses-api, .../anthropic-messages).
- */
-const SHAPE_PATHS: Readonly<Record<Api, { readonly client: string; readonly upstream: string }>> = {
-  chat: { client: '/v1/chat/completions', upstream: '/chat/completions' },
-  responses: { client: '/v1/responses', upstream: '/responses' },
-  messages: { client: '/v1/messages', upstream: '/messages' },
-};
+/** The routed endpoint of each request shape (src/rules/shapes.ts; sent upstream to UPSTREAM_PATHS). */
+const CLIENT_PATHS: Readonly<Record<Api, string>> = { chat: '/v1/chat/completions', responses: '/v1/responses', messages: '/v1/messages' };
 /**
  * The paths whose requests the rules see, and the proxy's own POST /v1/feedback (routes/feedback.ts):
  * the pass-through route refuses every other spelling of them.
  */
-export const ROUTED_V1_PATHS: readonly string[] = [...APIS.map((api) => SHAPE_PATHS[api].client), EXPLAIN_PATH, '/v1/feedback'];
+export const ROUTED_V1_PATHS: readonly string[] = [...APIS.map((api) => CLIENT_PATHS[api]), EXPLAIN_PATH, '/v1/feedback'];
 
 /** A chat body as parsed once: the value for the router, the bytes for a body nobody rewrote. */
 export interface ParsedJsonBody {
@@ -220,7 +212,7 @@ function routedTarget(request: FastifyRequest, api: Api, parsed: ParsedJsonBody,
   const exactBytesOnly = parsed.unsafeNumberPath !== undefined;
   return {
     method: 'POST',
-    path: `${SHAPE_PATHS[api].upstream}${queryOf(request.url)}`,
+    path: `${UPSTREAM_PATHS[api]}${queryOf(request.url)}`,
     api,
     body: upstreamBody,
     model: decision.model,
@@ -375,7 +367,7 @@ export async function routedRoutes(app: FastifyInstance, opts: RoutedRoutesOptio
     }
     await forward(request, reply, proxy, target(decision));
   };
-  for (const api of APIS) app.post(SHAPE_PATHS[api].client, routed(api));
+  for (const api of APIS) app.post(CLIENT_PATHS[api], routed(api));
 
   app.post(EXPLAIN_PATH, async (request) => {
     const api = explainApi(request.url);
