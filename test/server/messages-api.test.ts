@@ -111,3 +111,13 @@ test('the proxy\'s own refusals raise the Anthropic SDK\'s own classes: Authenti
   // A stream refused before it began raises the same class from finalMessage().
   await assertRefused(h, client.messages.stream(throttle).finalMessage(), Anthropic.RateLimitError, 429, 'rate_limit_error');
 });
+
+test('a stream the upstream cuts reaches the SDK as an error event it raises, not as a short answer', async (t) => {
+  const { client } = await anthropicClient(t);
+  const stream = client.messages.stream(ASK, { headers: { 'x-fake-fault': JSON.stringify({ type: 'reset-mid-stream', afterEvents: 3 }) } });
+  await assert.rejects(stream.finalMessage(), (err: unknown) => {
+    assert.ok(err instanceof APIError, String(err));
+    assert.match(String((err as Error).message), /upstream_/);
+    return true;
+  });
+});

@@ -116,3 +116,17 @@ test('the proxy\'s own refusals on /v1/responses come in OpenAI\'s envelope: Aut
   });
   assert.equal(h.fake.received.length, 0, 'nothing sent upstream');
 });
+
+test('a stream the upstream cuts ends with response.failed, which the SDK surfaces as a failed response', async (t) => {
+  const { client } = await openaiClient(t);
+  const stream = await client.responses.create({ ...ASK, stream: true }, { headers: { 'x-fake-fault': JSON.stringify({ type: 'reset-mid-stream', afterEvents: 3 }) } });
+  const types: string[] = [];
+  let failed: { status?: string; error?: { code?: string } | null } | undefined;
+  for await (const event of stream) {
+    types.push(event.type);
+    if (event.type === 'response.failed') failed = event.response as typeof failed;
+  }
+  assert.equal(types.at(-1), 'response.failed');
+  assert.equal(failed?.status, 'failed');
+  assert.match(failed?.error?.code ?? '', /^upstream_/);
+});
