@@ -30,7 +30,7 @@ const CLIENT_PATHS: Readonly<Record<Api, string>> = { chat: '/v1/chat/completion
  */
 export const ROUTED_V1_PATHS: readonly string[] = [...APIS.map((api) => CLIENT_PATHS[api]), EXPLAIN_PATH, '/v1/feedback'];
 
-/** A chat body as parsed once: the value for the router, the bytes for a body nobody rewrote. */
+/** A routed request's body (any shape) as parsed once: the value for the router, the bytes for a body nobody rewrote. */
 export interface ParsedJsonBody {
   readonly value: unknown;
   readonly raw: Buffer;
