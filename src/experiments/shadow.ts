@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Catalog } from '../catalog/catalog.js';
-import { catalogCost } from '../catalog/cost.js';
+import { requestCost } from '../catalog/cost.js';
 import { answerCost, MAX_CLASSIFIER_ANSWER_BYTES } from '../classify/remote.js';
 import type { SignalboxMetrics } from '../metrics/metrics.js';
 import { applyRewrite } from '../rules/actions.js';
@@ -170,7 +170,7 @@ export class Shadows {
     const end = await this.call(UPSTREAM_PATHS[prepared.api], prepared.body, MAX_SHADOW_ANSWER_BYTES);
     const durationMs = now() - started;
     const usage = end.json === undefined ? undefined : usageOfAnswer(prepared.api, end.json);
-    const costUsd = usage === undefined ? undefined : usage.cost ?? this.catalogCostOf(model, usage);
+    const costUsd = usage === undefined ? undefined : requestCost(usage.cost, this.deps.catalog(), model, usage, new Date())?.usd;
     const status = typeof end.status === 'number' ? String(end.status) : end.status;
     this.deps.metrics?.shadowFinished(plan.rule, model, status, durationMs / 1000, usage, costUsd);
     if (costUsd !== undefined && costUsd > 0) this.deps.charge(costUsd, model, log);
@@ -214,12 +214,6 @@ export class Shadows {
     const verdict = content === undefined ? undefined : parseVerdict(content);
     if (verdict === undefined) return { agreement: 'unparseable', ...(costUsd !== undefined && { costUsd }) };
     return { agreement: verdict.agree ? 'agree' : 'disagree', score: verdict.score, ...(costUsd !== undefined && { costUsd }) };
-  }
-
-  /** What a shadow's usage cost when its answer reported no cost: the catalog's price, when it lists the model. */
-  private catalogCostOf(model: string, usage: TokenUsage): number | undefined {
-    const catalog = this.deps.catalog();
-    return catalog === undefined ? undefined : catalogCost(catalog, model, usage, new Date());
   }
 
   /** POSTs `body` to `path` with the server key, aborted after SHADOW_TIMEOUT_MS or by `close`. Never rejects. */

@@ -556,17 +556,21 @@ function compileAnyRoute(
 /** Keys a route may have beside the one that decides it (`split`, `cascade`): they apply to the rule, not to one arm or tier. */
 const BESIDE_EXPERIMENTS = new Set(['retry', 'baseline', 'description', 'shadow']);
 
+/** Whether `route` has nothing beside its experiment `key` but BESIDE_EXPERIMENTS; else a problem naming what to move (`where`). */
+function standsAlone(route: RouteSpec, key: 'split' | 'cascade', where: string, path: Path, problems: CompileProblem[]): boolean {
+  const others = Object.keys(route).filter((k) => k !== key && !BESIDE_EXPERIMENTS.has(k));
+  if (others.length === 0) return true;
+  problems.push({ path, message: `route.${key} stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in ${where})` });
+  return false;
+}
+
 /** `split`: stands alone but for retry, baseline and shadow; each arm is a route of its own (not a split). */
 function compileSplit(
   spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[], cc: ConditionCompiler,
 ): SplitRoute | undefined {
   const route = spec.route;
   const split = route.split!;
-  const others = Object.keys(route).filter((k) => k !== 'split' && !BESIDE_EXPERIMENTS.has(k));
-  if (others.length > 0) {
-    problems.push({ path, message: `route.split stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in its arms)` });
-    return undefined;
-  }
+  if (!standsAlone(route, 'split', 'its arms', path, problems)) return undefined;
   if (!Array.isArray(split.arms)) return undefined;
   const at = [...path, 'split'];
   const sticky = split.sticky === undefined ? undefined : usedField(split.sticky, [...at, 'sticky'], cc, problems);
@@ -621,11 +625,7 @@ function tierRouteOf(ruleName: string, name: string, tiers: Record<string, TierS
 function compileCascade(spec: RuleSpec, tiers: Record<string, TierSpec>, tierNames: ReadonlySet<string>, path: Path, problems: CompileProblem[]): CascadeRoute | undefined {
   const route = spec.route;
   const cascade = route.cascade!;
-  const others = Object.keys(route).filter((k) => k !== 'cascade' && !BESIDE_EXPERIMENTS.has(k));
-  if (others.length > 0) {
-    problems.push({ path, message: `route.cascade stands alone; remove ${others.map((k) => `"${k}"`).join(', ')} (put actions in its tiers)` });
-    return undefined;
-  }
+  if (!standsAlone(route, 'cascade', 'its tiers', path, problems)) return undefined;
   if (!Array.isArray(cascade.tiers)) return undefined;
   const at = [...path, 'cascade'];
   const steps: { tier: string; route: RewriteRoute }[] = [];

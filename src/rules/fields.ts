@@ -59,9 +59,10 @@ export class EvalInput {
 
   /**
    * The body in the chat shape, which `request.*` and `classify.*` read (src/rules/shapes.ts): the
-   * body itself for chat, built once, on first read, for the Responses and Messages shapes.
+   * body itself for chat, built on first read (once per body: chatView keeps it) for the other shapes.
    */
   get view(): Readonly<JsonObject> {
+    // Kept here too: fields read it many times per decision, a property is cheaper than the WeakMap.
     return (this.chat ??= chatView(this.api, this.body));
   }
 

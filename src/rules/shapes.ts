@@ -116,9 +116,19 @@ function withCommon(body: Readonly<JsonObject>, messages: Json[], maxTokens: unk
   return view;
 }
 
+/**
+ * Views already built, by body: a request's stages (the account step, the rules, the classifier,
+ * the fallbacks' fit, the cascade, the prompt's hash) each ask for the view of the same body, and
+ * it is built once. Weak: an entry goes with its body, which no longer than its request lives.
+ */
+const views = new WeakMap<Readonly<JsonObject>, { readonly api: Api; readonly view: Readonly<JsonObject> }>();
+
 /** The body of `api` as the rules read it: the chat shape (a chat body is returned as it is). */
 export function chatView(api: Api, body: Readonly<JsonObject>): Readonly<JsonObject> {
-  if (api === 'responses') return responsesView(body);
-  if (api === 'messages') return messagesView(body);
-  return body;
+  if (api === 'chat') return body;
+  const built = views.get(body);
+  if (built !== undefined && built.api === api) return built.view;
+  const view = api === 'responses' ? responsesView(body) : messagesView(body);
+  views.set(body, { api, view });
+  return view;
 }

@@ -154,8 +154,8 @@ export class ExchangeRecorder {
     const usage = x.facts?.usage;
     const status = x.upstreamStatus;
     const refused = x.attempts.length === 0 || (status !== undefined && (status < 200 || status > 299));
-    // The answers a cascade discarded are the caller's too (issue 17: every attempt's cost counts).
-    const classifierNano = toNano(x.classifierCostUsd ?? 0) + toNano(x.escalationCostUsd ?? 0);
+    // Beside the answer: the classifier's call and the answers a cascade discarded (issue 17: every attempt's cost counts).
+    const besideAnswerNano = toNano(x.classifierCostUsd ?? 0) + toNano(x.escalationCostUsd ?? 0);
     const spent = usage === undefined ? undefined : spentUsd(usage, cost);
     let requestNano: number;
     let provisional = false;
@@ -169,9 +169,9 @@ export class ExchangeRecorder {
     }
     const model = this.spendModel(x.facts?.model ?? x.routedModel);
     const onError = (err: unknown) => finished.log.warn({ err: String(err) }, 'settling the caller\'s spend failed');
-    settlement.settle(requestNano + classifierNano, model, onError);
+    settlement.settle(requestNano + besideAnswerNano, model, onError);
     // The metric is a counter: it takes known costs only, a provisional one when it is reconciled.
-    this.metrics?.spendRecorded(settlement.keyName, fromNano((provisional ? 0 : requestNano) + classifierNano));
+    this.metrics?.spendRecorded(settlement.keyName, fromNano((provisional ? 0 : requestNano) + besideAnswerNano));
     if (!provisional) return undefined;
     return (usd) => {
       settlement.reconcile(toNano(usd) - requestNano, model, onError);

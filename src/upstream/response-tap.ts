@@ -317,7 +317,7 @@ export class ResponseTap {
       }
       const wanted = this.captureChars > 0 && head === undefined ? FACT_AND_ANSWER_MEMBERS : FACT_MEMBERS;
       membersFromEnd(tail, head === undefined ? 0 : tail.length - JSON_SCAN_WINDOW_BYTES, wanted, found);
-      if (found.has('choices')) this.captureText(firstChoice({ choices: found.get('choices') })?.message);
+      if (found.has('choices')) this.appendAnswer(answerOfBody('chat', { choices: found.get('choices') }).text);
       if (head !== undefined) membersFromStart(head, JSON_SCAN_WINDOW_BYTES, FACT_MEMBERS, found);
       if (found.size > 0) this.readObject(Object.fromEntries(found));
       const finishReason = finishReasonIn(head ?? tail) ?? (head === undefined ? undefined : finishReasonIn(tail));
@@ -402,18 +402,12 @@ export class ResponseTap {
     const choice = firstChoice(obj);
     if (f.firstTokenAt === undefined && carriesToken(choice)) f.firstTokenAt = performance.now();
     if (typeof choice?.finish_reason === 'string') f.finishReason = clipText(choice.finish_reason);
-    if (this.capturing()) this.captureText(choice?.delta);
+    if (this.capturing()) this.appendAnswer(answerOfEvent('chat', undefined, obj).text);
   }
 
   /** Whether the answer's text is still wanted. */
   private capturing(): boolean {
     return this.captureChars > 0 && (this.facts.answerText?.length ?? 0) < this.captureChars;
-  }
-
-  /** Adds a chat message's or delta's `content` to the captured text, up to captureChars. */
-  private captureText(message: unknown): void {
-    const content = message !== null && typeof message === 'object' ? (message as Json).content : undefined;
-    if (typeof content === 'string') this.appendAnswer(content);
   }
 
   /** Adds text of the answer to the captured text, up to captureChars. */
